@@ -1,0 +1,52 @@
+# ResolutionFlow — the commands a developer and CI use. Only Python 3.11+ is needed up front.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_WORKERS ?= 2
+
+.PHONY: run test lint format migrate bench clean install install-dev test-tools
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## run: the whole stack (embedded PostgreSQL + Redis unless DATABASE_URL / REDIS_URL are set)
+run: install
+	$(BIN)/python -m shared.devstack
+
+## test: the whole suite against real PostgreSQL, Redis and Celery workers
+test: install-dev test-tools
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+# System tools some tests drive (nginx for the gateway routing tests, Chromium for the console).
+test-tools:
+	@bash deploy/ci/ensure-test-tools.sh
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: install
+	$(BIN)/python -m shared.cli migrate
+
+bench: install-dev
+	$(BIN)/python -m pytest bench -p no:xdist --benchmark-only --benchmark-columns=min,median,mean,ops,rounds
+
+clean:
+	rm -rf $(VENV) .data .test-artifacts .benchmarks .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,111 @@
+"""The local gateway: one WSGI app that routes each API path to its service's own Flask app
+(Flask's application dispatching), and serves health, API docs and the engineer console.
+
+`make run` serves it with gunicorn (several worker processes); deploy/ runs each service alone
+behind nginx with the same routing table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, Response, jsonify
+
+from shared import runtime
+from shared.config import Settings
+from shared.web import check_dependencies
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+# First match wins; nginx (deploy/nginx/nginx.conf) and the Ingress carry the same table.
+ROUTES: tuple[tuple[str, str], ...] = (
+    (r"^/api/v1/(auth|scripts)(/|$)", "scripts"),
+    (r"^/api/v1/openapi/scripts\.json$", "scripts"),
+    (r"^/api/v1/openapi/pilot\.json$", "pilot"),
+    (r"^/api/v1/openapi/notes\.json$", "notes"),
+    (r"^/api/v1/ai-sessions/[^/]+/resolution-note(/|$)", "notes"),
+    (r"^/api/v1/integrations(/|$)", "notes"),
+    (r"^/api/v1/ai-sessions(/|$)", "pilot"),
+)
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ResolutionFlow API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head><body><div id="ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>
+SwaggerUIBundle({dom_id: "#ui", urls: [
+  {url: "/api/v1/openapi/scripts.json", name: "scripts"},
+  {url: "/api/v1/openapi/pilot.json", name: "pilot"},
+  {url: "/api/v1/openapi/notes.json", name: "notes"}],
+  layout: "StandaloneLayout",
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset]});
+</script>
+<noscript>Specs: <a href="/api/v1/openapi/scripts.json">scripts</a>,
+<a href="/api/v1/openapi/pilot.json">pilot</a>, <a href="/api/v1/openapi/notes.json">notes</a></noscript>
+</body></html>"""
+
+
+class PathDispatcher:
+    """Routes by PATH_INFO without rewriting it, so each service sees its own full paths."""
+
+    def __init__(self, fallback: WSGIApp, routes: Iterable[tuple[str, WSGIApp]]) -> None:
+        self.fallback = fallback
+        self.routes = [(re.compile(pattern), app) for pattern, app in routes]
+
+    def app_for(self, path: str) -> WSGIApp:
+        for pattern, app in self.routes:
+            if pattern.match(path):
+                return app
+        return self.fallback
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return self.app_for(environ.get("PATH_INFO", ""))(environ, start_response)
+
+
+def create_web_app(settings: Settings) -> Flask:
+    """The gateway's own pages: health of the whole stack, API docs, the console."""
+    app = Flask("resolutionflow.gateway")
+    app.config["SETTINGS"] = settings
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        healthy, checks = check_dependencies(settings)
+        body = {"status": "ok" if healthy else "unavailable", "service": "gateway", "checks": checks}
+        return jsonify(body), 200 if healthy else 503
+
+    @app.get("/api/docs")
+    def docs() -> Response:
+        return Response(DOCS_PAGE, mimetype="text/html")
+
+    try:
+        from services.console import init_console
+    except ImportError:  # pragma: no cover - the console is optional for the API
+        init_console = None  # type: ignore[assignment]
+    if init_console is not None:
+        init_console(app)
+
+    try:
+        from shared import observability
+    except ImportError:  # pragma: no cover
+        observability = None  # type: ignore[assignment]
+    if observability is not None and hasattr(observability, "init_app"):
+        observability.init_app(app, "gateway")
+    return app
+
+
+def create_app(settings: Settings | None = None) -> PathDispatcher:
+    from services import notes, pilot, scripts
+
+    settings = runtime.configure(settings)
+    apps: dict[str, WSGIApp] = {
+        "scripts": scripts.create_app(settings),
+        "pilot": pilot.create_app(settings),
+        "notes": notes.create_app(settings),
+    }
+    return PathDispatcher(
+        create_web_app(settings), [(pattern, apps[name]) for pattern, name in ROUTES]
+    )

@@ -1,0 +1,20 @@
+"""FlowPilot: AI troubleshooting sessions, facts, chat and suggested fixes."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from shared.config import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from services.pilot.api import blueprints
+    from shared.web import create_service_app
+
+    return create_service_app(
+        "pilot",
+        title="ResolutionFlow FlowPilot",
+        description="AI troubleshooting sessions: facts, chat, suggested fixes, resolve.",
+        blueprints=blueprints(),
+        settings=settings,
+    )

@@ -1,0 +1,282 @@
+"""Script library HTTP API (/api/v1/scripts) and token issuing (/api/v1/auth)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from sqlalchemy import func, select
+
+from services.scripts import templates
+from services.scripts.schemas import (
+    CategoryResponseSchema,
+    GenerateRequestSchema,
+    GenerateResponseSchema,
+    GenerationQueryArgsSchema,
+    GenerationRecordSchema,
+    MeResponseSchema,
+    ShareArgsSchema,
+    TemplateCreateSchema,
+    TemplateDetailSchema,
+    TemplateListItemSchema,
+    TemplateQueryArgsSchema,
+    TemplateUpdateSchema,
+    TemplateVersionSchema,
+    TokenRequestSchema,
+    TokenResponseSchema,
+)
+from shared.auth import (
+    auth_required,
+    current_principal,
+    issue_token,
+    load_principal,
+    verify_password,
+)
+from shared.db import db
+from shared.events import write_transaction
+from shared.models import User
+from shared.web import BEARER_SECURITY
+
+auth_blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Bearer tokens")
+scripts_blp = Blueprint(
+    "scripts", __name__, url_prefix="/api/v1/scripts", description="Script library"
+)
+
+
+def _register_sensitive(values: dict[str, Any]) -> None:
+    try:
+        from shared.observability import register_sensitive_value
+    except ImportError:  # pragma: no cover
+        return
+    for value in values.values():
+        if isinstance(value, str) and value:
+            register_sensitive_value(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, str) and item:
+                    register_sensitive_value(item)
+
+
+# ── Auth ──────────────────────────────────────────────────────────────────
+
+
+@auth_blp.route("/token")
+class TokenView(MethodView):
+    @auth_blp.arguments(TokenRequestSchema)
+    @auth_blp.response(200, TokenResponseSchema)
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Exchange email and password for a bearer token."""
+        settings = current_app.config["SETTINGS"]
+        with db.session() as session:
+            user = session.scalars(
+                select(User).where(func.lower(User.email) == data["email"].strip().lower())
+            ).one_or_none()
+            ok = user is not None and verify_password(user.password_hash, data["password"])
+            principal = load_principal(session, user.id) if ok and user is not None else None
+        if principal is None:
+            abort(401, message="invalid email or password")
+        return {
+            "access_token": issue_token(settings.secret_key, principal.id, settings.TOKEN_TTL_S),
+            "token_type": "bearer",
+            "expires_in": settings.TOKEN_TTL_S,
+        }
+
+
+@auth_blp.route("/me")
+class MeView(MethodView):
+    decorators = [auth_required]
+
+    @auth_blp.response(200, MeResponseSchema)
+    @auth_blp.doc(security=BEARER_SECURITY)
+    def get(self) -> dict[str, Any]:
+        """The caller's identity and role."""
+        p = current_principal()
+        return {
+            "id": p.id,
+            "email": p.email,
+            "account_id": p.account_id,
+            "team_id": p.team_id,
+            "role": p.role,
+            "is_super_admin": p.is_super_admin,
+        }
+
+
+# ── Categories and templates ──────────────────────────────────────────────
+
+
+@scripts_blp.route("/categories")
+class CategoriesView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(200, CategoryResponseSchema(many=True))
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self) -> list[dict[str, Any]]:
+        """Active categories by sort order, with the number of templates you can see."""
+        with db.session() as session:
+            return templates.list_categories(session, current_principal())
+
+
+@scripts_blp.route("/templates")
+class TemplatesView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.arguments(TemplateQueryArgsSchema, location="query")
+    @scripts_blp.response(200, TemplateListItemSchema(many=True))
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Templates you can see, ordered by name. `X-Total-Count` gives the unpaged total."""
+        filters = templates.TemplateFilters(
+            category_slug=args.get("category_slug"),
+            search=args.get("search"),
+            tags=tuple((args.get("tags") or "").split(",")),
+            managed=args.get("managed"),
+            mine=args["mine"],
+            shared=args["shared"],
+            limit=args["limit"],
+            offset=args["offset"],
+        )
+        with db.session() as session:
+            rows, total = templates.list_templates(session, current_principal(), filters)
+        return rows, {"X-Total-Count": str(total)}
+
+    @scripts_blp.arguments(TemplateCreateSchema)
+    @scripts_blp.response(201, TemplateDetailSchema)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Create a template (engineers and owners)."""
+        with write_transaction() as session:
+            return templates.create_template(session, current_principal(), data)
+
+
+@scripts_blp.route("/templates/<uuid:template_id>")
+class TemplateView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(200, TemplateDetailSchema)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self, template_id: uuid.UUID) -> Any:
+        with db.session() as session:
+            return templates.get_template(session, current_principal(), template_id)
+
+    @scripts_blp.arguments(TemplateUpdateSchema)
+    @scripts_blp.response(200, TemplateDetailSchema)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def put(self, data: dict[str, Any], template_id: uuid.UUID) -> Any:
+        """Partial update; `version` grows when `script_body` or `parameters_schema` changes."""
+        with write_transaction() as session:
+            return templates.update_template(session, current_principal(), template_id, data)
+
+    @scripts_blp.response(204)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def delete(self, template_id: uuid.UUID) -> None:
+        """Soft delete."""
+        with write_transaction() as session:
+            templates.delete_template(session, current_principal(), template_id)
+
+
+@scripts_blp.route("/templates/<uuid:template_id>/share")
+class TemplateShareView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.arguments(ShareArgsSchema, location="query")
+    @scripts_blp.response(200, TemplateDetailSchema)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def patch(self, args: dict[str, Any], template_id: uuid.UUID) -> Any:
+        """Share with the team (true) or make personal (false). Owners and super admins."""
+        with write_transaction() as session:
+            return templates.share_template(
+                session, current_principal(), template_id, args["shared"]
+            )
+
+
+@scripts_blp.route("/templates/<uuid:template_id>/versions")
+class TemplateVersionsView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(200, TemplateVersionSchema(many=True))
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self, template_id: uuid.UUID) -> Any:
+        """Every version of the template's body and parameters, newest first."""
+        with db.session() as session:
+            return templates.list_versions(session, current_principal(), template_id)
+
+
+# ── Generate and history ──────────────────────────────────────────────────
+
+
+@scripts_blp.route("/generate")
+class GenerateView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.arguments(GenerateRequestSchema)
+    @scripts_blp.response(200, GenerateResponseSchema)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Render a template. The real script is in this response only; every stored copy has
+        sensitive values replaced by the redaction marker."""
+        principal = current_principal()
+        _register_sensitive(data["parameters"])
+        with write_transaction() as session:
+            result = templates.generate_script(
+                session,
+                principal,
+                template_id=data["template_id"],
+                parameters=data["parameters"],
+                session_id=data["session_id"],
+                ai_session_id=data["ai_session_id"],
+            )
+            template, generation = result.template, result.generation
+            warnings: list[str] = []
+            if template.requires_elevation:
+                warnings.append("This script requires 'Run as Administrator'")
+            if template.requires_modules:
+                warnings.append(
+                    "This script needs the PowerShell modules: "
+                    + ", ".join(template.requires_modules)
+                )
+            body = {
+                "id": generation.id,
+                "script": result.rendered.script,
+                "warnings": warnings,
+                "metadata": {
+                    "template_name": template.name,
+                    "template_version": template.version,
+                    "requires_elevation": template.requires_elevation,
+                    "requires_modules": template.requires_modules,
+                    "generated_at": generation.created_at.isoformat(),
+                    "estimated_runtime": template.estimated_runtime,
+                },
+                "state_version": result.state_version,
+            }
+        return body
+
+
+@scripts_blp.route("/generations")
+class GenerationsView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.arguments(GenerationQueryArgsSchema, location="query")
+    @scripts_blp.response(200, GenerationRecordSchema(many=True))
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Your own generations, newest first (parameters as stored: redacted)."""
+        with db.session() as session:
+            rows = templates.list_generations(
+                session, current_principal(), limit=args["limit"], offset=args["offset"]
+            )
+        return [
+            {
+                "id": gen.id,
+                "template_id": gen.template_id,
+                "template_name": name,
+                "template_version": gen.template_version,
+                "parameters_used": gen.parameters_used,
+                "session_id": gen.session_id,
+                "ai_session_id": gen.ai_session_id,
+                "created_at": gen.created_at,
+            }
+            for gen, name in rows
+        ]

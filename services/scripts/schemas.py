@@ -1,0 +1,184 @@
+"""Request and response schemas of the script library API (field names as in the seed)."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+COMPLEXITIES = ("basic", "intermediate", "advanced")
+
+
+class StrictSchema(Schema):
+    class Meta:
+        ordered = True
+
+
+class TokenRequestSchema(StrictSchema):
+    email = fields.Email(required=True)
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class TokenResponseSchema(StrictSchema):
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True)
+    expires_in = fields.Integer(required=True)
+
+
+class MeResponseSchema(StrictSchema):
+    id = fields.UUID()
+    email = fields.String()
+    account_id = fields.UUID()
+    team_id = fields.UUID(allow_none=True)
+    role = fields.String()
+    is_super_admin = fields.Boolean()
+
+
+class CategoryResponseSchema(StrictSchema):
+    id = fields.UUID(dump_only=True)
+    name = fields.String()
+    slug = fields.String()
+    description = fields.String(allow_none=True)
+    icon = fields.String(allow_none=True)
+    sort_order = fields.Integer()
+    template_count = fields.Integer()
+
+
+class TemplateQueryArgsSchema(StrictSchema):
+    class Meta:
+        unknown = EXCLUDE
+
+    category_slug = fields.String(validate=validate.Length(max=100))
+    search = fields.String(validate=validate.Length(max=200))
+    tags = fields.String(
+        validate=validate.Length(max=1000), metadata={"description": "Comma-separated tags"}
+    )
+    managed = fields.Boolean(metadata={"description": "Only templates you can edit"})
+    mine = fields.Boolean(load_default=False)
+    shared = fields.Boolean(load_default=False)
+    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class TemplateListItemSchema(StrictSchema):
+    id = fields.UUID(dump_only=True)
+    category_id = fields.UUID()
+    scope = fields.String()
+    account_id = fields.UUID(allow_none=True)
+    team_id = fields.UUID(allow_none=True)
+    created_by = fields.UUID(allow_none=True)
+    name = fields.String()
+    slug = fields.String()
+    description = fields.String(allow_none=True)
+    use_case = fields.String(allow_none=True)
+    tags = fields.List(fields.String())
+    complexity = fields.String(allow_none=True)
+    estimated_runtime = fields.String(allow_none=True)
+    requires_elevation = fields.Boolean()
+    requires_modules = fields.List(fields.String())
+    usage_count = fields.Integer()
+    version = fields.Integer()
+    is_active = fields.Boolean()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class TemplateDetailSchema(TemplateListItemSchema):
+    script_body = fields.String()
+    parameters_schema = fields.Dict()
+    default_values = fields.Dict()
+    validation_rules = fields.Dict()
+
+
+class _TemplateWriteFields(StrictSchema):
+    category_id = fields.UUID()
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    slug = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True, validate=validate.Length(max=4000))
+    use_case = fields.String(allow_none=True, validate=validate.Length(max=4000))
+    script_body = fields.String(validate=validate.Length(min=1, max=100_000))
+    parameters_schema = fields.Dict(allow_none=True)
+    default_values = fields.Dict(allow_none=True)
+    validation_rules = fields.Dict(allow_none=True)
+    tags = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)),
+        validate=validate.Length(max=30),
+    )
+    complexity = fields.String(allow_none=True, validate=validate.OneOf(COMPLEXITIES))
+    estimated_runtime = fields.String(allow_none=True, validate=validate.Length(max=50))
+    requires_elevation = fields.Boolean()
+    requires_modules = fields.List(
+        fields.String(validate=validate.Length(min=1, max=100)),
+        validate=validate.Length(max=30),
+    )
+
+    @validates_schema
+    def name_not_blank(self, data: dict, **_: object) -> None:
+        if "name" in data and not data["name"].strip():
+            raise ValidationError("must not be blank", "name")
+        if "script_body" in data and not data["script_body"].strip():
+            raise ValidationError("must not be blank", "script_body")
+
+
+class TemplateCreateSchema(_TemplateWriteFields):
+    category_id = fields.UUID(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    script_body = fields.String(required=True, validate=validate.Length(min=1, max=100_000))
+    shared = fields.Boolean(
+        metadata={"description": "false keeps it personal; default: your team's if you have one"}
+    )
+    builtin = fields.Boolean(load_default=False, metadata={"description": "super admins only"})
+
+
+class TemplateUpdateSchema(_TemplateWriteFields):
+    regenerate_slug = fields.Boolean(
+        load_default=False, metadata={"description": "derive a new slug from the new name"}
+    )
+
+
+class ShareArgsSchema(StrictSchema):
+    shared = fields.Boolean(
+        required=True, metadata={"description": "true to share with team, false for personal"}
+    )
+
+
+class TemplateVersionSchema(StrictSchema):
+    version = fields.Integer()
+    script_body = fields.String()
+    parameters_schema = fields.Dict()
+    created_by = fields.UUID(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class GenerateRequestSchema(StrictSchema):
+    template_id = fields.UUID(required=True)
+    parameters = fields.Dict(keys=fields.String(), load_default=dict)
+    session_id = fields.UUID(allow_none=True, load_default=None)
+    ai_session_id = fields.UUID(allow_none=True, load_default=None)
+
+
+class GenerateResponseSchema(StrictSchema):
+    id = fields.UUID()
+    script = fields.String()
+    warnings = fields.List(fields.String())
+    metadata = fields.Dict()
+    state_version = fields.Integer(
+        allow_none=True, metadata={"description": "the linked AI session's new state_version"}
+    )
+
+
+class GenerationQueryArgsSchema(StrictSchema):
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class GenerationRecordSchema(StrictSchema):
+    id = fields.UUID()
+    template_id = fields.UUID()
+    template_name = fields.String()
+    template_version = fields.Integer()
+    parameters_used = fields.Dict()
+    session_id = fields.UUID(allow_none=True)
+    ai_session_id = fields.UUID(allow_none=True)
+    created_at = fields.DateTime()

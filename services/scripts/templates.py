@@ -1,0 +1,527 @@
+"""Script library domain: categories, templates, generation. No Flask; every function takes an
+open SQLAlchemy session (the caller owns the transaction) and the acting principal."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.scripts.engine import (
+    RenderedScript,
+    ScriptRenderError,
+    ScriptTemplateEngine,
+    TemplateDefinitionError,
+)
+from shared import events
+from shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shared.models import (
+    ScriptCategory,
+    ScriptGeneration,
+    ScriptTemplate,
+    ScriptTemplateVersion,
+    Team,
+    User,
+)
+from shared.permissions import (
+    can_create_content,
+    can_manage_template,
+    template_manageable,
+    template_visibility,
+)
+from shared.principal import Principal
+
+engine = ScriptTemplateEngine()
+
+# Fields a PUT may change; changing either of the first two makes a new version.
+VERSIONED_FIELDS = ("script_body", "parameters_schema")
+EDITABLE_FIELDS = (
+    "category_id",
+    "name",
+    "description",
+    "use_case",
+    "script_body",
+    "parameters_schema",
+    "default_values",
+    "validation_rules",
+    "tags",
+    "complexity",
+    "estimated_runtime",
+    "requires_elevation",
+    "requires_modules",
+)
+SLUG_MAX = 200
+
+
+# ── Categories ────────────────────────────────────────────────────────────
+
+
+def list_categories(session: Session, principal: Principal) -> list[dict[str, Any]]:
+    counts = (
+        select(ScriptTemplate.category_id, func.count().label("n"))
+        .where(ScriptTemplate.is_active.is_(True), template_visibility(principal))
+        .group_by(ScriptTemplate.category_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(ScriptCategory, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.category_id == ScriptCategory.id)
+        .where(ScriptCategory.is_active.is_(True))
+        .order_by(ScriptCategory.sort_order, ScriptCategory.name)
+    ).all()
+    return [
+        {
+            "id": cat.id,
+            "name": cat.name,
+            "slug": cat.slug,
+            "description": cat.description,
+            "icon": cat.icon,
+            "sort_order": cat.sort_order,
+            "template_count": int(count),
+        }
+        for cat, count in rows
+    ]
+
+
+# ── Reading templates ─────────────────────────────────────────────────────
+
+
+def escape_like(term: str) -> str:
+    """Make a user's search text match literally inside LIKE (backslash is the escape)."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def normalise_tags(tags: Sequence[str] | None) -> list[str]:
+    seen: dict[str, None] = {}
+    for tag in tags or ():
+        cleaned = tag.strip().lower()
+        if cleaned:
+            seen.setdefault(cleaned, None)
+    return list(seen)
+
+
+@dataclass(frozen=True)
+class TemplateFilters:
+    category_slug: str | None = None
+    search: str | None = None
+    tags: tuple[str, ...] = ()
+    managed: bool | None = None
+    mine: bool = False
+    shared: bool = False
+    limit: int = 200
+    offset: int = 0
+
+
+def _visible_templates(principal: Principal) -> Select[tuple[ScriptTemplate]]:
+    return select(ScriptTemplate).where(
+        ScriptTemplate.is_active.is_(True), template_visibility(principal)
+    )
+
+
+def list_templates(
+    session: Session, principal: Principal, filters: TemplateFilters
+) -> tuple[list[ScriptTemplate], int]:
+    query = _visible_templates(principal)
+    if filters.category_slug:
+        query = query.join(ScriptCategory, ScriptTemplate.category_id == ScriptCategory.id).where(
+            ScriptCategory.slug == filters.category_slug
+        )
+    if filters.search and filters.search.strip():
+        term = f"%{escape_like(filters.search.strip())}%"
+        query = query.where(
+            or_(
+                ScriptTemplate.name.ilike(term, escape="\\"),
+                ScriptTemplate.description.ilike(term, escape="\\"),
+                ScriptTemplate.slug.ilike(term, escape="\\"),
+            )
+        )
+    tags = normalise_tags(filters.tags)
+    if tags:
+        # Tags are stored lower-cased, so any-of is an indexed array overlap.
+        query = query.where(ScriptTemplate.tags.overlap(tags))
+    if filters.managed:
+        query = query.where(template_manageable(principal))
+    if filters.mine:
+        query = query.where(ScriptTemplate.created_by == principal.id)
+    if filters.shared:
+        if principal.team_id is None:
+            return [], 0
+        query = query.where(
+            ScriptTemplate.scope == "team",
+            ScriptTemplate.team_id == principal.team_id,
+            ScriptTemplate.account_id == principal.account_id,
+        )
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = session.scalars(
+        query.order_by(ScriptTemplate.name, ScriptTemplate.id)
+        .limit(filters.limit)
+        .offset(filters.offset)
+    ).all()
+    return list(rows), int(total)
+
+
+def get_template(
+    session: Session, principal: Principal, template_id: uuid.UUID, *, for_update: bool = False
+) -> ScriptTemplate:
+    query = _visible_templates(principal).where(ScriptTemplate.id == template_id)
+    if for_update:
+        query = query.with_for_update()
+    template = session.scalars(query).one_or_none()
+    if template is None:
+        raise NotFound("Template not found")
+    return template
+
+
+def list_versions(
+    session: Session, principal: Principal, template_id: uuid.UUID
+) -> list[ScriptTemplateVersion]:
+    get_template(session, principal, template_id)
+    return list(
+        session.scalars(
+            select(ScriptTemplateVersion)
+            .where(ScriptTemplateVersion.template_id == template_id)
+            .order_by(ScriptTemplateVersion.version.desc())
+        )
+    )
+
+
+# ── Writing templates ─────────────────────────────────────────────────────
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:SLUG_MAX].strip("-")
+    return slug or "template"
+
+
+def _slug_taken(
+    session: Session, account_id: uuid.UUID | None, slug: str, exclude: uuid.UUID | None
+) -> bool:
+    owner = (
+        ScriptTemplate.account_id.is_(None)
+        if account_id is None
+        else ScriptTemplate.account_id == account_id
+    )
+    query = select(ScriptTemplate.id).where(
+        owner, ScriptTemplate.slug == slug, ScriptTemplate.is_active.is_(True)
+    )
+    if exclude is not None:
+        query = query.where(ScriptTemplate.id != exclude)
+    return session.execute(query.limit(1)).first() is not None
+
+
+def unique_slug(
+    session: Session,
+    account_id: uuid.UUID | None,
+    base: str,
+    exclude: uuid.UUID | None = None,
+) -> str:
+    base = slugify(base)
+    candidate, n = base, 1
+    while _slug_taken(session, account_id, candidate, exclude):
+        n += 1
+        suffix = f"-{n}"
+        candidate = base[: SLUG_MAX - len(suffix)] + suffix
+    return candidate
+
+
+def _validate_definition(values: dict[str, Any]) -> None:
+    try:
+        engine.validate_template(
+            values["script_body"],
+            values.get("parameters_schema"),
+            values.get("default_values"),
+            values.get("validation_rules"),
+        )
+    except TemplateDefinitionError as exc:
+        raise InvalidInput("Invalid template definition", errors=exc.errors) from exc
+
+
+def _require_category(session: Session, category_id: uuid.UUID) -> None:
+    exists = session.execute(
+        select(ScriptCategory.id).where(
+            ScriptCategory.id == category_id, ScriptCategory.is_active.is_(True)
+        )
+    ).first()
+    if exists is None:
+        raise NotFound("Category not found", errors={"category_id": ["no such category"]})
+
+
+def _snapshot(session: Session, template: ScriptTemplate, actor: uuid.UUID | None) -> None:
+    session.add(
+        ScriptTemplateVersion(
+            template_id=template.id,
+            version=template.version,
+            script_body=template.script_body,
+            parameters_schema=template.parameters_schema,
+            created_by=actor,
+        )
+    )
+
+
+def _insert_with_unique_slug(
+    session: Session, template: ScriptTemplate, slug_base: str
+) -> ScriptTemplate:
+    """Concurrent creates may pick the same free slug; the partial unique index decides and the
+    loser tries the next one."""
+    for _ in range(10):
+        template.slug = unique_slug(session, template.account_id, slug_base, exclude=template.id)
+        try:
+            with session.begin_nested():
+                session.add(template)
+                session.flush()
+            return template
+        except IntegrityError as exc:
+            if "slug" not in str(exc.orig):
+                raise
+    raise Conflict("Could not find a free slug; try again", errors={"slug": ["taken"]})
+
+
+def create_template(session: Session, principal: Principal, data: dict[str, Any]) -> ScriptTemplate:
+    if not can_create_content(principal):
+        raise PermissionDenied("Engineer access required to create templates")
+    _require_category(session, data["category_id"])
+    _validate_definition(data)
+
+    builtin = bool(data.get("builtin"))
+    if builtin and not principal.is_super_admin:
+        raise PermissionDenied("Only super admins create built-in templates")
+    shared = data.get("shared")
+    if builtin:
+        scope, account_id, team_id = "builtin", None, None
+    elif principal.team_id is not None and shared is not False:
+        # The seed files a team member's template with their team; keep that default.
+        scope, account_id, team_id = "team", principal.account_id, principal.team_id
+    else:
+        if shared:
+            raise InvalidInput(
+                "You belong to no team to share with", errors={"shared": ["no team"]}
+            )
+        scope, account_id, team_id = "personal", principal.account_id, None
+
+    template = ScriptTemplate(
+        id=uuid.uuid4(),
+        category_id=data["category_id"],
+        scope=scope,
+        account_id=account_id,
+        team_id=team_id,
+        created_by=principal.id,
+        name=data["name"],
+        description=data.get("description"),
+        use_case=data.get("use_case"),
+        script_body=data["script_body"],
+        parameters_schema=data.get("parameters_schema") or {"parameters": []},
+        default_values=data.get("default_values") or {},
+        validation_rules=data.get("validation_rules") or {},
+        tags=normalise_tags(data.get("tags")),
+        complexity=data.get("complexity"),
+        estimated_runtime=data.get("estimated_runtime"),
+        requires_elevation=bool(data.get("requires_elevation", False)),
+        requires_modules=list(data.get("requires_modules") or []),
+        usage_count=0,
+        version=1,
+        is_active=True,
+    )
+    _insert_with_unique_slug(session, template, data.get("slug") or data["name"])
+    _snapshot(session, template, principal.id)
+    return template
+
+
+def update_template(
+    session: Session, principal: Principal, template_id: uuid.UUID, data: dict[str, Any]
+) -> ScriptTemplate:
+    # The row lock serialises concurrent edits, so each version bump is counted once.
+    template = get_template(session, principal, template_id, for_update=True)
+    if not can_manage_template(principal, template):
+        raise PermissionDenied("You don't have permission to edit this template")
+    if "category_id" in data:
+        _require_category(session, data["category_id"])
+
+    merged = {
+        "script_body": data.get("script_body", template.script_body),
+        "parameters_schema": data.get("parameters_schema", template.parameters_schema),
+        "default_values": data.get("default_values", template.default_values),
+        "validation_rules": data.get("validation_rules", template.validation_rules),
+    }
+    if any(key in data for key in merged):
+        _validate_definition(merged)
+
+    new_version = any(
+        key in data and data[key] != getattr(template, key) for key in VERSIONED_FIELDS
+    )
+    for key in EDITABLE_FIELDS:
+        if key not in data:
+            continue
+        value = data[key]
+        if key == "tags":
+            value = normalise_tags(value)
+        elif key in ("parameters_schema", "default_values", "validation_rules"):
+            value = value or ({"parameters": []} if key == "parameters_schema" else {})
+        elif key == "requires_modules":
+            value = list(value or [])
+        setattr(template, key, value)
+
+    if data.get("slug") or data.get("regenerate_slug"):
+        base = data.get("slug") or template.name
+        template.slug = unique_slug(session, template.account_id, base, exclude=template.id)
+
+    if new_version:
+        template.version = session.execute(
+            update(ScriptTemplate)
+            .where(ScriptTemplate.id == template.id)
+            .values(version=ScriptTemplate.version + 1)
+            .returning(ScriptTemplate.version)
+        ).scalar_one()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict("That slug is already used", errors={"slug": ["taken"]}) from exc
+    if new_version:
+        _snapshot(session, template, principal.id)
+    return template
+
+
+def delete_template(session: Session, principal: Principal, template_id: uuid.UUID) -> None:
+    template = get_template(session, principal, template_id, for_update=True)
+    if not can_manage_template(principal, template):
+        raise PermissionDenied("You don't have permission to delete this template")
+    template.is_active = False
+
+
+def share_template(
+    session: Session, principal: Principal, template_id: uuid.UUID, shared: bool
+) -> ScriptTemplate:
+    template = get_template(session, principal, template_id, for_update=True)
+    if not (principal.is_super_admin or principal.is_owner):
+        raise PermissionDenied("Only account owners and admins can share templates")
+    if template.scope == "builtin":
+        raise Conflict("Built-in templates are visible to everyone and cannot be re-scoped")
+    if shared:
+        team_id = None
+        if template.created_by is not None:
+            team_id = session.execute(
+                select(User.team_id).where(
+                    User.id == template.created_by, User.account_id == template.account_id
+                )
+            ).scalar_one_or_none()
+        if team_id is None and principal.account_id == template.account_id:
+            team_id = principal.team_id
+        if team_id is None:
+            raise InvalidInput(
+                "Neither the template's creator nor you belong to a team to share it with",
+                errors={"shared": ["no team to share with"]},
+            )
+        in_account = session.execute(
+            select(Team.id).where(Team.id == team_id, Team.account_id == template.account_id)
+        ).first()
+        if in_account is None:
+            raise InvalidInput(
+                "Team is not in the template's account", errors={"shared": ["bad team"]}
+            )
+        template.scope, template.team_id = "team", team_id
+    else:
+        # Personal stays inside its account: creator, owners and super admins only.
+        template.scope, template.team_id = "personal", None
+    session.flush()
+    return template
+
+
+# ── Generation ────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    generation: ScriptGeneration
+    template: ScriptTemplate
+    rendered: RenderedScript
+    state_version: int | None
+
+
+def generate_script(
+    session: Session,
+    principal: Principal,
+    *,
+    template_id: uuid.UUID,
+    parameters: dict[str, Any],
+    session_id: uuid.UUID | None = None,
+    ai_session_id: uuid.UUID | None = None,
+) -> GenerationResult:
+    template = get_template(session, principal, template_id)
+    try:
+        rendered = engine.render(
+            template.script_body,
+            template.parameters_schema,
+            parameters,
+            template.default_values,
+            template.validation_rules,
+        )
+    except ScriptRenderError as exc:
+        raise InvalidInput("Invalid parameters", errors={"parameters": exc.errors}) from exc
+
+    state_version = None
+    if ai_session_id is not None:
+        # Only a session of the caller's own account can be named; the account is part of the
+        # UPDATE, so another account's session is untouched and reads as missing.
+        try:
+            state_version = events.bump(
+                session,
+                session_id=ai_session_id,
+                account_id=principal.account_id,
+                cause="script_generated",
+            )
+        except events.SessionNotFound as exc:
+            raise NotFound(
+                "AI session not found", errors={"ai_session_id": ["no such session"]}
+            ) from exc
+        except events.SessionReadOnly as exc:
+            raise Conflict(
+                "AI session is resolved; reopen it first",
+                errors={"ai_session_id": ["session is resolved"]},
+            ) from exc
+
+    generation = ScriptGeneration(
+        template_id=template.id,
+        template_version=template.version,
+        user_id=principal.id,
+        account_id=principal.account_id,
+        team_id=principal.team_id,
+        session_id=session_id,
+        ai_session_id=ai_session_id,
+        parameters_used=rendered.redacted_values,
+        generated_script=rendered.stored_script,
+    )
+    session.add(generation)
+    # One atomic increment: concurrent generations never lose a count.
+    session.execute(
+        update(ScriptTemplate)
+        .where(ScriptTemplate.id == template.id)
+        .values(usage_count=ScriptTemplate.usage_count + 1)
+    )
+    session.flush()
+    return GenerationResult(
+        generation=generation, template=template, rendered=rendered, state_version=state_version
+    )
+
+
+def list_generations(
+    session: Session, principal: Principal, *, limit: int, offset: int
+) -> list[tuple[ScriptGeneration, str]]:
+    rows = session.execute(
+        select(ScriptGeneration, ScriptTemplate.name)
+        .join(ScriptTemplate, ScriptGeneration.template_id == ScriptTemplate.id)
+        .where(
+            and_(
+                ScriptGeneration.user_id == principal.id,
+                ScriptGeneration.account_id == principal.account_id,
+            )
+        )
+        .order_by(ScriptGeneration.created_at.desc(), ScriptGeneration.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return [(gen, name) for gen, name in rows]

@@ -1,0 +1,110 @@
+"""Bearer tokens (JWT, HS256) and password hashing; the request's authenticated principal."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, g, request
+from flask_smorest import abort
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.models import Account, User
+from shared.principal import Principal
+
+TOKEN_ISSUER = "resolutionflow"
+_hasher = PasswordHasher()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def issue_token(secret: str, user_id: uuid.UUID, ttl_s: int) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(user_id),
+        "iss": TOKEN_ISSUER,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def decode_token(secret: str, token: str) -> uuid.UUID:
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            issuer=TOKEN_ISSUER,
+            options={"require": ["exp", "sub", "iss"]},
+        )
+        return uuid.UUID(str(claims["sub"]))
+    except (jwt.PyJWTError, ValueError) as exc:
+        raise InvalidToken(str(exc)) from exc
+
+
+def load_principal(session: Session, user_id: uuid.UUID) -> Principal | None:
+    row = session.execute(
+        select(User)
+        .join(Account, Account.id == User.account_id)
+        .where(User.id == user_id, User.is_active.is_(True), Account.is_active.is_(True))
+    ).scalar_one_or_none()
+    return Principal.from_user(row) if row is not None else None
+
+
+def authenticate_request() -> Principal:
+    from shared.db import db
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        abort(401, message="missing bearer token")
+    try:
+        user_id = decode_token(current_app.config["SETTINGS"].secret_key, token.strip())
+    except InvalidToken:
+        abort(401, message="invalid or expired token")
+    with db.session() as session:
+        principal = load_principal(session, user_id)
+    if principal is None:
+        abort(401, message="user is inactive or unknown")
+    return principal
+
+
+def auth_required(view: F) -> F:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.principal = authenticate_request()
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def current_principal() -> Principal:
+    principal = getattr(g, "principal", None)
+    if principal is None:
+        raise RuntimeError("current_principal() outside an @auth_required view")
+    return cast(Principal, principal)

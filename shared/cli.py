@@ -1,0 +1,247 @@
+"""Ops CLI: `python -m shared.cli COMMAND ...`. Every command prints one JSON object on stdout.
+
+With DATABASE_URL / REDIS_URL unset it uses the same embedded servers as `make run`, starting
+them on demand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from shared import runtime
+from shared.auth import hash_password, issue_token
+from shared.config import PROJECT_ROOT, Settings
+from shared.db import db
+from shared.models import ACCOUNT_ROLES, Account, Team, User
+
+
+class CLIError(Exception):
+    pass
+
+
+def migrate(settings: Settings, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "shared" / "migrations"))
+    assert settings.DATABASE_URL is not None
+    config.attributes["database_url"] = settings.DATABASE_URL
+    command.upgrade(config, revision)
+
+
+def create_account(name: str) -> dict[str, Any]:
+    if not name.strip():
+        raise CLIError("--name must not be empty")
+    with db.transaction() as session:
+        account = Account(name=name.strip())
+        session.add(account)
+        session.flush()
+        return {"id": str(account.id), "name": account.name}
+
+
+def _team_for(session: Any, account_id: uuid.UUID, team_name: str | None) -> uuid.UUID | None:
+    if not team_name:
+        return None
+    team = session.execute(
+        select(Team).where(Team.account_id == account_id, Team.name == team_name)
+    ).scalar_one_or_none()
+    if team is None:
+        team = Team(account_id=account_id, name=team_name)
+        session.add(team)
+        session.flush()
+    return team.id  # type: ignore[no-any-return]
+
+
+def create_user(
+    settings: Settings,
+    *,
+    account: str,
+    email: str,
+    role: str,
+    team: str | None,
+    super_admin: bool,
+    password: str | None,
+) -> dict[str, Any]:
+    if role not in ACCOUNT_ROLES:
+        raise CLIError(f"--role must be one of {', '.join(ACCOUNT_ROLES)}")
+    try:
+        account_id = uuid.UUID(account)
+    except ValueError as exc:
+        raise CLIError("--account must be an account id (UUID)") from exc
+    if "@" not in email:
+        raise CLIError("--email must be an email address")
+    try:
+        with db.transaction() as session:
+            if session.get(Account, account_id) is None:
+                raise CLIError(f"no account {account_id}")
+            user = User(
+                account_id=account_id,
+                team_id=_team_for(session, account_id, team),
+                email=email.strip(),
+                account_role=role,
+                is_super_admin=super_admin,
+                password_hash=hash_password(password) if password else None,
+            )
+            session.add(user)
+            session.flush()
+            user_id = user.id
+    except IntegrityError as exc:
+        raise CLIError(f"a user with email {email} already exists") from exc
+    return {
+        "id": str(user_id),
+        "token": issue_token(settings.secret_key, user_id, settings.TOKEN_TTL_S),
+    }
+
+
+def token(settings: Settings, *, email: str, ttl: int | None) -> dict[str, Any]:
+    with db.session() as session:
+        user = session.execute(
+            select(User).where(func.lower(User.email) == email.strip().lower())
+        ).scalar_one_or_none()
+    if user is None or not user.is_active:
+        raise CLIError(f"no active user {email}")
+    return {"token": issue_token(settings.secret_key, user.id, ttl or settings.TOKEN_TTL_S)}
+
+
+def load_library() -> dict[str, Any]:
+    # The CLI fronts every service's ops commands; the library itself belongs to the scripts
+    # service, so it is imported only when this command runs.
+    from services.scripts.library import load_builtin_library
+
+    with db.transaction() as session:
+        return load_builtin_library(session)
+
+
+def set_ticketing(
+    settings: Settings, *, account: str, url: str, secret: str | None
+) -> dict[str, Any]:
+    from services.notes.integrations import IntegrationError, configure_ticketing
+
+    try:
+        account_id = uuid.UUID(account)
+    except ValueError as exc:
+        raise CLIError("--account must be an account id (UUID)") from exc
+    try:
+        with db.transaction() as session:
+            result = configure_ticketing(
+                session,
+                account_id=account_id,
+                url=url,
+                secret=secret,
+                allow_private=settings.ALLOW_PRIVATE_WEBHOOKS,
+            )
+    except IntegrationError as exc:
+        raise CLIError(str(exc)) from exc
+    return {"secret": result.secret, "url": result.url}
+
+
+def ensure_demo(settings: Settings) -> dict[str, Any]:
+    """The demo account `make run` prints tokens for; idempotent."""
+    demo_users = (
+        ("owner@demo.resolutionflow.local", "owner"),
+        ("engineer@demo.resolutionflow.local", "engineer"),
+    )
+    password = "demo-password"
+    with db.transaction() as session:
+        account = session.execute(
+            select(Account).where(Account.name == "Demo MSP")
+        ).scalar_one_or_none()
+        if account is None:
+            account = Account(name="Demo MSP")
+            session.add(account)
+            session.flush()
+        team_id = _team_for(session, account.id, "Helpdesk")
+        users = {}
+        for email, role in demo_users:
+            user = session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+            if user is None:
+                user = User(
+                    account_id=account.id,
+                    team_id=team_id,
+                    email=email,
+                    account_role=role,
+                    password_hash=hash_password(password),
+                )
+                session.add(user)
+                session.flush()
+            users[role] = {
+                "email": email,
+                "password": password,
+                "token": issue_token(settings.secret_key, user.id, settings.TOKEN_TTL_S),
+            }
+        return {"account_id": str(account.id), "users": users}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared.cli", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    p = sub.add_parser("create-account", help="create an account (tenant)")
+    p.add_argument("--name", required=True)
+    p = sub.add_parser("create-user", help="create a user and print a token")
+    p.add_argument("--account", required=True)
+    p.add_argument("--email", required=True)
+    p.add_argument("--role", required=True, choices=ACCOUNT_ROLES)
+    p.add_argument("--team")
+    p.add_argument("--super-admin", action="store_true")
+    p.add_argument("--password")
+    p = sub.add_parser("token", help="issue a bearer token for a user")
+    p.add_argument("--email", required=True)
+    p.add_argument("--ttl", type=int)
+    sub.add_parser("load-library", help="load the built-in script library (idempotent)")
+    p = sub.add_parser("set-ticketing", help="set an account's ticketing webhook")
+    p.add_argument("--account", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--secret")
+    sub.add_parser("demo", help="create the demo account and print its users' tokens")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    settings = runtime.configure()
+    commands: dict[str, Callable[[], dict[str, Any]]] = {
+        "migrate": lambda: (migrate(settings), {"migrated": True})[1],
+        "create-account": lambda: create_account(args.name),
+        "create-user": lambda: create_user(
+            settings,
+            account=args.account,
+            email=args.email,
+            role=args.role,
+            team=args.team,
+            super_admin=args.super_admin,
+            password=args.password,
+        ),
+        "token": lambda: token(settings, email=args.email, ttl=args.ttl),
+        "load-library": load_library,
+        "set-ticketing": lambda: set_ticketing(
+            settings, account=args.account, url=args.url, secret=args.secret
+        ),
+        "demo": lambda: ensure_demo(settings),
+    }
+    return commands[args.command]()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        result = run(argv)
+    except CLIError as exc:
+        print(json.dumps({"error": str(exc)}), file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    raise SystemExit(main())

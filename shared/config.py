@@ -1,0 +1,202 @@
+"""Settings, read from the environment with typed parsers.
+
+Nothing here runs at import: `Settings.from_env()` is called by each app factory, the CLI and
+the worker, and `validate()` turns a dangerous configuration into a start-up error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# A current Sonnet id from the anthropic SDK's own model list; the seed's Sonnet 4.5 retires
+# on 2026-11-30.
+DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-4-6"
+
+# immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: the schedule the established webhook
+# providers (Svix, Standard Webhooks) use.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+
+DEV_ENVS = frozenset({"dev", "development", "test"})
+DEV_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"
+
+
+class ConfigError(RuntimeError):
+    """The environment describes a configuration the product must not start with."""
+
+
+def _str(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false/on/off), got {raw!r}")
+
+
+def _schedule(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        delays = tuple(int(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated seconds, got {raw!r}") from exc
+    if not delays or any(d < 0 for d in delays):
+        raise ConfigError(f"{name} needs at least one non-negative delay, got {raw!r}")
+    return delays
+
+
+@dataclass(frozen=True)
+class Settings:
+    ENV: str = "dev"
+    DATABASE_URL: str | None = None
+    REDIS_URL: str | None = None
+    SECRET_KEY: str | None = None
+    DATA_DIR: Path = PROJECT_ROOT / ".data"
+    # Prefix of every Redis key the product writes, so tests and tenants of one server can
+    # share it without seeing each other.
+    REDIS_KEY_PREFIX: str = "rf"
+
+    TOKEN_TTL_S: int = 12 * 3600
+    LOG_LEVEL: str = "INFO"
+
+    GATEWAY_PORT: int = 8000
+    SCRIPTS_PORT: int = 8001
+    PILOT_PORT: int = 8002
+    NOTES_PORT: int = 8003
+    EMBEDDED_REDIS_PORT: int = 6389
+    WEB_CONCURRENCY: int = 2
+    WORKER_CONCURRENCY: int = 8
+
+    ANTHROPIC_API_KEY: str | None = None
+    ANTHROPIC_BASE_URL: str | None = None
+    ANTHROPIC_MODEL: str = DEFAULT_ANTHROPIC_MODEL
+    LLM_TIMEOUT_S: float = 60.0
+    LLM_MAX_RETRIES: int = 3
+    # Token budget for the conversation history sent with each chat turn.
+    CHAT_HISTORY_TOKEN_BUDGET: int = 12000
+
+    NOTES_PREWARM: bool = True
+    NOTES_PREWARM_QUIET_S: float = 2.0
+    NOTES_LOCK_TTL_S: float = 120.0
+    NOTES_PREVIEW_WAIT_S: float = 30.0
+    # How long a claimed job (note materialisation, delivery) may go silent before the sweeper
+    # hands it to another worker: the recovery time after a SIGKILL.
+    JOB_LEASE_S: int = 45
+    SWEEP_INTERVAL_S: float = 10.0
+    OUTBOX_RELAY_INTERVAL_S: float = 5.0
+
+    WEBHOOK_RETRY_SCHEDULE_S: tuple[int, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    WEBHOOK_TIMEOUT_S: float = 15.0
+    ALLOW_PRIVATE_WEBHOOKS: bool = False
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        app_env = (_str(env, "RF_ENV") or _str(env, "FLASK_ENV") or "dev").lower()
+        settings = cls(
+            ENV=app_env,
+            DATABASE_URL=_str(env, "DATABASE_URL"),
+            REDIS_URL=_str(env, "REDIS_URL"),
+            SECRET_KEY=_str(env, "SECRET_KEY"),
+            DATA_DIR=Path(_str(env, "RF_DATA_DIR") or str(PROJECT_ROOT / ".data")),
+            REDIS_KEY_PREFIX=_str(env, "REDIS_KEY_PREFIX", "rf") or "rf",
+            TOKEN_TTL_S=_int(env, "TOKEN_TTL_S", cls.TOKEN_TTL_S),
+            LOG_LEVEL=(_str(env, "LOG_LEVEL", "INFO") or "INFO").upper(),
+            GATEWAY_PORT=_int(env, "GATEWAY_PORT", cls.GATEWAY_PORT),
+            SCRIPTS_PORT=_int(env, "SCRIPTS_PORT", cls.SCRIPTS_PORT),
+            PILOT_PORT=_int(env, "PILOT_PORT", cls.PILOT_PORT),
+            NOTES_PORT=_int(env, "NOTES_PORT", cls.NOTES_PORT),
+            EMBEDDED_REDIS_PORT=_int(env, "EMBEDDED_REDIS_PORT", cls.EMBEDDED_REDIS_PORT),
+            WEB_CONCURRENCY=_int(env, "WEB_CONCURRENCY", cls.WEB_CONCURRENCY),
+            WORKER_CONCURRENCY=_int(env, "WORKER_CONCURRENCY", cls.WORKER_CONCURRENCY),
+            ANTHROPIC_API_KEY=_str(env, "ANTHROPIC_API_KEY"),
+            ANTHROPIC_BASE_URL=_str(env, "ANTHROPIC_BASE_URL"),
+            ANTHROPIC_MODEL=_str(env, "ANTHROPIC_MODEL", DEFAULT_ANTHROPIC_MODEL)
+            or DEFAULT_ANTHROPIC_MODEL,
+            LLM_TIMEOUT_S=_float(env, "LLM_TIMEOUT_S", cls.LLM_TIMEOUT_S),
+            LLM_MAX_RETRIES=_int(env, "LLM_MAX_RETRIES", cls.LLM_MAX_RETRIES),
+            CHAT_HISTORY_TOKEN_BUDGET=_int(
+                env, "CHAT_HISTORY_TOKEN_BUDGET", cls.CHAT_HISTORY_TOKEN_BUDGET
+            ),
+            NOTES_PREWARM=_bool(env, "NOTES_PREWARM", cls.NOTES_PREWARM),
+            NOTES_PREWARM_QUIET_S=_float(env, "NOTES_PREWARM_QUIET_S", cls.NOTES_PREWARM_QUIET_S),
+            NOTES_LOCK_TTL_S=_float(env, "NOTES_LOCK_TTL_S", cls.NOTES_LOCK_TTL_S),
+            NOTES_PREVIEW_WAIT_S=_float(env, "NOTES_PREVIEW_WAIT_S", cls.NOTES_PREVIEW_WAIT_S),
+            JOB_LEASE_S=_int(env, "JOB_LEASE_S", cls.JOB_LEASE_S),
+            SWEEP_INTERVAL_S=_float(env, "SWEEP_INTERVAL_S", cls.SWEEP_INTERVAL_S),
+            OUTBOX_RELAY_INTERVAL_S=_float(
+                env, "OUTBOX_RELAY_INTERVAL_S", cls.OUTBOX_RELAY_INTERVAL_S
+            ),
+            WEBHOOK_RETRY_SCHEDULE_S=_schedule(
+                env, "WEBHOOK_RETRY_SCHEDULE_S", DEFAULT_WEBHOOK_RETRY_SCHEDULE
+            ),
+            WEBHOOK_TIMEOUT_S=_float(env, "WEBHOOK_TIMEOUT_S", cls.WEBHOOK_TIMEOUT_S),
+            ALLOW_PRIVATE_WEBHOOKS=_bool(env, "ALLOW_PRIVATE_WEBHOOKS", False),
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def is_dev(self) -> bool:
+        return self.ENV in DEV_ENVS
+
+    @property
+    def secret_key(self) -> str:
+        return self.SECRET_KEY or DEV_SECRET_KEY
+
+    @property
+    def llm_online(self) -> bool:
+        return bool(self.ANTHROPIC_API_KEY)
+
+    def validate(self) -> Settings:
+        if not self.is_dev and not self.SECRET_KEY:
+            raise ConfigError(
+                f"SECRET_KEY must be set when RF_ENV={self.ENV!r}; "
+                "only dev and test may run with the built-in development key"
+            )
+        if self.SECRET_KEY is not None and len(self.SECRET_KEY) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters (HS256 key)")
+        if self.WEB_CONCURRENCY < 1 or self.WORKER_CONCURRENCY < 1:
+            raise ConfigError("WEB_CONCURRENCY and WORKER_CONCURRENCY must be at least 1")
+        return self
+
+    def as_flask_config(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}

@@ -1,0 +1,80 @@
+"""Engine and session handling. Explicit transactions: `with db.transaction() as session:`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def normalise_database_url(url: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+class Database:
+    """One engine per process. Building it opens no connection; the first query does."""
+
+    def __init__(self) -> None:
+        self._engine: Engine | None = None
+        self._sessionmaker: sessionmaker[Session] | None = None
+        self.url: str | None = None
+
+    def configure(self, url: str, **engine_options: Any) -> Database:
+        if self._engine is not None and self.url == normalise_database_url(url):
+            return self
+        self.dispose()
+        self.url = normalise_database_url(url)
+        options: dict[str, Any] = {
+            "pool_pre_ping": True,
+            "pool_size": 10,
+            "max_overflow": 20,
+            "future": True,
+        }
+        options.update(engine_options)
+        self._engine = create_engine(self.url, **options)
+        self._sessionmaker = sessionmaker(bind=self._engine, expire_on_commit=False)
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("database is not configured; call db.configure(url) first")
+        return self._engine
+
+    def session(self) -> Session:
+        if self._sessionmaker is None:
+            raise RuntimeError("database is not configured; call db.configure(url) first")
+        return self._sessionmaker()
+
+    @contextmanager
+    def transaction(self, isolation_level: str | None = None) -> Iterator[Session]:
+        """One unit of work: commits when the block ends, rolls back if it raises."""
+        with self.session() as session:
+            if isolation_level is not None:
+                session.connection(execution_options={"isolation_level": isolation_level})
+            with session.begin():
+                yield session
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+        self._engine = None
+        self._sessionmaker = None
+
+
+db = Database()

@@ -1,0 +1,153 @@
+"""`make run`: the whole stack on one machine, in one command.
+
+Starts the embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset (kept under
+.data/), applies migrations, loads the built-in library, prints the demo users' tokens, then runs
+the gateway under gunicorn (WEB_CONCURRENCY processes, default 2), the Celery workers (threads
+pool, WORKER_CONCURRENCY slots) and beat. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from shared import runtime
+from shared.cli import ensure_demo, load_library, migrate
+from shared.config import PROJECT_ROOT, Settings
+
+
+def _banner(settings: Settings, demo: dict[str, object]) -> str:
+    users = demo["users"]
+    assert isinstance(users, dict)
+    base = f"http://127.0.0.1:{settings.GATEWAY_PORT}"
+    lines = [
+        "",
+        "ResolutionFlow is starting",
+        f"  gateway     {base}   (console at /, API docs at /api/docs)",
+        f"  database    {_safe_url(settings.DATABASE_URL)}",
+        f"  redis       {settings.REDIS_URL}",
+        f"  LLM         {'anthropic ' + settings.ANTHROPIC_MODEL if settings.llm_online else 'offline generator (set ANTHROPIC_API_KEY for Claude)'}",
+        "",
+        "Demo users (password: demo-password):",
+    ]
+    for role, info in users.items():
+        lines.append(f"  {role:<9} {info['email']}")
+        lines.append(f"            token: {info['token']}")
+    lines += [
+        "",
+        "Try:",
+        f"  curl -H 'Authorization: Bearer <token>' {base}/api/v1/scripts/categories",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _safe_url(url: str | None) -> str:
+    if not url:
+        return "-"
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> int:
+    settings = runtime.configure(Settings.from_env())
+    migrate(settings)
+    library = load_library()
+    demo = ensure_demo(settings)
+    print(_banner(settings, demo), flush=True)
+    print(json.dumps({"library": library}), flush=True)
+
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    bin_dir = os.path.dirname(sys.executable)
+    commands = [
+        [
+            os.path.join(bin_dir, "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{settings.GATEWAY_PORT}",
+            "--workers",
+            str(max(2, settings.WEB_CONCURRENCY)),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "16",
+            # Long enough for a streamed chat turn or a preview that waits for its note.
+            "--timeout",
+            "180",
+            "--graceful-timeout",
+            "30",
+            "services.gateway:create_app()",
+        ],
+        [
+            os.path.join(bin_dir, "celery"),
+            "-A",
+            "services.notes.worker",
+            "worker",
+            "-Q",
+            "notes,events,webhooks",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(max(2, settings.WORKER_CONCURRENCY)),
+            "--prefetch-multiplier",
+            "1",
+            "--loglevel",
+            settings.LOG_LEVEL,
+            "-n",
+            "devstack@%h",
+        ],
+        [
+            os.path.join(bin_dir, "celery"),
+            "-A",
+            "services.notes.worker",
+            "beat",
+            "--loglevel",
+            settings.LOG_LEVEL,
+            "--schedule",
+            str(settings.DATA_DIR / "celerybeat-schedule"),
+        ],
+    ]
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    children = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env) for cmd in commands]
+
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    while not stopping:
+        for child in children:
+            if child.poll() is not None:
+                print(f"process exited ({child.args[0]}): {child.returncode}", file=sys.stderr)
+                stopping, exit_code = True, 1
+        time.sleep(0.5)
+
+    print("\nstopping ...", flush=True)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    if os.environ.get("RF_STARTED_EMBEDDED_REDIS") == "1":
+        from shared.embedded import stop_redis
+
+        stop_redis(settings.DATA_DIR)
+    return exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

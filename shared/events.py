@@ -1,0 +1,213 @@
+"""One code path for every writer of a FlowPilot session.
+
+`bump()` raises the session's state_version by exactly one with one atomic
+`UPDATE ... SET state_version = state_version + 1 RETURNING state_version`, and writes the
+matching outbox rows, all inside the caller's transaction. `write_transaction()` publishes those
+rows after the commit; anything the broker did not take is published later by `relay_outbox()`
+(run periodically by the notes worker's beat), so a broker outage loses no event.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from shared.db import db
+from shared.models import AISession, OutboxEvent
+
+log = logging.getLogger(__name__)
+
+STATE_CHANGED = "session.state_changed"
+SESSION_RESOLVED = "session.resolved"
+FIX_DECIDED = "fix.decided"
+
+_OUTBOX_KEY = "rf_outbox_ids"
+
+
+class SessionNotFound(LookupError):
+    """No session with that id in the caller's account: answer 404."""
+
+
+class SessionReadOnly(RuntimeError):
+    """The session is resolved: answer 409 until it is reopened."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def enqueue_event(
+    session: Session,
+    *,
+    topic: str,
+    account_id: uuid.UUID,
+    session_id: uuid.UUID | None,
+    payload: dict[str, Any],
+) -> OutboxEvent:
+    event_id = uuid.uuid4()
+    body = {
+        "event_id": str(event_id),
+        "topic": topic,
+        "account_id": str(account_id),
+        "session_id": str(session_id) if session_id else None,
+        "occurred_at": _now().isoformat(),
+        **payload,
+    }
+    try:
+        from shared.observability import current_request_id
+
+        request_id = current_request_id()
+        if request_id:
+            body["request_id"] = request_id
+    except ImportError:  # pragma: no cover - observability is optional for this module
+        pass
+    event = OutboxEvent(
+        id=event_id, topic=topic, account_id=account_id, session_id=session_id, payload=body
+    )
+    session.add(event)
+    session.info.setdefault(_OUTBOX_KEY, []).append(event_id)
+    return event
+
+
+def bump(
+    session: Session,
+    *,
+    session_id: uuid.UUID,
+    account_id: uuid.UUID,
+    cause: str,
+    require_active: bool = True,
+    extra_events: Iterable[tuple[str, dict[str, Any]]] = (),
+) -> int:
+    """Raise state_version by one and record why. Returns the new version.
+
+    The account condition is part of the UPDATE, so naming another account's session changes
+    nothing and raises SessionNotFound. With require_active, a resolved session raises
+    SessionReadOnly and is left untouched.
+    """
+    conditions = [AISession.id == session_id, AISession.account_id == account_id]
+    if require_active:
+        conditions.append(AISession.status == "active")
+    version = session.execute(
+        update(AISession)
+        .where(*conditions)
+        .values(state_version=AISession.state_version + 1, updated_at=func.now())
+        .returning(AISession.state_version)
+    ).scalar_one_or_none()
+    if version is None:
+        exists = session.execute(
+            select(AISession.status).where(
+                AISession.id == session_id, AISession.account_id == account_id
+            )
+        ).scalar_one_or_none()
+        if exists is None:
+            raise SessionNotFound(str(session_id))
+        raise SessionReadOnly(str(session_id))
+    enqueue_event(
+        session,
+        topic=STATE_CHANGED,
+        account_id=account_id,
+        session_id=session_id,
+        payload={"state_version": version, "cause": cause},
+    )
+    for topic, payload in extra_events:
+        enqueue_event(
+            session,
+            topic=topic,
+            account_id=account_id,
+            session_id=session_id,
+            payload={"state_version": version, **payload},
+        )
+    return int(version)
+
+
+def pending_event_ids(session: Session) -> list[uuid.UUID]:
+    return list(session.info.get(_OUTBOX_KEY, []))
+
+
+@contextmanager
+def write_transaction() -> Iterator[Session]:
+    """A write transaction whose outbox events are published once it has committed."""
+    with db.transaction() as session:
+        yield session
+        event_ids = pending_event_ids(session)
+        session.info.pop(_OUTBOX_KEY, None)
+    if event_ids:
+        publish_events(event_ids)
+
+
+def _broker_url() -> str | None:
+    from shared.runtime import current_settings
+
+    settings = current_settings()
+    return settings.REDIS_URL if settings is not None else None
+
+
+def _publish_locked(session: Session, events: list[OutboxEvent], broker_url: str) -> int:
+    from shared.messaging import send_event
+
+    published = 0
+    for event in events:
+        try:
+            headers = {}
+            request_id = event.payload.get("request_id")
+            if request_id:
+                headers["request_id"] = str(request_id)
+            send_event(broker_url, event.payload, headers=headers)
+        except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row for the relay
+            event.publish_attempts += 1
+            event.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("outbox publish failed; the relay will retry", extra={"topic": event.topic})
+            # Keep commit order: a later event must not overtake one that failed.
+            break
+        event.published_at = _now()
+        event.publish_attempts += 1
+        published += 1
+    return published
+
+
+def publish_events(event_ids: list[uuid.UUID]) -> int:
+    """Publish the given outbox rows now. Rows another process is publishing are skipped."""
+    broker_url = _broker_url()
+    if broker_url is None:
+        return 0
+    with db.transaction() as session:
+        events = list(
+            session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.id.in_(event_ids), OutboxEvent.published_at.is_(None))
+                .order_by(OutboxEvent.seq)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        return _publish_locked(session, events, broker_url)
+
+
+def relay_outbox(broker_url: str, *, batch: int = 200, min_age_s: float = 1.0) -> int:
+    """Publish everything left unsent (oldest first). Returns how many were published."""
+    cutoff = _now() - timedelta(seconds=min_age_s)
+    with db.transaction() as session:
+        events = list(
+            session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None), OutboxEvent.created_at <= cutoff)
+                .order_by(OutboxEvent.seq)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        return _publish_locked(session, events, broker_url)
+
+
+def outbox_backlog(session: Session) -> int:
+    return int(
+        session.execute(
+            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+        ).scalar_one()
+    )

@@ -1,0 +1,62 @@
+"""The broker side of the outbox: publishing events as Celery messages for the notes workers.
+
+Services never import each other; the notes worker registers `notes.handle_event` and the
+services only know its name and queue.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+
+EVENT_TASK = "notes.handle_event"
+EVENTS_QUEUE = "events"
+
+_publishers: dict[str, Celery] = {}
+_lock = threading.Lock()
+
+
+def make_publisher(broker_url: str) -> Celery:
+    app = Celery("resolutionflow-publisher", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        # A dead broker must fail fast at commit time: the outbox relay retries later.
+        broker_connection_retry=False,
+        broker_connection_retry_on_startup=False,
+        broker_connection_max_retries=0,
+        broker_connection_timeout=2,
+        broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5},
+        task_serializer="json",
+        accept_content=["json"],
+    )
+    return app
+
+
+def get_publisher(broker_url: str) -> Celery:
+    with _lock:
+        app = _publishers.get(broker_url)
+        if app is None:
+            app = make_publisher(broker_url)
+            _publishers[broker_url] = app
+        return app
+
+
+def send_event(
+    broker_url: str, event: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    """Publish one event; raises if the broker cannot take it."""
+    get_publisher(broker_url).send_task(
+        EVENT_TASK,
+        args=[event],
+        queue=EVENTS_QUEUE,
+        retry=False,
+        headers=headers or {},
+    )
+
+
+def reset_publishers() -> None:
+    with _lock:
+        for app in _publishers.values():
+            app.close()
+        _publishers.clear()

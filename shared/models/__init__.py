@@ -1,0 +1,55 @@
+"""Every table of the product, one module per aggregate."""
+
+from shared.models.account import ACCOUNT_ROLES, Account, Team, User
+from shared.models.ai_session import (
+    FACT_KINDS,
+    FIX_DECISIONS,
+    SESSION_STATUSES,
+    AISession,
+    ChatMessage,
+    SessionFact,
+    SuggestedFix,
+)
+from shared.models.base import Base, utcnow
+from shared.models.events import OutboxEvent
+from shared.models.notes import (
+    DELIVERY_STATUSES,
+    ResolutionNote,
+    TicketingIntegration,
+    WebhookAttempt,
+)
+from shared.models.scripts import (
+    TEMPLATE_SCOPES,
+    ScriptCategory,
+    ScriptGeneration,
+    ScriptTemplate,
+    ScriptTemplateVersion,
+)
+from shared.models.usage import LLMUsageRecord
+
+__all__ = [
+    "ACCOUNT_ROLES",
+    "DELIVERY_STATUSES",
+    "FACT_KINDS",
+    "FIX_DECISIONS",
+    "SESSION_STATUSES",
+    "TEMPLATE_SCOPES",
+    "AISession",
+    "Account",
+    "Base",
+    "ChatMessage",
+    "LLMUsageRecord",
+    "OutboxEvent",
+    "ResolutionNote",
+    "ScriptCategory",
+    "ScriptGeneration",
+    "ScriptTemplate",
+    "ScriptTemplateVersion",
+    "SessionFact",
+    "SuggestedFix",
+    "Team",
+    "TicketingIntegration",
+    "User",
+    "WebhookAttempt",
+    "utcnow",
+]

@@ -1,0 +1,51 @@
+"""Accounts (tenants), their teams and users."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+
+ACCOUNT_ROLES = ("owner", "engineer", "viewer")
+
+
+class Account(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "accounts"
+
+    name: Mapped[str] = mapped_column(String(200))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+
+
+class Team(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("account_id", "name", name="uq_teams_account_name"),)
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class User(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(
+            "account_role IN ('owner', 'engineer', 'viewer')", name="account_role_valid"
+        ),
+        Index("uq_users_email_lower", text("lower(email)"), unique=True),
+    )
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    team_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="SET NULL"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    account_role: Mapped[str] = mapped_column(String(20), default="engineer")
+    is_super_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")

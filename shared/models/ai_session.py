@@ -1,0 +1,124 @@
+"""FlowPilot sessions and what hangs off them: facts, conversation, suggested fixes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+
+SESSION_STATUSES = ("active", "resolved")
+FACT_KINDS = ("symptom", "observation", "confirmed", "ruled_out", "environment")
+FIX_DECISIONS = ("one_off", "draft_template", "build_template", "dismissed")
+
+
+class AISession(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "ai_sessions"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'resolved')", name="status_valid"),
+        CheckConstraint("state_version >= 0", name="state_version_not_negative"),
+        Index("ix_ai_sessions_account_created", "account_id", "created_at"),
+    )
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    title: Mapped[str] = mapped_column(String(300))
+    ticket_ref: Mapped[str | None] = mapped_column(String(200))
+    problem: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
+    # Bumped by exactly one, with one atomic UPDATE ... RETURNING, in the transaction of every
+    # write to the session (see shared.events.bump).
+    state_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    resolved_at: Mapped[datetime | None] = mapped_column()
+    resolved_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    resolved_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class SessionFact(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "session_facts"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('symptom', 'observation', 'confirmed', 'ruled_out', 'environment')",
+            name="kind_valid",
+        ),
+        Index("ix_session_facts_session_created", "session_id", "created_at"),
+    )
+
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20), default="observation")
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(20), default="engineer", server_default="engineer")
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+
+class ChatMessage(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        CheckConstraint("role IN ('user', 'assistant')", name="role_valid"),
+        Index("ix_chat_messages_session_created", "session_id", "created_at"),
+    )
+
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str] = mapped_column(Text)
+    generator: Mapped[str | None] = mapped_column(String(40))
+    model: Mapped[str | None] = mapped_column(String(100))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+
+class SuggestedFix(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "suggested_fixes"
+    __table_args__ = (
+        CheckConstraint(
+            "decision IS NULL OR decision IN "
+            "('one_off', 'draft_template', 'build_template', 'dismissed')",
+            name="decision_valid",
+        ),
+        CheckConstraint(
+            "confidence IS NULL OR (confidence >= 0 AND confidence <= 100)",
+            name="confidence_range",
+        ),
+        # At most one active fix per session, held by the database itself.
+        Index(
+            "uq_suggested_fixes_one_active",
+            "session_id",
+            unique=True,
+            postgresql_where=text("superseded_at IS NULL"),
+        ),
+        Index("ix_suggested_fixes_session_created", "session_id", "created_at"),
+    )
+
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    source_message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="SET NULL")
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str | None] = mapped_column(Text)
+    steps: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default=text("'[]'"))
+    script: Mapped[str | None] = mapped_column(Text)
+    template_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("script_templates.id", ondelete="SET NULL")
+    )
+    confidence: Mapped[int | None] = mapped_column(Integer)
+    superseded_at: Mapped[datetime | None] = mapped_column()
+    decision: Mapped[str | None] = mapped_column(String(20))
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    decided_at: Mapped[datetime | None] = mapped_column()

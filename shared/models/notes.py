@@ -1,0 +1,107 @@
+"""Resolution notes materialised on Resolve, their webhook deliveries, and each account's
+ticketing endpoint."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+
+DELIVERY_STATUSES = (
+    "pending",
+    "delivering",
+    "retrying",
+    "delivered",
+    "failed",
+    "not_configured",
+    "disabled",
+)
+
+
+class TicketingIntegration(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "ticketing_integrations"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), unique=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    # The Standard Webhooks signing secret ("whsec_..."): we must keep it to sign; it is never
+    # returned after the response that created it.
+    secret: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ResolutionNote(UUIDPrimaryKey, Timestamps, Base):
+    """A note is a durable job in two steps: materialise (markdown NULL until generated), then
+    deliver. Each step is claimed with a lease; the sweeper re-enqueues expired leases, so a
+    killed worker delays the work by at most the lease."""
+
+    __tablename__ = "resolution_notes"
+    __table_args__ = (
+        UniqueConstraint("session_id", "kind", "state_version", name="uq_resolution_notes_version"),
+        CheckConstraint(
+            "delivery_status IN ('pending', 'delivering', 'retrying', 'delivered', 'failed', "
+            "'not_configured', 'disabled')",
+            name="delivery_status_valid",
+        ),
+        Index(
+            "ix_resolution_notes_due",
+            "next_attempt_at",
+            postgresql_where=text("delivery_status IN ('pending', 'delivering', 'retrying')"),
+        ),
+    )
+
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ai_sessions.id", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(40), default="resolution_note")
+    state_version: Mapped[int] = mapped_column(Integer)
+    ticket_ref: Mapped[str | None] = mapped_column(String(200))
+    markdown: Mapped[str | None] = mapped_column(Text)
+    generator: Mapped[str | None] = mapped_column(String(40))
+    model: Mapped[str | None] = mapped_column(String(100))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    generated_at: Mapped[datetime | None] = mapped_column()
+    delivery_status: Mapped[str] = mapped_column(
+        String(20), default="pending", server_default="pending"
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+
+
+class WebhookAttempt(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (
+        UniqueConstraint("note_id", "attempt_number", name="uq_webhook_attempts_number"),
+    )
+
+    note_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("resolution_notes.id", ondelete="CASCADE")
+    )
+    attempt_number: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(String(2000))
+    outcome: Mapped[str] = mapped_column(String(20))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,151 @@
+"""Script library: categories, templates (with their version history) and generations."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+
+# builtin: shipped with the product, no account, visible to everyone, managed by super admins.
+# team: visible to one team of one account (and that account's owners).
+# personal: visible to its creator (and that account's owners, and super admins).
+TEMPLATE_SCOPES = ("builtin", "team", "personal")
+
+
+class ScriptCategory(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "script_categories"
+
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    icon: Mapped[str | None] = mapped_column(String(100))
+    sort_order: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+
+
+class ScriptTemplate(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "script_templates"
+    __table_args__ = (
+        CheckConstraint("scope IN ('builtin', 'team', 'personal')", name="scope_valid"),
+        CheckConstraint(
+            "(scope = 'builtin') = (account_id IS NULL)", name="builtin_has_no_account"
+        ),
+        CheckConstraint("scope <> 'team' OR team_id IS NOT NULL", name="team_scope_has_team"),
+        CheckConstraint("slug <> ''", name="slug_not_empty"),
+        CheckConstraint("usage_count >= 0", name="usage_count_not_negative"),
+        # Slugs are unique among live templates of one scope owner: builtins globally, the rest
+        # per account.
+        Index(
+            "uq_script_templates_builtin_slug",
+            "slug",
+            unique=True,
+            postgresql_where=text("account_id IS NULL AND is_active"),
+        ),
+        Index(
+            "uq_script_templates_account_slug",
+            "account_id",
+            "slug",
+            unique=True,
+            postgresql_where=text("account_id IS NOT NULL AND is_active"),
+        ),
+        Index("ix_script_templates_tags", "tags", postgresql_using="gin"),
+        Index("ix_script_templates_name", "name"),
+    )
+
+    category_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("script_categories.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(20))
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    team_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="SET NULL"), index=True
+    )
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(220))
+    description: Mapped[str | None] = mapped_column(Text)
+    use_case: Mapped[str | None] = mapped_column(Text)
+    script_body: Mapped[str] = mapped_column(Text)
+    parameters_schema: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    default_values: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    validation_rules: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    # Stored lower-cased so the tag filter is an indexed array overlap (`&&`).
+    tags: Mapped[list[str]] = mapped_column(
+        ARRAY(String(64)), default=list, server_default=text("'{}'")
+    )
+    complexity: Mapped[str | None] = mapped_column(String(20))
+    estimated_runtime: Mapped[str | None] = mapped_column(String(50))
+    requires_elevation: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    requires_modules: Mapped[list[str]] = mapped_column(
+        ARRAY(String(100)), default=list, server_default=text("'{}'")
+    )
+    usage_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+
+
+class ScriptTemplateVersion(UUIDPrimaryKey, Timestamps, Base):
+    """What a template's body and parameters were at each version, so an old generation can be
+    explained."""
+
+    __tablename__ = "script_template_versions"
+    __table_args__ = (
+        UniqueConstraint("template_id", "version", name="uq_script_template_versions_version"),
+    )
+
+    template_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("script_templates.id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    script_body: Mapped[str] = mapped_column(Text)
+    parameters_schema: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+
+class ScriptGeneration(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "script_generations"
+    __table_args__ = (
+        Index("ix_script_generations_user_created", "user_id", "created_at"),
+        Index("ix_script_generations_ai_session", "ai_session_id", "created_at"),
+    )
+
+    template_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("script_templates.id"), index=True)
+    template_version: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    team_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    # The seed's free-standing troubleshooting session reference; no table of ours owns it.
+    session_id: Mapped[uuid.UUID | None] = mapped_column()
+    ai_session_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("ai_sessions.id", ondelete="CASCADE")
+    )
+    # Both copies have every sensitive value replaced by the redaction marker.
+    parameters_used: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    generated_script: Mapped[str] = mapped_column(Text)

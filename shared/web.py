@@ -1,0 +1,116 @@
+"""What every service's Flask app has in common: settings, database, OpenAPI, JSON errors,
+health, observability. Each service's `create_app()` calls `create_service_app()`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Flask, jsonify
+from flask_smorest import Api, Blueprint
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+from shared import runtime
+from shared.config import Settings
+from shared.db import db
+from shared.errors import DomainError
+from shared.redis_client import get_redis
+
+BEARER_SECURITY = [{"bearerAuth": []}]
+
+
+def check_dependencies(settings: Settings) -> tuple[bool, dict[str, str]]:
+    checks: dict[str, str] = {}
+    try:
+        db.ping()
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - health reports any failure as the reason
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        assert settings.REDIS_URL is not None
+        get_redis(settings.REDIS_URL).ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = f"error: {type(exc).__name__}"
+    return all(v == "ok" for v in checks.values()), checks
+
+
+def create_service_app(
+    name: str,
+    *,
+    title: str,
+    blueprints: Iterable[Blueprint],
+    settings: Settings | None = None,
+    description: str = "",
+) -> Flask:
+    settings = runtime.configure(settings)
+    app = Flask(f"resolutionflow.{name}")
+    app.config.update(settings.as_flask_config())
+    app.config.update(
+        SETTINGS=settings,
+        SERVICE_NAME=name,
+        API_TITLE=title,
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1/openapi",
+        OPENAPI_JSON_PATH=f"{name}.json",
+        JSON_SORT_KEYS=False,
+    )
+    api = Api(
+        app,
+        spec_kwargs={
+            "info": {"description": description},
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                }
+            },
+        },
+    )
+    for blueprint in blueprints:
+        api.register_blueprint(blueprint)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        healthy, checks = check_dependencies(settings)
+        body = {"status": "ok" if healthy else "unavailable", "service": name, "checks": checks}
+        return jsonify(body), 200 if healthy else 503
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        # flask-smorest formats errors raised inside its blueprints; this covers the rest
+        # (unknown routes, wrong methods) with the same JSON shape.
+        body: dict[str, Any] = {
+            "code": exc.code,
+            "status": exc.name,
+            "message": exc.description,
+        }
+        data = getattr(exc, "data", None)
+        if isinstance(data, dict):
+            if data.get("message"):
+                body["message"] = data["message"]
+            if "errors" in data:
+                body["errors"] = data["errors"]
+        return jsonify(body), exc.code or 500
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError) -> Any:
+        body: dict[str, Any] = {
+            "code": exc.status_code,
+            "status": HTTP_STATUS_CODES.get(exc.status_code, "Error"),
+            "message": exc.message,
+        }
+        if exc.errors:
+            body["errors"] = exc.errors
+        return jsonify(body), exc.status_code
+
+    try:
+        from shared import observability
+    except ImportError:  # pragma: no cover - until the observability module exists
+        observability = None  # type: ignore[assignment]
+    if observability is not None and hasattr(observability, "init_app"):
+        observability.init_app(app, name)
+
+    app.extensions["rf_api"] = api
+    return app
