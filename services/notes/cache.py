@@ -1,0 +1,330 @@
+"""Redis cache, single-flight locks and pre-warm debouncing for generated notes.
+
+No Flask, no database: the Redis client is passed in, every key starts with ``prefix``.
+
+Storage layout (``P`` = prefix, ``K`` = note kind, ``S`` = session id, ``V`` = state_version,
+``F`` = bundle fingerprint):
+
+============================== ======== ==========================================================
+key                            type     content
+============================== ======== ==========================================================
+``P:note:K:S:V``               string   the JSON payload generated for that version (a full copy,
+                                        no TTL): ``{markdown, generator, model, generated_at,
+                                        state_version, usage, fingerprint}``
+``P:notefp:K:S:F``             string   the JSON payload most recently stored for that fingerprint
+                                        (same document as above; no TTL). Reuse looks here, so it
+                                        survives the deletion of old version keys.
+``P:noteidx:S``                zset     every version key of the session (all kinds), scored by
+                                        state_version: what :meth:`NoteCache.delete_older` walks
+``P:notefps:S``                set      every fingerprint key of the session: what
+                                        :meth:`NoteCache.forget_session` deletes
+``P:notelock:K:S:V``           string   single-flight lock: a random owner token, with PX expiry
+``P:notequiet:S``              hash     ``version``, ``at_ms`` (Redis TIME) of the session's latest
+                                        state_changed event; expires after an hour of silence
+============================== ======== ==========================================================
+
+Pub/sub channel ``P:notech:K:S:V`` carries the payload when it is stored, waking every
+:meth:`NoteCache.wait` for that version.
+
+Version keys hold copies rather than pointers so that a read is one GET and a version's
+payload keeps its own ``state_version``/``generated_at``; the duplication is one note
+(at most a few KiB) per version that was actually generated or re-stored.
+
+Multi-key scripts assume a single Redis node (no cluster hash tags).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+QUIET_KEY_MIN_TTL_MS = 3600 * 1000
+LOCK_CHECK_INTERVAL_S = 0.5
+
+_PUT_SCRIPT = """
+-- KEYS: version key, fingerprint key, session index, session fingerprint set
+-- ARGV: payload, version, channel, has fingerprint ("1"/"0")
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], KEYS[1])
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[2], ARGV[1])
+  redis.call('SADD', KEYS[4], KEYS[2])
+end
+return redis.call('PUBLISH', ARGV[3], ARGV[1])
+"""
+
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_EXTEND_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_NOTE_EVENT_SCRIPT = """
+-- KEYS: quiet hash; ARGV: version, ttl_ms
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local current = tonumber(redis.call('HGET', KEYS[1], 'version'))
+local version = tonumber(ARGV[1])
+if current == nil or version >= current then
+  redis.call('HSET', KEYS[1], 'version', ARGV[1], 'at_ms', now_ms)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return now_ms
+"""
+
+_QUIET_REMAINING_SCRIPT = """
+-- KEYS: quiet hash; ARGV: version, quiet_ms. Returns -1 if superseded/unknown, else ms left.
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local fields = redis.call('HMGET', KEYS[1], 'version', 'at_ms')
+if not fields[1] or not fields[2] then return -1 end
+if tonumber(fields[1]) ~= tonumber(ARGV[1]) then return -1 end
+local left = tonumber(fields[2]) + tonumber(ARGV[2]) - now_ms
+if left < 0 then left = 0 end
+return left
+"""
+
+
+@dataclass(frozen=True)
+class FlightLock:
+    key: str
+    token: str
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes | bytearray) else str(value)
+
+
+def _load(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    value = json.loads(_text(raw))
+    return value if isinstance(value, dict) else None
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class NoteCache:
+    """Generated notes in Redis, keyed by (kind, session_id, state_version)."""
+
+    def __init__(self, redis: redis.Redis, prefix: str = "rf") -> None:
+        if not prefix:
+            raise ValueError("prefix is required")
+        self.redis = redis
+        self.prefix = prefix
+        self._put = redis.register_script(_PUT_SCRIPT)
+        self._release = redis.register_script(_RELEASE_SCRIPT)
+        self._extend = redis.register_script(_EXTEND_SCRIPT)
+        self._note_event = redis.register_script(_NOTE_EVENT_SCRIPT)
+        self._quiet_remaining = redis.register_script(_QUIET_REMAINING_SCRIPT)
+
+    # -- key names --------------------------------------------------------------------------
+
+    def key(self, kind: str, session_id: str, state_version: int) -> str:
+        return f"{self.prefix}:note:{kind}:{session_id}:{int(state_version)}"
+
+    def fingerprint_key(self, kind: str, session_id: str, fingerprint: str) -> str:
+        return f"{self.prefix}:notefp:{kind}:{session_id}:{fingerprint}"
+
+    def index_key(self, session_id: str) -> str:
+        return f"{self.prefix}:noteidx:{session_id}"
+
+    def fingerprints_key(self, session_id: str) -> str:
+        return f"{self.prefix}:notefps:{session_id}"
+
+    def lock_key(self, kind: str, session_id: str, state_version: int) -> str:
+        return f"{self.prefix}:notelock:{kind}:{session_id}:{int(state_version)}"
+
+    def channel(self, kind: str, session_id: str, state_version: int) -> str:
+        return f"{self.prefix}:notech:{kind}:{session_id}:{int(state_version)}"
+
+    def quiet_key(self, session_id: str) -> str:
+        return f"{self.prefix}:notequiet:{session_id}"
+
+    # -- payloads ---------------------------------------------------------------------------
+
+    def get(self, kind: str, session_id: str, state_version: int) -> dict[str, Any] | None:
+        return _load(self.redis.get(self.key(kind, session_id, state_version)))
+
+    def put(self, kind: str, session_id: str, state_version: int, payload: dict[str, Any]) -> None:
+        """Store ``payload`` for the version (no TTL), index it, store it under its
+        ``payload["fingerprint"]`` (when present) and publish it to every waiter, in one
+        Lua script."""
+        version = int(state_version)
+        data = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        fingerprint = payload.get("fingerprint")
+        vkey = self.key(kind, session_id, version)
+        fkey = self.fingerprint_key(kind, session_id, str(fingerprint)) if fingerprint else vkey
+        self._put(
+            keys=[vkey, fkey, self.index_key(session_id), self.fingerprints_key(session_id)],
+            args=[
+                data,
+                version,
+                self.channel(kind, session_id, version),
+                "1" if fingerprint else "0",
+            ],
+        )
+
+    def find_by_fingerprint(
+        self, kind: str, session_id: str, fingerprint: str
+    ) -> dict[str, Any] | None:
+        """The payload last stored for an identical bundle of this session (any version)."""
+        return _load(self.redis.get(self.fingerprint_key(kind, session_id, fingerprint)))
+
+    def delete_older(self, session_id: str, keep_from_version: int) -> int:
+        """Delete every version key (all kinds) of the session below ``keep_from_version``;
+        fingerprint entries are kept. Returns the number of keys deleted."""
+        index = self.index_key(session_id)
+        members = self.redis.zrangebyscore(index, "-inf", f"({int(keep_from_version)}")
+        if not members:
+            return 0
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(*members)
+        pipe.zrem(index, *members)
+        deleted, _ = pipe.execute()
+        return int(deleted)
+
+    def forget_session(self, session_id: str) -> int:
+        """Delete everything cached for the session: version keys, fingerprint entries, the
+        indexes and the quiet-timer hash (locks expire on their own). Returns keys deleted."""
+        index = self.index_key(session_id)
+        fps = self.fingerprints_key(session_id)
+        members = [_text(m) for m in self.redis.zrange(index, 0, -1)]
+        members += [_text(m) for m in self.redis.smembers(fps)]
+        keys = [*members, index, fps, self.quiet_key(session_id)]
+        return int(self.redis.delete(*keys))
+
+    # -- single-flight lock -----------------------------------------------------------------
+
+    def acquire(
+        self, kind: str, session_id: str, state_version: int, ttl_s: float
+    ) -> FlightLock | None:
+        """Take the generation lock for the version (SET NX PX), or None if someone holds it."""
+        key = self.lock_key(kind, session_id, state_version)
+        token = secrets.token_hex(16)
+        if self.redis.set(key, token, nx=True, px=_ms(ttl_s)):
+            return FlightLock(key=key, token=token)
+        return None
+
+    def release(self, lock: FlightLock) -> bool:
+        """Delete the lock only if ``lock`` still owns it."""
+        return bool(self._release(keys=[lock.key], args=[lock.token]))
+
+    def extend(self, lock: FlightLock, ttl_s: float) -> bool:
+        """Reset the lock's expiry to ``ttl_s`` only if ``lock`` still owns it."""
+        return bool(self._extend(keys=[lock.key], args=[lock.token, _ms(ttl_s)]))
+
+    def lock_holder(self, kind: str, session_id: str, state_version: int) -> str | None:
+        raw = self.redis.get(self.lock_key(kind, session_id, state_version))
+        return None if raw is None else _text(raw)
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def wait(
+        self,
+        kind: str,
+        session_id: str,
+        state_version: int,
+        timeout_s: float,
+        *,
+        stop_when_unlocked: bool = False,
+    ) -> dict[str, Any] | None:
+        """Block until the version's payload is stored, or ``timeout_s`` passes (-> None).
+
+        Subscribes first and waits for the server's confirmation, then GETs (so a payload
+        stored just before the subscription is not missed), then waits for the message
+        against a deadline. ``timeout_s <= 0`` is a plain GET.
+
+        With ``stop_when_unlocked``, it also returns None early once nobody holds the lock
+        for the version (checked on subscription and every ~0.5 s): the owner died and its
+        lock expired, or released it without storing a result, so the caller can try to
+        acquire the lock itself. Leave it off when the generation may not have started yet.
+        """
+        if timeout_s <= 0:
+            return self.get(kind, session_id, state_version)
+        deadline = time.monotonic() + timeout_s
+        channel = self.channel(kind, session_id, state_version)
+        pubsub = self.redis.pubsub()
+        try:
+            try:
+                pubsub.subscribe(channel)
+                confirmed = False
+                while not confirmed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return self.get(kind, session_id, state_version)
+                    message = pubsub.get_message(timeout=remaining)
+                    if message is not None and _text(message.get("type")) == "subscribe":
+                        confirmed = True
+                found = self.get(kind, session_id, state_version)
+                if found is not None:
+                    return found
+                while True:
+                    if stop_when_unlocked and (
+                        self.lock_holder(kind, session_id, state_version) is None
+                    ):
+                        # A payload stored right before the lock was released is not lost.
+                        return self.get(kind, session_id, state_version)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    slice_s = (
+                        min(remaining, LOCK_CHECK_INTERVAL_S) if stop_when_unlocked else remaining
+                    )
+                    message = pubsub.get_message(timeout=slice_s)
+                    if (
+                        message is not None
+                        and _text(message.get("type")) == "message"
+                        and _text(message.get("channel")) == channel
+                    ):
+                        payload = _load(message.get("data"))
+                        if payload is not None:
+                            return payload
+            except redis.ConnectionError:
+                # The subscription broke: answer from the key itself.
+                return self.get(kind, session_id, state_version)
+        finally:
+            pubsub.close()
+
+    # -- pre-warm debouncing ----------------------------------------------------------------
+
+    def note_event(self, session_id: str, state_version: int, quiet_s: float) -> None:
+        """Record a state_changed event of the session at ``state_version`` (Redis TIME).
+        Events may arrive out of order: one for an older version than the recorded one is
+        ignored. The hash expires after an hour (or 4 x ``quiet_s``) without events."""
+        ttl_ms = max(QUIET_KEY_MIN_TTL_MS, _ms(quiet_s) * 4)
+        self._note_event(keys=[self.quiet_key(session_id)], args=[int(state_version), ttl_ms])
+
+    def quiet_remaining(self, session_id: str, state_version: int, quiet_s: float) -> float | None:
+        """None if ``state_version`` is not the latest recorded event of the session (or none
+        is recorded); otherwise the seconds still to wait until it has been quiet for
+        ``quiet_s`` (0.0 = quiet now). A check that runs a little early can reschedule
+        itself with this countdown."""
+        left = int(
+            self._quiet_remaining(
+                keys=[self.quiet_key(session_id)],
+                args=[int(state_version), max(0, math.ceil(quiet_s * 1000))],
+            )
+        )
+        return None if left < 0 else left / 1000.0
+
+    def is_quiet(self, session_id: str, state_version: int, quiet_s: float) -> bool:
+        """True if ``state_version`` is still the session's latest event and no event came
+        for ``quiet_s`` seconds."""
+        return self.quiet_remaining(session_id, state_version, quiet_s) == 0.0
