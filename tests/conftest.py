@@ -62,7 +62,8 @@ def _redis_base_url() -> str:
 
 
 def _worker_index(worker_id: str) -> int:
-    return 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
+    # A run without xdist (benchmarks, a single file) gets slot 14, apart from gw0..gw13.
+    return 14 if worker_id == "master" else int(worker_id.removeprefix("gw")) % 14
 
 
 def _with_database(admin_url: str, name: str) -> str:
@@ -79,9 +80,10 @@ class TestServers:
 
 
 @pytest.fixture(scope="session")
-def test_servers(worker_id: str) -> TestServers:
+def test_servers() -> TestServers:
     admin_url = _admin_database_url()
-    index = _worker_index(worker_id)
+    # Benchmarks run without xdist; PYTEST_XDIST_WORKER is set only under it.
+    index = _worker_index(os.environ.get("PYTEST_XDIST_WORKER", "master"))
     name = f"rf_test_{index}"
     conn = psycopg2.connect(admin_url)
     conn.autocommit = True
@@ -93,7 +95,7 @@ def test_servers(worker_id: str) -> TestServers:
         cur.execute(f'CREATE DATABASE "{name}"')
     conn.close()
     # Redis db 0 belongs to whoever else uses the server; workers take 1..15.
-    redis_url = f"{_redis_base_url()}/{1 + index % 15}"
+    redis_url = f"{_redis_base_url()}/{1 + index}"
     return TestServers(
         database_url=_with_database(admin_url, name),
         redis_url=redis_url,
