@@ -1,0 +1,280 @@
+"""The built-in script library: data shape, template validity and parseable renders."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import tree_sitter_powershell as tsp
+from hypothesis import find
+from hypothesis import strategies as st
+from tree_sitter import Language, Node, Parser
+
+from services.scripts.builtin_library import CATEGORIES, TEMPLATES
+from services.scripts.engine import (
+    REDACTION_MARKER,
+    ParameterSpec,
+    ScriptRenderError,
+    ScriptTemplateEngine,
+    quote_ps_string,
+)
+
+PARSER = Parser(Language(tsp.language()))
+ENGINE = ScriptTemplateEngine()
+TEMPLATE_IDS = [t["slug"] for t in TEMPLATES]
+TEMPLATE_FIELDS = {
+    "category_slug",
+    "slug",
+    "name",
+    "description",
+    "use_case",
+    "script_body",
+    "parameters_schema",
+    "default_values",
+    "validation_rules",
+    "tags",
+    "complexity",
+    "estimated_runtime",
+    "requires_elevation",
+    "requires_modules",
+}
+SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+# Values chosen to be awkward for PowerShell: quotes of every kind, subexpressions, backticks.
+TRICKY_STRINGS = [
+    'O\'Brien \u2019$(Stop-Computer)`; "x"',
+    "jdoe",
+    "Ethernet",
+    "C:",
+    "KB5034441, KB5001716",
+    "2025-01-31",
+    "3f2504e0-4f89-41d3-9a0c-0305e82c3301",
+    "OU=Staff,DC=corp,DC=example,DC=com",
+    "Spooler",
+]
+
+
+def walk(node: Node) -> Iterator[Node]:
+    yield node
+    for child in node.children:
+        yield from walk(child)
+
+
+def assert_parses(script: str) -> None:
+    root = PARSER.parse(script.encode("utf-8")).root_node
+    bad = [n for n in walk(root) if n.type == "ERROR" or n.is_missing]
+    assert not root.has_error and not bad, [
+        (n.type, n.start_point, (n.text or b"")[:80]) for n in bad
+    ]
+
+
+def _fits(value: str, rules: dict[str, Any]) -> bool:
+    pattern = rules.get("pattern")
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        return False
+    return rules.get("min_length", 0) <= len(value) <= rules.get("max_length", 10**6)
+
+
+def valid_value(spec: ParameterSpec) -> Any:
+    """A valid (and, where the rules allow, awkward) value derived from the schema."""
+    rules = dict(spec.validation)
+    if spec.type == "choice":
+        return spec.options[-1]
+    if spec.type == "multichoice":
+        return list(spec.options[: max(1, rules.get("min_length", 1))])
+    if spec.type == "boolean":
+        return not spec.default if isinstance(spec.default, bool) else True
+    if spec.type in ("integer", "number"):
+        return rules.get("max", rules.get("min", 1))
+    candidates = {
+        "email": ["o'brien@example.com"],
+        "hostname": ["srv-01.corp.example.com"],
+        "ip": ["192.0.2.10"],
+        "path": ["C:\\Temp\\O'Brien $(x)"],
+        "text": ['Line one\nIt\'s line two \u2018$(x)\u2019 `n "quoted"'],
+        "password": ["Pa$$w0rd'\u2018(x)`;\"" * 4],
+        "string": TRICKY_STRINGS,
+    }[spec.type]
+    for candidate in candidates:
+        if _fits(candidate, rules):
+            return candidate
+    # Fall back to any string the pattern and lengths accept.
+    return find(
+        st.from_regex(rules.get("pattern", ".+"), fullmatch=True), lambda v: _fits(v, rules)
+    )
+
+
+def by_slug(slug: str) -> dict[str, Any]:
+    return next(t for t in TEMPLATES if t["slug"] == slug)
+
+
+def specs_of(template: dict[str, Any]) -> list[ParameterSpec]:
+    return ENGINE.validate_template(
+        template["script_body"],
+        template["parameters_schema"],
+        template["default_values"],
+        template["validation_rules"],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# shape of the data
+# --------------------------------------------------------------------------------------------
+
+
+def test_counts() -> None:
+    assert len(CATEGORIES) >= 8
+    assert len(TEMPLATES) >= 30
+    with_secrets = [
+        t for t in TEMPLATES if ScriptTemplateEngine.sensitive_keys(t["parameters_schema"])
+    ]
+    assert len(with_secrets) >= 5
+
+
+def test_categories() -> None:
+    slugs = [c["slug"] for c in CATEGORIES]
+    assert len(slugs) == len(set(slugs))
+    assert len({c["sort_order"] for c in CATEGORIES}) == len(CATEGORIES)
+    for category in CATEGORIES:
+        assert set(category) == {"slug", "name", "description", "icon", "sort_order"}
+        assert SLUG_RE.fullmatch(category["slug"])
+        assert category["name"] and category["description"] and category["icon"]
+        assert isinstance(category["sort_order"], int)
+    used = Counter(t["category_slug"] for t in TEMPLATES)
+    assert all(used[slug] >= 2 for slug in slugs), used
+
+
+def test_template_slugs_are_unique() -> None:
+    duplicates = [s for s, n in Counter(TEMPLATE_IDS).items() if n > 1]
+    assert not duplicates
+
+
+@pytest.mark.parametrize("slug", TEMPLATE_IDS)
+def test_template_fields(slug: str) -> None:
+    template = by_slug(slug)
+    assert set(template) == TEMPLATE_FIELDS
+    assert SLUG_RE.fullmatch(template["slug"])
+    assert template["category_slug"] in {c["slug"] for c in CATEGORIES}
+    for text_field in ("name", "description", "use_case", "script_body", "estimated_runtime"):
+        assert isinstance(template[text_field], str) and template[text_field].strip()
+    assert template["complexity"] in {"basic", "intermediate", "advanced"}
+    assert isinstance(template["requires_elevation"], bool)
+    assert isinstance(template["default_values"], dict)
+    assert isinstance(template["validation_rules"], dict)
+    tags = template["tags"]
+    assert tags and all(isinstance(t, str) and t == t.lower() and t.strip() == t for t in tags)
+    assert len(tags) == len(set(tags))
+    modules = template["requires_modules"]
+    assert isinstance(modules, list) and all(isinstance(m, str) and m for m in modules)
+
+
+@pytest.mark.parametrize("slug", TEMPLATE_IDS)
+def test_requires_lines_agree_with_metadata(slug: str) -> None:
+    template = by_slug(slug)
+    body = template["script_body"]
+    if re.search(r"(?im)^#requires\s+-RunAsAdministrator\b", body):
+        assert template["requires_elevation"] is True
+    for line in re.findall(r"(?im)^#requires\s+-Modules\s+(.+)$", body):
+        for module in (m.strip() for m in line.split(",")):
+            assert module in template["requires_modules"]
+
+
+# --------------------------------------------------------------------------------------------
+# templates validate and render to parseable PowerShell
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("slug", TEMPLATE_IDS)
+def test_template_validates(slug: str) -> None:
+    template = by_slug(slug)
+    specs = specs_of(template)
+    declared = {spec.key for spec in specs}
+    used = set(re.findall(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}", template["script_body"]))
+    assert used <= declared
+    assert declared <= used, f"parameters never used in the body: {declared - used}"
+
+
+@pytest.mark.parametrize("slug", TEMPLATE_IDS)
+def test_template_renders_awkward_values_to_parseable_powershell(slug: str) -> None:
+    template = by_slug(slug)
+    specs = specs_of(template)
+    values = {spec.key: valid_value(spec) for spec in specs}
+    rendered = ENGINE.render(
+        template["script_body"],
+        template["parameters_schema"],
+        values,
+        template["default_values"],
+        template["validation_rules"],
+    )
+    assert_parses(rendered.script)
+    assert_parses(rendered.stored_script)
+    assert "{{" not in rendered.script.replace(template["script_body"], "")
+    for spec in specs:
+        value = rendered.values[spec.key]
+        if isinstance(value, str):
+            assert quote_ps_string(value) in rendered.script
+            if spec.sensitive:
+                assert quote_ps_string(value) not in rendered.stored_script
+                assert rendered.redacted_values[spec.key] == REDACTION_MARKER
+
+
+@pytest.mark.parametrize("slug", TEMPLATE_IDS)
+def test_template_renders_with_only_required_values(slug: str) -> None:
+    template = by_slug(slug)
+    specs = specs_of(template)
+    defaults = template["default_values"]
+    values = {
+        spec.key: valid_value(spec)
+        for spec in specs
+        if spec.required and spec.default is None and spec.key not in defaults
+    }
+    rendered = ENGINE.render(
+        template["script_body"], template["parameters_schema"], values, defaults
+    )
+    assert_parses(rendered.script)
+    for spec in specs:
+        if spec.key not in values and spec.default is not None:
+            assert rendered.values[spec.key] == spec.default
+
+
+@pytest.mark.parametrize("slug", TEMPLATE_IDS)
+def test_missing_required_values_are_reported(slug: str) -> None:
+    template = by_slug(slug)
+    specs = specs_of(template)
+    needed = {
+        s.key
+        for s in specs
+        if s.required and s.default is None and s.key not in template["default_values"]
+    }
+    if not needed:
+        ENGINE.render(template["script_body"], template["parameters_schema"], {})
+        return
+    with pytest.raises(ScriptRenderError) as info:
+        ENGINE.render(
+            template["script_body"],
+            template["parameters_schema"],
+            {},
+            template["default_values"],
+            template["validation_rules"],
+        )
+    assert set(info.value.errors) == needed
+
+
+def test_known_sensitive_parameters() -> None:
+    sensitive = {
+        t["slug"]: ScriptTemplateEngine.sensitive_keys(t["parameters_schema"]) for t in TEMPLATES
+    }
+    assert sensitive["ad-reset-password"] == {"new_password"}
+    assert sensitive["net-add-wifi-profile"] == {"pre_shared_key"}
+    assert sensitive["svc-set-service-account"] == {"account_password"}
+    assert sensitive["local-admin-reset-password"] == {"new_password"}
+    assert sensitive["m365-graph-license-report"] == {"client_secret"}
+
+
+def test_wifi_key_is_never_on_a_command_line() -> None:
+    body = by_slug("net-add-wifi-profile")["script_body"]
+    netsh_lines = [line for line in body.splitlines() if "netsh" in line]
+    assert netsh_lines and not any("psk" in line.lower() or "{{" in line for line in netsh_lines)
