@@ -45,7 +45,8 @@ SwaggerUIBundle({dom_id: "#ui", urls: [
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset]});
 </script>
 <noscript>Specs: <a href="/api/v1/openapi/scripts.json">scripts</a>,
-<a href="/api/v1/openapi/pilot.json">pilot</a>, <a href="/api/v1/openapi/notes.json">notes</a></noscript>
+<a href="/api/v1/openapi/pilot.json">pilot</a>,
+<a href="/api/v1/openapi/notes.json">notes</a></noscript>
 </body></html>"""
 
 
@@ -74,7 +75,11 @@ def create_web_app(settings: Settings) -> Flask:
     @app.get("/healthz")
     def healthz() -> Any:
         healthy, checks = check_dependencies(settings)
-        body = {"status": "ok" if healthy else "unavailable", "service": "gateway", "checks": checks}
+        body = {
+            "status": "ok" if healthy else "unavailable",
+            "service": "gateway",
+            "checks": checks,
+        }
         return jsonify(body), 200 if healthy else 503
 
     @app.get("/api/docs")

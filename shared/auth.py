@@ -12,10 +12,10 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g, request
-from flask_smorest import abort
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared.errors import Unauthenticated
 from shared.models import Account, User
 from shared.principal import Principal
 
@@ -82,15 +82,15 @@ def authenticate_request() -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        abort(401, message="missing bearer token")
+        raise Unauthenticated("missing bearer token")
     try:
         user_id = decode_token(current_app.config["SETTINGS"].secret_key, token.strip())
-    except InvalidToken:
-        abort(401, message="invalid or expired token")
+    except InvalidToken as exc:
+        raise Unauthenticated("invalid or expired token") from exc
     with db.session() as session:
         principal = load_principal(session, user_id)
     if principal is None:
-        abort(401, message="user is inactive or unknown")
+        raise Unauthenticated("user is inactive or unknown")
     return principal
 
 

@@ -87,6 +87,8 @@ class Settings:
     ENV: str = "dev"
     DATABASE_URL: str | None = None
     REDIS_URL: str | None = None
+    # The notes cache may live on its own LRU-bounded Redis (deploy/); defaults to REDIS_URL.
+    CACHE_REDIS_URL: str | None = None
     SECRET_KEY: str | None = None
     DATA_DIR: Path = PROJECT_ROOT / ".data"
     # Prefix of every Redis key the product writes, so tests and tenants of one server can
@@ -136,6 +138,7 @@ class Settings:
             ENV=app_env,
             DATABASE_URL=_str(env, "DATABASE_URL"),
             REDIS_URL=_str(env, "REDIS_URL"),
+            CACHE_REDIS_URL=_str(env, "CACHE_REDIS_URL"),
             SECRET_KEY=_str(env, "SECRET_KEY"),
             DATA_DIR=Path(_str(env, "RF_DATA_DIR") or str(PROJECT_ROOT / ".data")),
             REDIS_KEY_PREFIX=_str(env, "REDIS_KEY_PREFIX", "rf") or "rf",
@@ -181,6 +184,10 @@ class Settings:
     @property
     def secret_key(self) -> str:
         return self.SECRET_KEY or DEV_SECRET_KEY
+
+    @property
+    def cache_redis_url(self) -> str | None:
+        return self.CACHE_REDIS_URL or self.REDIS_URL
 
     @property
     def llm_online(self) -> bool:

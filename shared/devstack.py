@@ -25,13 +25,18 @@ def _banner(settings: Settings, demo: dict[str, object]) -> str:
     users = demo["users"]
     assert isinstance(users, dict)
     base = f"http://127.0.0.1:{settings.GATEWAY_PORT}"
+    llm = (
+        f"anthropic {settings.ANTHROPIC_MODEL}"
+        if settings.llm_online
+        else "offline generator (set ANTHROPIC_API_KEY for Claude)"
+    )
     lines = [
         "",
         "ResolutionFlow is starting",
         f"  gateway     {base}   (console at /, API docs at /api/docs)",
         f"  database    {_safe_url(settings.DATABASE_URL)}",
         f"  redis       {settings.REDIS_URL}",
-        f"  LLM         {'anthropic ' + settings.ANTHROPIC_MODEL if settings.llm_online else 'offline generator (set ANTHROPIC_API_KEY for Claude)'}",
+        f"  LLM         {llm}",
         "",
         "Demo users (password: demo-password):",
     ]
@@ -128,7 +133,7 @@ def main() -> int:
     while not stopping:
         for child in children:
             if child.poll() is not None:
-                print(f"process exited ({child.args[0]}): {child.returncode}", file=sys.stderr)
+                print(f"process exited ({child.args!r}): {child.returncode}", file=sys.stderr)
                 stopping, exit_code = True, 1
         time.sleep(0.5)
 

@@ -14,6 +14,10 @@ class DomainError(Exception):
         self.errors = errors
 
 
+class Unauthenticated(DomainError):
+    status_code = 401
+
+
 class NotFound(DomainError):
     status_code = 404
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import Flask, jsonify
 from flask_smorest import Api, Blueprint
-from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from shared import runtime
@@ -77,23 +76,8 @@ def create_service_app(
         body = {"status": "ok" if healthy else "unavailable", "service": name, "checks": checks}
         return jsonify(body), 200 if healthy else 503
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        # flask-smorest formats errors raised inside its blueprints; this covers the rest
-        # (unknown routes, wrong methods) with the same JSON shape.
-        body: dict[str, Any] = {
-            "code": exc.code,
-            "status": exc.name,
-            "message": exc.description,
-        }
-        data = getattr(exc, "data", None)
-        if isinstance(data, dict):
-            if data.get("message"):
-                body["message"] = data["message"]
-            if "errors" in data:
-                body["errors"] = data["errors"]
-        return jsonify(body), exc.code or 500
-
+    # flask-smorest already answers every HTTPException (unknown routes and methods included) with
+    # JSON {code, status, message, errors}; domain errors get the same shape.
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError) -> Any:
         body: dict[str, Any] = {

@@ -61,9 +61,49 @@ def _redis_base_url() -> str:
     return start_redis(ARTIFACTS, 16379).rsplit("/", 1)[0]
 
 
-def _worker_index(worker_id: str) -> int:
-    # A run without xdist (benchmarks, a single file) gets slot 14, apart from gw0..gw13.
-    return 14 if worker_id == "master" else int(worker_id.removeprefix("gw")) % 14
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim_slot(redis_base: str) -> int:
+    """An exclusive slot 1..15 for this test process: its Redis db number and its database name.
+
+    Slots are claimed in Redis db 0 with SET NX, so test runs that overlap on one machine
+    (xdist workers, two terminals) never share a database or flush each other's Redis; a slot
+    whose holder process has died is taken over.
+    """
+    control = redis.Redis.from_url(f"{redis_base}/0")
+    me = str(os.getpid())
+    for slot in range(1, 16):
+        key = f"rf:test-slot:{slot}"
+        if control.set(key, me, nx=True, ex=6 * 3600):
+            return slot
+        holder = control.get(key)
+        if holder is not None and not _pid_alive(int(holder)):
+            with control.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    if pipe.get(key) == holder:
+                        pipe.multi()
+                        pipe.set(key, me, ex=6 * 3600)
+                        pipe.execute()
+                        return slot
+                except redis.WatchError:
+                    continue
+    raise RuntimeError("all 15 test slots are taken by live test processes")
+
+
+def _release_slot(redis_base: str, slot: int) -> None:
+    control = redis.Redis.from_url(f"{redis_base}/0")
+    key = f"rf:test-slot:{slot}"
+    if control.get(key) == str(os.getpid()).encode():
+        control.delete(key)
 
 
 def _with_database(admin_url: str, name: str) -> str:
@@ -80,11 +120,11 @@ class TestServers:
 
 
 @pytest.fixture(scope="session")
-def test_servers() -> TestServers:
+def test_servers() -> Iterator[TestServers]:
     admin_url = _admin_database_url()
-    # Benchmarks run without xdist; PYTEST_XDIST_WORKER is set only under it.
-    index = _worker_index(os.environ.get("PYTEST_XDIST_WORKER", "master"))
-    name = f"rf_test_{index}"
+    redis_base = _redis_base_url()
+    slot = _claim_slot(redis_base)
+    name = f"rf_test_{slot}"
     conn = psycopg2.connect(admin_url)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -94,13 +134,16 @@ def test_servers() -> TestServers:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         cur.execute(f'CREATE DATABASE "{name}"')
     conn.close()
-    # Redis db 0 belongs to whoever else uses the server; workers take 1..15.
-    redis_url = f"{_redis_base_url()}/{1 + index}"
-    return TestServers(
-        database_url=_with_database(admin_url, name),
-        redis_url=redis_url,
-        key_prefix=f"rft{index}",
-    )
+    redis_url = f"{redis_base}/{slot}"
+    redis.Redis.from_url(redis_url).flushdb()
+    try:
+        yield TestServers(
+            database_url=_with_database(admin_url, name),
+            redis_url=redis_url,
+            key_prefix=f"rft{slot}",
+        )
+    finally:
+        _release_slot(redis_base, slot)
 
 
 @pytest.fixture(scope="session")
@@ -255,7 +298,9 @@ def category_id(library: dict[str, Any]) -> uuid.UUID:
     from shared.models import ScriptCategory
 
     with db.session() as session:
-        return session.scalars(select(ScriptCategory.id).order_by(ScriptCategory.sort_order)).first()
+        return session.scalars(
+            select(ScriptCategory.id).order_by(ScriptCategory.sort_order)
+        ).first()
 
 
 def settings_with(settings: Settings, **overrides: Any) -> Settings:

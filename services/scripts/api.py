@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from sqlalchemy import func, select
 
 from services.scripts import templates
@@ -36,6 +36,7 @@ from shared.auth import (
     verify_password,
 )
 from shared.db import db
+from shared.errors import Unauthenticated
 from shared.events import write_transaction
 from shared.models import User
 from shared.web import BEARER_SECURITY
@@ -77,7 +78,7 @@ class TokenView(MethodView):
             ok = user is not None and verify_password(user.password_hash, data["password"])
             principal = load_principal(session, user.id) if ok and user is not None else None
         if principal is None:
-            abort(401, message="invalid email or password")
+            raise Unauthenticated("invalid email or password")
         return {
             "access_token": issue_token(settings.secret_key, principal.id, settings.TOKEN_TTL_S),
             "token_type": "bearer",

@@ -118,7 +118,7 @@ class TemplateFilters:
     offset: int = 0
 
 
-def _visible_templates(principal: Principal) -> Select[tuple[ScriptTemplate]]:
+def _visible_templates(principal: Principal) -> Select[ScriptTemplate]:
     return select(ScriptTemplate).where(
         ScriptTemplate.is_active.is_(True), template_visibility(principal)
     )

@@ -6,17 +6,19 @@ name (which depends on the migrated database).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from uuid import uuid4
 
 import pytest
 import redis
 
+from tests.conftest import TestServers
+
 
 @pytest.fixture
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+def redis_client(test_servers: TestServers) -> Iterator[redis.Redis]:
+    # The test process's own Redis db (see tests/conftest.py), without the database.
+    client = redis.Redis.from_url(test_servers.redis_url)
     try:
         client.ping()
     except redis.ConnectionError as exc:  # pragma: no cover - environment problem

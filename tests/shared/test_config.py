@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.config import DEFAULT_WEBHOOK_RETRY_SCHEDULE, ConfigError, Settings
+
+
+def test_missing_secret_key_outside_dev_is_a_startup_error() -> None:
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        Settings.from_env({"RF_ENV": "prod"}).validate()
+    ok = Settings.from_env({"RF_ENV": "prod", "SECRET_KEY": "x" * 40}).validate()
+    assert ok.secret_key == "x" * 40
+
+
+def test_dev_uses_a_development_key() -> None:
+    settings = Settings.from_env({}).validate()
+    assert settings.is_dev and len(settings.secret_key) >= 32
+
+
+def test_short_secret_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="32"):
+        Settings.from_env({"SECRET_KEY": "short"}).validate()
+
+
+def test_typed_parsing() -> None:
+    settings = Settings.from_env(
+        {
+            "GATEWAY_PORT": "9000",
+            "NOTES_PREWARM": "off",
+            "NOTES_PREWARM_QUIET_S": "0.5",
+            "WEBHOOK_RETRY_SCHEDULE_S": "0, 1,2",
+        }
+    )
+    assert settings.GATEWAY_PORT == 9000
+    assert settings.NOTES_PREWARM is False
+    assert settings.NOTES_PREWARM_QUIET_S == 0.5
+    assert settings.WEBHOOK_RETRY_SCHEDULE_S == (0, 1, 2)
+    assert Settings.from_env({}).WEBHOOK_RETRY_SCHEDULE_S == DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    with pytest.raises(ConfigError, match="GATEWAY_PORT"):
+        Settings.from_env({"GATEWAY_PORT": "eighty"})
+    with pytest.raises(ConfigError, match="NOTES_PREWARM"):
+        Settings.from_env({"NOTES_PREWARM": "maybe"})
+
+
+def test_default_model_is_a_current_sonnet_from_the_sdk_list() -> None:
+    import typing
+
+    from anthropic.types import Model
+
+    known = typing.get_args(typing.get_args(Model)[0])
+    model = Settings.from_env({}).ANTHROPIC_MODEL
+    assert model in known and "sonnet" in model
+    assert model not in ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929")
