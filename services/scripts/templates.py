@@ -157,13 +157,19 @@ def list_templates(
             ScriptTemplate.team_id == principal.team_id,
             ScriptTemplate.account_id == principal.account_id,
         )
-    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    rows = session.scalars(
-        query.order_by(ScriptTemplate.name, ScriptTemplate.id)
+    # One round trip: the window count gives the unpaged total beside the page itself.
+    rows = session.execute(
+        query.add_columns(func.count().over().label("total"))
+        .order_by(ScriptTemplate.name, ScriptTemplate.id)
         .limit(filters.limit)
         .offset(filters.offset)
     ).all()
-    return list(rows), int(total)
+    if rows:
+        return [row[0] for row in rows], int(rows[0].total)
+    if filters.offset == 0:
+        return [], 0
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    return [], int(total)
 
 
 def get_template(

@@ -64,6 +64,16 @@ class ScriptTemplate(UUIDPrimaryKey, Timestamps, Base):
             postgresql_where=text("account_id IS NOT NULL AND is_active"),
         ),
         Index("ix_script_templates_tags", "tags", postgresql_using="gin"),
+        # Trigram indexes serve `search` (ILIKE '%term%') without scanning every template.
+        *(
+            Index(
+                f"ix_script_templates_{column}_trgm",
+                column,
+                postgresql_using="gin",
+                postgresql_ops={column: "gin_trgm_ops"},
+            )
+            for column in ("name", "description", "slug")
+        ),
         Index("ix_script_templates_name", "name"),
     )
 

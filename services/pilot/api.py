@@ -1,0 +1,417 @@
+"""FlowPilot HTTP API (/api/v1/ai-sessions): sessions, facts, chat, suggested fixes, resolve.
+
+Thin views: validate with a schema, call one domain function (services.pilot.sessions or
+services.pilot.chat), serialise. Every route needs a bearer token and sees only the caller's
+account; every write answers with the session's new `state_version`.
+
+Deleting a fact answers 200 with `{id, deleted: true, state_version}` rather than 204, because
+every write response carries the version it produced.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import func, inspect, select
+
+from services.pilot import chat, sessions
+from services.pilot.schemas import (
+    ChatMessageSchema,
+    ChatTurnResponseSchema,
+    ChatUnavailableSchema,
+    DecisionRequestSchema,
+    DecisionResponseSchema,
+    FactCreateSchema,
+    FactDeleteResponseSchema,
+    FactSchema,
+    FactUpdateSchema,
+    FactWriteResponseSchema,
+    MessageCreateSchema,
+    MessageQueryArgsSchema,
+    ResolveRequestSchema,
+    ResolveResponseSchema,
+    SessionCreateSchema,
+    SessionQueryArgsSchema,
+    SessionResponseSchema,
+    SessionUpdateSchema,
+    SuggestedFixSchema,
+)
+from shared.auth import auth_required, current_principal
+from shared.config import Settings
+from shared.db import db
+from shared.events import write_transaction
+from shared.llm import LLMClient, LLMUnavailable
+from shared.models import ChatMessage
+from shared.web import BEARER_SECURITY
+
+blp = Blueprint(
+    "pilot",
+    __name__,
+    url_prefix="/api/v1/ai-sessions",
+    description="FlowPilot AI troubleshooting sessions",
+)
+
+SSE_MIMETYPE = "text/event-stream"
+
+_llm_lock = threading.Lock()
+
+
+def blueprints() -> list[Blueprint]:
+    return [blp]
+
+
+# ── Helpers ───────────────────────────────────────────────────────────────
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["SETTINGS"]
+    return settings
+
+
+def _llm() -> LLMClient:
+    """One LLM client per app, built from that app's settings on first use (the SDK client
+    pools its connections and is thread-safe)."""
+    settings = _settings()
+    with _llm_lock:
+        cached = current_app.extensions.get("pilot_llm")
+        if cached is None or cached[0] is not settings:
+            cached = (settings, LLMClient.from_settings(settings))
+            current_app.extensions["pilot_llm"] = cached
+        client: LLMClient = cached[1]
+        return client
+
+
+def _columns(obj: Any, **extra: Any) -> dict[str, Any]:
+    data = {attr.key: getattr(obj, attr.key) for attr in inspect(obj).mapper.column_attrs}
+    data.update(extra)
+    return data
+
+
+def _versioned(result: sessions.Versioned) -> dict[str, Any]:
+    return _columns(result.obj, state_version=result.state_version)
+
+
+_turn_schema = ChatTurnResponseSchema()
+_message_schema = ChatMessageSchema()
+
+
+def _turn_body(turn: chat.TurnResult) -> dict[str, Any]:
+    body: dict[str, Any] = _turn_schema.dump(turn)
+    return body
+
+
+def _unavailable_body(prepared: chat.PreparedTurn, error: LLMUnavailable) -> dict[str, Any]:
+    if error.retryable:
+        message = (
+            "The assistant is unavailable right now; your message was saved. Try again in a moment."
+        )
+    else:
+        message = (
+            "The assistant is unavailable: the AI provider refused the request "
+            f"({error.reason}). Your message was saved; contact your administrator."
+        )
+    return {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": message,
+        "reason": error.reason,
+        "retryable": error.retryable,
+        "user_message": _message_schema.dump(prepared.user_message),
+        "state_version": prepared.state_version,
+    }
+
+
+def _wants_stream() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", SSE_MIMETYPE])
+    return best == SSE_MIMETYPE
+
+
+def _sse(kind: str, data: dict[str, Any] | None) -> str:
+    if kind == "ping":
+        return ": ping\n\n"
+    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+# ── Sessions ──────────────────────────────────────────────────────────────
+
+
+@blp.route("")
+class SessionsView(MethodView):
+    decorators = [auth_required]
+
+    @blp.arguments(SessionQueryArgsSchema, location="query")
+    @blp.response(200, SessionResponseSchema(many=True))
+    @blp.doc(security=BEARER_SECURITY)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Your account's sessions, newest first. `X-Total-Count` gives the unpaged total."""
+        with db.session() as session:
+            rows, total = sessions.list_sessions(
+                session,
+                current_principal(),
+                status=args.get("status"),
+                limit=args["limit"],
+                offset=args["offset"],
+            )
+        return rows, {"X-Total-Count": str(total)}
+
+    @blp.arguments(SessionCreateSchema)
+    @blp.response(201, SessionResponseSchema)
+    @blp.doc(security=BEARER_SECURITY)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Open a troubleshooting session (engineers and owners). Its state_version starts at 1."""
+        with write_transaction() as session:
+            result = sessions.create_session(
+                session,
+                current_principal(),
+                title=data["title"],
+                ticket_ref=data.get("ticket_ref"),
+                problem=data.get("problem"),
+            )
+        return _versioned(result)
+
+
+@blp.route("/<uuid:session_id>")
+class SessionView(MethodView):
+    decorators = [auth_required]
+
+    @blp.response(200, SessionResponseSchema)
+    @blp.doc(security=BEARER_SECURITY)
+    def get(self, session_id: uuid.UUID) -> Any:
+        """One session."""
+        with db.session() as session:
+            return sessions.get_session(session, current_principal(), session_id)
+
+    @blp.arguments(SessionUpdateSchema)
+    @blp.response(200, SessionResponseSchema)
+    @blp.doc(security=BEARER_SECURITY)
+    def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
+        """Change the title or ticket reference. 409 while the session is resolved."""
+        with write_transaction() as session:
+            result = sessions.update_session(session, current_principal(), session_id, data)
+        return _versioned(result)
+
+
+@blp.route("/<uuid:session_id>/resolve")
+class ResolveView(MethodView):
+    decorators = [auth_required]
+
+    @blp.arguments(ResolveRequestSchema)
+    @blp.response(202, ResolveResponseSchema)
+    @blp.doc(security=BEARER_SECURITY)
+    def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
+        """Resolve the session at its next state_version; the notes service writes the note
+        and delivers it (hence 202). Resolving twice is a 409; the session is read-only until
+        reopened."""
+        with write_transaction() as session:
+            result = sessions.resolve_session(
+                session, current_principal(), session_id, ticket_ref=data.get("ticket_ref")
+            )
+        row = result.obj
+        return {
+            "id": row.id,
+            "status": row.status,
+            "state_version": result.state_version,
+            "resolved_version": row.resolved_version,
+            "ticket_ref": row.ticket_ref,
+        }
+
+
+@blp.route("/<uuid:session_id>/reopen")
+class ReopenView(MethodView):
+    decorators = [auth_required]
+
+    @blp.response(200, SessionResponseSchema)
+    @blp.doc(security=BEARER_SECURITY)
+    def post(self, session_id: uuid.UUID) -> Any:
+        """Make a resolved session writable again. 409 if it is not resolved."""
+        with write_transaction() as session:
+            result = sessions.reopen_session(session, current_principal(), session_id)
+        return _versioned(result)
+
+
+# ── Facts ─────────────────────────────────────────────────────────────────
+
+
+@blp.route("/<uuid:session_id>/facts")
+class FactsView(MethodView):
+    decorators = [auth_required]
+
+    @blp.response(200, FactSchema(many=True))
+    @blp.doc(security=BEARER_SECURITY)
+    def get(self, session_id: uuid.UUID) -> Any:
+        """The session's facts, oldest first."""
+        with db.session() as session:
+            return sessions.list_facts(session, current_principal(), session_id)
+
+    @blp.arguments(FactCreateSchema)
+    @blp.response(201, FactWriteResponseSchema)
+    @blp.doc(security=BEARER_SECURITY)
+    def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
+        """Record a fact: text (trimmed, 1..4000 characters) and kind (default observation)."""
+        with write_transaction() as session:
+            result = sessions.add_fact(
+                session, current_principal(), session_id, text=data["text"], kind=data["kind"]
+            )
+        return _versioned(result)
+
+
+@blp.route("/<uuid:session_id>/facts/<uuid:fact_id>")
+class FactView(MethodView):
+    decorators = [auth_required]
+
+    @blp.arguments(FactUpdateSchema)
+    @blp.response(200, FactWriteResponseSchema)
+    @blp.doc(security=BEARER_SECURITY)
+    def patch(self, data: dict[str, Any], session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
+        """Change a fact's text or kind."""
+        with write_transaction() as session:
+            result = sessions.update_fact(session, current_principal(), session_id, fact_id, data)
+        return _versioned(result)
+
+    @blp.response(200, FactDeleteResponseSchema)
+    @blp.doc(security=BEARER_SECURITY)
+    def delete(self, session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
+        """Delete a fact. Answers 200 (not 204) so the new state_version can be returned."""
+        with write_transaction() as session:
+            result = sessions.delete_fact(session, current_principal(), session_id, fact_id)
+        return {"id": fact_id, "deleted": True, "state_version": result.state_version}
+
+
+# ── Chat ──────────────────────────────────────────────────────────────────
+
+
+@blp.route("/<uuid:session_id>/messages")
+class MessagesView(MethodView):
+    decorators = [auth_required]
+
+    @blp.arguments(MessageQueryArgsSchema, location="query")
+    @blp.response(200, ChatMessageSchema(many=True))
+    @blp.doc(security=BEARER_SECURITY)
+    def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
+        """The conversation, oldest first. `X-Total-Count` gives the unpaged total."""
+        principal = current_principal()
+        with db.session() as session:
+            sessions.get_session(session, principal, session_id)
+            conditions = (
+                ChatMessage.session_id == session_id,
+                ChatMessage.account_id == principal.account_id,
+            )
+            total = session.execute(
+                select(func.count()).select_from(ChatMessage).where(*conditions)
+            ).scalar_one()
+            rows = session.scalars(
+                select(ChatMessage)
+                .where(*conditions)
+                .order_by(ChatMessage.created_at, ChatMessage.id)
+                .limit(args["limit"])
+                .offset(args["offset"])
+            ).all()
+        return list(rows), {"X-Total-Count": str(total)}
+
+    @blp.arguments(MessageCreateSchema)
+    @blp.response(201, ChatTurnResponseSchema)
+    @blp.alt_response(
+        503,
+        schema=ChatUnavailableSchema,
+        description="The LLM could not answer (after the SDK's retries); the message is stored.",
+    )
+    @blp.alt_response(
+        200,
+        content_type=SSE_MIMETYPE,
+        schema={"type": "string", "format": "event-stream"},
+        success=True,
+        description=(
+            'With `Accept: text/event-stream`: `event: delta` / `data: {"text": ...}` for '
+            "each piece of the visible answer (never a [SUGGEST_FIX] block), then one "
+            "`event: done` carrying the 201 body, or `event: error` carrying the 503 body."
+        ),
+    )
+    @blp.doc(security=BEARER_SECURITY)
+    def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
+        """Send a message and get the assistant's answer (and any fix it proposes).
+
+        The user's message is stored before the assistant is asked, so it survives an LLM
+        failure. A streamed turn is stored even if the client disconnects mid-stream."""
+        llm = _llm()
+        prepared = chat.start_turn(
+            current_principal(),
+            session_id,
+            data["content"],
+            history_budget=_settings().CHAT_HISTORY_TOKEN_BUDGET,
+        )
+        if _wants_stream():
+            events = chat.stream_turn(
+                llm, prepared, on_done=_turn_body, on_unavailable=_unavailable_body
+            )
+
+            def body() -> Iterator[str]:
+                for kind, payload in events:
+                    yield _sse(kind, payload)
+
+            return Response(
+                body(),
+                status=200,
+                mimetype=SSE_MIMETYPE,
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        try:
+            result = chat.complete_turn(llm, prepared)
+        except chat.TurnUnavailable as exc:
+            response = current_app.json.response(_unavailable_body(exc.prepared, exc.error))
+            response.status_code = 503
+            if exc.error.retryable:
+                response.headers["Retry-After"] = "5"
+            return response
+        return result
+
+
+# ── Suggested fixes ───────────────────────────────────────────────────────
+
+
+@blp.route("/<uuid:session_id>/suggested-fixes")
+class FixesView(MethodView):
+    decorators = [auth_required]
+
+    @blp.response(200, SuggestedFixSchema(many=True))
+    @blp.doc(security=BEARER_SECURITY)
+    def get(self, session_id: uuid.UUID) -> Any:
+        """Every fix proposed in the session, newest first, with supersession and decision."""
+        with db.session() as session:
+            return sessions.list_fixes(session, current_principal(), session_id)
+
+
+@blp.route("/<uuid:session_id>/suggested-fixes/active")
+class ActiveFixView(MethodView):
+    decorators = [auth_required]
+
+    @blp.response(200, SuggestedFixSchema)
+    @blp.doc(security=BEARER_SECURITY)
+    def get(self, session_id: uuid.UUID) -> Any:
+        """The active (not superseded) fix, or 404 when there is none."""
+        with db.session() as session:
+            return sessions.get_active_fix(session, current_principal(), session_id)
+
+
+@blp.route("/<uuid:session_id>/suggested-fixes/<uuid:fix_id>/decision")
+class DecisionView(MethodView):
+    decorators = [auth_required]
+
+    @blp.arguments(DecisionRequestSchema)
+    @blp.response(200, DecisionResponseSchema)
+    @blp.doc(security=BEARER_SECURITY)
+    def post(self, data: dict[str, Any], session_id: uuid.UUID, fix_id: uuid.UUID) -> Any:
+        """Record what the engineer does with the active fix: one_off, draft_template,
+        build_template or dismissed (which supersedes it). 409 on a superseded fix or one
+        already decided."""
+        with write_transaction() as session:
+            result = sessions.decide_fix(
+                session, current_principal(), session_id, fix_id, data["decision"]
+            )
+        return _versioned(result)

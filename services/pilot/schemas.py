@@ -1,0 +1,214 @@
+"""Request and response schemas of the FlowPilot sessions API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from shared.models import FACT_KINDS, FIX_DECISIONS, SESSION_STATUSES
+
+FACT_TEXT_MAX = 4000
+MESSAGE_MAX = 20000
+
+
+class StrictSchema(Schema):
+    class Meta:
+        ordered = True
+
+
+class TrimmedString(fields.String):
+    """A string with surrounding whitespace removed before the validators run, so a length
+    limit applies to the trimmed text and whitespace alone fails `Length(min=1)`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        return result.strip() if isinstance(result, str) else result
+
+
+class OptionalTrimmedString(TrimmedString):
+    """Like TrimmedString, but blank becomes None (for optional references such as ticket_ref)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        return result or None
+
+
+def _at_least_one(data: dict[str, Any], names: tuple[str, ...]) -> None:
+    if not any(name in data for name in names):
+        raise ValidationError(f"provide at least one of: {', '.join(names)}", "_schema")
+
+
+# ── Sessions ──────────────────────────────────────────────────────────────
+
+
+class SessionCreateSchema(StrictSchema):
+    title = TrimmedString(required=True, validate=validate.Length(min=1, max=300))
+    ticket_ref = OptionalTrimmedString(allow_none=True, validate=validate.Length(max=200))
+    problem = TrimmedString(allow_none=True, validate=validate.Length(max=20000))
+
+
+class SessionUpdateSchema(StrictSchema):
+    title = TrimmedString(validate=validate.Length(min=1, max=300))
+    ticket_ref = OptionalTrimmedString(allow_none=True, validate=validate.Length(max=200))
+
+    @validates_schema
+    def not_empty(self, data: dict[str, Any], **_: object) -> None:
+        _at_least_one(data, ("title", "ticket_ref"))
+
+
+class SessionQueryArgsSchema(StrictSchema):
+    class Meta:
+        unknown = EXCLUDE
+
+    status = fields.String(validate=validate.OneOf(SESSION_STATUSES))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class SessionResponseSchema(StrictSchema):
+    id = fields.UUID(dump_only=True)
+    title = fields.String()
+    ticket_ref = fields.String(allow_none=True)
+    problem = fields.String(allow_none=True)
+    status = fields.String(metadata={"enum": list(SESSION_STATUSES)})
+    state_version = fields.Integer(
+        metadata={"description": "grows by exactly one with every write to the session"}
+    )
+    created_by = fields.UUID(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    resolved_at = fields.DateTime(allow_none=True)
+    resolved_by = fields.UUID(allow_none=True)
+    resolved_version = fields.Integer(allow_none=True)
+
+
+class ResolveRequestSchema(StrictSchema):
+    ticket_ref = OptionalTrimmedString(allow_none=True, validate=validate.Length(max=200))
+
+
+class ResolveResponseSchema(StrictSchema):
+    id = fields.UUID()
+    status = fields.String()
+    state_version = fields.Integer()
+    resolved_version = fields.Integer(
+        metadata={"description": "the state_version being resolved (the note's version)"}
+    )
+    ticket_ref = fields.String(allow_none=True)
+
+
+# ── Facts ─────────────────────────────────────────────────────────────────
+
+
+class FactCreateSchema(StrictSchema):
+    text = TrimmedString(required=True, validate=validate.Length(min=1, max=FACT_TEXT_MAX))
+    kind = fields.String(load_default="observation", validate=validate.OneOf(FACT_KINDS))
+
+
+class FactUpdateSchema(StrictSchema):
+    text = TrimmedString(validate=validate.Length(min=1, max=FACT_TEXT_MAX))
+    kind = fields.String(validate=validate.OneOf(FACT_KINDS))
+
+    @validates_schema
+    def not_empty(self, data: dict[str, Any], **_: object) -> None:
+        _at_least_one(data, ("text", "kind"))
+
+
+class FactSchema(StrictSchema):
+    id = fields.UUID(dump_only=True)
+    session_id = fields.UUID()
+    text = fields.String()
+    kind = fields.String(metadata={"enum": list(FACT_KINDS)})
+    source = fields.String()
+    created_by = fields.UUID(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class FactWriteResponseSchema(FactSchema):
+    state_version = fields.Integer()
+
+
+class FactDeleteResponseSchema(StrictSchema):
+    id = fields.UUID()
+    deleted = fields.Boolean()
+    state_version = fields.Integer()
+
+
+# ── Chat ──────────────────────────────────────────────────────────────────
+
+
+class MessageCreateSchema(StrictSchema):
+    content = TrimmedString(required=True, validate=validate.Length(min=1, max=MESSAGE_MAX))
+
+
+class MessageQueryArgsSchema(StrictSchema):
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class ChatMessageSchema(StrictSchema):
+    id = fields.UUID()
+    session_id = fields.UUID()
+    role = fields.String(metadata={"enum": ["user", "assistant"]})
+    content = fields.String()
+    generator = fields.String(allow_none=True)
+    model = fields.String(allow_none=True)
+    created_by = fields.UUID(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class SuggestedFixSchema(StrictSchema):
+    id = fields.UUID()
+    session_id = fields.UUID()
+    source_message_id = fields.UUID(allow_none=True)
+    title = fields.String()
+    summary = fields.String(allow_none=True)
+    steps = fields.List(fields.String())
+    script = fields.String(allow_none=True)
+    template_id = fields.UUID(allow_none=True)
+    confidence = fields.Integer(allow_none=True)
+    active = fields.Method("get_active", metadata={"description": "not superseded"})
+    superseded_at = fields.DateTime(allow_none=True)
+    decision = fields.String(allow_none=True, metadata={"enum": list(FIX_DECISIONS)})
+    decided_by = fields.UUID(allow_none=True)
+    decided_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+    def get_active(self, fix: Any) -> bool:
+        if isinstance(fix, dict):
+            return fix.get("superseded_at") is None
+        return getattr(fix, "superseded_at", None) is None
+
+
+class ChatTurnResponseSchema(StrictSchema):
+    user_message = fields.Nested(ChatMessageSchema)
+    assistant_message = fields.Nested(ChatMessageSchema)
+    suggested_fix = fields.Nested(SuggestedFixSchema, allow_none=True)
+    state_version = fields.Integer()
+    generator = fields.String(metadata={"description": "anthropic, or offline"})
+    model = fields.String()
+
+
+class ChatUnavailableSchema(StrictSchema):
+    code = fields.Integer()
+    status = fields.String()
+    message = fields.String()
+    reason = fields.String()
+    retryable = fields.Boolean()
+    user_message = fields.Nested(ChatMessageSchema)
+    state_version = fields.Integer(metadata={"description": "after storing the user's message"})
+
+
+# ── Suggested fixes ───────────────────────────────────────────────────────
+
+
+class DecisionRequestSchema(StrictSchema):
+    decision = fields.String(required=True, validate=validate.OneOf(FIX_DECISIONS))
+
+
+class DecisionResponseSchema(SuggestedFixSchema):
+    state_version = fields.Integer()

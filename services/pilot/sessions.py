@@ -1,0 +1,491 @@
+"""FlowPilot sessions domain: sessions, facts, suggested fixes, decisions, resolve and reopen.
+
+No Flask. Every function takes an open SQLAlchemy session (the caller owns the transaction,
+normally `shared.events.write_transaction()`) and the acting principal. Every query is scoped
+to the principal's account, so another account's session, fact or fix reads as missing (404).
+
+Every write calls `bump()` exactly once, and first: the bump's `UPDATE ... RETURNING` takes the
+session's row lock, so concurrent writes to one session are serialised from that point and each
+gets its own version. A check that fails after the bump raises, and the transaction (bump and
+outbox row included) rolls back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import events
+from shared.errors import Conflict, NotFound, PermissionDenied
+from shared.models import AISession, ScriptTemplate, SessionFact, SuggestedFix
+from shared.permissions import can_create_content, template_visibility
+from shared.principal import Principal
+
+# Causes written into `session.state_changed` events.
+CAUSE_SESSION_CREATED = "session_created"
+CAUSE_SESSION_UPDATED = "session_updated"
+CAUSE_FACT_CREATED = "fact_created"
+CAUSE_FACT_UPDATED = "fact_updated"
+CAUSE_FACT_DELETED = "fact_deleted"
+CAUSE_FIX_DECIDED = "fix_decided"
+CAUSE_RESOLVED = "session_resolved"
+CAUSE_REOPENED = "session_reopened"
+
+# How often persisting a fix retries after losing a race on the one-active-fix index.
+FIX_INSERT_ATTEMPTS = 3
+ONE_ACTIVE_FIX_INDEX = "uq_suggested_fixes_one_active"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A written object and the session's state_version its write produced."""
+
+    obj: Any
+    state_version: int
+
+
+# ── Access ────────────────────────────────────────────────────────────────
+
+
+def _scoped_session(session_id: uuid.UUID, principal: Principal) -> Any:
+    return select(AISession).where(
+        AISession.id == session_id, AISession.account_id == principal.account_id
+    )
+
+
+def get_session(session: Session, principal: Principal, session_id: uuid.UUID) -> AISession:
+    row = session.scalars(_scoped_session(session_id, principal)).one_or_none()
+    if row is None:
+        raise NotFound("Session not found")
+    return row
+
+
+def require_writer(session: Session, principal: Principal, session_id: uuid.UUID | None) -> None:
+    """Viewers read only. Another account's session stays a 404, even for a viewer."""
+    if can_create_content(principal):
+        return
+    if session_id is not None:
+        get_session(session, principal, session_id)
+    raise PermissionDenied("Engineer access required to change sessions")
+
+
+def bump(
+    session: Session,
+    principal: Principal,
+    session_id: uuid.UUID,
+    cause: str,
+    *,
+    require_active: bool = True,
+    extra_events: Iterable[tuple[str, dict[str, Any]]] = (),
+) -> int:
+    """`shared.events.bump` with its errors turned into the API's 404 and 409."""
+    try:
+        return events.bump(
+            session,
+            session_id=session_id,
+            account_id=principal.account_id,
+            cause=cause,
+            require_active=require_active,
+            extra_events=extra_events,
+        )
+    except events.SessionNotFound as exc:
+        raise NotFound("Session not found") from exc
+    except events.SessionReadOnly as exc:
+        raise Conflict("Session is resolved and read-only; reopen it first") from exc
+
+
+def _locked_session(session: Session, principal: Principal, session_id: uuid.UUID) -> AISession:
+    """The session row after a bump in this transaction, read fresh (the bump changed it)."""
+    row = session.scalars(
+        _scoped_session(session_id, principal).execution_options(populate_existing=True)
+    ).one_or_none()
+    if row is None:  # pragma: no cover - the bump just found it under its row lock
+        raise NotFound("Session not found")
+    return row
+
+
+# ── Sessions ──────────────────────────────────────────────────────────────
+
+
+def create_session(
+    session: Session,
+    principal: Principal,
+    *,
+    title: str,
+    ticket_ref: str | None = None,
+    problem: str | None = None,
+) -> Versioned:
+    """A new active session. Its creation is its first write: state_version 1."""
+    require_writer(session, principal, None)
+    row = AISession(
+        account_id=principal.account_id,
+        created_by=principal.id,
+        title=title,
+        ticket_ref=ticket_ref,
+        problem=problem,
+        status="active",
+        state_version=0,
+    )
+    session.add(row)
+    session.flush()
+    version = bump(session, principal, row.id, CAUSE_SESSION_CREATED)
+    return Versioned(_locked_session(session, principal, row.id), version)
+
+
+def list_sessions(
+    session: Session,
+    principal: Principal,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[AISession], int]:
+    """The account's sessions, newest first, and their unpaged total."""
+    conditions = [AISession.account_id == principal.account_id]
+    if status is not None:
+        conditions.append(AISession.status == status)
+    total = session.execute(
+        select(func.count()).select_from(AISession).where(*conditions)
+    ).scalar_one()
+    rows = session.scalars(
+        select(AISession)
+        .where(*conditions)
+        .order_by(AISession.created_at.desc(), AISession.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), int(total)
+
+
+def update_session(
+    session: Session, principal: Principal, session_id: uuid.UUID, changes: dict[str, Any]
+) -> Versioned:
+    require_writer(session, principal, session_id)
+    version = bump(session, principal, session_id, CAUSE_SESSION_UPDATED)
+    row = _locked_session(session, principal, session_id)
+    for key in ("title", "ticket_ref"):
+        if key in changes:
+            setattr(row, key, changes[key])
+    session.flush()
+    return Versioned(row, version)
+
+
+def resolve_session(
+    session: Session, principal: Principal, session_id: uuid.UUID, *, ticket_ref: str | None
+) -> Versioned:
+    """Mark the session resolved at the version this write produces.
+
+    Resolving a resolved session is a 409 (the bump requires an active session). Besides the
+    `session.state_changed` event, a `session.resolved` event carries `resolved_version` and
+    `ticket_ref` for the notes service.
+    """
+    require_writer(session, principal, session_id)
+    try:
+        version = events.bump(
+            session,
+            session_id=session_id,
+            account_id=principal.account_id,
+            cause=CAUSE_RESOLVED,
+        )
+    except events.SessionNotFound as exc:
+        raise NotFound("Session not found") from exc
+    except events.SessionReadOnly as exc:
+        raise Conflict("Session is already resolved") from exc
+    row = _locked_session(session, principal, session_id)
+    if ticket_ref is not None:
+        row.ticket_ref = ticket_ref
+    row.status = "resolved"
+    row.resolved_at = _now()
+    row.resolved_by = principal.id
+    row.resolved_version = version
+    # Written here rather than through bump(extra_events=...) because its payload names the
+    # version the bump has just produced.
+    events.enqueue_event(
+        session,
+        topic=events.SESSION_RESOLVED,
+        account_id=principal.account_id,
+        session_id=session_id,
+        payload={
+            "state_version": version,
+            "resolved_version": version,
+            "ticket_ref": row.ticket_ref,
+            "resolved_by": str(principal.id),
+        },
+    )
+    session.flush()
+    return Versioned(row, version)
+
+
+def reopen_session(session: Session, principal: Principal, session_id: uuid.UUID) -> Versioned:
+    """Make a resolved session writable again. Its resolution fields are cleared: the next
+    resolve records new ones. Reopening an active session is a 409."""
+    require_writer(session, principal, session_id)
+    version = bump(session, principal, session_id, CAUSE_REOPENED, require_active=False)
+    row = _locked_session(session, principal, session_id)
+    if row.status != "resolved":
+        raise Conflict("Session is not resolved")
+    row.status = "active"
+    row.resolved_at = None
+    row.resolved_by = None
+    row.resolved_version = None
+    session.flush()
+    return Versioned(row, version)
+
+
+# ── Facts ─────────────────────────────────────────────────────────────────
+
+
+def list_facts(session: Session, principal: Principal, session_id: uuid.UUID) -> list[SessionFact]:
+    get_session(session, principal, session_id)
+    return list(
+        session.scalars(
+            select(SessionFact)
+            .where(
+                SessionFact.session_id == session_id,
+                SessionFact.account_id == principal.account_id,
+            )
+            .order_by(SessionFact.created_at, SessionFact.id)
+        )
+    )
+
+
+def add_fact(
+    session: Session, principal: Principal, session_id: uuid.UUID, *, text: str, kind: str
+) -> Versioned:
+    require_writer(session, principal, session_id)
+    version = bump(session, principal, session_id, CAUSE_FACT_CREATED)
+    fact = SessionFact(
+        session_id=session_id,
+        account_id=principal.account_id,
+        kind=kind,
+        text=text,
+        source="engineer",
+        created_by=principal.id,
+    )
+    session.add(fact)
+    session.flush()
+    return Versioned(fact, version)
+
+
+def _get_fact(
+    session: Session, principal: Principal, session_id: uuid.UUID, fact_id: uuid.UUID
+) -> SessionFact:
+    fact = session.scalars(
+        select(SessionFact).where(
+            SessionFact.id == fact_id,
+            SessionFact.session_id == session_id,
+            SessionFact.account_id == principal.account_id,
+        )
+    ).one_or_none()
+    if fact is None:
+        raise NotFound("Fact not found")
+    return fact
+
+
+def update_fact(
+    session: Session,
+    principal: Principal,
+    session_id: uuid.UUID,
+    fact_id: uuid.UUID,
+    changes: dict[str, Any],
+) -> Versioned:
+    require_writer(session, principal, session_id)
+    version = bump(session, principal, session_id, CAUSE_FACT_UPDATED)
+    fact = _get_fact(session, principal, session_id, fact_id)
+    for key in ("text", "kind"):
+        if key in changes:
+            setattr(fact, key, changes[key])
+    session.flush()
+    return Versioned(fact, version)
+
+
+def delete_fact(
+    session: Session, principal: Principal, session_id: uuid.UUID, fact_id: uuid.UUID
+) -> Versioned:
+    require_writer(session, principal, session_id)
+    version = bump(session, principal, session_id, CAUSE_FACT_DELETED)
+    fact = _get_fact(session, principal, session_id, fact_id)
+    session.delete(fact)
+    session.flush()
+    return Versioned(fact, version)
+
+
+def facts_by_kind(facts: Sequence[SessionFact]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for fact in facts:
+        grouped.setdefault(fact.kind, []).append(fact.text)
+    return grouped
+
+
+# ── Suggested fixes ───────────────────────────────────────────────────────
+
+
+def list_fixes(session: Session, principal: Principal, session_id: uuid.UUID) -> list[SuggestedFix]:
+    get_session(session, principal, session_id)
+    return list(
+        session.scalars(
+            select(SuggestedFix)
+            .where(
+                SuggestedFix.session_id == session_id,
+                SuggestedFix.account_id == principal.account_id,
+            )
+            .order_by(SuggestedFix.created_at.desc(), SuggestedFix.id.desc())
+        )
+    )
+
+
+def active_fix(
+    session: Session, account_id: uuid.UUID, session_id: uuid.UUID
+) -> SuggestedFix | None:
+    return session.scalars(
+        select(SuggestedFix).where(
+            SuggestedFix.session_id == session_id,
+            SuggestedFix.account_id == account_id,
+            SuggestedFix.superseded_at.is_(None),
+        )
+    ).one_or_none()
+
+
+def get_active_fix(session: Session, principal: Principal, session_id: uuid.UUID) -> SuggestedFix:
+    get_session(session, principal, session_id)
+    fix = active_fix(session, principal.account_id, session_id)
+    if fix is None:
+        raise NotFound("No active suggested fix")
+    return fix
+
+
+def account_principal(account_id: uuid.UUID) -> Principal:
+    """A stand-in for "the account as a whole": an owner of it sees every template the account
+    can see (built-ins and all of its own), which is what a fix's template_id must be."""
+    return Principal(
+        id=uuid.UUID(int=0),
+        account_id=account_id,
+        team_id=None,
+        role="owner",
+        is_super_admin=False,
+        email="",
+    )
+
+
+def visible_template_id(
+    session: Session, account_id: uuid.UUID, template_id: str | None
+) -> uuid.UUID | None:
+    """The template id when it names a live template visible to the account, else None."""
+    if not template_id:
+        return None
+    try:
+        candidate = uuid.UUID(str(template_id))
+    except ValueError:
+        return None
+    found = session.scalars(
+        select(ScriptTemplate.id).where(
+            ScriptTemplate.id == candidate,
+            ScriptTemplate.is_active.is_(True),
+            template_visibility(account_principal(account_id)),
+        )
+    ).one_or_none()
+    return found
+
+
+def persist_fix(
+    session: Session,
+    *,
+    account_id: uuid.UUID,
+    session_id: uuid.UUID,
+    values: dict[str, Any],
+    source_message_id: uuid.UUID | None = None,
+) -> SuggestedFix:
+    """Supersede the active fix and insert the new one, in the caller's transaction.
+
+    Callers normally hold the session's row lock (they bumped first), which serialises this.
+    A writer that did not, and inserted concurrently, makes our INSERT hit the partial unique
+    index once it commits; the savepoint then rolls back and the supersede-and-insert runs
+    again, now seeing (and superseding) the winner's row.
+    """
+    for attempt in range(1, FIX_INSERT_ATTEMPTS + 1):
+        try:
+            with session.begin_nested():
+                session.execute(
+                    update(SuggestedFix)
+                    .where(
+                        SuggestedFix.session_id == session_id,
+                        SuggestedFix.superseded_at.is_(None),
+                    )
+                    .values(superseded_at=func.now())
+                    .execution_options(synchronize_session=False)
+                )
+                fix = SuggestedFix(
+                    session_id=session_id,
+                    account_id=account_id,
+                    source_message_id=source_message_id,
+                    **values,
+                )
+                session.add(fix)
+                session.flush()
+            return fix
+        except IntegrityError as exc:
+            if ONE_ACTIVE_FIX_INDEX not in str(exc.orig) or attempt == FIX_INSERT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def decide_fix(
+    session: Session,
+    principal: Principal,
+    session_id: uuid.UUID,
+    fix_id: uuid.UUID,
+    decision: str,
+) -> Versioned:
+    """Record the engineer's decision on the active fix. `dismissed` also supersedes it.
+
+    A superseded fix (dismissed, or replaced by a newer proposal) cannot be decided: 409. A
+    fix already decided cannot be decided again either (409): a decision is a record of what
+    was done, so changing course means a new proposal, which supersedes this one.
+    """
+    require_writer(session, principal, session_id)
+    version = bump(
+        session,
+        principal,
+        session_id,
+        CAUSE_FIX_DECIDED,
+        extra_events=[
+            (
+                events.FIX_DECIDED,
+                {"fix_id": str(fix_id), "decision": decision, "decided_by": str(principal.id)},
+            )
+        ],
+    )
+    fix = session.scalars(
+        select(SuggestedFix)
+        .where(
+            SuggestedFix.id == fix_id,
+            SuggestedFix.session_id == session_id,
+            SuggestedFix.account_id == principal.account_id,
+        )
+        .with_for_update()
+    ).one_or_none()
+    if fix is None:
+        raise NotFound("Suggested fix not found")
+    if fix.superseded_at is not None:
+        raise Conflict("This fix has been superseded; decide on the active fix")
+    if fix.decision is not None:
+        raise Conflict(f"A decision was already recorded on this fix ({fix.decision})")
+    now = _now()
+    fix.decision = decision
+    fix.decided_by = principal.id
+    fix.decided_at = now
+    if decision == "dismissed":
+        fix.superseded_at = now
+    session.flush()
+    return Versioned(fix, version)
