@@ -10,6 +10,7 @@ rows after the commit; anything the broker did not take is published later by `r
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,11 @@ SESSION_RESOLVED = "session.resolved"
 FIX_DECIDED = "fix.decided"
 
 _OUTBOX_KEY = "rf_outbox_ids"
+
+# After a failed publish, writes skip the immediate publish for a while and leave their events to
+# the relay, so a broker outage does not add a connect timeout to every write's response.
+PUBLISH_BACKOFF_S = 5.0
+_publish_suspended_until = 0.0
 
 
 class SessionNotFound(LookupError):
@@ -150,6 +156,7 @@ def _broker_url() -> str | None:
 
 
 def _publish_locked(session: Session, events: list[OutboxEvent], broker_url: str) -> int:
+    global _publish_suspended_until
     from shared.messaging import send_event
 
     published = 0
@@ -163,6 +170,7 @@ def _publish_locked(session: Session, events: list[OutboxEvent], broker_url: str
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row for the relay
             event.publish_attempts += 1
             event.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            _publish_suspended_until = time.monotonic() + PUBLISH_BACKOFF_S
             log.warning("outbox publish failed; the relay will retry", extra={"topic": event.topic})
             # Keep commit order: a later event must not overtake one that failed.
             break
@@ -175,7 +183,7 @@ def _publish_locked(session: Session, events: list[OutboxEvent], broker_url: str
 def publish_events(event_ids: list[uuid.UUID]) -> int:
     """Publish the given outbox rows now. Rows another process is publishing are skipped."""
     broker_url = _broker_url()
-    if broker_url is None:
+    if broker_url is None or time.monotonic() < _publish_suspended_until:
         return 0
     with db.transaction() as session:
         events = list(
@@ -191,6 +199,7 @@ def publish_events(event_ids: list[uuid.UUID]) -> int:
 
 def relay_outbox(broker_url: str, *, batch: int = 200, min_age_s: float = 1.0) -> int:
     """Publish everything left unsent (oldest first). Returns how many were published."""
+    global _publish_suspended_until
     cutoff = _now() - timedelta(seconds=min_age_s)
     with db.transaction() as session:
         events = list(
@@ -202,7 +211,11 @@ def relay_outbox(broker_url: str, *, batch: int = 200, min_age_s: float = 1.0) -
                 .with_for_update(skip_locked=True)
             )
         )
-        return _publish_locked(session, events, broker_url)
+        published = _publish_locked(session, events, broker_url)
+    if published and published == len(events):
+        # The broker answers again: writes may publish immediately.
+        _publish_suspended_until = 0.0
+    return published
 
 
 def outbox_backlog(session: Session) -> int:
