@@ -1,0 +1,92 @@
+"""`make run`'s own process: migrations, library, demo tokens, a gateway with two or more
+processes, workers and beat; Ctrl-C stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psutil
+import requests
+
+from shared.config import PROJECT_ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifacts_dir: Any) -> None:
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        GATEWAY_PORT=str(port),
+        WEB_CONCURRENCY="2",
+        WORKER_CONCURRENCY="2",
+        RF_DATA_DIR=str(artifacts_dir / f"devstack-{port}"),
+    )
+    log_path = artifacts_dir / f"devstack-{port}.log"
+    # A file, not a pipe: the stack's processes must never block on a full pipe.
+    log = open(log_path, "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.devstack"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    children: list[psutil.Process] = []
+    try:
+        health = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)  # waiting for gunicorn to bind, not synchronising the test
+        text = log_path.read_text()
+        assert health is not None and health.status_code == 200, text
+        # The banner is printed once migrations, the library and the demo users are ready.
+        tokens = re.findall(r"token: (\S+)", text)
+        assert len(tokens) == 2, text
+
+        headers = {"Authorization": f"Bearer {tokens[1]}"}
+        categories = requests.get(
+            f"http://127.0.0.1:{port}/api/v1/scripts/categories", headers=headers, timeout=10
+        )
+        assert categories.status_code == 200 and len(categories.json()) >= 8
+        login = requests.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/token",
+            json={"email": "engineer@demo.resolutionflow.local", "password": "demo-password"},
+            timeout=10,
+        )
+        assert login.status_code == 200
+
+        children = psutil.Process(proc.pid).children(recursive=True)
+        names = " ".join(" ".join(c.cmdline()) for c in children)
+        assert "gunicorn" in names and "worker" in names and "beat" in names
+        gunicorn_workers = [
+            c for c in children if "gunicorn" in " ".join(c.cmdline()) and c.ppid() != proc.pid
+        ]
+        assert len(gunicorn_workers) >= 2, "the gateway serves with at least two processes"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        finally:
+            log.close()
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child.cmdline()
