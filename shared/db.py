@@ -60,11 +60,11 @@ class Database:
     @contextmanager
     def transaction(self, isolation_level: str | None = None) -> Iterator[Session]:
         """One unit of work: commits when the block ends, rolls back if it raises."""
-        with self.session() as session:
+        with self.session() as session, session.begin():
             if isolation_level is not None:
+                # Set on the transaction's connection before its first statement.
                 session.connection(execution_options={"isolation_level": isolation_level})
-            with session.begin():
-                yield session
+            yield session
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -1,0 +1,290 @@
+"""Resolution notes under load.
+
+1. Notes per second against worker concurrency (1..64 threads) with a stub LLM that takes 1 s
+   per call: a threads pool should reach at least 0.8 x concurrency notes/s (ideal: concurrency).
+2. Preview cache-hit latency and throughput through the gateway (gunicorn, 2 processes) beside
+   GET /healthz measured in the same run: the ratio is the figure.
+3. LLM calls per version when 50 previews of a fresh version arrive at once.
+
+Run: `make bench` (or `.venv/bin/python -m pytest bench/test_bench_notes.py -p no:xdist
+--benchmark-only -s`); the figures are printed and kept in each benchmark's extra_info.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import requests
+
+from shared.config import PROJECT_ROOT, Settings
+from tests.support.stub_anthropic import StubAnthropicProcess
+from tests.support.workers import (
+    CeleryWorker,
+    add_fact,
+    child_env,
+    clean_state,
+    create_session,
+    wait_until,
+)
+
+NOTES_PER_SLOT = 3
+LLM_LATENCY_S = 1.0
+CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[StubAnthropicProcess]:
+    with StubAnthropicProcess(cwd=str(PROJECT_ROOT)) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def bench_settings(migrated: Settings, stub: StubAnthropicProcess) -> Iterator[Settings]:
+    from shared import runtime
+
+    settings = replace(
+        migrated,
+        ANTHROPIC_API_KEY="bench-key",
+        ANTHROPIC_BASE_URL=stub.url,
+        LLM_MAX_RETRIES=0,
+        LLM_TIMEOUT_S=30.0,
+        NOTES_PREWARM=False,
+        NOTES_LOCK_TTL_S=30.0,
+    )
+    runtime.configure(settings)
+    yield settings
+    runtime.configure(migrated)
+
+
+@pytest.mark.parametrize("concurrency", CONCURRENCY)
+def test_notes_per_second_by_worker_concurrency(
+    benchmark: Any,
+    bench_settings: Settings,
+    stub: StubAnthropicProcess,
+    make_account: Any,
+    concurrency: int,
+) -> None:
+    from services.notes.preview import TASK_GENERATE, context_for
+
+    assert stub.client is not None
+    ctx = context_for(bench_settings)
+    account = make_account()
+    total = concurrency * NOTES_PER_SLOT
+    jobs = []
+    for i in range(total):
+        sid = create_session(account, problem=f"bench {concurrency}/{i}")
+        jobs.append((sid, add_fact(sid, account, f"Confirmed: fact {uuid.uuid4().hex}")))
+    stub.client.latency(LLM_LATENCY_S)
+    worker = CeleryWorker(child_env(bench_settings), concurrency=concurrency).start()
+    try:
+
+        def run() -> float:
+            started = time.perf_counter()
+            for sid, version in jobs:
+                lock = ctx.cache.acquire("resolution_note", str(sid), version, 60)
+                assert lock is not None
+                ctx.enqueue(TASK_GENERATE, "resolution_note", str(sid), version, lock.token)
+            pending = set(jobs)
+
+            def all_done() -> bool:
+                # Only the notes still missing are checked, so the bench process itself stays
+                # light on this two-core machine.
+                for job in list(pending):
+                    if ctx.cache.get("resolution_note", str(job[0]), job[1]) is None:
+                        return False
+                    pending.discard(job)
+                return True
+
+            wait_until(
+                all_done,
+                timeout_s=NOTES_PER_SLOT * LLM_LATENCY_S * 4 + 30,
+                interval_s=0.05,
+                message="every note",
+            )
+            return time.perf_counter() - started
+
+        wall = benchmark.pedantic(run, rounds=1, iterations=1)
+    finally:
+        stub.client.latency(0.0)
+        worker.stop()
+        clean_state(bench_settings)
+    rate = total / wall
+    ratio = rate / (concurrency / LLM_LATENCY_S)
+    benchmark.extra_info.update(
+        {
+            "concurrency": concurrency,
+            "notes": total,
+            "notes_per_s": round(rate, 2),
+            "ratio_to_ideal": round(ratio, 3),
+        }
+    )
+    print(
+        f"\nconcurrency {concurrency:>2}: {total} notes in {wall:.2f}s = {rate:.1f} notes/s "
+        f"({ratio:.2f} x ideal)"
+    )
+    assert ratio >= 0.8
+
+
+# ── Through the gateway ───────────────────────────────────────────────────────────────────────
+
+
+@pytest.fixture(scope="module")
+def gateway(bench_settings: Settings) -> Iterator[str]:
+    import subprocess
+    import sys
+
+    from tests.support.workers import ARTIFACTS
+
+    env = child_env(bench_settings, LOG_LEVEL="WARNING")
+    worker = CeleryWorker(env, concurrency=8).start()
+    port = _free_port()
+    (ARTIFACTS / "workers").mkdir(parents=True, exist_ok=True)
+    with open(ARTIFACTS / "workers" / f"bench-gunicorn-{port}.log", "wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                "2",
+                "-k",
+                "gthread",
+                "--threads",
+                "16",
+                "-b",
+                f"127.0.0.1:{port}",
+                "services.gateway:create_app()",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{base}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(up, 60, interval_s=0.2, message="gunicorn")
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        worker.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _throughput(
+    url: str, headers: dict[str, str], threads: int = 16, per_thread: int = 100
+) -> float:
+    def worker(_: int) -> None:
+        with requests.Session() as http:
+            for _ in range(per_thread):
+                assert http.get(url, headers=headers, timeout=30).status_code == 200
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(worker, range(threads)))
+    return threads * per_thread / (time.perf_counter() - started)
+
+
+def test_preview_cache_hit_against_healthz(
+    benchmark: Any, gateway: str, bench_settings: Settings, make_user: Any
+) -> None:
+    user = make_user("engineer")
+    sid = create_session(user.account_id, problem="cache-hit bench")
+    add_fact(sid, user.account_id, "Confirmed: bench fact")
+    preview_url = f"{gateway}/api/v1/ai-sessions/{sid}/resolution-note/preview?wait=30"
+    http = requests.Session()
+    assert http.get(preview_url, headers=user.headers, timeout=60).json()["markdown"]
+
+    def hit() -> None:
+        response = http.get(preview_url, headers=user.headers, timeout=30)
+        assert response.status_code == 200 and response.json()["from_cache"] is True
+
+    benchmark.pedantic(hit, rounds=300, iterations=1, warmup_rounds=20)
+    samples = []
+    for _ in range(300):
+        started = time.perf_counter()
+        assert http.get(f"{gateway}/healthz", timeout=30).status_code == 200
+        samples.append(time.perf_counter() - started)
+    preview_median = benchmark.stats.stats.median
+    health_median = statistics.median(samples)
+    preview_rps = _throughput(preview_url, user.headers)
+    health_rps = _throughput(f"{gateway}/healthz", {})
+    benchmark.extra_info.update(
+        {
+            "preview_hit_median_ms": round(preview_median * 1000, 2),
+            "healthz_median_ms": round(health_median * 1000, 2),
+            "latency_ratio": round(preview_median / health_median, 2),
+            "preview_hit_rps": round(preview_rps, 1),
+            "healthz_rps": round(health_rps, 1),
+            "throughput_ratio": round(preview_rps / health_rps, 2),
+        }
+    )
+    print(
+        f"\npreview hit {preview_median * 1000:.2f} ms vs healthz {health_median * 1000:.2f} ms"
+        f" (x{preview_median / health_median:.2f}); {preview_rps:.0f} vs {health_rps:.0f} req/s"
+    )
+    clean_state(bench_settings)
+
+
+def test_llm_calls_per_version_under_concurrency(
+    benchmark: Any,
+    gateway: str,
+    bench_settings: Settings,
+    stub: StubAnthropicProcess,
+    make_user: Any,
+) -> None:
+    assert stub.client is not None
+    user = make_user("engineer")
+    sid = create_session(user.account_id, problem="calls per version")
+    versions = 5
+    stub.client.reset()
+    stub.client.latency(0.3)
+
+    def burst() -> None:
+        add_fact(sid, user.account_id, f"Confirmed: {uuid.uuid4().hex}")
+        url = f"{gateway}/api/v1/ai-sessions/{sid}/resolution-note/preview?wait=30"
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            codes = list(
+                pool.map(
+                    lambda _: requests.get(url, headers=user.headers, timeout=60).status_code,
+                    range(50),
+                )
+            )
+        assert codes == [200] * 50
+
+    try:
+        benchmark.pedantic(burst, rounds=versions, iterations=1)
+    finally:
+        stub.client.latency(0.0)
+    calls = stub.client.call_count
+    benchmark.extra_info.update(
+        {
+            "versions": versions,
+            "previews_per_version": 50,
+            "llm_calls_per_version": calls / versions,
+        }
+    )
+    print(f"\n{calls} LLM calls for {versions} versions x 50 concurrent previews")
+    clean_state(bench_settings)
+    assert calls == versions

@@ -1,0 +1,155 @@
+"""Notes HTTP API: previews, the final note of a resolved session, redelivery, and the account's
+ticketing webhook. Thin views over `preview`, `materialise` and `integrations`."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+from flask import current_app, jsonify
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from services.notes import integrations, materialise, preview
+from services.notes.schemas import (
+    FinalNoteResponseSchema,
+    NoteKindArgsSchema,
+    PreviewPendingSchema,
+    PreviewQueryArgsSchema,
+    PreviewResponseSchema,
+    RedeliverResponseSchema,
+    TicketingCreatedSchema,
+    TicketingResponseSchema,
+    TicketingUpdateSchema,
+)
+from shared.auth import auth_required, current_principal
+from shared.db import db
+from shared.errors import PermissionDenied, Unavailable
+from shared.permissions import can_administer_account
+from shared.web import BEARER_SECURITY
+
+notes_blp = Blueprint(
+    "notes",
+    __name__,
+    url_prefix="/api/v1/ai-sessions",
+    description="Resolution notes: preview, final note and its delivery",
+)
+integrations_blp = Blueprint(
+    "integrations",
+    __name__,
+    url_prefix="/api/v1/integrations",
+    description="The account's ticketing webhook",
+)
+
+
+def blueprints() -> list[Blueprint]:
+    return [notes_blp, integrations_blp]
+
+
+def _context() -> preview.NotesContext:
+    return preview.context_for(current_app.config["SETTINGS"])
+
+
+def _require_owner() -> None:
+    if not can_administer_account(current_principal()):
+        raise PermissionDenied("only the account's owners can do this")
+
+
+@notes_blp.route("/<uuid:session_id>/resolution-note/preview")
+class PreviewView(MethodView):
+    decorators = [auth_required]
+
+    @notes_blp.arguments(PreviewQueryArgsSchema, location="query")
+    @notes_blp.response(200, PreviewResponseSchema)
+    @notes_blp.alt_response(202, schema=PreviewPendingSchema, description="Not ready yet")
+    @notes_blp.doc(security=BEARER_SECURITY)
+    def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
+        """The note for the session's current state_version: from the cache, or generated once
+        however many ask. Answers 202 when it is not ready within `wait` seconds."""
+        ctx = _context()
+        wait = args.get("wait")
+        outcome = preview.preview_note(
+            ctx,
+            session_id=session_id,
+            account_id=current_principal().account_id,
+            kind=args["kind"],
+            wait_s=ctx.settings.NOTES_PREVIEW_WAIT_S if wait is None else float(wait),
+        )
+        if not outcome.ready:
+            response = jsonify(outcome.body())
+            response.status_code = 202
+            response.headers["Retry-After"] = str(math.ceil(outcome.retry_after))
+            return response
+        return outcome.body()
+
+
+@notes_blp.route("/<uuid:session_id>/resolution-note")
+class FinalNoteView(MethodView):
+    decorators = [auth_required]
+
+    @notes_blp.arguments(NoteKindArgsSchema, location="query")
+    @notes_blp.response(200, FinalNoteResponseSchema)
+    @notes_blp.doc(security=BEARER_SECURITY)
+    def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
+        """The final note of a resolved session, with its delivery status and attempts."""
+        return materialise.final_note(
+            account_id=current_principal().account_id, session_id=session_id, kind=args["kind"]
+        )
+
+
+@notes_blp.route("/<uuid:session_id>/resolution-note/redeliver")
+class RedeliverView(MethodView):
+    decorators = [auth_required]
+
+    @notes_blp.arguments(NoteKindArgsSchema, location="query")
+    @notes_blp.response(202, RedeliverResponseSchema)
+    @notes_blp.doc(security=BEARER_SECURITY)
+    def post(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
+        """Queue another delivery of the final note (account owners)."""
+        _require_owner()
+        note_id, status = materialise.request_redelivery(
+            account_id=current_principal().account_id, session_id=session_id, kind=args["kind"]
+        )
+        try:
+            _context().enqueue(preview.TASK_DELIVER, str(note_id))
+        except Exception as exc:  # noqa: BLE001 - the sweeper delivers it anyway
+            raise Unavailable(
+                "delivery queued, but the workers cannot be reached right now"
+            ) from exc
+        return {"note_id": note_id, "delivery_status": status}
+
+
+@integrations_blp.route("/ticketing")
+class TicketingView(MethodView):
+    decorators = [auth_required]
+
+    @integrations_blp.response(200, TicketingResponseSchema)
+    @integrations_blp.doc(security=BEARER_SECURITY)
+    def get(self) -> Any:
+        """The account's webhook URL and status (never the secret)."""
+        with db.session() as session:
+            return integrations.get_ticketing(session, account_id=current_principal().account_id)
+
+    @integrations_blp.arguments(TicketingUpdateSchema)
+    @integrations_blp.response(200, TicketingCreatedSchema)
+    @integrations_blp.doc(security=BEARER_SECURITY)
+    def put(self, data: dict[str, Any]) -> Any:
+        """Set the account's webhook endpoint (owners). The signing secret is generated when
+        absent and appears in this response only."""
+        _require_owner()
+        settings = current_app.config["SETTINGS"]
+        with db.transaction() as session:
+            result = integrations.configure_ticketing(
+                session,
+                account_id=current_principal().account_id,
+                url=data["url"],
+                secret=data.get("secret"),
+                allow_private=settings.ALLOW_PRIVATE_WEBHOOKS,
+            )
+        return {
+            "url": result.url,
+            "status": result.status,
+            "secret": result.secret,
+            "secret_generated": result.secret_generated,
+        }

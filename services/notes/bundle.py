@@ -1,0 +1,152 @@
+"""Reading what a note is made from: the session, its facts, the active fix and the script runs
+linked to it, together with the `state_version` they belong to.
+
+Everything is read in ONE repeatable-read transaction, so the bundle and the version come from
+the same snapshot: a note stored under a version key was generated from exactly that version's
+data, whatever writes commit while the bundle is being read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.notes.generator import BundleFact, BundleFix, BundleScriptRun, NoteBundle
+from shared.db import db
+from shared.models import (
+    AISession,
+    ScriptGeneration,
+    ScriptTemplate,
+    SessionFact,
+    SuggestedFix,
+)
+
+REPEATABLE_READ = "REPEATABLE READ"
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """The session row's fields the notes service cares about."""
+
+    session_id: uuid.UUID
+    account_id: uuid.UUID
+    state_version: int
+    status: str
+    ticket_ref: str | None
+    resolved_version: int | None
+
+
+@dataclass(frozen=True)
+class LoadedBundle:
+    bundle: NoteBundle
+    session: SessionState
+
+    @property
+    def state_version(self) -> int:
+        return self.session.state_version
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value is not None else ""
+
+
+def _state(row: AISession) -> SessionState:
+    return SessionState(
+        session_id=row.id,
+        account_id=row.account_id,
+        state_version=int(row.state_version),
+        status=row.status,
+        ticket_ref=row.ticket_ref,
+        resolved_version=row.resolved_version,
+    )
+
+
+def read_session_state(
+    session: Session, session_id: uuid.UUID, *, account_id: uuid.UUID | None = None
+) -> SessionState | None:
+    """The session's current state (account-scoped when `account_id` is given), or None."""
+    query = select(AISession).where(AISession.id == session_id)
+    if account_id is not None:
+        query = query.where(AISession.account_id == account_id)
+    row = session.scalars(query).one_or_none()
+    return _state(row) if row is not None else None
+
+
+def session_state(
+    session_id: uuid.UUID, *, account_id: uuid.UUID | None = None
+) -> SessionState | None:
+    with db.session() as session:
+        return read_session_state(session, session_id, account_id=account_id)
+
+
+def _fix(row: SuggestedFix | None) -> BundleFix | None:
+    if row is None:
+        return None
+    steps: list[Any] = row.steps if isinstance(row.steps, list) else []
+    return BundleFix(
+        title=row.title,
+        summary=row.summary,
+        steps=tuple(str(step) for step in steps),
+        script=row.script,
+        confidence=row.confidence,
+        decision=row.decision,
+    )
+
+
+def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBundle | None:
+    """Build the bundle inside the caller's transaction (which should be repeatable read)."""
+    row = session.scalars(select(AISession).where(AISession.id == session_id)).one_or_none()
+    if row is None:
+        return None
+    facts = session.scalars(
+        select(SessionFact)
+        .where(SessionFact.session_id == session_id)
+        .order_by(SessionFact.created_at, SessionFact.id)
+    ).all()
+    # Dismissing a fix supersedes it, so "not superseded" is the active fix (at most one: a
+    # partial unique index holds that).
+    active_fix = session.scalars(
+        select(SuggestedFix).where(
+            SuggestedFix.session_id == session_id, SuggestedFix.superseded_at.is_(None)
+        )
+    ).one_or_none()
+    runs = session.execute(
+        select(ScriptGeneration, ScriptTemplate.name)
+        .join(ScriptTemplate, ScriptTemplate.id == ScriptGeneration.template_id)
+        .where(ScriptGeneration.ai_session_id == session_id)
+        .order_by(ScriptGeneration.created_at, ScriptGeneration.id)
+    ).all()
+    bundle = NoteBundle(
+        kind=kind,
+        session_id=str(row.id),
+        account_id=str(row.account_id),
+        state_version=int(row.state_version),
+        problem=row.problem,
+        facts=tuple(
+            BundleFact(kind=fact.kind, text=fact.text, created_at=_iso(fact.created_at))
+            for fact in facts
+        ),
+        active_fix=_fix(active_fix),
+        script_runs=tuple(
+            BundleScriptRun(
+                template_name=name,
+                # Stored already redacted by the scripts service: the real sensitive values
+                # never reach the database, so there is nothing else to forbid here.
+                parameters=dict(generation.parameters_used or {}),
+                created_at=_iso(generation.created_at),
+            )
+            for generation, name in runs
+        ),
+    )
+    return LoadedBundle(bundle=bundle, session=_state(row))
+
+
+def load_bundle(session_id: uuid.UUID, kind: str) -> LoadedBundle | None:
+    """The bundle and its state_version from one repeatable-read snapshot (None: no session)."""
+    with db.transaction(isolation_level=REPEATABLE_READ) as session:
+        return read_bundle(session, session_id, kind)

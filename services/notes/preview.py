@@ -1,0 +1,465 @@
+"""The preview flow (journey 3) and the single-flight generation both sides share.
+
+API side, :func:`preview_note`: read the session's `state_version` from PostgreSQL (the source of
+truth) -> the cache key for that version -> content-addressed reuse (the bundle hashes the same
+as a note already generated: store it under the new key, no LLM call) -> the single-flight lock
+(`SET NX PX`): its holder enqueues `notes.generate`; everyone, the holder included, waits on the
+cache's pub/sub wake-up for at most `wait` seconds.
+
+Worker side, :func:`obtain_note`: read the bundle and its version in one repeatable-read
+transaction, hold the version's lock, check the cache and the fingerprint again, generate,
+record usage, store (which wakes the waiters) and release the lock with compare-and-delete.
+
+Decision: when the worker reads a newer version than the one requested (the session moved on
+between the request and the task), it generates for the version it READ and stores under that
+key, because a key's text must come from exactly that version's data. It hands back the
+requested version's lock first, so the waiters wake, re-read the version and wait on the new key.
+
+No Flask here; the API and the tasks pass a :class:`NotesContext`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from services.notes.bundle import LoadedBundle, load_bundle, session_state
+from services.notes.cache import FlightLock, NoteCache
+from services.notes.generator import NOTE_KINDS, ResolutionNoteGenerator, bundle_fingerprint
+from shared.config import Settings
+from shared.db import db
+from shared.errors import InvalidInput, NotFound, Unavailable
+from shared.llm import OFFLINE_MODEL, LLMClient
+from shared.observability import (
+    LLM_CALLS,
+    LLM_TOKENS,
+    NOTE_GENERATION_SECONDS,
+    NOTES_CACHE_REQUESTS,
+    get_logger,
+)
+from shared.redis_client import get_redis
+from shared.usage import record_usage
+
+log = get_logger(__name__)
+
+USAGE_PURPOSE = "resolution_note"
+
+# Task names and the queue each one is routed to (the worker's routing table is built from this).
+TASK_HANDLE_EVENT = "notes.handle_event"
+TASK_GENERATE = "notes.generate"
+TASK_PREWARM_CHECK = "notes.prewarm_check"
+TASK_MATERIALISE = "notes.materialise"
+TASK_DELIVER = "notes.deliver"
+TASK_RELAY_OUTBOX = "notes.relay_outbox"
+TASK_SWEEP = "notes.sweep"
+TASK_QUEUES: dict[str, str] = {
+    TASK_HANDLE_EVENT: "events",
+    TASK_GENERATE: "notes",
+    TASK_PREWARM_CHECK: "notes",
+    TASK_MATERIALISE: "notes",
+    TASK_DELIVER: "webhooks",
+    TASK_RELAY_OUTBOX: "events",
+    TASK_SWEEP: "notes",
+}
+
+# A preview re-enqueues a generation when the one it waited on vanished without a result (its
+# worker died, or the LLM failed); past this many it only waits, so a dead LLM cannot make one
+# request spin.
+MAX_ENQUEUES_PER_PREVIEW = 3
+# The 202 answer's hint: how long a client should wait before asking again.
+PENDING_RETRY_AFTER_S = 2
+
+
+class NotesContext:
+    """What the notes code needs in one process: settings, Redis, the cache, the generator and
+    a way to enqueue tasks. Built once per process (see :func:`context_for`)."""
+
+    def __init__(self, settings: Settings, redis_client: redis.Redis | None = None) -> None:
+        if settings.REDIS_URL is None:
+            raise RuntimeError("REDIS_URL is not configured")
+        self.settings = settings
+        # Durable keys (event de-duplication) live beside the broker; the note cache may live on
+        # its own LRU-bounded Redis (CACHE_REDIS_URL). Losing a cache key costs one generation.
+        self.redis = redis_client or get_redis(settings.REDIS_URL)
+        cache_url = settings.cache_redis_url or settings.REDIS_URL
+        cache_redis = redis_client or get_redis(cache_url)
+        self.cache = NoteCache(cache_redis, prefix=settings.REDIS_KEY_PREFIX)
+        self._generator: ResolutionNoteGenerator | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def generator(self) -> ResolutionNoteGenerator:
+        # Built on first use: an API process only fingerprints and never needs the SDK client.
+        with self._lock:
+            if self._generator is None:
+                self._generator = ResolutionNoteGenerator(LLMClient.from_settings(self.settings))
+            return self._generator
+
+    @property
+    def model(self) -> str:
+        """The model a generation would report (what fingerprints are computed with)."""
+        return self.settings.ANTHROPIC_MODEL if self.settings.llm_online else OFFLINE_MODEL
+
+    @property
+    def lock_ttl_s(self) -> float:
+        return self.settings.NOTES_LOCK_TTL_S
+
+    def fingerprint(self, loaded: LoadedBundle) -> str:
+        return bundle_fingerprint(loaded.bundle, model=self.model)
+
+    def enqueue(self, name: str, *args: Any, countdown: float | None = None) -> None:
+        """Publish a task by name on its queue; raises if the broker cannot take it."""
+        from shared.messaging import get_publisher
+
+        assert self.settings.REDIS_URL is not None
+        options: dict[str, Any] = {"queue": TASK_QUEUES[name], "retry": False}
+        if countdown is not None and countdown > 0:
+            options["countdown"] = countdown
+        get_publisher(self.settings.REDIS_URL).send_task(name, args=list(args), **options)
+
+
+_context: NotesContext | None = None
+_context_lock = threading.Lock()
+
+
+def context_for(settings: Settings) -> NotesContext:
+    """The process's context for these settings (rebuilt when the settings object changes)."""
+    global _context
+    with _context_lock:
+        if _context is None or _context.settings is not settings:
+            _context = NotesContext(settings)
+        return _context
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+# ── Heartbeat ─────────────────────────────────────────────────────────────────────────────────
+
+
+@contextmanager
+def heartbeat(interval_s: float, beat: Callable[[], object]) -> Iterator[None]:
+    """Call `beat` every `interval_s` in a daemon thread while the block runs: keeps a lock or
+    a lease alive during a slow LLM or webhook call, and lets it lapse if this process dies."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval_s):
+            try:
+                beat()
+            except Exception:  # noqa: BLE001 - a missed beat only shortens the lease
+                log.warning("heartbeat failed", exc_info=True)
+
+    thread = threading.Thread(target=run, name="rf-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+# ── Worker side: one generation per (kind, session, version) ──────────────────────────────────
+
+
+@dataclass(frozen=True)
+class Obtained:
+    payload: dict[str, Any]
+    state_version: int
+    # "cache" (the version key existed), "reuse" (same fingerprint), "generated"
+    source: str
+
+
+def _reuse(
+    ctx: NotesContext, kind: str, loaded: LoadedBundle, fingerprint: str
+) -> dict[str, Any] | None:
+    found = ctx.cache.find_by_fingerprint(kind, loaded.bundle.session_id, fingerprint)
+    if found is None:
+        return None
+    payload = {**found, "state_version": loaded.state_version, "fingerprint": fingerprint}
+    ctx.cache.put(kind, loaded.bundle.session_id, loaded.state_version, payload)
+    return payload
+
+
+def obtain_note(
+    ctx: NotesContext,
+    kind: str,
+    session_id: uuid.UUID,
+    *,
+    requested_version: int | None = None,
+    lock_token: str | None = None,
+    wait_s: float = 0.0,
+    only_if: Callable[[LoadedBundle], bool] | None = None,
+) -> Obtained | None:
+    """The note of the session's current version: from the cache, by fingerprint reuse, or
+    generated under the version's single-flight lock.
+
+    `lock_token` is the lock a preview took for `requested_version` and passed with the task.
+    Returns None when there is nothing to do: the session is gone, `only_if` refused, or another
+    process holds the lock (after waiting up to `wait_s` for its result).
+    """
+    loaded = load_bundle(session_id, kind)
+    given: FlightLock | None = None
+    if lock_token is not None and requested_version is not None:
+        given = FlightLock(ctx.cache.lock_key(kind, str(session_id), requested_version), lock_token)
+    if loaded is None:
+        if given is not None:
+            ctx.cache.release(given)
+        return None
+    sid = loaded.bundle.session_id
+    version = loaded.state_version
+
+    lock: FlightLock | None = None
+    if given is not None:
+        if requested_version == version and ctx.cache.extend(given, ctx.lock_ttl_s):
+            lock = given
+        else:
+            # The session moved on, or this lock expired: hand it back so the waiters look again.
+            ctx.cache.release(given)
+    if only_if is not None and not only_if(loaded):
+        if lock is not None:
+            ctx.cache.release(lock)
+        return None
+
+    if lock is None:
+        found = ctx.cache.get(kind, sid, version)
+        if found is not None:
+            return Obtained(found, version, "cache")
+        lock = ctx.cache.acquire(kind, sid, version, ctx.lock_ttl_s)
+        if lock is None:
+            # Someone else is generating this version right now.
+            if wait_s > 0:
+                found = ctx.cache.wait(kind, sid, version, wait_s, stop_when_unlocked=True)
+                if found is not None:
+                    return Obtained(found, version, "cache")
+            return None
+
+    try:
+        # Checked again under the lock: a generation that finished between our first look and
+        # the lock must not be repeated.
+        found = ctx.cache.get(kind, sid, version)
+        if found is not None:
+            return Obtained(found, version, "cache")
+        fingerprint = ctx.fingerprint(loaded)
+        reused = _reuse(ctx, kind, loaded, fingerprint)
+        if reused is not None:
+            return Obtained(reused, version, "reuse")
+        return Obtained(_generate(ctx, kind, loaded, lock), version, "generated")
+    finally:
+        ctx.cache.release(lock)
+
+
+def _generate(
+    ctx: NotesContext, kind: str, loaded: LoadedBundle, lock: FlightLock
+) -> dict[str, Any]:
+    generator = ctx.generator
+    started = time.perf_counter()
+    with heartbeat(max(0.2, ctx.lock_ttl_s / 3), lambda: ctx.cache.extend(lock, ctx.lock_ttl_s)):
+        note = generator.generate(loaded.bundle)
+    elapsed = time.perf_counter() - started
+    NOTE_GENERATION_SECONDS.observe(elapsed)
+    if note.llm_calls:
+        LLM_CALLS.labels(model=note.model, purpose=USAGE_PURPOSE, outcome=note.generator).inc(
+            note.llm_calls
+        )
+        for token_type, count in (
+            ("input", note.usage.input_tokens),
+            ("output", note.usage.output_tokens),
+            ("cache_creation", note.usage.cache_creation_input_tokens),
+            ("cache_read", note.usage.cache_read_input_tokens),
+        ):
+            if count:
+                LLM_TOKENS.labels(model=note.model, purpose=USAGE_PURPOSE, type=token_type).inc(
+                    count
+                )
+    with db.transaction() as session:
+        record_usage(
+            session,
+            account_id=loaded.session.account_id,
+            ai_session_id=loaded.session.session_id,
+            purpose=USAGE_PURPOSE,
+            generator=note.generator,
+            model=note.model,
+            usage=note.usage,
+            latency_ms=int(elapsed * 1000),
+            llm_calls=note.llm_calls,
+            state_version=loaded.state_version,
+        )
+    payload = note.cache_payload(state_version=loaded.state_version, generated_at=now_iso())
+    payload["kind"] = kind
+    ctx.cache.put(kind, loaded.bundle.session_id, loaded.state_version, payload)
+    log.info(
+        "note generated",
+        session_id=loaded.bundle.session_id,
+        state_version=loaded.state_version,
+        generator=note.generator,
+        llm_calls=note.llm_calls,
+        duration_ms=int(elapsed * 1000),
+    )
+    return payload
+
+
+# ── API side ──────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class PreviewOutcome:
+    kind: str
+    session_id: uuid.UUID
+    state_version: int
+    ticket_ref: str | None
+    payload: dict[str, Any] | None = None
+    from_cache: bool = True
+    retry_after: int = PENDING_RETRY_AFTER_S
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.payload is not None
+
+    def body(self) -> dict[str, Any]:
+        if self.payload is None:
+            return {
+                "status": "pending",
+                "kind": self.kind,
+                "session_id": str(self.session_id),
+                "state_version": self.state_version,
+                "retry_after": self.retry_after,
+            }
+        return {
+            "kind": self.kind,
+            "session_id": str(self.session_id),
+            "state_version": self.state_version,
+            "markdown": self.payload.get("markdown"),
+            "from_cache": self.from_cache,
+            "generator": self.payload.get("generator"),
+            "model": self.payload.get("model"),
+            "generated_at": self.payload.get("generated_at"),
+            "ticket_ref": self.ticket_ref,
+        }
+
+
+def check_kind(kind: str) -> None:
+    if kind not in NOTE_KINDS:
+        raise InvalidInput(
+            "unknown note kind", errors={"kind": [f"must be one of: {', '.join(NOTE_KINDS)}"]}
+        )
+
+
+def preview_note(
+    ctx: NotesContext,
+    *,
+    session_id: uuid.UUID,
+    account_id: uuid.UUID,
+    kind: str,
+    wait_s: float,
+) -> PreviewOutcome:
+    """The note for the session's current version, waiting up to `wait_s` for a generation.
+
+    `from_cache` is True when this request started no generation.
+    """
+    check_kind(kind)
+    deadline = time.monotonic() + max(0.0, wait_s)
+    enqueued = 0
+    state = session_state(session_id, account_id=account_id)
+    if state is None:
+        raise NotFound("AI session not found")
+    version, ticket_ref = state.state_version, state.ticket_ref
+    while True:
+        sid = str(session_id)
+        found = ctx.cache.get(kind, sid, version)
+        if found is not None:
+            if not enqueued:
+                NOTES_CACHE_REQUESTS.labels(result="hit").inc()
+            return PreviewOutcome(kind, session_id, version, ticket_ref, found, not enqueued)
+
+        loaded = load_bundle(session_id, kind)
+        if loaded is None or loaded.session.account_id != account_id:
+            raise NotFound("AI session not found")
+        # The repeatable-read snapshot may be newer than the first read: it is the one to serve.
+        version, ticket_ref = loaded.state_version, loaded.session.ticket_ref
+        found = ctx.cache.get(kind, sid, version) or _reuse(
+            ctx, kind, loaded, ctx.fingerprint(loaded)
+        )
+        if found is not None:
+            if not enqueued:
+                NOTES_CACHE_REQUESTS.labels(result="reuse").inc()
+            return PreviewOutcome(kind, session_id, version, ticket_ref, found, not enqueued)
+
+        if enqueued < MAX_ENQUEUES_PER_PREVIEW:
+            lock = ctx.cache.acquire(kind, sid, version, ctx.lock_ttl_s)
+            if lock is not None:
+                try:
+                    ctx.enqueue(TASK_GENERATE, kind, sid, version, lock.token)
+                except Exception as exc:
+                    ctx.cache.release(lock)
+                    raise Unavailable("the note workers cannot be reached; try again") from exc
+                enqueued += 1
+                NOTES_CACHE_REQUESTS.labels(result="miss").inc()
+            else:
+                NOTES_CACHE_REQUESTS.labels(result="inflight").inc()
+
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return PreviewOutcome(kind, session_id, version, ticket_ref, None, not enqueued)
+        found = ctx.cache.wait(
+            kind,
+            sid,
+            version,
+            remaining,
+            # Once this request may enqueue no more, waiting for the lock to vanish is pointless.
+            stop_when_unlocked=enqueued < MAX_ENQUEUES_PER_PREVIEW,
+        )
+        if found is not None:
+            return PreviewOutcome(kind, session_id, version, ticket_ref, found, not enqueued)
+        if time.monotonic() >= deadline:
+            return PreviewOutcome(kind, session_id, version, ticket_ref, None, not enqueued)
+        # The lock vanished without a result (the session moved on, the worker died, or the LLM
+        # failed): read the version again and start over.
+        state = session_state(session_id, account_id=account_id)
+        if state is None:
+            raise NotFound("AI session not found")
+        version, ticket_ref = state.state_version, state.ticket_ref
+
+
+# ── Events: state changes and pre-warm ────────────────────────────────────────────────────────
+
+
+def on_state_changed(ctx: NotesContext, session_id: uuid.UUID, state_version: int) -> bool:
+    """Drop older versions' keys and record the event for the quiet timer. Returns whether a
+    pre-warm check should be scheduled."""
+    sid = str(session_id)
+    ctx.cache.delete_older(sid, state_version)
+    ctx.cache.note_event(sid, state_version, ctx.settings.NOTES_PREWARM_QUIET_S)
+    return ctx.settings.NOTES_PREWARM
+
+
+def prewarm(
+    ctx: NotesContext, session_id: uuid.UUID, state_version: int, kind: str = NOTE_KINDS[0]
+) -> tuple[str, float | None]:
+    """Generate the version's note if it is still the latest, the session is active and it has
+    been quiet. Returns (what happened, countdown to check again or None)."""
+    if not ctx.settings.NOTES_PREWARM:
+        return "disabled", None
+    left = ctx.cache.quiet_remaining(
+        str(session_id), state_version, ctx.settings.NOTES_PREWARM_QUIET_S
+    )
+    if left is None:
+        return "superseded", None
+    if left > 0:
+        return "not_quiet", left
+
+    def still_current(loaded: LoadedBundle) -> bool:
+        return loaded.session.status == "active" and loaded.state_version == state_version
+
+    got = obtain_note(ctx, kind, session_id, only_if=still_current)
+    return (got.source if got is not None else "skipped"), None

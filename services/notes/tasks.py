@@ -1,0 +1,185 @@
+"""Celery tasks of the notes service. Thin: each passes ids to a plain function of
+`preview`/`materialise`, which owns the transaction.
+
+Every task is idempotent, so all run with `acks_late` (a task whose worker died runs again):
+events are deduplicated by event id, generations by the cache and the single-flight lock,
+materialisations and deliveries by their PostgreSQL lease.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import Task, shared_task
+from sqlalchemy.exc import OperationalError
+
+from services.notes import materialise, preview
+from services.notes.generator import NOTE_KINDS
+from shared import runtime
+from shared.events import SESSION_RESOLVED, STATE_CHANGED, outbox_backlog, relay_outbox
+from shared.llm import LLMUnavailable
+from shared.observability import OUTBOX_BACKLOG, get_logger
+
+log = get_logger(__name__)
+
+EVENT_SEEN_TTL_S = 7 * 24 * 3600
+# Transient failures worth retrying with backoff; anything else fails the task visibly.
+TRANSIENT_INFRA = (OperationalError,)
+
+
+class RetryableLLMError(RuntimeError):
+    """The LLM failed for a reason that may pass (timeout, 429, 529, 5xx): retry with backoff."""
+
+
+_RETRY_LLM: dict[str, Any] = {
+    "autoretry_for": (RetryableLLMError, *TRANSIENT_INFRA),
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": 6,
+}
+
+
+def context() -> preview.NotesContext:
+    """The process's notes context; configures the runtime on first use (once per process)."""
+    settings = runtime.current_settings() or runtime.configure()
+    return preview.context_for(settings)
+
+
+def _llm_call(func: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except LLMUnavailable as exc:
+        if exc.retryable:
+            raise RetryableLLMError(str(exc)) from exc
+        raise
+
+
+def _owner(task: Task) -> str:
+    return materialise.new_lease_owner(getattr(task.request, "id", None))
+
+
+@shared_task(
+    name=preview.TASK_HANDLE_EVENT,
+    bind=True,
+    acks_late=True,
+    autoretry_for=TRANSIENT_INFRA,
+    retry_backoff=True,
+    max_retries=6,
+)
+def handle_event(self: Task, event: dict[str, Any]) -> str:
+    """Consume one outbox event (at least once; duplicates are skipped by event id)."""
+    ctx = context()
+    event_id = str(event.get("event_id") or "")
+    topic = event.get("topic")
+    if not event_id or not event.get("session_id"):
+        return "ignored"
+    seen_key = f"{ctx.settings.REDIS_KEY_PREFIX}:event:{event_id}"
+    if not ctx.redis.set(seen_key, 1, nx=True, ex=EVENT_SEEN_TTL_S):
+        return "duplicate"
+    try:
+        session_id = uuid.UUID(str(event["session_id"]))
+        version = int(event.get("state_version") or 0)
+        if topic == STATE_CHANGED:
+            if preview.on_state_changed(ctx, session_id, version):
+                ctx.enqueue(
+                    preview.TASK_PREWARM_CHECK,
+                    str(session_id),
+                    version,
+                    countdown=ctx.settings.NOTES_PREWARM_QUIET_S,
+                )
+            return "state_changed"
+        if topic == SESSION_RESOLVED:
+            resolved = event.get("resolved_version")
+            materialise.on_resolved(
+                ctx,
+                session_id=session_id,
+                account_id=uuid.UUID(str(event["account_id"])),
+                state_version=int(resolved if resolved is not None else version),
+                ticket_ref=event.get("ticket_ref"),
+            )
+            return "resolved"
+        return "ignored"
+    except BaseException:
+        # Not handled: let the retry (or a redelivery) handle it again.
+        ctx.redis.delete(seen_key)
+        raise
+
+
+@shared_task(name=preview.TASK_GENERATE, bind=True, acks_late=True, **_RETRY_LLM)
+def generate(
+    self: Task, kind: str, session_id: str, state_version: int, lock_token: str | None = None
+) -> str:
+    """Generate (or reuse) the note of a session version a preview asked for."""
+    ctx = context()
+    # A retry must not reuse the lock token: the lock was released when the attempt failed.
+    token = lock_token if not self.request.retries else None
+    got = _llm_call(
+        preview.obtain_note,
+        ctx,
+        kind,
+        uuid.UUID(session_id),
+        requested_version=int(state_version),
+        lock_token=token,
+    )
+    return got.source if got is not None else "skipped"
+
+
+@shared_task(name=preview.TASK_PREWARM_CHECK, bind=True, acks_late=True, **_RETRY_LLM)
+def prewarm_check(self: Task, session_id: str, state_version: int) -> str:
+    """Pre-warm the session's note once its state_changed events have gone quiet."""
+    ctx = context()
+    outcome, countdown = _llm_call(
+        preview.prewarm, ctx, uuid.UUID(session_id), int(state_version), NOTE_KINDS[0]
+    )
+    if countdown is not None:
+        ctx.enqueue(preview.TASK_PREWARM_CHECK, session_id, state_version, countdown=countdown)
+    return outcome
+
+
+@shared_task(name=preview.TASK_MATERIALISE, bind=True, acks_late=True, **_RETRY_LLM)
+def materialise_note(self: Task, note_id: str) -> str:
+    """Store a resolved session's note durably, then enqueue its delivery."""
+    return str(
+        _llm_call(materialise.materialise_note, context(), uuid.UUID(note_id), owner=_owner(self))
+    )
+
+
+@shared_task(
+    name=preview.TASK_DELIVER,
+    bind=True,
+    acks_late=True,
+    autoretry_for=TRANSIENT_INFRA,
+    retry_backoff=True,
+    max_retries=6,
+)
+def deliver(self: Task, note_id: str) -> str:
+    """One webhook attempt; schedules the next one itself (the sweeper is the safety net)."""
+    ctx = context()
+    step = materialise.deliver_note(ctx, uuid.UUID(note_id), owner=_owner(self))
+    if step.countdown is not None:
+        ctx.enqueue(preview.TASK_DELIVER, note_id, countdown=step.countdown)
+    return step.status
+
+
+@shared_task(name=preview.TASK_RELAY_OUTBOX, acks_late=True)
+def relay(batch: int = 500) -> int:
+    """Publish outbox events the writers could not (broker down at commit time)."""
+    ctx = context()
+    assert ctx.settings.REDIS_URL is not None
+    published = relay_outbox(ctx.settings.REDIS_URL, batch=batch)
+    from shared.db import db
+
+    with db.session() as session:
+        OUTBOX_BACKLOG.set(outbox_backlog(session))
+    return published
+
+
+@shared_task(name=preview.TASK_SWEEP, acks_late=True)
+def sweep() -> dict[str, int]:
+    """Re-enqueue notes and deliveries whose lease expired (their worker died)."""
+    counts = materialise.sweep(context())
+    if any(counts.values()):
+        log.info("sweep re-enqueued work", **counts)
+    return counts

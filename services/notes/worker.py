@@ -1,0 +1,122 @@
+"""The notes Celery app: `celery -A services.notes.worker worker -Q notes,events,webhooks` and
+`celery -A services.notes.worker beat`.
+
+Built in one place (:func:`create_celery_app`) from Settings read from the environment. Importing
+this module connects nowhere and starts nothing: the broker is contacted when a worker or beat
+starts, and each worker process configures the runtime (database, settings) in `worker_init`.
+
+Pool: threads. Generating a note is waiting on the LLM (I/O), so notes per second grow with the
+number of threads (`--concurrency`), not with processes.
+
+Time limits: `task_time_limit`/`task_soft_time_limit` are honoured by the prefork and gevent
+pools; under the threads pool the LLM client's timeout and the webhook timeout bound each task,
+and the PostgreSQL leases hand a stuck job to another worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from services.notes.preview import (
+    TASK_QUEUES,
+    TASK_RELAY_OUTBOX,
+    TASK_SWEEP,
+)
+from shared.config import Settings
+
+QUEUES = ("notes", "events", "webhooks")
+# The Redis broker hands an unacknowledged message to another worker only after this long. Our
+# correctness never depends on it (leases + sweeper do), so it stays long enough that no
+# countdown task we keep in the broker (at most 5 min, see materialise.MAX_COUNTDOWN_S) is
+# redelivered early.
+VISIBILITY_TIMEOUT_S = 3600
+
+
+def broker_url(settings: Settings) -> str:
+    # Without REDIS_URL the worker uses the embedded Redis `make run` starts (same port).
+    return settings.REDIS_URL or f"redis://127.0.0.1:{settings.EMBEDDED_REDIS_PORT}/0"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    generation_limit = settings.LLM_TIMEOUT_S * (settings.LLM_MAX_RETRIES + 1) * 2 + 60
+    return {
+        "broker_url": broker_url(settings),
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "socket_connect_timeout": 5,
+        },
+        # Results are not used: state lives in PostgreSQL and the note cache.
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        "task_queues": tuple(Queue(name) for name in QUEUES),
+        "task_default_queue": "notes",
+        "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
+        # Idempotent tasks: acknowledge after running, and hand a task back if its worker dies.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": int(generation_limit),
+        "task_time_limit": int(generation_limit) + 30,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "worker_concurrency": settings.WORKER_CONCURRENCY,
+        "beat_schedule": {
+            TASK_RELAY_OUTBOX: {
+                "task": TASK_RELAY_OUTBOX,
+                "schedule": settings.OUTBOX_RELAY_INTERVAL_S,
+                "options": {"queue": "events", "expires": settings.OUTBOX_RELAY_INTERVAL_S * 2},
+            },
+            TASK_SWEEP: {
+                "task": TASK_SWEEP,
+                "schedule": settings.SWEEP_INTERVAL_S,
+                "options": {"queue": "notes", "expires": settings.SWEEP_INTERVAL_S * 2},
+            },
+        },
+    }
+
+
+def create_celery_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    celery_app = Celery("resolutionflow.notes", set_as_current=True)
+    celery_app.conf.update(celery_config(settings))
+    celery_app.conf.rf_settings = settings
+
+    from shared import observability
+
+    observability.init_celery(celery_app)
+    return celery_app
+
+
+app = create_celery_app()
+celery = app
+
+# Registers the tasks with this app (shared_task binds them to every app).
+from services.notes import tasks as _tasks  # noqa: E402,F401
+
+
+@signals.worker_init.connect(weak=False)
+def _configure_runtime(**_: Any) -> None:
+    """Once per worker: settings validated, embedded servers resolved, database configured."""
+    from shared import runtime
+
+    runtime.configure(app.conf.rf_settings)
+
+
+@signals.worker_process_init.connect(weak=False)
+def _configure_child(**_: Any) -> None:
+    """Prefork children: never share the parent's connections across the fork."""
+    from shared import runtime
+    from shared.db import db
+    from shared.redis_client import reset_clients
+
+    db.dispose()
+    reset_clients()
+    runtime.configure(app.conf.rf_settings)
