@@ -10,24 +10,11 @@ from sqlalchemy.orm import Session
 
 from services.scripts.builtin_library import CATEGORIES, TEMPLATES
 from services.scripts.engine import ScriptTemplateEngine
-from services.scripts.templates import normalise_tags
+from services.scripts.templates import EDITABLE_FIELDS, normalise_tags
 from shared.models import ScriptCategory, ScriptTemplate, ScriptTemplateVersion
 
 _CATEGORY_FIELDS = ("name", "description", "icon", "sort_order")
-_TEMPLATE_FIELDS = (
-    "name",
-    "description",
-    "use_case",
-    "script_body",
-    "parameters_schema",
-    "default_values",
-    "validation_rules",
-    "tags",
-    "complexity",
-    "estimated_runtime",
-    "requires_elevation",
-    "requires_modules",
-)
+_TEMPLATE_FIELDS = tuple(field for field in EDITABLE_FIELDS if field != "category_id")
 
 
 def load_builtin_library(session: Session) -> dict[str, Any]:
