@@ -1,0 +1,1269 @@
+"""End-to-end tests of the engineer console in a real browser.
+
+Headless Chromium (Debian's `chromium`, driven by Playwright for Python) against the stack as
+`make run` starts it: the gateway under gunicorn with two worker processes, a Celery worker
+and beat, the test PostgreSQL and Redis, and the stub Messages API in a process of its own
+(so calls are counted across processes). Resolution notes go to a local webhook receiver.
+
+The screenshots in docs/console/ are written by these tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import playwright.sync_api as playwright_sync
+import pytest
+import redis
+import requests
+from sqlalchemy import text
+
+from shared.config import PROJECT_ROOT, Settings
+
+expect = playwright_sync.expect
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-e2e")]
+
+# The README's screenshots: refreshed with UPDATE_SCREENSHOTS=1, else kept with the test artifacts
+# so that an ordinary run leaves the tree as it was.
+SCREENSHOTS = (
+    PROJECT_ROOT / "docs" / "console"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else PROJECT_ROOT / ".test-artifacts" / "console"
+)
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 375, "height": 812}
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DEMO_PASSWORD = "demo-password"
+ENGINEER = "engineer@demo.resolutionflow.local"
+OWNER = "owner@demo.resolutionflow.local"
+# What a page may request: its own shell and assets, and the public API. Nothing else.
+ALLOWED_PATHS = re.compile(r"^/($|\?|static/console/|favicon\.ico$|api/v1/)")
+
+RESET_TEMPLATE_BODY = r"""$ErrorActionPreference = 'Stop'
+$secure = ConvertTo-SecureString -String {{new_password}} -AsPlainText -Force
+Invoke-Command -ComputerName {{computer}} -ScriptBlock {
+    param($Name, $Password, $Unlock)
+    Set-LocalUser -Name $Name -Password $Password
+    if ($Unlock) { Enable-LocalUser -Name $Name }
+} -ArgumentList {{username}}, $secure, ({{mode}} -eq 'reset-and-unlock')
+$summary = "Password reset for {0}; expires in {1} days; notify: {2}; must change: {3}"
+Write-Output ($summary -f {{username}}, {{expire_days}}, ({{notify}} -join ','), {{must_change}})
+"""
+
+RESET_TEMPLATE: dict[str, Any] = {
+    "name": "Reset a local account password",
+    "description": "Sets a new password on a local Windows account, optionally unlocking it.",
+    "use_case": "A user is locked out of a kiosk or shared machine's local account.",
+    "tags": ["accounts", "passwords", "kiosk"],
+    "complexity": "basic",
+    "estimated_runtime": "5s",
+    "requires_elevation": True,
+    "script_body": RESET_TEMPLATE_BODY,
+    "parameters_schema": {
+        "parameters": [
+            {
+                "key": "username",
+                "label": "Account name",
+                "type": "string",
+                "required": True,
+                "help": "The local account, without the machine name.",
+                "validation": {"pattern": "^[A-Za-z0-9._-]{1,20}$"},
+            },
+            {
+                "key": "new_password",
+                "label": "New password",
+                "type": "password",
+                "required": True,
+                "validation": {"min_length": 12},
+            },
+            {
+                "key": "computer",
+                "label": "Computer",
+                "type": "hostname",
+                "default": "localhost",
+            },
+            {
+                "key": "expire_days",
+                "label": "Password expires in (days)",
+                "type": "integer",
+                "default": 90,
+                "validation": {"min": 1, "max": 365},
+            },
+            {
+                "key": "mode",
+                "label": "Mode",
+                "type": "choice",
+                "required": True,
+                "options": ["reset", "reset-and-unlock"],
+                "default": "reset-and-unlock",
+            },
+            {
+                "key": "notify",
+                "label": "Notify",
+                "type": "multichoice",
+                "options": ["user", "manager", "helpdesk"],
+            },
+            {
+                "key": "must_change",
+                "label": "User must change the password at next logon",
+                "type": "boolean",
+                "default": True,
+            },
+        ]
+    },
+}
+
+
+REALISTIC_NOTE = """## Problem
+Outlook prompted for the user's password every few minutes (INC-1042).
+
+## What we confirmed
+- Microsoft 365 Apps 2408 on Windows 11 23H2.
+- Modern authentication was disabled in the registry (`EnableADAL=0`).
+
+## Root cause
+With modern authentication off, Outlook fell back to basic authentication, which Microsoft 365
+no longer accepts, so every token refresh ended in a new password prompt.
+
+## Resolution
+Set `EnableADAL` back to 1 under the Office Identity key and restarted Outlook; the prompts
+stopped and the mailbox stayed connected.
+"""
+
+
+# ── Processes ──────────────────────────────────────────────────────────────
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until(
+    check: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.2
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(step_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@dataclass
+class Receiver:
+    """A local ticketing endpoint that records every webhook delivery."""
+
+    server: ThreadingHTTPServer
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/tickets"
+
+
+def _start_receiver() -> Receiver:
+    receiver: Receiver
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            receiver.deliveries.append(
+                {
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body,
+                }
+            )
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    receiver = Receiver(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return receiver
+
+
+@dataclass
+class Stack:
+    base_url: str
+    redis_url: str
+    stub_url: str
+    logs: list[Path]
+    workers: bool
+
+    def api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.request(
+            method, f"{self.base_url}{path}", headers=headers, timeout=60, **kwargs
+        )
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.fail("Debian's chromium is not installed (make test-tools installs it)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[Any]:
+    from tests.support.stub_anthropic import StubAnthropicProcess
+
+    with StubAnthropicProcess(cwd=str(PROJECT_ROOT)) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    rec = _start_receiver()
+    yield rec
+    rec.server.shutdown()
+    rec.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    migrated: Settings, stub: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The gateway, a Celery worker and beat, started as `make run` starts them."""
+    assert migrated.REDIS_URL is not None
+    port = _free_port()
+    redis_url = migrated.REDIS_URL
+    run_dir = tmp_path_factory.mktemp("console-stack")
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": migrated.DATABASE_URL or "",
+            "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": migrated.REDIS_KEY_PREFIX,
+            "GATEWAY_PORT": str(port),
+            "ANTHROPIC_API_KEY": "test",
+            "ANTHROPIC_BASE_URL": stub.url,
+            "ALLOW_PRIVATE_WEBHOOKS": "true",
+            "WEBHOOK_RETRY_SCHEDULE_S": "0,1,2,5",
+            "RF_DATA_DIR": str(run_dir),
+        }
+    )
+    bin_dir = Path(sys.executable).parent
+    commands = {
+        "gateway": [
+            str(bin_dir / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "16",
+            "--timeout",
+            "180",
+            "--graceful-timeout",
+            "30",
+            "services.gateway:create_app()",
+        ]
+    }
+    workers = importlib.util.find_spec("services.notes.worker") is not None
+    if workers:
+        commands["worker"] = [
+            str(bin_dir / "celery"),
+            "-A",
+            "services.notes.worker",
+            "worker",
+            "-Q",
+            "notes,events,webhooks",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "2",
+            "--prefetch-multiplier",
+            "1",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"console-e2e-{uuid.uuid4().hex[:6]}@%h",
+        ]
+        commands["beat"] = [
+            str(bin_dir / "celery"),
+            "-A",
+            "services.notes.worker",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(run_dir / "celerybeat-schedule"),
+        ]
+    procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Path] = []
+    try:
+        for name, command in commands.items():
+            log = run_dir / f"{name}.log"
+            logs.append(log)
+            with log.open("wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        command,
+                        cwd=PROJECT_ROOT,
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_until(
+            lambda: requests.get(f"{base_url}/healthz", timeout=2).status_code == 200,
+            60,
+            "the gateway",
+        )
+        if workers:
+            _wait_until(
+                lambda: b" ready." in (run_dir / "worker.log").read_bytes(), 60, "the worker"
+            )
+        yield Stack(
+            base_url=base_url, redis_url=redis_url, stub_url=stub.url, logs=logs, workers=workers
+        )
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Overrides the suite's clean-up, which empties the whole Redis db: that would take the
+    broker's queue bindings from under the module's running worker. This one waits (bounded)
+    for the queues to drain, then empties the tables and the app's own keys."""
+    yield
+    if "stack" not in request.fixturenames:
+        return
+    from tests.support.workers import BROKER_QUEUES, clean_state
+
+    stack: Stack = request.getfixturevalue("stack")
+    settings: Settings = request.getfixturevalue("migrated")
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        _wait_until(lambda: not any(client.llen(q) for q in BROKER_QUEUES), 10, "idle queues")
+    except TimeoutError:
+        pass
+    finally:
+        client.close()
+    clean_state(settings)
+
+
+@dataclass
+class Demo:
+    account_id: str
+    tokens: dict[str, str]
+    template_id: str
+
+
+@pytest.fixture
+def demo(stack: Stack, migrated: Settings) -> Demo:
+    """The demo users `make run` prints, the built-in library when it is there, and one
+    template with a sensitive parameter (created through the public API)."""
+    from sqlalchemy import select
+
+    from shared.cli import ensure_demo
+    from shared.db import db
+    from shared.models import ScriptCategory
+    from tests.support.stub_anthropic import StubClient
+
+    stub_client = StubClient(stack.stub_url)
+    stub_client.reset()
+    stub_client.close()
+    info = ensure_demo(migrated)
+    try:
+        from shared.cli import load_library
+
+        load_library()
+    except ImportError:
+        pass  # the built-in library module is optional for these tests
+    with db.transaction() as session:
+        category = session.scalars(
+            select(ScriptCategory).where(ScriptCategory.slug == "user-management")
+        ).one_or_none()
+        if category is None:
+            category = session.scalars(
+                select(ScriptCategory).order_by(ScriptCategory.sort_order)
+            ).first()
+        if category is None:
+            category = ScriptCategory(
+                slug="user-management",
+                name="User management",
+                description="Accounts, passwords and groups",
+                sort_order=10,
+                is_active=True,
+            )
+            session.add(category)
+            session.flush()
+        category_id = str(category.id)
+    tokens = {role: user["token"] for role, user in info["users"].items()}
+    response = stack.api(
+        "POST",
+        "/api/v1/scripts/templates",
+        tokens["engineer"],
+        json={**RESET_TEMPLATE, "category_id": category_id},
+    )
+    assert response.status_code == 201, response.text
+    return Demo(account_id=info["account_id"], tokens=tokens, template_id=response.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Tab:
+    page: Any
+    requests: list[Any]
+    errors: list[str]
+
+
+def _open(browser: Any, stack: Stack, viewport: dict[str, int]) -> Tab:
+    context = browser.new_context(
+        viewport=viewport,
+        base_url=stack.base_url,
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    tab = Tab(page=page, requests=[], errors=[])
+    page.on("request", lambda req: tab.requests.append(req))
+    page.on("pageerror", lambda exc: tab.errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: tab.errors.append(msg.text) if msg.type == "error" else None,
+    )
+    return tab
+
+
+@pytest.fixture
+def tab(browser: Any, stack: Stack) -> Iterator[Tab]:
+    opened = _open(browser, stack, DESKTOP)
+    yield opened
+    _check_requests(opened, stack)
+    opened.page.context.close()
+
+
+@pytest.fixture
+def phone(browser: Any, stack: Stack) -> Iterator[Tab]:
+    opened = _open(browser, stack, PHONE)
+    yield opened
+    _check_requests(opened, stack)
+    opened.page.context.close()
+
+
+def _check_requests(tab: Tab, stack: Stack) -> None:
+    """The console calls the public API on its own origin, and nothing else."""
+    origin = urlsplit(stack.base_url)
+    for req in tab.requests:
+        url = urlsplit(req.url)
+        if url.scheme in ("data", "blob"):
+            continue
+        assert (url.scheme, url.netloc) == (origin.scheme, origin.netloc), req.url
+        path = url.path + (f"?{url.query}" if url.query else "")
+        assert ALLOWED_PATHS.match(path), f"unexpected request {req.method} {req.url}"
+    unexpected = [e for e in tab.errors if "status of 4" not in e and "status of 5" not in e]
+    assert not unexpected, unexpected
+
+
+# ── Helpers ────────────────────────────────────────────────────────────────
+
+
+def shot(page: Any, name: str, *, full_page: bool = True) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(150)  # let transitions settle
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+
+
+def sign_in(page: Any, email: str, password: str = DEMO_PASSWORD) -> None:
+    page.goto("/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#user-email")).to_have_text(email)
+
+
+def page_text_outside_script(page: Any) -> str:
+    """Everything the page holds that a person or script could read, except the one rendered
+    script view: markup, form values, storage, URL and history state."""
+    return page.evaluate(
+        """() => {
+            const clone = document.documentElement.cloneNode(true);
+            clone.querySelector('#script-output')?.remove();
+            const values = Array.from(document.querySelectorAll('input, textarea, select'))
+                .map((el) => el.value);
+            return [clone.outerHTML, values.join('\\n'), JSON.stringify({...sessionStorage}),
+                    JSON.stringify({...localStorage}), location.href,
+                    JSON.stringify(history.state), document.title].join('\\n');
+        }"""
+    )
+
+
+def stored_copies(stack: Stack, needle: str) -> list[str]:
+    """Where `needle` is stored: every table of the database, every key of the stack's Redis
+    db, and the logs of its processes."""
+    from shared.db import db
+
+    found: list[str] = []
+    with db.engine.connect() as conn:
+        tables = conn.execute(
+            text(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+            )
+        ).scalars()
+        for table in list(tables):
+            count = conn.execute(
+                text(f'SELECT count(*) FROM "{table}" AS t WHERE t::text LIKE :needle'),
+                {"needle": f"%{needle}%"},
+            ).scalar_one()
+            if count:
+                found.append(f"table {table}: {count} rows")
+    client = redis.Redis.from_url(stack.redis_url)
+    raw = needle.encode()
+    for key in client.scan_iter(count=500):
+        kind = client.type(key).decode()
+        if kind == "string":
+            values = [client.get(key) or b""]
+        elif kind == "hash":
+            values = [k + b"=" + v for k, v in client.hgetall(key).items()]
+        elif kind == "list":
+            values = client.lrange(key, 0, -1)
+        elif kind == "set":
+            values = list(client.smembers(key))
+        elif kind == "zset":
+            values = client.zrange(key, 0, -1)
+        elif kind == "stream":
+            values = [json.dumps(e, default=str).encode() for e in client.xrange(key)]
+        else:
+            values = []
+        if any(raw in value for value in values) or raw in key:
+            found.append(f"redis key {key!r}")
+    for log in stack.logs:
+        if log.exists() and raw in log.read_bytes():
+            found.append(f"log {log.name}")
+    return found
+
+
+def _pilot_available(stack: Stack, demo: Demo) -> bool:
+    response = stack.api("GET", "/api/v1/ai-sessions", demo.tokens["engineer"])
+    return response.status_code == 200
+
+
+def _notes_available(stack: Stack, demo: Demo, session_id: str) -> bool:
+    response = stack.api(
+        "GET",
+        f"/api/v1/ai-sessions/{session_id}/resolution-note/preview?wait=0",
+        demo.tokens["engineer"],
+    )
+    return response.status_code in (200, 202)
+
+
+def _stub_note_calls(stack: Stack) -> int:
+    from tests.support.stub_anthropic import NOTE_MARKER, StubClient, system_text
+
+    client = StubClient(stack.stub_url)
+    try:
+        return sum(1 for call in client.calls() if NOTE_MARKER in system_text(call["json"]))
+    finally:
+        client.close()
+
+
+def _settled_note_calls(stack: Stack, quiet_s: float = 3.0, timeout_s: float = 30.0) -> int:
+    """The stub's count of note generations once it has not moved for `quiet_s` (longer than
+    the notes service's pre-warm quiet period)."""
+    deadline = time.monotonic() + timeout_s
+    last = _stub_note_calls(stack)
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = _stub_note_calls(stack)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return now
+    raise TimeoutError("the stub kept receiving note generations")
+
+
+# ── Shell and client ───────────────────────────────────────────────────────
+
+
+def test_shell_is_served_with_strict_headers_and_adds_no_api(stack: Stack) -> None:
+    response = requests.get(f"{stack.base_url}/", timeout=10)
+    assert response.status_code == 200
+    assert "text/html" in response.headers["Content-Type"]
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["Cache-Control"] == "no-store"
+    module = re.search(r'src="(/static/console/app\.js\?v=\w+)"', response.text)
+    assert module, response.text
+    asset = requests.get(f"{stack.base_url}{module.group(1)}", timeout=10)
+    assert asset.status_code == 200
+    assert "javascript" in asset.headers["Content-Type"]
+
+    from flask import Flask
+
+    from services.console import init_console
+
+    app = Flask("console-rules")
+    init_console(app)
+    rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("console")}
+    assert rules == {"/", "/favicon.ico", "/static/console/<path:filename>"}
+
+
+def test_api_client_parses_sse_and_normalises_404(tab: Tab, demo: Demo) -> None:
+    """api.js on its own: the SSE parser (split chunks, CRLF, multi-line data, comments),
+    sendMessage's JSON fallback and getActiveFix turning 404 into null."""
+    page = tab.page
+    sign_in(page, ENGINEER)
+    session_id = str(uuid.uuid4())
+    page.route(
+        f"**/api/v1/ai-sessions/{session_id}/suggested-fixes/active",
+        lambda route: route.fulfill(
+            status=404, content_type="application/json", body='{"code":404,"message":"none"}'
+        ),
+    )
+    page.route(
+        f"**/api/v1/ai-sessions/{session_id}/messages",
+        lambda route: route.fulfill(
+            status=201,
+            content_type="application/json",
+            body=json.dumps({"assistant_message": {"content": "plain"}, "state_version": 3}),
+        ),
+    )
+    result = page.evaluate(
+        """async (sessionId) => {
+            const api = await import('/static/console/api.js');
+            const enc = new TextEncoder();
+            const chunks = [
+                'event: delta\\r\\ndata: {"te',
+                'xt":"Hel"}\\r\\n\\r\\n: keep-alive\\n\\n',
+                'event: delta\\ndata: {"text":"lo"}\\n\\n',
+                'event: done\\ndata: {"a":\\ndata: 1}\\r',
+                '\\n\\r\\n',
+            ];
+            const body = new ReadableStream({start(c) {
+                for (const x of chunks) c.enqueue(enc.encode(x));
+                c.close();
+            }});
+            const events = [];
+            for await (const e of api.parseEventStream(body)) events.push(e);
+            const fix = await api.getActiveFix(sessionId);
+            const deltas = [];
+            const reply = await api.sendMessage(sessionId, 'hi', {onDelta: (t) => deltas.push(t)});
+            return {events, fix, reply, deltas};
+        }""",
+        session_id,
+    )
+    assert [e["event"] for e in result["events"]] == ["delta", "delta", "done"]
+    assert [json.loads(e["data"]) for e in result["events"][:2]] == [
+        {"text": "Hel"},
+        {"text": "lo"},
+    ]
+    assert result["events"][2]["data"] == '{"a":\n1}'
+    assert result["fix"] is None
+    assert result["reply"]["state_version"] == 3 and result["deltas"] == []
+
+
+# ── Login, library, generate, history ──────────────────────────────────────
+
+
+def test_login_library_generate_history_keep_the_secret_out(
+    tab: Tab, stack: Stack, demo: Demo
+) -> None:
+    page = tab.page
+    canary = f"Kiosk-{uuid.uuid4().hex[:10]}-Pw!"
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Sign in to ResolutionFlow")).to_be_visible()
+    expect(page.get_by_label("Email")).to_be_focused()
+    shot(page, "login", full_page=False)
+
+    # A wrong password is refused in place; the field is emptied.
+    page.get_by_label("Email").fill(ENGINEER)
+    page.get_by_label("Password").fill("not-the-password")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("do not match")
+    expect(page.get_by_label("Password")).to_have_value("")
+
+    # Keyboard only: type the password, Enter.
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#user-email")).to_have_text(ENGINEER)
+    token = page.evaluate("sessionStorage.getItem('rf.console.token')")
+    assert token and token.count(".") == 2
+    assert page.evaluate("localStorage.length") == 0
+
+    # Library: categories with counts, search, tag filter.
+    expect(page.get_by_role("heading", name="Script library", level=1)).to_be_visible()
+    categories = page.locator("#category-list .category-button")
+    expect(categories.first).to_contain_text("All templates")
+    counts = [int(c) for c in page.locator("#category-list .count-badge").all_inner_texts()]
+    assert counts[0] == sum(counts[1:]) and counts[0] >= 1
+    expect(page.locator("#template-results .template-card").first).to_be_visible()
+    shot(page, "library", full_page=False)
+
+    page.get_by_label("Search").fill("local account password")
+    expect(page.locator("#template-results .template-card")).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"q=local"))
+    page.get_by_role("button", name="Show only tag kiosk").click()
+    expect(page.get_by_role("button", name="Remove tag filter kiosk")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"tags=kiosk"))
+    expect(page.locator("#template-results .template-card")).to_have_count(1)
+    page.get_by_role("button", name="Remove tag filter kiosk").click()
+    expect(page).not_to_have_url(re.compile(r"tags="))
+    page.get_by_label("Add a tag filter").fill("no-such-tag")
+    page.get_by_label("Add a tag filter").press("Enter")
+    expect(page.locator("#template-results")).to_contain_text("No template matches")
+    page.get_by_role("button", name="Remove tag filter no-such-tag").click()
+    expect(page.locator("#template-results .template-card")).to_have_count(1)
+
+    # Template detail and the form built from parameters_schema.
+    page.get_by_role("link", name=RESET_TEMPLATE["name"]).click()
+    expect(page.get_by_role("heading", name=RESET_TEMPLATE["name"], level=1)).to_be_focused()
+    form = page.locator("#generate-form")
+    expect(form.get_by_label("Account name")).to_have_attribute("type", "text")
+    expect(form.get_by_label("New password")).to_have_attribute("type", "password")
+    expect(form.get_by_label("New password")).to_have_value("")
+    expect(form.get_by_label("Password expires in (days)")).to_have_value("90")
+    expect(form.get_by_label("Mode")).to_have_value("reset-and-unlock")
+    assert (
+        form.get_by_label("Notify").evaluate("el => el.tagName + ':' + el.multiple")
+        == "SELECT:true"
+    )
+    expect(form.get_by_label("User must change the password at next logon")).to_be_checked()
+    expect(form.get_by_label("Computer")).to_have_value("localhost")
+
+    # Server-side validation errors land beside their fields; the secret does not stay.
+    form.get_by_label("Account name").fill("bad name!")
+    form.get_by_label("New password").fill(canary)
+    form.get_by_label("Password expires in (days)").fill("9999")
+    form.get_by_role("button", name="Generate script").click()
+    expect(page.locator("#param-expire_days-error")).to_contain_text("at most 365")
+    expect(page.locator("#param-username-error")).to_contain_text("pattern")
+    expect(form.get_by_label("Account name")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#generate-errors")).to_be_visible()
+    expect(form.get_by_label("New password")).to_have_value("")
+    assert canary not in page_text_outside_script(page)
+
+    # A valid run: the script is shown once, with its warnings and a copy button.
+    form.get_by_label("Account name").fill("kiosk01")
+    form.get_by_label("New password").fill(canary)
+    form.get_by_label("Password expires in (days)").fill("30")
+    form.get_by_label("Notify").select_option(["user", "helpdesk"])
+    form.get_by_label("User must change the password at next logon").uncheck()
+    with page.expect_response("**/api/v1/scripts/generate") as generated:
+        form.get_by_role("button", name="Generate script").click()
+    assert generated.value.status == 200
+    script = page.locator("#rendered-script")
+    expect(script).to_contain_text(f"$rfp_new_password = '{canary}'")
+    expect(script).to_contain_text(re.compile(r"\$rfp_notify = @\('user', ?'helpdesk'\)"))
+    expect(script).to_contain_text("$rfp_must_change = $false")
+    expect(page.locator("#script-output .warnings")).to_contain_text("Run as Administrator")
+    expect(form.get_by_label("New password")).to_have_value("")
+    assert canary not in page_text_outside_script(page)
+    page.get_by_role("button", name="Copy").click()
+    expect(page.locator("#script-output .copy-status")).to_have_text("Copied to the clipboard.")
+    assert canary in page.evaluate("navigator.clipboard.readText()")
+    page.evaluate("navigator.clipboard.writeText('')")
+    shot(page, "generate")
+
+    # Leaving the page removes the one rendered copy; history shows the stored, redacted one.
+    page.get_by_role("link", name="History").click()
+    expect(page.get_by_role("heading", name="Generation history")).to_be_visible()
+    row = page.locator("#history-table tbody tr").first
+    expect(row).to_contain_text(RESET_TEMPLATE["name"])
+    expect(row).to_contain_text("[REDACTED]")
+    expect(row).to_contain_text("kiosk01")
+    assert canary not in page.content()
+    assert canary not in page_text_outside_script(page)
+    page.go_back()
+    expect(page.get_by_role("heading", name=RESET_TEMPLATE["name"], level=1)).to_be_visible()
+    expect(page.locator("#script-output")).to_be_hidden()
+    assert canary not in page.content()
+
+    # No stored copy anywhere: database tables, Redis, process logs.
+    assert stored_copies(stack, canary) == []
+
+
+def test_phone_width_library_and_generate(phone: Tab, demo: Demo) -> None:
+    page = phone.page
+    sign_in(page, ENGINEER)
+    expect(page.locator("#template-results .template-card").first).to_be_visible()
+
+    def no_horizontal_scroll() -> None:
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"page is {width}px wide at {PHONE['width']}px"
+
+    no_horizontal_scroll()
+    shot(page, "library-375", full_page=False)
+    page.get_by_role("link", name=RESET_TEMPLATE["name"]).click()
+    expect(page.locator("#generate-form")).to_be_visible()
+    no_horizontal_scroll()
+    # Every control is reachable and at least 36 px tall (touch targets).
+    heights = page.locator(
+        "#generate-form input:not([type=checkbox]), #generate-form select, #generate-form button"
+    ).evaluate_all("els => els.map((el) => el.getBoundingClientRect().height)")
+    assert heights and min(heights) >= 36, heights
+    page.get_by_role("link", name="Sessions").click()
+    no_horizontal_scroll()
+
+
+# ── Sessions: facts, preview, chat, fix, resolve ───────────────────────────
+
+
+def _require_session_services(stack: Stack, demo: Demo) -> None:
+    if not _pilot_available(stack, demo):
+        pytest.fail("the pilot service's API (/api/v1/ai-sessions) is not available")
+    if not stack.workers:
+        pytest.fail("the notes worker (services.notes.worker) is not available")
+
+
+def _api_session(stack: Stack, demo: Demo, title: str, facts: list[tuple[str, str]]) -> str:
+    token = demo.tokens["engineer"]
+    response = stack.api("POST", "/api/v1/ai-sessions", token, json={"title": title})
+    assert response.status_code == 201, response.text
+    session_id = str(response.json()["id"])
+    for kind, fact in facts:
+        created = stack.api(
+            "POST",
+            f"/api/v1/ai-sessions/{session_id}/facts",
+            token,
+            json={"text": fact, "kind": kind},
+        )
+        assert created.status_code == 201, created.text
+    return session_id
+
+
+def _state_version(page: Any) -> int:
+    return int(page.locator("#state-version").inner_text().removeprefix("state v"))
+
+
+def _expect_preview(page: Any, version: int, cache: str | None = None) -> None:
+    expect(page.locator("#preview-version")).to_have_attribute(
+        "data-version", str(version), timeout=45_000
+    )
+    if cache:
+        expect(page.locator("#preview-cache")).to_have_attribute("data-cache", cache)
+    expect(page.locator("#preview-body h3").first).to_have_text("Problem")
+
+
+def test_session_flow_from_facts_to_delivered_note(
+    tab: Tab, stack: Stack, demo: Demo, receiver: Receiver, browser: Any
+) -> None:
+    _require_session_services(stack, demo)
+    page = tab.page
+    receiver.deliveries.clear()
+
+    # The owner points the account's ticketing webhook at the local receiver.
+    sign_in(page, OWNER)
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_label("Endpoint URL").fill(receiver.url)
+    page.get_by_role("button", name="Save webhook").click()
+    secret = page.locator("#ticketing-secret-value").inner_text()
+    assert secret.startswith("whsec_")
+    expect(page.locator("#ticketing-current")).to_contain_text(receiver.url)
+
+    # A new session.
+    page.get_by_role("link", name="Sessions").click()
+    page.get_by_label("Title").fill("Outlook keeps prompting for a password")
+    page.get_by_label("Ticket reference").fill("INC-1042")
+    page.get_by_role("button", name="Open session").click()
+    expect(
+        page.get_by_role("heading", name="Outlook keeps prompting for a password")
+    ).to_be_visible()
+    assert secret not in page.content()
+    expect(page.locator("#preview-panel")).to_have_attribute("data-state", "ready", timeout=45_000)
+    session_id = page.url.rsplit("/", 1)[-1]
+
+    # Facts by kind; the preview follows 500 ms after the last one.
+    facts = [
+        ("symptom", "Outlook prompts for the password every few minutes"),
+        ("environment", "Microsoft 365 Apps 2408 on Windows 11 23H2"),
+        ("confirmed", "Modern authentication is disabled in the registry (EnableADAL=0)"),
+    ]
+    for kind, fact in facts:
+        page.get_by_label("Kind", exact=True).select_option(kind)
+        page.get_by_label("Fact", exact=True).fill(fact)
+        page.get_by_label("Fact", exact=True).press("Enter")
+        expect(page.locator(f'.fact-group[data-kind="{kind}"]')).to_contain_text(fact)
+    version = _state_version(page)
+    _expect_preview(page, version)
+    expect(page.locator("#preview-ticket")).to_have_text("Ticket INC-1042")
+    expect(page.locator("#preview-body h3")).to_have_text(
+        ["Problem", "What we confirmed", "Root cause", "Resolution"]
+    )
+    before = _settled_note_calls(stack)
+
+    # Changing a fact: one new generation, and the preview turns fresh at the new version.
+    confirmed = page.locator('.fact-group[data-kind="confirmed"] li').first
+    confirmed.get_by_role("button", name=re.compile("^Edit fact")).click()
+    edit = page.locator(".fact-edit-input")
+    edit.fill("Modern authentication is disabled in the registry (EnableADAL=0); set to 1")
+    with page.expect_response(
+        lambda r: "/facts/" in r.url and r.request.method == "PATCH"
+    ) as patched:
+        edit.press("Enter")
+    new_version = patched.value.json()["state_version"]
+    assert new_version > version
+    _expect_preview(page, new_version, cache="fresh")
+    assert _settled_note_calls(stack) == before + 1
+
+    # Refresh with nothing changed: served from the cache, no generation.
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("#preview-cache")).to_have_attribute("data-cache", "cached")
+    assert _settled_note_calls(stack, quiet_s=1.0) == before + 1
+
+    # Chat: the stub answers with a suggested fix (twice: the first one is superseded).
+    from tests.support.stub_anthropic import StubClient
+
+    def fix_block(title: str, confidence: int) -> str:
+        body = {
+            "title": title,
+            "summary": "Re-enable modern authentication so Outlook uses the cached token.",
+            "steps": ["Set HKCU\\...\\Identity\\EnableADAL to 1", "Restart Outlook"],
+            "confidence": confidence,
+        }
+        return f"[SUGGEST_FIX]{json.dumps(body)}[/SUGGEST_FIX]"
+
+    stub_client = StubClient(stack.stub_url)
+    try:
+        for title, confidence, said in (
+            ("Clear the cached credentials", 55, "Try clearing the credential manager first."),
+            ("Re-enable modern authentication", 82, "The registry value explains the prompts."),
+        ):
+            _settled_note_calls(stack, quiet_s=2.5)
+            stub_client.responses([f"{said}\n\n{fix_block(title, confidence)}"])
+            page.get_by_label("Message", exact=True).fill(f"What next? ({title})")
+            with page.expect_response(
+                lambda r: r.url.endswith("/messages") and r.request.method == "POST"
+            ) as sent:
+                page.get_by_role("button", name="Send").click()
+            assert "text/event-stream" in (sent.value.request.headers.get("accept") or "")
+            assert "text/event-stream" in sent.value.headers.get("content-type", "")
+            expect(page.locator("#chat-log")).to_contain_text(said)
+            expect(page.locator("#fix-card h3")).to_have_text(title)
+    finally:
+        stub_client.close()
+    assert "SUGGEST_FIX" not in page.content()
+    card = page.locator("#fix-card")
+    expect(card.locator("article.fix .confidence")).to_have_text("82% confidence")
+    expect(card.locator("#superseded-fixes summary")).to_have_text("Earlier suggestions (1)")
+    expect(card.locator("#superseded-fixes")).not_to_have_attribute("open", "")
+    card.locator("#superseded-fixes summary").click()
+    expect(card.locator("#superseded-fixes li")).to_contain_text("Clear the cached credentials")
+
+    # A script run linked to the session: it joins the note's input with its secret redacted,
+    # and the secret reaches neither the LLM nor any stored copy.
+    canary = f"Linked-{uuid.uuid4().hex[:10]}-Pw!"
+    page.goto(f"/#/templates/{demo.template_id}?session={session_id}")
+    form = page.locator("#generate-form")
+    expect(form.get_by_label("Link to a troubleshooting session")).to_have_value(session_id)
+    form.get_by_label("Account name").fill("jdoe")
+    form.get_by_label("New password").fill(canary)
+    form.get_by_role("button", name="Generate script").click()
+    expect(page.locator("#rendered-script")).to_contain_text(canary)
+    page.locator("#script-output").get_by_role("link", name="the session").click()
+    expect(page.locator("#script-output")).to_have_count(0)
+    version = _state_version(page)
+    _expect_preview(page, version)
+    assert canary not in page.content()
+    _settled_note_calls(stack, quiet_s=2.5)
+    stub_client = StubClient(stack.stub_url)
+    try:
+        assert not any(canary in json.dumps(call["json"]) for call in stub_client.calls())
+    finally:
+        stub_client.close()
+    assert stored_copies(stack, canary) == []
+    card = page.locator("#fix-card")
+    # The decision changes the note's input: the next generation (one) gets a note written
+    # the way Sonnet writes one, for the screenshots.
+    _settled_note_calls(stack, quiet_s=2.5)
+    stub_client = StubClient(stack.stub_url)
+    try:
+        stub_client.responses([REALISTIC_NOTE])
+    finally:
+        stub_client.close()
+    card.get_by_role("button", name="Use once").click()
+    expect(card.locator("#fix-decision")).to_contain_text("Use once")
+    expect(card.get_by_role("button", name="Use once")).to_have_attribute("aria-pressed", "true")
+    version = _state_version(page)
+    _expect_preview(page, version, cache="fresh")
+    expect(page.locator("#preview-body")).to_contain_text("EnableADAL")
+    shot(page, "session")
+
+    phone_tab = _open(browser, stack, PHONE)
+    try:
+        phone_tab.page.goto("/")
+        phone_tab.page.evaluate(
+            "([t]) => sessionStorage.setItem('rf.console.token', t)", [demo.tokens["owner"]]
+        )
+        phone_tab.page.goto(page.url)
+        phone_tab.page.reload()
+        expect(phone_tab.page.locator("#fix-card article.fix .confidence")).to_have_text(
+            "82% confidence"
+        )
+        _expect_preview(phone_tab.page, version)
+        width = phone_tab.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"]
+        shot(phone_tab.page, "session-375")
+    finally:
+        phone_tab.page.context.close()
+
+    # Resolve: the note is delivered to the receiver, and the page shows it.
+    expect(page.get_by_label("Ticket reference")).to_have_value("INC-1042")
+    page.get_by_role("button", name="Resolve session").click()
+    expect(page.locator("#session-status")).to_have_text("resolved")
+    expect(page.locator('#delivery-status [data-delivery="delivered"]')).to_be_visible(
+        timeout=60_000
+    )
+    expect(page.locator(".final-note")).to_contain_text("EnableADAL")
+    _expect_preview(page, _state_version(page), cache="cached")  # Resolve cost no generation
+    expect(page.get_by_label("Fact", exact=True)).to_be_disabled()
+    shot(page, "resolved")
+
+    assert len(receiver.deliveries) == 1
+    delivery = receiver.deliveries[0]
+    from standardwebhooks.webhooks import Webhook
+
+    payload = Webhook(secret).verify(delivery["body"], delivery["headers"])
+    assert payload["type"] == "resolution_note.created"
+    assert payload["session_id"] == session_id
+    assert payload["ticket_ref"] == "INC-1042"
+    assert "## Root cause" in payload["markdown"]
+
+
+def test_burst_of_five_fact_edits_makes_one_preview_request(
+    tab: Tab, stack: Stack, demo: Demo
+) -> None:
+    """Five fact edits within 500 ms (page.on("request") counts): one preview request, 500 ms
+    after the last of them. Each edit goes through the page's controls (Edit, new text, Save);
+    the next begins while the earlier saves are still on their way."""
+    _require_session_services(stack, demo)
+    texts = [
+        "Jobs stay in the queue",
+        "The spooler service restarts every hour",
+        "Only the HP printers are affected",
+        "Print server runs Windows Server 2022",
+        "The driver was updated last week",
+    ]
+    session_id = _api_session(
+        stack, demo, "Printer queue stalls", [("observation", t) for t in texts]
+    )
+    page = tab.page
+    sign_in(page, ENGINEER)
+    page.goto(f"/#/sessions/{session_id}")
+    expect(page.locator(".fact-group[data-kind='observation'] li")).to_have_count(5)
+    _expect_preview(page, _state_version(page))
+    page.wait_for_timeout(700)  # nothing else is scheduled now
+
+    previews: list[float] = []
+    patches: list[tuple[str, float]] = []
+    page.on(
+        "request",
+        lambda r: (
+            previews.append(time.monotonic()) if "/resolution-note/preview" in r.url else None
+        ),
+    )
+    page.on(
+        "request",
+        lambda r: patches.append(("sent", time.monotonic())) if r.method == "PATCH" else None,
+    )
+    page.on(
+        "requestfinished",
+        lambda r: patches.append(("done", time.monotonic())) if r.method == "PATCH" else None,
+    )
+    items = page.locator(".fact-group[data-kind='observation'] li")
+    # Driven from inside the page, 60 ms apart: Playwright's round trip per action (about
+    # 80 ms a click) would stretch five edits to around 500 ms on a busy machine.
+    page.evaluate(
+        """async (suffix) => {
+            const items = document.querySelectorAll(".fact-group[data-kind='observation'] li");
+            for (const li of items) {
+                li.querySelector("button").click();
+                const input = li.querySelector(".fact-edit-input");
+                input.value = `${input.value} ${suffix}`;
+                input.dispatchEvent(new Event("input", {bubbles: true}));
+                li.querySelector("form").requestSubmit();
+                await new Promise((resolve) => setTimeout(resolve, 60));
+            }
+        }""",
+        "(checked)",
+    )
+    for n in range(5):
+        expect(items.nth(n).locator(".fact-text")).to_have_text(f"{texts[n]} (checked)")
+    page.wait_for_timeout(1500)
+    sent = [t for kind, t in patches if kind == "sent"]
+    done = [t for kind, t in patches if kind == "done"]
+    assert len(sent) == len(done) == 5
+    burst_s = sent[-1] - sent[0]
+    assert burst_s < 0.5, f"the five edits took {burst_s:.3f} s"
+    assert len(previews) == 1, f"{len(previews)} preview requests for one burst"
+    assert previews[0] - max(done) >= 0.45  # 500 ms after the last change, not before
+    version = _state_version(page)
+    _expect_preview(page, version)
+    assert version == int(page.locator("#preview-version").get_attribute("data-version") or 0)
+
+
+def test_preview_shows_pending_and_retries_after_retry_after(
+    tab: Tab, stack: Stack, demo: Demo
+) -> None:
+    """A 202 from the preview shows the pending state and is retried after `retry_after`."""
+    _require_session_services(stack, demo)
+    session_id = _api_session(stack, demo, "Slow logon", [("symptom", "Logon takes 3 minutes")])
+    page = tab.page
+    answered: list[str] = []
+
+    def first_pending(route: Any) -> None:
+        if not answered:
+            answered.append("202")
+            route.fulfill(
+                status=202,
+                content_type="application/json",
+                headers={"Retry-After": "1"},
+                body=json.dumps({"status": "pending", "state_version": 1, "retry_after": 1}),
+            )
+        else:
+            answered.append("real")
+            route.continue_()
+
+    page.route("**/resolution-note/preview?*", first_pending)
+    sign_in(page, ENGINEER)
+    page.goto(f"/#/sessions/{session_id}")
+    panel = page.locator("#preview-panel")
+    expect(panel).to_have_attribute("data-state", "pending")
+    expect(page.locator("#preview-status")).to_contain_text("checking again in 1 s")
+    expect(panel).to_have_attribute("aria-busy", "true")
+    expect(panel).to_have_attribute("data-state", "ready", timeout=45_000)
+    assert answered[:2] == ["202", "real"]
+    expect(panel).not_to_have_attribute("aria-busy", "true")
+    _expect_preview(page, _state_version(page))
+
+    # Deleting a fact asks first (inline), then the list and the preview follow.
+    fact = page.locator(".fact-group[data-kind='symptom'] li")
+    fact.get_by_role("button", name="Delete fact: Logon takes 3 minutes").click()
+    expect(fact.get_by_role("group", name="Confirm deletion")).to_be_visible()
+    expect(fact.get_by_role("button", name="Keep")).to_be_focused()
+    page.keyboard.press("Enter")  # Keep
+    expect(fact.get_by_role("button", name="Delete fact: Logon takes 3 minutes")).to_be_focused()
+    fact.get_by_role("button", name="Delete fact: Logon takes 3 minutes").click()
+    with page.expect_response(lambda r: r.request.method == "DELETE") as deleted:
+        fact.get_by_role("button", name="Delete", exact=True).click()
+    version = deleted.value.json()["state_version"]
+    expect(page.locator(".fact-group[data-kind='symptom'] li")).to_have_count(0)
+    expect(page.locator(".fact-group[data-kind='symptom'] .count-badge")).to_have_text("0")
+    expect(page.get_by_label("Fact", exact=True)).to_be_focused()
+    _expect_preview(page, version)
+
+
+# ── Accessibility ──────────────────────────────────────────────────────────
+
+AXE_OPTIONS = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "resultTypes": ["violations"],
+}
+
+
+def _axe_violations(page: Any) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options=AXE_OPTIONS)
+    problems = []
+    for violation in results.response["violations"]:
+        targets = [", ".join(node["target"]) for node in violation["nodes"]][:5]
+        problems.append(f"{violation['id']} ({violation['impact']}): {violation['help']} {targets}")
+    return problems
+
+
+def test_main_screens_pass_axe_wcag_aa(tab: Tab, stack: Stack, demo: Demo) -> None:
+    """axe-core (WCAG 2.1 A and AA rules) finds nothing on the main screens, desktop size."""
+    import axe_playwright_python  # noqa: F401
+
+    page = tab.page
+    report: dict[str, list[str]] = {}
+    page.goto("/")
+    expect(page.get_by_label("Email")).to_be_visible()
+    report["login"] = _axe_violations(page)
+    sign_in(page, OWNER)
+    expect(page.locator("#template-results .template-card").first).to_be_visible()
+    report["library"] = _axe_violations(page)
+    page.goto(f"/#/templates/{demo.template_id}")
+    form = page.locator("#generate-form")
+    form.get_by_label("Account name").fill("bad name!")
+    form.get_by_role("button", name="Generate script").click()
+    expect(page.locator("#param-username-error")).to_be_visible()
+    report["generate"] = _axe_violations(page)
+    page.goto("/#/history")
+    expect(page.get_by_role("heading", name="Generation history")).to_be_visible()
+    report["history"] = _axe_violations(page)
+    page.goto("/#/settings")
+    expect(page.get_by_label("Endpoint URL")).to_be_visible()
+    report["settings"] = _axe_violations(page)
+    if _pilot_available(stack, demo):
+        page.goto("/#/sessions")
+        expect(page.get_by_label("Title")).to_be_visible()
+        report["sessions"] = _axe_violations(page)
+        session_id = _api_session(
+            stack, demo, "VPN drops every hour", [("symptom", "The tunnel drops at :00")]
+        )
+        page.goto(f"/#/sessions/{session_id}")
+        expect(page.locator(".fact-group[data-kind='symptom'] li")).to_have_count(1)
+        if stack.workers:
+            expect(page.locator("#preview-panel")).to_have_attribute(
+                "data-state", "ready", timeout=45_000
+            )
+        report["session"] = _axe_violations(page)
+    found = {screen: problems for screen, problems in report.items() if problems}
+    assert not found, json.dumps(found, indent=2)
