@@ -529,6 +529,9 @@ def init_app(app: Any, service_name: str) -> None:
     if not any(r.rule == "/metrics" for r in app.url_map.iter_rules()):
         app.add_url_rule("/metrics", endpoint="rf_metrics", view_func=_metrics, methods=["GET"])
 
+    # Tasks a request publishes (a preview's `notes.generate`, a redelivery) carry its id too.
+    _propagate_request_ids_to_tasks()
+
 
 # ---------------------------------------------------------------------------------------------
 # Celery
@@ -554,6 +557,16 @@ def on_before_task_publish(headers: dict[str, Any] | None = None, **_: Any) -> N
     request_id = current_request_id()
     if request_id and CELERY_REQUEST_ID_HEADER not in headers:
         headers[CELERY_REQUEST_ID_HEADER] = request_id
+
+
+def _propagate_request_ids_to_tasks() -> None:
+    """Connect `on_before_task_publish` (once per process): `before_task_publish` is a global
+    signal, so every Celery app of the process, publisher apps included, adds the id."""
+    from celery import signals
+
+    signals.before_task_publish.connect(
+        on_before_task_publish, weak=False, dispatch_uid="rf-before-task-publish"
+    )
 
 
 _task_started: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -600,9 +613,7 @@ def init_celery(
     if getattr(celery_app, "_rf_observability", False):
         return
     celery_app._rf_observability = True
-    signals.before_task_publish.connect(
-        on_before_task_publish, weak=False, dispatch_uid="rf-before-task-publish"
-    )
+    _propagate_request_ids_to_tasks()
     signals.task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="rf-task-prerun")
     signals.task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="rf-task-postrun")
 

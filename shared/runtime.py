@@ -43,7 +43,9 @@ def configure(settings: Settings | None = None) -> Settings:
         settings = (settings or Settings.from_env()).validate()
         settings = resolve_servers(settings)
         assert settings.DATABASE_URL is not None
-        db.configure(settings.DATABASE_URL)
+        # Connections open lazily; the ceiling must cover a worker's threads (one generation or
+        # delivery each) so that none waits on the pool while another waits on the LLM.
+        db.configure(settings.DATABASE_URL, max_overflow=max(20, 2 * settings.WORKER_CONCURRENCY))
         _settings = settings
         return settings
 
