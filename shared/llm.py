@@ -342,16 +342,7 @@ class LLMClient:
             message = client.messages.create(**request)
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise self._unavailable(exc, start, "complete") from exc
-        result = LLMResult(
-            text=_message_text(message),
-            generator=GENERATOR_ANTHROPIC,
-            model=str(message.model or self.model),
-            usage=_usage(message.usage),
-            latency_ms=_elapsed_ms(start),
-            stop_reason=str(message.stop_reason) if message.stop_reason else None,
-        )
-        self._log_result(result, "complete")
-        return result
+        return self._online_result(message, start, "complete")
 
     def stream(
         self,
@@ -387,18 +378,21 @@ class LLMClient:
                 final = events.get_final_message()
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise self._unavailable(exc, start, "stream") from exc
-        result = LLMResult(
-            text=_message_text(final),
-            generator=GENERATOR_ANTHROPIC,
-            model=str(final.model or self.model),
-            usage=_usage(final.usage),
-            latency_ms=_elapsed_ms(start),
-            stop_reason=str(final.stop_reason) if final.stop_reason else None,
-        )
-        self._log_result(result, "stream")
-        yield result
+        yield self._online_result(final, start, "stream")
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _online_result(self, message: Any, start: float, mode: str) -> LLMResult:
+        result = LLMResult(
+            text=_message_text(message),
+            generator=GENERATOR_ANTHROPIC,
+            model=str(message.model or self.model),
+            usage=_usage(message.usage),
+            latency_ms=_elapsed_ms(start),
+            stop_reason=str(message.stop_reason) if message.stop_reason else None,
+        )
+        self._log_result(result, mode)
+        return result
 
     def _request_kwargs(
         self,
