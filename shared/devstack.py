@@ -60,19 +60,14 @@ def _safe_url(url: str | None) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def main() -> int:
-    settings = runtime.configure(Settings.from_env())
-    migrate(settings)
-    library = load_library()
-    demo = ensure_demo(settings)
-    print(_banner(settings, demo), flush=True)
-    print(json.dumps({"library": library}), flush=True)
-
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    bin_dir = os.path.dirname(sys.executable)
-    commands = [
-        [
+def stack_commands(
+    settings: Settings, *, bin_dir: str | None = None, worker_name: str = "devstack@%h"
+) -> dict[str, list[str]]:
+    """The processes of the local stack: the gateway under gunicorn, a Celery worker for every
+    queue, and beat. The console's end-to-end tests start exactly these."""
+    bin_dir = bin_dir or os.path.dirname(sys.executable)
+    return {
+        "gateway": [
             os.path.join(bin_dir, "gunicorn"),
             "--bind",
             f"127.0.0.1:{settings.GATEWAY_PORT}",
@@ -89,7 +84,7 @@ def main() -> int:
             "30",
             "services.gateway:create_app()",
         ],
-        [
+        "worker": [
             os.path.join(bin_dir, "celery"),
             "-A",
             "services.notes.worker",
@@ -105,9 +100,9 @@ def main() -> int:
             "--loglevel",
             settings.LOG_LEVEL,
             "-n",
-            "devstack@%h",
+            worker_name,
         ],
-        [
+        "beat": [
             os.path.join(bin_dir, "celery"),
             "-A",
             "services.notes.worker",
@@ -117,7 +112,20 @@ def main() -> int:
             "--schedule",
             str(settings.DATA_DIR / "celerybeat-schedule"),
         ],
-    ]
+    }
+
+
+def main() -> int:
+    settings = runtime.configure(Settings.from_env())
+    migrate(settings)
+    library = load_library()
+    demo = ensure_demo(settings)
+    print(_banner(settings, demo), flush=True)
+    print(json.dumps({"library": library}), flush=True)
+
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    commands = list(stack_commands(settings).values())
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     children = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env) for cmd in commands]
 

@@ -10,7 +10,6 @@ The screenshots in docs/console/ are written by these tests.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -18,12 +17,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -225,7 +223,6 @@ class Stack:
     redis_url: str
     stub_url: str
     logs: list[Path]
-    workers: bool
 
     def api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
         headers = kwargs.pop("headers", {})
@@ -284,55 +281,17 @@ def stack(
             "RF_DATA_DIR": str(run_dir),
         }
     )
-    bin_dir = Path(sys.executable).parent
-    commands = {
-        "gateway": [
-            str(bin_dir / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "16",
-            "--timeout",
-            "180",
-            "--graceful-timeout",
-            "30",
-            "services.gateway:create_app()",
-        ]
-    }
-    workers = importlib.util.find_spec("services.notes.worker") is not None
-    if workers:
-        commands["worker"] = [
-            str(bin_dir / "celery"),
-            "-A",
-            "services.notes.worker",
-            "worker",
-            "-Q",
-            "notes,events,webhooks",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "2",
-            "--prefetch-multiplier",
-            "1",
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"console-e2e-{uuid.uuid4().hex[:6]}@%h",
-        ]
-        commands["beat"] = [
-            str(bin_dir / "celery"),
-            "-A",
-            "services.notes.worker",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(run_dir / "celerybeat-schedule"),
-        ]
+    from shared.devstack import stack_commands
+
+    stack_settings = replace(
+        migrated,
+        GATEWAY_PORT=port,
+        WEB_CONCURRENCY=2,
+        WORKER_CONCURRENCY=2,
+        LOG_LEVEL="INFO",
+        DATA_DIR=run_dir,
+    )
+    commands = stack_commands(stack_settings, worker_name=f"console-e2e-{uuid.uuid4().hex[:6]}@%h")
     procs: list[subprocess.Popen[bytes]] = []
     logs: list[Path] = []
     try:
@@ -356,13 +315,8 @@ def stack(
             60,
             "the gateway",
         )
-        if workers:
-            _wait_until(
-                lambda: b" ready." in (run_dir / "worker.log").read_bytes(), 60, "the worker"
-            )
-        yield Stack(
-            base_url=base_url, redis_url=redis_url, stub_url=stub.url, logs=logs, workers=workers
-        )
+        _wait_until(lambda: b" ready." in (run_dir / "worker.log").read_bytes(), 60, "the worker")
+        yield Stack(base_url=base_url, redis_url=redis_url, stub_url=stub.url, logs=logs)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -867,8 +821,6 @@ def test_phone_width_library_and_generate(phone: Tab, demo: Demo) -> None:
 def _require_session_services(stack: Stack, demo: Demo) -> None:
     if not _pilot_available(stack, demo):
         pytest.fail("the pilot service's API (/api/v1/ai-sessions) is not available")
-    if not stack.workers:
-        pytest.fail("the notes worker (services.notes.worker) is not available")
 
 
 def _api_session(stack: Stack, demo: Demo, title: str, facts: list[tuple[str, str]]) -> str:
@@ -1260,10 +1212,9 @@ def test_main_screens_pass_axe_wcag_aa(tab: Tab, stack: Stack, demo: Demo) -> No
         )
         page.goto(f"/#/sessions/{session_id}")
         expect(page.locator(".fact-group[data-kind='symptom'] li")).to_have_count(1)
-        if stack.workers:
-            expect(page.locator("#preview-panel")).to_have_attribute(
-                "data-state", "ready", timeout=45_000
-            )
+        expect(page.locator("#preview-panel")).to_have_attribute(
+            "data-state", "ready", timeout=45_000
+        )
         report["session"] = _axe_violations(page)
     found = {screen: problems for screen, problems in report.items() if problems}
     assert not found, json.dumps(found, indent=2)
