@@ -31,6 +31,7 @@ from tests.support.workers import (
     child_env,
     clean_state,
     create_session,
+    running_gateway,
     wait_until,
 )
 
@@ -139,59 +140,13 @@ def test_notes_per_second_by_worker_concurrency(
 
 @pytest.fixture(scope="module")
 def gateway(bench_settings: Settings) -> Iterator[str]:
-    import subprocess
-    import sys
-
-    from tests.support.workers import ARTIFACTS
-
     env = child_env(bench_settings, LOG_LEVEL="WARNING")
     worker = CeleryWorker(env, concurrency=8).start()
-    port = _free_port()
-    (ARTIFACTS / "workers").mkdir(parents=True, exist_ok=True)
-    with open(ARTIFACTS / "workers" / f"bench-gunicorn-{port}.log", "wb") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-w",
-                "2",
-                "-k",
-                "gthread",
-                "--threads",
-                "16",
-                "-b",
-                f"127.0.0.1:{port}",
-                "services.gateway:create_app()",
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{base}/healthz", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
     try:
-        wait_until(up, 60, interval_s=0.2, message="gunicorn")
-        yield base
+        with running_gateway(env, log_name="bench-gunicorn") as base:
+            yield base
     finally:
-        server.terminate()
-        server.wait(timeout=15)
         worker.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _throughput(

@@ -3,10 +3,6 @@ processes (threads pool), the stub Messages API in its own process."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,15 +12,15 @@ import requests
 
 from shared.config import PROJECT_ROOT, Settings
 from tests.support.stub_anthropic import StubAnthropicProcess
-from tests.support.workers import ARTIFACTS, CeleryWorker, child_env, clean_state
+from tests.support.workers import (
+    ARTIFACTS,
+    CeleryWorker,
+    child_env,
+    clean_state,
+    running_gateway,
+)
 
 NOTE_SYSTEM_MARKER = "You write resolution notes"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -42,36 +38,6 @@ class Gateway:
         """The stub's recorded calls that were resolution-note generations."""
         calls = self.stub.client.calls()
         return [c for c in calls if NOTE_SYSTEM_MARKER in str(c["json"].get("system"))]
-
-
-def _start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    log = open(ARTIFACTS / "workers" / f"gunicorn-{port}.log", "wb")  # noqa: SIM115
-    try:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-w",
-                "2",
-                "-k",
-                "gthread",
-                "--threads",
-                "16",
-                "-b",
-                f"127.0.0.1:{port}",
-                "--timeout",
-                "120",
-                "services.gateway:create_app()",
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -95,27 +61,10 @@ def gateway(migrated: Settings, gateway_overrides: dict[str, Any]) -> Iterator[G
         settings = replace(migrated, **{**values, **gateway_overrides})
         env = child_env(settings)
         workers = [CeleryWorker(env, concurrency=4).start() for _ in range(2)]
-        port = _free_port()
-        server = _start_gunicorn(env, port)
-        base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn did not come up; see .test-artifacts/workers")
-                time.sleep(0.1)
-            yield Gateway(settings, base, stub, workers)
+            with running_gateway(env) as base:
+                yield Gateway(settings, base, stub, workers)
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
             for worker in workers:
                 worker.stop()
 

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -34,6 +33,7 @@ import requests
 from sqlalchemy import text
 
 from shared.config import PROJECT_ROOT, Settings
+from tests.support.workers import free_port
 
 expect = playwright_sync.expect
 
@@ -159,12 +159,6 @@ stopped and the mailbox stayed connected.
 # ── Processes ──────────────────────────────────────────────────────────────
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_until(
     check: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.2
 ) -> None:
@@ -263,7 +257,7 @@ def stack(
 ) -> Iterator[Stack]:
     """The gateway, a Celery worker and beat, started as `make run` starts them."""
     assert migrated.REDIS_URL is not None
-    port = _free_port()
+    port = free_port()
     redis_url = migrated.REDIS_URL
     run_dir = tmp_path_factory.mktemp("console-stack")
     env = dict(os.environ)

@@ -29,21 +29,20 @@ from sqlalchemy import select
 
 from shared.config import PROJECT_ROOT, Settings
 from tests.support.stub_anthropic import StubAnthropicProcess
-from tests.support.workers import ARTIFACTS, CeleryWorker, child_env, clean_state, wait_until
+from tests.support.workers import (
+    ARTIFACTS,
+    CeleryWorker,
+    child_env,
+    clean_state,
+    free_port,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
 # The most verbose level: a sensitive value must not reach even a debug line.
 LOG_LEVEL = "DEBUG"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -150,7 +149,7 @@ def stack(migrated: Settings) -> Iterator[Stack]:
         )
         env = child_env(settings, LOG_LEVEL=LOG_LEVEL)
         worker = CeleryWorker(env, concurrency=4).start()
-        port = _free_port()
+        port = free_port()
         api_log = ARTIFACTS / "workers" / f"gateway-observability-{port}.log"
         metrics_dir = Path(tempfile.mkdtemp(prefix="rf-obs-metrics-"))
         server = _start_gateway(env, port, api_log, metrics_dir)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ import psutil
 import requests
 
 from shared.config import PROJECT_ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.workers import free_port
 
 
 def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifacts_dir: Any) -> None:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update(
         GATEWAY_PORT=str(port),

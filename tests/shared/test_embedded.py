@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +13,7 @@ import redis
 
 from shared.config import PROJECT_ROOT
 from shared.embedded import stop_redis
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.workers import free_port
 
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
@@ -36,7 +30,7 @@ def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
 
 
 def test_cli_starts_embedded_servers_on_demand(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(RF_DATA_DIR=str(tmp_path), EMBEDDED_REDIS_PORT=str(port), RF_ENV="dev")
     try:

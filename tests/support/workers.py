@@ -18,7 +18,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,70 @@ T = TypeVar("T")
 
 ARTIFACTS = PROJECT_ROOT / ".test-artifacts"
 BROKER_QUEUES = ("notes", "events", "webhooks")
+
+
+# ── Local servers ─────────────────────────────────────────────────────────────────────────────
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_gateway(env: Mapping[str, str], *, log_name: str = "gunicorn") -> Iterator[str]:
+    """The gateway under gunicorn with two processes, as users run it, on a free loopback port;
+    yields its base URL once `/healthz` answers 200 and stops it afterwards."""
+    import requests
+
+    port = free_port()
+    (ARTIFACTS / "workers").mkdir(parents=True, exist_ok=True)
+    with open(ARTIFACTS / "workers" / f"{log_name}-{port}.log", "wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                "2",
+                "-k",
+                "gthread",
+                "--threads",
+                "16",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--timeout",
+                "120",
+                "services.gateway:create_app()",
+            ],
+            cwd=PROJECT_ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if server.poll() is not None:
+            raise RuntimeError(
+                f"gunicorn exited; see .test-artifacts/workers/{log_name}-{port}.log"
+            )
+        try:
+            return requests.get(f"{base}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(up, 60, interval_s=0.1, message="gunicorn")
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 # ── Waiting ───────────────────────────────────────────────────────────────────────────────────
