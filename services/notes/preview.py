@@ -31,8 +31,8 @@ from typing import Any
 
 import redis
 
-from services.notes.bundle import LoadedBundle, load_bundle, session_state
-from services.notes.cache import FlightLock, NoteCache
+from services.notes.bundle import LoadedBundle, SessionState, load_bundle, session_state
+from services.notes.cache import FlightLock, NoteCache, note_tag
 from services.notes.generator import NOTE_KINDS, ResolutionNoteGenerator, bundle_fingerprint
 from shared.config import Settings
 from shared.db import db
@@ -321,10 +321,23 @@ class PreviewOutcome:
     from_cache: bool = True
     retry_after: int = PENDING_RETRY_AFTER_S
     extra: dict[str, Any] = field(default_factory=dict)
+    # The caller's copy (this tag of its If-None-Match) is the current note: nothing to send.
+    matched_tag: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.matched_tag is not None
 
     @property
     def ready(self) -> bool:
-        return self.payload is not None
+        return self.payload is not None or self.not_modified
+
+    @property
+    def tag(self) -> str | None:
+        """The note's entity tag (see services.notes.cache.note_tag), None while pending."""
+        if self.payload is None:
+            return None
+        return note_tag(self.kind, str(self.session_id), self.state_version, self.payload)
 
     def body(self) -> dict[str, Any]:
         if self.payload is None:
@@ -362,21 +375,38 @@ def preview_note(
     account_id: uuid.UUID,
     kind: str,
     wait_s: float,
+    state: SessionState | None = None,
+    if_none_match: list[str] | None = None,
 ) -> PreviewOutcome:
     """The note for the session's current version, waiting up to `wait_s` for a generation.
 
-    `from_cache` is True when this request started no generation.
+    `from_cache` is True when this request started no generation. `state` is the session's
+    state when the caller has just read it (the API reads it with the principal). When the
+    current version's tag is in `if_none_match`, the outcome is `not_modified` and the note
+    itself is not read.
     """
     check_kind(kind)
     deadline = time.monotonic() + max(0.0, wait_s)
     enqueued = 0
-    state = session_state(session_id, account_id=account_id)
     if state is None:
+        state = session_state(session_id, account_id=account_id)
+    if state is None or state.account_id != account_id:
         raise NotFound("AI session not found")
     version, ticket_ref = state.state_version, state.ticket_ref
-    while True:
-        sid = str(session_id)
+    sid = str(session_id)
+    # The first look is the hit path: one Redis round trip, whatever the answer.
+    if if_none_match:
+        matched, found = ctx.cache.get_unless_tagged(kind, sid, version, if_none_match)
+        if matched is not None:
+            NOTES_CACHE_REQUESTS.labels(result="hit").inc()
+            return PreviewOutcome(kind, session_id, version, ticket_ref, matched_tag=matched)
+    else:
         found = ctx.cache.get(kind, sid, version)
+    first_look = True
+    while True:
+        if not first_look:
+            found = ctx.cache.get(kind, sid, version)
+        first_look = False
         if found is not None:
             if not enqueued:
                 NOTES_CACHE_REQUESTS.labels(result="hit").inc()
