@@ -2,9 +2,9 @@
 
 1. Notes per second against worker concurrency (1..64 threads) with a stub LLM that takes 1 s
    per call: a threads pool should reach at least 0.8 x concurrency notes/s (ideal: concurrency).
-2. Preview cache-hit latency and throughput through the gateway (gunicorn, 2 processes) beside
-   GET /healthz measured in the same run: the ratio is the figure.
-3. LLM calls per version when 50 previews of a fresh version arrive at once.
+2. LLM calls per version when 50 previews of a fresh version arrive at once.
+
+The cached preview against GET /healthz is measured with wrk in bench/test_bench_gateway.py.
 
 Run: `make bench` (or `.venv/bin/python -m pytest bench/test_bench_notes.py -p no:xdist
 --benchmark-only -s`); the figures are printed and kept in each benchmark's extra_info.
@@ -13,7 +13,6 @@ Run: `make bench` (or `.venv/bin/python -m pytest bench/test_bench_notes.py -p n
 from __future__ import annotations
 
 import os
-import statistics
 import time
 import uuid
 from collections.abc import Iterator
@@ -189,61 +188,6 @@ def gateway(bench_settings: Settings) -> Iterator[str]:
             yield base
     finally:
         worker.stop()
-
-
-def _throughput(
-    url: str, headers: dict[str, str], threads: int = 16, per_thread: int = 100
-) -> float:
-    def worker(_: int) -> None:
-        with requests.Session() as http:
-            for _ in range(per_thread):
-                assert http.get(url, headers=headers, timeout=30).status_code == 200
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(worker, range(threads)))
-    return threads * per_thread / (time.perf_counter() - started)
-
-
-def test_preview_cache_hit_against_healthz(
-    benchmark: Any, gateway: str, bench_settings: Settings, make_user: Any
-) -> None:
-    user = make_user("engineer")
-    sid = create_session(user.account_id, problem="cache-hit bench")
-    add_fact(sid, user.account_id, "Confirmed: bench fact")
-    preview_url = f"{gateway}/api/v1/ai-sessions/{sid}/resolution-note/preview?wait=30"
-    http = requests.Session()
-    assert http.get(preview_url, headers=user.headers, timeout=60).json()["markdown"]
-
-    def hit() -> None:
-        response = http.get(preview_url, headers=user.headers, timeout=30)
-        assert response.status_code == 200 and response.json()["from_cache"] is True
-
-    benchmark.pedantic(hit, rounds=300, iterations=1, warmup_rounds=20)
-    samples = []
-    for _ in range(300):
-        started = time.perf_counter()
-        assert http.get(f"{gateway}/healthz", timeout=30).status_code == 200
-        samples.append(time.perf_counter() - started)
-    preview_median = benchmark.stats.stats.median
-    health_median = statistics.median(samples)
-    preview_rps = _throughput(preview_url, user.headers)
-    health_rps = _throughput(f"{gateway}/healthz", {})
-    benchmark.extra_info.update(
-        {
-            "preview_hit_median_ms": round(preview_median * 1000, 2),
-            "healthz_median_ms": round(health_median * 1000, 2),
-            "latency_ratio": round(preview_median / health_median, 2),
-            "preview_hit_rps": round(preview_rps, 1),
-            "healthz_rps": round(health_rps, 1),
-            "throughput_ratio": round(preview_rps / health_rps, 2),
-        }
-    )
-    print(
-        f"\npreview hit {preview_median * 1000:.2f} ms vs healthz {health_median * 1000:.2f} ms"
-        f" (x{preview_median / health_median:.2f}); {preview_rps:.0f} vs {health_rps:.0f} req/s"
-    )
-    clean_state(bench_settings)
 
 
 def test_llm_calls_per_version_under_concurrency(
