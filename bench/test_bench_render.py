@@ -117,8 +117,14 @@ def naive_render(body: str, values: dict[str, Any]) -> str:
 WARM_TARGET_PER_S = 20_000
 
 
+_BASELINE: dict[str, float] = {}
+
+
 def _baseline_seconds() -> float:
-    """The naive replace's time per call, best of five, measured now (same run, same load)."""
+    """The naive replace's median from its benchmark in this run; measured here (best of
+    five) when that benchmark was not selected."""
+    if "median_s" in _BASELINE:
+        return _BASELINE["median_s"]
     number = 2000
     runs = timeit.repeat(lambda: naive_render(SCRIPT_BODY, VALUES), number=number, repeat=5)
     return min(runs) / number
@@ -143,6 +149,14 @@ def _report(benchmark: Any, label: str, target: float | None = None) -> None:
         f"\nrender {label}: {seconds * 1e6:.1f} us = {per_s:,.0f}/s per core; unescaped "
         f"replace {baseline * 1e6:.1f} us: x{seconds / baseline:.1f}"
     )
+
+
+@pytest.mark.benchmark(group="render")
+def test_render_naive_str_replace_baseline(benchmark: Any) -> None:
+    """Runs first: the engine benchmarks below read their ratio against its median."""
+    rendered = benchmark(naive_render, SCRIPT_BODY, VALUES)
+    assert "{{" not in rendered
+    _BASELINE["median_s"] = benchmark.stats.stats.median
 
 
 @pytest.mark.benchmark(group="render")
@@ -172,9 +186,3 @@ def test_render_engine_compiled(benchmark: Any) -> None:
     assert "Corr3ct-Horse" not in rendered.stored_script
     assert rendered.values["days"] == 45
     _report(benchmark, "warm (compiled)", WARM_TARGET_PER_S)
-
-
-@pytest.mark.benchmark(group="render")
-def test_render_naive_str_replace_baseline(benchmark: Any) -> None:
-    rendered = benchmark(naive_render, SCRIPT_BODY, VALUES)
-    assert "{{" not in rendered

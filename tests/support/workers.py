@@ -60,12 +60,17 @@ def running_gunicorn(
     workers: int = 2,
     threads: int = 16,
     ready_path: str = "/healthz",
+    config: str | None = None,
 ) -> Iterator[str]:
     """`app` (a gunicorn app spec) under gunicorn on a free loopback port; yields its base URL
-    once `ready_path` answers 200 and stops it afterwards."""
+    once `ready_path` answers 200 and stops it afterwards. With `config` (a gunicorn config
+    file, e.g. deploy/gunicorn.conf.py) the options given here still win over it."""
     import requests
 
     port = free_port()
+    config_args = ["-c", config] if config else []
+    # The config file derives per-port state (its metrics directory) from PORT.
+    server_env = {**env, "PORT": str(port)} if config else dict(env)
     (ARTIFACTS / "workers").mkdir(parents=True, exist_ok=True)
     with open(ARTIFACTS / "workers" / f"{log_name}-{port}.log", "wb") as log:
         server = subprocess.Popen(
@@ -73,6 +78,7 @@ def running_gunicorn(
                 sys.executable,
                 "-m",
                 "gunicorn",
+                *config_args,
                 "-w",
                 str(workers),
                 "-k",
@@ -86,7 +92,7 @@ def running_gunicorn(
                 app,
             ],
             cwd=PROJECT_ROOT,
-            env=dict(env),
+            env=server_env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
