@@ -11,6 +11,7 @@ import json
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,35 @@ def set_ticketing(
     return {"secret": result.secret, "url": result.url}
 
 
+def _day(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise CLIError(f"{name} must be a date (YYYY-MM-DD)") from exc
+
+
+def usage(*, account: str, start: str | None, end: str | None) -> dict[str, Any]:
+    """The account's LLM usage report (what ``GET /api/v1/usage`` answers), all time unless
+    ``--from`` / ``--to`` narrow it."""
+    from shared.usage import budget_status, usage_report
+
+    try:
+        account_id = uuid.UUID(account)
+    except ValueError as exc:
+        raise CLIError("--account must be an account id (UUID)") from exc
+    first, last = _day(start, "--from"), _day(end, "--to")
+    if first and last and last < first:
+        raise CLIError("--to must not be before --from")
+    with db.transaction() as session:
+        if session.get(Account, account_id) is None:
+            raise CLIError(f"no account {account_id}")
+        report = usage_report(session, account_id=account_id, start=first, end=last)
+        report["budget"] = budget_status(session, account_id).body()
+    return {"account_id": str(account_id), **report}
+
+
 def ensure_demo(settings: Settings) -> dict[str, Any]:
     """The demo account `make run` prints tokens for; idempotent."""
     demo_users = (
@@ -209,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", required=True)
     p.add_argument("--secret")
     sub.add_parser("demo", help="create the demo account and print its users' tokens")
+    p = sub.add_parser("usage", help="an account's LLM usage and cost, as JSON")
+    p.add_argument("--account", required=True)
+    p.add_argument("--from", dest="start", help="first UTC day (YYYY-MM-DD), inclusive")
+    p.add_argument("--to", dest="end", help="last UTC day (YYYY-MM-DD), inclusive")
     return parser
 
 
@@ -233,6 +267,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             settings, account=args.account, url=args.url, secret=args.secret
         ),
         "demo": lambda: ensure_demo(settings),
+        "usage": lambda: usage(account=args.account, start=args.start, end=args.end),
     }
     return commands[args.command]()
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 import anthropic
 import httpx2
 
-from shared.llm_models import RequestNotSupported, conform_request, spec_for
+from shared.llm_models import ModelSpec, RequestNotSupported, conform_request, spec_for
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -269,7 +269,8 @@ def _api_error_text(exc: Exception) -> str:
     """``error.type: error.message`` from the API's error body, when it sent one."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
-        error = body.get("error") if isinstance(body.get("error"), dict) else body
+        nested = body.get("error")
+        error: dict[str, Any] = nested if isinstance(nested, dict) else body
         etype = str(error.get("type") or "")
         message = str(error.get("message") or "")
         if etype or message:
@@ -506,8 +507,8 @@ class LLMClient:
             ) from exc
 
     @property
-    def spec(self) -> Any:
-        """The capabilities and prices of this client's model (:class:`ModelSpec`)."""
+    def spec(self) -> ModelSpec:
+        """The capabilities and prices of this client's model."""
         return spec_for(self.model)
 
     def _offline_result(self, offline: Callable[[], str], start: float, op: str) -> LLMResult:
@@ -554,8 +555,6 @@ class LLMClient:
                 "llm_output_tokens": result.usage.output_tokens,
                 "llm_cache_creation_input_tokens": result.usage.cache_creation_input_tokens,
                 "llm_cache_read_input_tokens": result.usage.cache_read_input_tokens,
-                "llm_cache_creation_1h_input_tokens": (
-                    result.usage.cache_creation_1h_input_tokens
-                ),
+                "llm_cache_creation_1h_input_tokens": (result.usage.cache_creation_1h_input_tokens),
             },
         )
