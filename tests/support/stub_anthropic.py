@@ -354,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _messages(self, request: Any) -> None:
         stub = self.server.stub
         headers = {key.lower(): value for key, value in self.headers.items()}
-        stub._record(request, headers, self.path)
+        call = stub._record(request, headers, self.path)
 
         if not _has_api_key(headers):
             self._send_json(401, error_body(401))
@@ -388,6 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         text = stub._answer(request)
         usage = stub._usage(request, text)
+        stub._answered(call, usage)
         message_id = stub._next_id("msg")
         if _streaming(request):
             broken = (
@@ -883,7 +884,8 @@ class StubAnthropic:
 
     @property
     def calls(self) -> list[dict[str, Any]]:
-        """Every ``/v1/messages`` request so far: ``{"path", "json", "headers"}`` each."""
+        """Every ``/v1/messages`` request so far: ``{"path", "json", "headers", "usage"}`` each
+        (``usage``: the usage block answered, None when the request was refused or failed)."""
         with self._lock:
             return list(self._calls)
 
@@ -957,9 +959,15 @@ class StubAnthropic:
 
     # -- internals used by the handler ---------------------------------------------------
 
-    def _record(self, request: Any, headers: dict[str, str], path: str) -> None:
+    def _record(self, request: Any, headers: dict[str, str], path: str) -> dict[str, Any]:
+        call: dict[str, Any] = {"path": path, "json": request, "headers": headers, "usage": None}
         with self._lock:
-            self._calls.append({"path": path, "json": request, "headers": headers})
+            self._calls.append(call)
+        return call
+
+    def _answered(self, call: dict[str, Any], usage: dict[str, Any]) -> None:
+        with self._lock:
+            call["usage"] = usage
 
     def _pop_action(self) -> _Action | None:
         with self._lock:
