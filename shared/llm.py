@@ -52,7 +52,14 @@ TRANSIENT_REASONS = frozenset(
     {"timeout", "connection_error", "rate_limited", "overloaded", "server_error"}
 )
 PERMANENT_REASONS = frozenset(
-    {"auth_error", "billing_error", "invalid_request", "unsupported_request", "api_error"}
+    {
+        "auth_error",
+        "billing_error",
+        "invalid_request",
+        "unsupported_request",
+        "api_error",
+        "offline",
+    }
 )
 # The API's error texts are stored in the ledger: bounded, never a prompt.
 MAX_ERROR_CHARS = 300
@@ -434,6 +441,65 @@ class LLMClient:
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise self._unavailable(exc, start, "stream") from exc
         yield self._online_result(final, start, "stream")
+
+    # -- Message Batches (half price; for generations nobody is waiting on) ----------------
+
+    def submit_batch(self, requests: list[tuple[str, dict[str, Any]]]) -> str:
+        """Create a Message Batch of ``(custom_id, params)`` requests, each built with
+        :meth:`build_request` (conformed to the model). Returns the batch id. Raises
+        :class:`LLMUnavailable` (offline client: ``reason="offline"``)."""
+        client = self._require_online("batch_submit")
+        start = time.perf_counter()
+        try:
+            batch = client.messages.batches.create(
+                requests=cast(
+                    Any, [{"custom_id": cid, "params": params} for cid, params in requests]
+                )
+            )
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._unavailable(exc, start, "batch_submit") from exc
+        return str(batch.id)
+
+    def batch_ended(self, batch_id: str) -> bool:
+        """Whether the batch has ended (its results can be read)."""
+        client = self._require_online("batch_poll")
+        start = time.perf_counter()
+        try:
+            batch = client.messages.batches.retrieve(batch_id)
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._unavailable(exc, start, "batch_poll") from exc
+        return str(batch.processing_status) == "ended"
+
+    def batch_results(
+        self, batch_id: str
+    ) -> Generator[tuple[str, LLMResult | LLMUnavailable], None, None]:
+        """``(custom_id, result)`` per request of an ended batch: an :class:`LLMResult` for a
+        succeeded one, an :class:`LLMUnavailable` (not raised) for an errored, canceled or
+        expired one."""
+        client = self._require_online("batch_results")
+        start = time.perf_counter()
+        try:
+            for entry in client.messages.batches.results(batch_id):
+                outcome = entry.result
+                if outcome.type == "succeeded":
+                    yield entry.custom_id, self._online_result(outcome.message, start, "batch")
+                    continue
+                error = getattr(outcome, "error", None)
+                inner = getattr(error, "error", None)
+                text = (
+                    f"{getattr(inner, 'type', '')}: {getattr(inner, 'message', '')}"
+                    if inner is not None
+                    else outcome.type
+                )
+                reason = "invalid_request" if outcome.type == "errored" else "server_error"
+                yield entry.custom_id, LLMUnavailable(reason, detail=outcome.type, error=text)
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._unavailable(exc, start, "batch_results") from exc
+
+    def _require_online(self, op: str) -> anthropic.Anthropic:
+        if self._client is None:
+            raise LLMUnavailable("offline", detail=f"{op} needs ANTHROPIC_API_KEY")
+        return self._client
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -67,6 +67,7 @@ TASK_MATERIALISE = "notes.materialise"
 TASK_DELIVER = "notes.deliver"
 TASK_RELAY_OUTBOX = "notes.relay_outbox"
 TASK_SWEEP = "notes.sweep"
+TASK_BATCH_LANE = "notes.batch_lane"
 TASK_QUEUES: dict[str, str] = {
     TASK_HANDLE_EVENT: "events",
     TASK_GENERATE: "notes",
@@ -75,6 +76,7 @@ TASK_QUEUES: dict[str, str] = {
     TASK_DELIVER: "webhooks",
     TASK_RELAY_OUTBOX: "events",
     TASK_SWEEP: "notes",
+    TASK_BATCH_LANE: "notes",
 }
 
 # A preview re-enqueues a generation when the one it waited on vanished without a result (its
