@@ -620,4 +620,7 @@ def _clean_state(request: pytest.FixtureRequest) -> Any:
         stack.stub_client.reset()
     yield
     if stack is not None:
+        # Whatever a test did, the product sent nothing the real API would refuse.
+        refused = stack.stub_client.refusals()
         clean_state(stack.settings, stack.worker)
+        assert refused == [], refused
