@@ -338,6 +338,70 @@ def create_template(session: Session, principal: Principal, data: dict[str, Any]
     return template
 
 
+BUILTIN_FIELDS = tuple(field for field in EDITABLE_FIELDS if field != "category_id")
+
+
+def _normalised(key: str, value: Any) -> Any:
+    if key == "tags":
+        return normalise_tags(value)
+    if key == "parameters_schema":
+        return value or {"parameters": []}
+    if key in ("default_values", "validation_rules"):
+        return value or {}
+    if key == "requires_modules":
+        return list(value or [])
+    if key == "requires_elevation":
+        return bool(value)
+    return value
+
+
+def save_builtin_template(session: Session, spec: dict[str, Any], *, category_id: uuid.UUID) -> str:
+    """Create or update the built-in template ``spec["slug"]`` from the shipped library.
+    Returns "created", "updated" or "unchanged"; a changed body or parameter schema becomes a
+    new version, exactly as an edit through the API does."""
+    _validate_definition(spec)
+    values = {field: _normalised(field, spec.get(field)) for field in BUILTIN_FIELDS}
+    template = session.scalars(
+        select(ScriptTemplate)
+        .where(
+            ScriptTemplate.account_id.is_(None),
+            ScriptTemplate.slug == spec["slug"],
+            ScriptTemplate.is_active.is_(True),
+        )
+        # Two loaders at once must not both bump a changed template's version.
+        .with_for_update()
+    ).one_or_none()
+    if template is None:
+        template = ScriptTemplate(
+            id=uuid.uuid4(),
+            scope="builtin",
+            slug=spec["slug"],
+            category_id=category_id,
+            version=1,
+            usage_count=0,
+            is_active=True,
+            **values,
+        )
+        session.add(template)
+        session.flush()
+        _snapshot(session, template, None)
+        return "created"
+    changed = template.category_id != category_id or any(
+        getattr(template, field) != value for field, value in values.items()
+    )
+    if not changed:
+        return "unchanged"
+    new_version = any(getattr(template, f) != values[f] for f in VERSIONED_FIELDS)
+    template.category_id = category_id
+    for field, value in values.items():
+        setattr(template, field, value)
+    if new_version:
+        template.version += 1
+        session.flush()
+        _snapshot(session, template, None)
+    return "updated"
+
+
 def update_template(
     session: Session, principal: Principal, template_id: uuid.UUID, data: dict[str, Any]
 ) -> ScriptTemplate:
@@ -363,14 +427,7 @@ def update_template(
     for key in EDITABLE_FIELDS:
         if key not in data:
             continue
-        value = data[key]
-        if key == "tags":
-            value = normalise_tags(value)
-        elif key in ("parameters_schema", "default_values", "validation_rules"):
-            value = value or ({"parameters": []} if key == "parameters_schema" else {})
-        elif key == "requires_modules":
-            value = list(value or [])
-        setattr(template, key, value)
+        setattr(template, key, _normalised(key, data[key]))
 
     if data.get("slug") or data.get("regenerate_slug"):
         base = data.get("slug") or template.name

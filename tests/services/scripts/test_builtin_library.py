@@ -1,4 +1,4 @@
-"""The built-in script library: data shape, template validity and parseable renders."""
+"""The built-in script library: its data files, template validity and parseable renders."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from hypothesis import find
 from hypothesis import strategies as st
 from tree_sitter import Language, Node, Parser
 
-from services.scripts.builtin_library import CATEGORIES, TEMPLATES
 from services.scripts.engine import (
     REDACTION_MARKER,
     ParameterSpec,
@@ -21,7 +20,11 @@ from services.scripts.engine import (
     ScriptTemplateEngine,
     quote_ps_string,
 )
+from services.scripts.library import LIBRARY_DIR, LibraryFileError, read_library
 
+LIBRARY = read_library()
+CATEGORIES = LIBRARY.categories
+TEMPLATES = LIBRARY.templates
 PARSER = Parser(Language(tsp.language()))
 ENGINE = ScriptTemplateEngine()
 TEMPLATE_IDS = [t["slug"] for t in TEMPLATES]
@@ -278,3 +281,59 @@ def test_wifi_key_is_never_on_a_command_line() -> None:
     body = by_slug("net-add-wifi-profile")["script_body"]
     netsh_lines = [line for line in body.splitlines() if "netsh" in line]
     assert netsh_lines and not any("psk" in line.lower() or "{{" in line for line in netsh_lines)
+
+
+# --------------------------------------------------------------------------------------------
+# the data files themselves
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_file_is_a_template_half() -> None:
+    """Each category folder holds pairs of <slug>.ps1 and <slug>.yaml, nothing else."""
+    for category in CATEGORIES:
+        folder = LIBRARY_DIR / category["slug"]
+        names = sorted(p.name for p in folder.iterdir())
+        stems = {p.rsplit(".", 1)[0] for p in names}
+        assert names == sorted([f"{s}.ps1" for s in stems] + [f"{s}.yaml" for s in stems])
+
+
+def _copy_library(tmp_path: Any) -> Any:
+    import shutil
+
+    root = tmp_path / "library"
+    shutil.copytree(LIBRARY_DIR, root)
+    return root
+
+
+def test_a_script_without_metadata_is_refused(tmp_path: Any) -> None:
+    root = _copy_library(tmp_path)
+    (root / "printing" / "orphan.ps1").write_text("Get-Printer\n", encoding="utf-8")
+    with pytest.raises(LibraryFileError, match="orphan"):
+        read_library(root)
+
+
+def test_metadata_without_a_script_is_refused(tmp_path: Any) -> None:
+    root = _copy_library(tmp_path)
+    (root / "printing" / "print-clear-spooler.ps1").unlink()
+    with pytest.raises(LibraryFileError, match="print-clear-spooler.yaml"):
+        read_library(root)
+
+
+def test_an_unknown_metadata_field_is_refused(tmp_path: Any) -> None:
+    root = _copy_library(tmp_path)
+    meta = root / "printing" / "print-clear-spooler.yaml"
+    meta.write_text(meta.read_text(encoding="utf-8") + "colour: blue\n", encoding="utf-8")
+    with pytest.raises(LibraryFileError, match="colour"):
+        read_library(root)
+
+
+def test_a_folder_outside_the_category_list_is_refused(tmp_path: Any) -> None:
+    root = _copy_library(tmp_path)
+    (root / "gardening").mkdir()
+    with pytest.raises(LibraryFileError, match="gardening"):
+        read_library(root)
+
+
+def test_bodies_are_read_verbatim() -> None:
+    body = (LIBRARY_DIR / "printing" / "print-clear-spooler.ps1").read_bytes().decode("utf-8")
+    assert by_slug("print-clear-spooler")["script_body"] == body
