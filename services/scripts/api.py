@@ -19,6 +19,7 @@ from services.scripts.schemas import (
     GenerationRecordSchema,
     MeResponseSchema,
     ShareArgsSchema,
+    TagResponseSchema,
     TemplateCreateSchema,
     TemplateDetailSchema,
     TemplateListItemSchema,
@@ -128,7 +129,9 @@ class TemplatesView(MethodView):
     @scripts_blp.response(200, TemplateListItemSchema(many=True))
     @scripts_blp.doc(security=BEARER_SECURITY)
     def get(self, args: dict[str, Any]) -> Any:
-        """Templates you can see, ordered by name. `X-Total-Count` gives the unpaged total."""
+        """Templates you can see, ordered by name, or by relevance when `search` is given
+        (`websearch_to_tsquery` syntax: words, "quoted phrases", -excluded; typos tolerated).
+        `X-Total-Count` gives the unpaged total."""
         filters = templates.TemplateFilters(
             category_slug=args.get("category_slug"),
             search=args.get("search"),
@@ -150,6 +153,30 @@ class TemplatesView(MethodView):
         """Create a template (engineers and owners)."""
         with write_transaction() as session:
             return templates.create_template(session, current_principal(), data)
+
+
+@scripts_blp.route("/tags")
+class TagsView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(200, TagResponseSchema(many=True))
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self) -> list[dict[str, Any]]:
+        """Every tag on a template you can see, with its template count, sorted by tag."""
+        with db.session() as session:
+            return templates.list_tags(session, current_principal())
+
+
+@scripts_blp.route("/templates/by-slug/<string:slug>")
+class TemplateBySlugView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(200, TemplateDetailSchema)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self, slug: str) -> Any:
+        """The template of that slug: your account's own, else the built-in one."""
+        with db.session() as session:
+            return templates.get_template_by_slug(session, current_principal(), slug)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>")

@@ -58,6 +58,11 @@ class TemplateQueryArgsSchema(StrictSchema):
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
+class TagResponseSchema(StrictSchema):
+    tag = fields.String()
+    template_count = fields.Integer()
+
+
 class TemplateListItemSchema(StrictSchema):
     id = fields.UUID(dump_only=True)
     category_id = fields.UUID()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,11 +92,6 @@ def list_categories(session: Session, principal: Principal) -> list[dict[str, An
 # ── Reading templates ─────────────────────────────────────────────────────
 
 
-def escape_like(term: str) -> str:
-    """Make a user's search text match literally inside LIKE (backslash is the escape)."""
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def normalise_tags(tags: Sequence[str] | None) -> list[str]:
     seen: dict[str, None] = {}
     for tag in tags or ():
@@ -104,6 +99,58 @@ def normalise_tags(tags: Sequence[str] | None) -> list[str]:
         if cleaned:
             seen.setdefault(cleaned, None)
     return list(seen)
+
+
+SEARCH_CONFIG = "english"
+_PLAIN_WORDS_RE = re.compile(r"[^\W_]+(?:['’.-][^\W_]+)*")
+
+
+@dataclass(frozen=True)
+class _Search:
+    text: str
+    plain: bool
+    any_words: str | None
+
+
+def _search_terms(raw: str | None) -> _Search | None:
+    text = " ".join((raw or "").split())
+    if not text:
+        return None
+    words = text.split(" ")
+    # Plain words (no quotes, "-exclusions" or "or") may match in part, ranked below full
+    # matches: "reset password for kiosk" still finds a template that never says "kiosk".
+    plain = all(_PLAIN_WORDS_RE.fullmatch(w) for w in words) and "or" not in (
+        w.lower() for w in words
+    )
+    any_words = " or ".join(words) if plain and len(words) > 1 else None
+    return _Search(text=text, plain=plain, any_words=any_words)
+
+
+def _ts_query(text: str) -> Any:
+    return func.websearch_to_tsquery(literal_column(f"'{SEARCH_CONFIG}'"), text)
+
+
+def _full_text_search(query: Select[Any], search: _Search) -> tuple[Select[Any], Any]:
+    """Weighted full-text match (name, tags, description and use case, parameter labels);
+    templates matching every word rank above those matching some."""
+    vector = ScriptTemplate.search_vector
+    all_words = _ts_query(search.text)
+    rank: Any = 2 * func.ts_rank(vector, all_words)
+    if search.any_words is None:
+        return query.where(vector.op("@@")(all_words)), rank
+    any_words = _ts_query(search.any_words)
+    # Every template matching all the words matches some of them, so one index lookup serves.
+    return query.where(vector.op("@@")(any_words)), rank + func.ts_rank(vector, any_words)
+
+
+def _near_match_search(query: Select[Any], search: _Search) -> tuple[Select[Any], Any]:
+    """For text no lexeme matches (a typo: "spooller"): trigram word similarity, served by the
+    trigram index through `%>` (pg_trgm's word-similarity threshold, 0.6)."""
+    lowered = search.text.lower()
+    return (
+        query.where(ScriptTemplate.search_text.op("%>")(lowered)),
+        func.word_similarity(lowered, ScriptTemplate.search_text),
+    )
 
 
 @dataclass(frozen=True)
@@ -127,19 +174,27 @@ def _visible_templates(principal: Principal) -> Select[ScriptTemplate]:
 def list_templates(
     session: Session, principal: Principal, filters: TemplateFilters
 ) -> tuple[list[ScriptTemplate], int]:
+    query = _filtered_templates(principal, filters)
+    if query is None:
+        return [], 0
+    search = _search_terms(filters.search)
+    if search is None:
+        return _page(session, query, None, filters)
+    ranked, rank = _full_text_search(query, search)
+    rows, total = _page(session, ranked, rank, filters)
+    if total or not search.plain:
+        return rows, total
+    # Nothing matched a word: a near match is better than an empty page. Computing trigram
+    # similarity only then keeps the common search to the full-text index alone.
+    near, rank = _near_match_search(query, search)
+    return _page(session, near, rank, filters)
+
+
+def _filtered_templates(principal: Principal, filters: TemplateFilters) -> Select[Any] | None:
     query = _visible_templates(principal)
     if filters.category_slug:
         query = query.join(ScriptCategory, ScriptTemplate.category_id == ScriptCategory.id).where(
             ScriptCategory.slug == filters.category_slug
-        )
-    if filters.search and filters.search.strip():
-        term = f"%{escape_like(filters.search.strip())}%"
-        query = query.where(
-            or_(
-                ScriptTemplate.name.ilike(term, escape="\\"),
-                ScriptTemplate.description.ilike(term, escape="\\"),
-                ScriptTemplate.slug.ilike(term, escape="\\"),
-            )
         )
     tags = normalise_tags(filters.tags)
     if tags:
@@ -151,16 +206,23 @@ def list_templates(
         query = query.where(ScriptTemplate.created_by == principal.id)
     if filters.shared:
         if principal.team_id is None:
-            return [], 0
+            return None
         query = query.where(
             ScriptTemplate.scope == "team",
             ScriptTemplate.team_id == principal.team_id,
             ScriptTemplate.account_id == principal.account_id,
         )
+    return query
+
+
+def _page(
+    session: Session, query: Select[Any], rank: Any, filters: TemplateFilters
+) -> tuple[list[ScriptTemplate], int]:
     # One round trip: the window count gives the unpaged total beside the page itself.
+    order = (ScriptTemplate.name, ScriptTemplate.id)
     rows = session.execute(
         query.add_columns(func.count().over().label("total"))
-        .order_by(ScriptTemplate.name, ScriptTemplate.id)
+        .order_by(*((rank.desc(), *order) if rank is not None else order))
         .limit(filters.limit)
         .offset(filters.offset)
     ).all()
@@ -170,6 +232,34 @@ def list_templates(
         return [], 0
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     return [], int(total)
+
+
+def list_tags(session: Session, principal: Principal) -> list[dict[str, Any]]:
+    """Every tag on a template the caller can see, with how many such templates carry it."""
+    tag = func.unnest(ScriptTemplate.tags).table_valued("tag").render_derived()
+    rows = session.execute(
+        select(tag.c.tag, func.count().label("n"))
+        .select_from(ScriptTemplate)
+        .join(tag, literal_column("true"))
+        .where(ScriptTemplate.is_active.is_(True), template_visibility(principal))
+        .group_by(tag.c.tag)
+        .order_by(tag.c.tag)
+    ).all()
+    return [{"tag": name, "template_count": int(count)} for name, count in rows]
+
+
+def get_template_by_slug(session: Session, principal: Principal, slug: str) -> ScriptTemplate:
+    """The caller's own account's template of that slug, else the built-in one."""
+    template = session.scalars(
+        _visible_templates(principal)
+        .where(ScriptTemplate.slug == slug)
+        # Slugs are unique per account and among built-ins: the account's own comes first.
+        .order_by(ScriptTemplate.account_id.is_(None))
+        .limit(1)
+    ).first()
+    if template is None:
+        raise NotFound("Template not found", errors={"slug": [f"no template '{slug}'"]})
+    return template
 
 
 def get_template(
