@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal_column, select, update
+from sqlalchemy import Select, and_, func, literal_column, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -143,6 +143,25 @@ def _full_text_search(query: Select[Any], search: _Search) -> tuple[Select[Any],
     return query.where(vector.op("@@")(any_words)), rank + func.ts_rank(vector, any_words)
 
 
+def escape_like(term: str) -> str:
+    """Make a user's search text match literally inside LIKE (backslash is the escape)."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _literal_search(query: Select[Any], search: _Search) -> tuple[Select[Any], Any]:
+    term = f"%{escape_like(search.text)}%"
+    return (
+        query.where(
+            or_(
+                ScriptTemplate.name.ilike(term, escape="\\"),
+                ScriptTemplate.description.ilike(term, escape="\\"),
+                ScriptTemplate.slug.ilike(term, escape="\\"),
+            )
+        ),
+        None,
+    )
+
+
 def _near_match_search(query: Select[Any], search: _Search) -> tuple[Select[Any], Any]:
     """For text no lexeme matches (a typo: "spooller"): trigram word similarity, served by the
     trigram index through `%>` (pg_trgm's word-similarity threshold, 0.6)."""
@@ -182,11 +201,13 @@ def list_templates(
         return _page(session, query, None, filters)
     ranked, rank = _full_text_search(query, search)
     rows, total = _page(session, ranked, rank, filters)
-    if total or not search.plain:
+    if total:
         return rows, total
     # Nothing matched a word: a near match is better than an empty page. Computing trigram
-    # similarity only then keeps the common search to the full-text index alone.
-    near, rank = _near_match_search(query, search)
+    # similarity only then keeps the common search to the full-text index alone. Text with
+    # no words at all ("100%", "%") is looked for literally.
+    fallback = _near_match_search if search.plain else _literal_search
+    near, rank = fallback(query, search)
     return _page(session, near, rank, filters)
 
 

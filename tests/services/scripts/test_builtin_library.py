@@ -100,7 +100,12 @@ def valid_value(spec: ParameterSpec) -> Any:
         "text": ['Line one\nIt\'s line two \u2018$(x)\u2019 `n "quoted"'],
         "password": ["Pa$$w0rd'\u2018(x)`;\"" * 4],
         "string": TRICKY_STRINGS,
+        # Cross-field rules: the later / differing value for the parameter that names another.
+        "date": ["2025-12-31" if spec.after else "2025-01-31"],
+        "guid": ["3F2504E0-4F89-41D3-9A0C-0305E82C3301"],
     }[spec.type]
+    if spec.type == "ip" and spec.not_equal:
+        candidates = ["192.0.2.11"]
     for candidate in candidates:
         if _fits(candidate, rules):
             return candidate
@@ -337,3 +342,152 @@ def test_a_folder_outside_the_category_list_is_refused(tmp_path: Any) -> None:
 def test_bodies_are_read_verbatim() -> None:
     body = (LIBRARY_DIR / "printing" / "print-clear-spooler.ps1").read_bytes().decode("utf-8")
     assert by_slug("print-clear-spooler")["script_body"] == body
+
+
+# --------------------------------------------------------------------------------------------
+# real-world values, and hostile ones, for every built-in template
+# --------------------------------------------------------------------------------------------
+
+# What engineers really type: apostrophes, accents, spaces, escaped commas in OUs, any group.
+REALISTIC: dict[str, Any] = {
+    "account": "CONTOSO\\svc-backup",
+    "account_name": "Kiosk",
+    "account_password": "Winter-2025!Sv\u00e9",
+    "client_id": "{6A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D}",
+    "client_secret": "Qx8~vT.3_kD-9pL0mN2bR5sW7yZ1aC4eF6gH8jK",
+    "destination": "D:\\Exports\\Client O'Neil",
+    "driver_name": "HP Universal Printing PCL 6 (v7.0.1)",
+    "start_date": "2025-12-22",
+    "end_date": "2026-01-02",
+    "exclude_kbs": "KB5034441, KB5001716",
+    "exclude_users": "Administrator, defaultuser0, svc-backup",
+    "external_message": "Bonjour, je suis absente jusqu'au 2 janvier.\nMerci \u2014 Ren\u00e9e",
+    "first_name": "Ren\u00e9e",
+    "group_name": "Finance - Accounts Payable (EMEA)",
+    "groups": ["All Staff", "SG-Finance Read", "M\u00fcnchen Office"],
+    "initial_password": "Welcome-2025!Ren\u00e9e",
+    "interface_alias": "Wi-Fi 2",
+    "internal_message": "I'm out of the office until 2 January.",
+    "last_name": "O'Connor-M\u00fcller",
+    "log_names": None,  # a multichoice without custom entries: its own options
+    "mailbox": "sales.emea@contoso.com",
+    "mount_point": "C:",
+    "new_password": "Correct-Horse-Battery-9",
+    "ou": "OU=Sales\\, EMEA,OU=Staff,DC=corp,DC=contoso,DC=com",
+    "pre_shared_key": "guest wifi 2025 'lobby'",
+    "primary_dns": "10.0.0.53",
+    "secondary_dns": "2001:db8::53",
+    "printer_ip": "192.168.10.25",
+    "printer_name": "Floor 2 - HP LaserJet M507",
+    "process_name": "OUTLOOK",
+    "root_path": "C:\\Users\\Public\\Documents",
+    "search_base": "OU=Staff, DC=corp, DC=contoso, DC=com",
+    "service_name": "MSSQL$SQLEXPRESS",
+    "ssid": "Contoso Guest",
+    "target": "fileserver01.corp.contoso.com",
+    "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "user": "jane.o'neil@contoso.com",
+    "user_principal_name": "renee.oconnor@contoso.com",
+    "username": "jean-luc.o'b",
+}
+HOSTILE = "'; Stop-Computer -Force; '\u2019$(Remove-Item C:\\ -Recurse)`\"@"
+
+
+def realistic_value(spec: ParameterSpec) -> Any:
+    if spec.type in ("boolean", "integer", "number", "choice") or (
+        spec.type == "multichoice" and not spec.allow_custom
+    ):
+        return valid_value(spec)
+    assert spec.key in REALISTIC, f"add a real-world value for '{spec.key}'"
+    return REALISTIC[spec.key]
+
+
+@pytest.mark.parametrize("slug", TEMPLATE_IDS)
+def test_template_takes_real_world_values(slug: str) -> None:
+    template = by_slug(slug)
+    specs = specs_of(template)
+    values = {spec.key: realistic_value(spec) for spec in specs}
+    rendered = ENGINE.render(
+        template["script_body"],
+        template["parameters_schema"],
+        values,
+        template["default_values"],
+        template["validation_rules"],
+    )
+    assert_parses(rendered.script)
+    for spec in specs:
+        if spec.sensitive:
+            assert rendered.redacted_values[spec.key] == REDACTION_MARKER
+
+
+@pytest.mark.parametrize("slug", TEMPLATE_IDS)
+def test_template_refuses_or_quotes_hostile_values(slug: str) -> None:
+    template = by_slug(slug)
+    specs = specs_of(template)
+    for spec in specs:
+        if spec.type in ("boolean", "integer", "number"):
+            continue
+        values = {s.key: realistic_value(s) for s in specs}
+        values[spec.key] = [HOSTILE] if spec.type == "multichoice" else HOSTILE
+        try:
+            rendered = ENGINE.render(
+                template["script_body"],
+                template["parameters_schema"],
+                values,
+                template["default_values"],
+                template["validation_rules"],
+            )
+        except ScriptRenderError as exc:
+            assert spec.key in exc.errors and exc.errors[spec.key]
+            continue
+        assert_parses(rendered.script)
+        assert "Stop-Computer -Force;" not in rendered.script.replace(quote_ps_string(HOSTILE), "")
+
+
+def test_new_user_accepts_any_group_and_an_escaped_ou() -> None:
+    template = by_slug("ad-new-user")
+    values = {
+        "first_name": "Ren\u00e9e",
+        "last_name": "O'Connor",
+        "username": "roconnor",
+        "user_principal_name": "renee@contoso.com",
+        "ou": "OU=R&D\\, Lab 2,OU=Staff,DC=corp,DC=contoso,DC=com",
+        "initial_password": "Welcome-2025!",
+        "groups": ["SG-Lab Users", "All Staff"],
+    }
+    rendered = ENGINE.render(
+        template["script_body"], template["parameters_schema"], values, template["default_values"]
+    )
+    assert "@('SG-Lab Users','All Staff')" in rendered.script
+    with pytest.raises(ScriptRenderError) as info:
+        ENGINE.render(
+            template["script_body"],
+            template["parameters_schema"],
+            {**values, "ou": "Sales"},
+            template["default_values"],
+        )
+    assert info.value.errors["ou"] == [
+        "must be a distinguished name such as OU=Sales,OU=Staff,DC=corp,DC=contoso,DC=com "
+        "(write a comma inside a name as \\,)"
+    ]
+
+
+def test_out_of_office_end_must_follow_start() -> None:
+    template = by_slug("m365-out-of-office")
+    base = {"mailbox": "a@contoso.com", "internal_message": "Away"}
+    with pytest.raises(ScriptRenderError) as info:
+        ENGINE.render(
+            template["script_body"],
+            template["parameters_schema"],
+            {**base, "start_date": "2024-99-99", "end_date": "2024-01-01"},
+        )
+    assert "not a calendar date" in info.value.errors["start_date"][0]
+    with pytest.raises(ScriptRenderError) as info:
+        ENGINE.render(
+            template["script_body"],
+            template["parameters_schema"],
+            {**base, "start_date": "2025-02-01", "end_date": "2025-01-01"},
+        )
+    assert info.value.errors == {
+        "end_date": ["must be after start_date (2025-02-01); got 2025-01-01"]
+    }
