@@ -33,8 +33,11 @@ from typing import Any
 from services.scripts import param_types
 
 __all__ = [
+    "ENV_VARIABLE_PREFIX",
     "PARAM_TYPES",
     "REDACTION_MARKER",
+    "SECRET_DELIVERY_MODES",
+    "SecretInput",
     "RESERVED_VARIABLE_PREFIX",
     "ParameterSpec",
     "RenderedScript",
@@ -45,6 +48,11 @@ __all__ = [
 ]
 
 REDACTION_MARKER = "[REDACTED]"
+
+#: How a sensitive value reaches the script: written in it (inline), read from an environment
+#: variable the RMM sets (env), or asked for when the script runs (prompt).
+SECRET_DELIVERY_MODES = ("inline", "env", "prompt")
+ENV_VARIABLE_PREFIX = "RF_"
 
 PARAM_TYPES = frozenset(
     {
@@ -183,11 +191,25 @@ class ParameterSpec:
 
 
 @dataclass(frozen=True)
+class SecretInput:
+    """A sensitive parameter the script reads when it runs instead of carrying it."""
+
+    key: str
+    label: str
+    delivery: str
+    variable: str | None  # the environment variable, in env delivery
+
+
+@dataclass(frozen=True)
 class RenderedScript:
     script: str
     stored_script: str
     values: dict[str, Any] = field(default_factory=dict)
     redacted_values: dict[str, Any] = field(default_factory=dict)
+    secret_delivery: str = "inline"
+    secret_inputs: tuple[SecretInput, ...] = ()
+    #: Sensitive keys whose given value was not used because the script reads it at run time.
+    ignored_values: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -730,6 +752,27 @@ def _scrubbed(spec: ParameterSpec, value: Any, problems: list[str]) -> list[str]
     return cleaned
 
 
+def _run_time_input(spec: ParameterSpec, delivery: str) -> tuple[str, SecretInput]:
+    """The generated line that fetches a secret when the script runs. Only the key (an
+    identifier) and the label (a quoted literal) appear in it, never a value."""
+    label = quote_ps_string(spec.label)
+    if delivery == "env":
+        name = ENV_VARIABLE_PREFIX + spec.key.upper()
+        missing = quote_ps_string(f"Set the environment variable {name} ({spec.label}) first.")
+        line = (
+            f"${spec.variable_name} = $env:{name}; "
+            f"if ([string]::IsNullOrEmpty(${spec.variable_name})) {{ throw {missing} }}"
+        )
+        return line, SecretInput(spec.key, spec.label, delivery, name)
+    # Read-Host -AsSecureString keeps the answer off the screen and out of the transcript;
+    # the template body works with plain text, so it is converted once, in memory.
+    line = (
+        f"${spec.variable_name} = [System.Net.NetworkCredential]::new('', "
+        f"(Read-Host -AsSecureString -Prompt {label})).Password"
+    )
+    return line, SecretInput(spec.key, spec.label, delivery, None)
+
+
 def _not_an_option(value: str, spec: ParameterSpec) -> str:
     shown = ", ".join(f"'{option}'" for option in spec.options[:50])
     more = f" and {len(spec.options) - 50} more" if len(spec.options) > 50 else ""
@@ -1128,10 +1171,14 @@ class ScriptTemplateEngine:
         values: dict[str, Any],
         default_values: dict | None = None,
         validation_rules: dict | None = None,
+        *,
+        secret_delivery: str = "inline",
     ) -> RenderedScript:
         specs = self.validate_template(
             script_body, parameters_schema, default_values, validation_rules
         )
+        if secret_delivery not in SECRET_DELIVERY_MODES:
+            raise ValueError(f"unknown secret delivery {secret_delivery!r}")
         if values is None:
             values = {}
         errors = _Errors()
@@ -1145,7 +1192,17 @@ class ScriptTemplateEngine:
         defaults = default_values if isinstance(default_values, Mapping) else {}
 
         resolved: dict[str, Any] = {}
+        # Sensitive text parameters the script reads at run time: no value is needed, and one
+        # given is not used (so it cannot reach the script text).
+        deferred = {
+            spec.key
+            for spec in specs
+            if secret_delivery != "inline" and spec.sensitive and spec.type in _SINGLE_LINE_TYPES
+        }
         for spec in specs:
+            if spec.key in deferred:
+                resolved[spec.key] = None
+                continue
             raw = values.get(spec.key)
             if spec.required and spec.type == "multichoice" and spec.key in values and raw == []:
                 # An explicit empty selection is an answer, not a request for the default.
@@ -1176,8 +1233,15 @@ class ScriptTemplateEngine:
         nl = scan.newline
         real_lines: list[str] = []
         stored_lines: list[str] = []
+        secret_inputs: list[SecretInput] = []
         for spec in specs:
             value = resolved[spec.key]
+            if spec.key in deferred:
+                line, secret = _run_time_input(spec, secret_delivery)
+                real_lines.append(line)
+                stored_lines.append(line)
+                secret_inputs.append(secret)
+                continue
             real = f"${spec.variable_name} = {_ps_literal(value)}"
             real_lines.append(real)
             if spec.sensitive and not _is_empty(value):
@@ -1208,6 +1272,9 @@ class ScriptTemplateEngine:
             stored_script=assemble(stored_lines),
             values=resolved,
             redacted_values=self.redact_sensitive(resolved, {s.key for s in specs if s.sensitive}),
+            secret_delivery=secret_delivery,
+            secret_inputs=tuple(secret_inputs),
+            ignored_values=tuple(sorted(key for key in deferred if not _is_empty(values.get(key)))),
         )
 
     @staticmethod

@@ -31,6 +31,9 @@ _OPTIONAL_META = {
     "parameters": [],
     "default_values": {},
     "validation_rules": {},
+    # Error-severity static-check findings the library accepts: [{rule, reason}].
+    "acknowledged_findings": [],
+    "secret_delivery": None,
 }
 
 

@@ -13,15 +13,18 @@ from sqlalchemy import Select, and_, func, literal_column, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.scripts import static_check
 from services.scripts.engine import (
     RenderedScript,
     ScriptRenderError,
     ScriptTemplateEngine,
     TemplateDefinitionError,
 )
+from services.scripts.static_check import Finding
 from shared import events
 from shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shared.models import (
+    Account,
     ScriptCategory,
     ScriptGeneration,
     ScriptTemplate,
@@ -55,6 +58,8 @@ EDITABLE_FIELDS = (
     "estimated_runtime",
     "requires_elevation",
     "requires_modules",
+    "acknowledged_findings",
+    "secret_delivery",
 )
 SLUG_MAX = 200
 
@@ -359,6 +364,27 @@ def _validate_definition(values: dict[str, Any]) -> None:
         raise InvalidInput("Invalid template definition", errors=exc.errors) from exc
 
 
+def check_body(script_body: str, acknowledged: list[dict[str, Any]] | None) -> list[Finding]:
+    """The static check's findings; error-severity ones refuse the save unless acknowledged
+    (by rule id, with a reason)."""
+    findings = static_check.check_script(script_body)
+    acked = {a["rule"] for a in acknowledged or []}
+    unknown = sorted(acked - set(static_check.RULES))
+    if unknown:
+        raise InvalidInput(
+            "Unknown rule in acknowledged_findings",
+            errors={"acknowledged_findings": [f"no rule {rule}" for rule in unknown]},
+        )
+    blocking = static_check.errors_of(findings, acked)
+    if blocking:
+        raise InvalidInput(
+            "The script has error findings: fix them, or acknowledge each rule with a reason in "
+            "acknowledged_findings",
+            errors={"script_body": [static_check.format_finding(f) for f in blocking]},
+        )
+    return findings
+
+
 def _require_category(session: Session, category_id: uuid.UUID) -> None:
     exists = session.execute(
         select(ScriptCategory.id).where(
@@ -404,6 +430,7 @@ def create_template(session: Session, principal: Principal, data: dict[str, Any]
         raise PermissionDenied("Engineer access required to create templates")
     _require_category(session, data["category_id"])
     _validate_definition(data)
+    check_body(data["script_body"], data.get("acknowledged_findings"))
 
     builtin = bool(data.get("builtin"))
     if builtin and not principal.is_super_admin:
@@ -440,6 +467,10 @@ def create_template(session: Session, principal: Principal, data: dict[str, Any]
         estimated_runtime=data.get("estimated_runtime"),
         requires_elevation=bool(data.get("requires_elevation", False)),
         requires_modules=list(data.get("requires_modules") or []),
+        secret_delivery=data.get("secret_delivery"),
+        acknowledged_findings=_normalised(
+            "acknowledged_findings", data.get("acknowledged_findings")
+        ),
         usage_count=0,
         version=1,
         is_active=True,
@@ -463,6 +494,8 @@ def _normalised(key: str, value: Any) -> Any:
         return list(value or [])
     if key == "requires_elevation":
         return bool(value)
+    if key == "acknowledged_findings":
+        return [{"rule": a["rule"], "reason": a["reason"]} for a in value or []]
     return value
 
 
@@ -471,6 +504,7 @@ def save_builtin_template(session: Session, spec: dict[str, Any], *, category_id
     Returns "created", "updated" or "unchanged"; a changed body or parameter schema becomes a
     new version, exactly as an edit through the API does."""
     _validate_definition(spec)
+    check_body(spec["script_body"], spec.get("acknowledged_findings"))
     values = {field: _normalised(field, spec.get(field)) for field in BUILTIN_FIELDS}
     template = session.scalars(
         select(ScriptTemplate)
@@ -531,6 +565,11 @@ def update_template(
     }
     if any(key in data for key in merged):
         _validate_definition(merged)
+    if "script_body" in data or "acknowledged_findings" in data:
+        check_body(
+            merged["script_body"],
+            data.get("acknowledged_findings", template.acknowledged_findings),
+        )
 
     new_version = any(
         key in data and data[key] != getattr(template, key) for key in VERSIONED_FIELDS
@@ -614,6 +653,21 @@ class GenerationResult:
     template: ScriptTemplate
     rendered: RenderedScript
     state_version: int | None
+    findings: list[Finding]
+
+
+def _secret_delivery(
+    session: Session, principal: Principal, template: ScriptTemplate, asked: str | None
+) -> str:
+    """The call's choice, else the template's default, else the account's, else inline."""
+    if asked:
+        return asked
+    if template.secret_delivery:
+        return template.secret_delivery
+    account_default = session.execute(
+        select(Account.default_secret_delivery).where(Account.id == principal.account_id)
+    ).scalar_one_or_none()
+    return account_default or "inline"
 
 
 def generate_script(
@@ -624,8 +678,10 @@ def generate_script(
     parameters: dict[str, Any],
     session_id: uuid.UUID | None = None,
     ai_session_id: uuid.UUID | None = None,
+    secret_delivery: str | None = None,
 ) -> GenerationResult:
     template = get_template(session, principal, template_id)
+    delivery = _secret_delivery(session, principal, template, secret_delivery)
     try:
         rendered = engine.render(
             template.script_body,
@@ -633,9 +689,13 @@ def generate_script(
             parameters,
             template.default_values,
             template.validation_rules,
+            secret_delivery=delivery,
         )
     except ScriptRenderError as exc:
         raise InvalidInput("Invalid parameters", errors={"parameters": exc.errors}) from exc
+    # The stored copy is what is checked: it is the script with no secret in it, and a
+    # finding's excerpt may be shown or logged.
+    findings = static_check.check_script(rendered.stored_script)
 
     state_version = None
     if ai_session_id is not None:
@@ -668,6 +728,7 @@ def generate_script(
         ai_session_id=ai_session_id,
         parameters_used=rendered.redacted_values,
         generated_script=rendered.stored_script,
+        secret_delivery=delivery,
     )
     session.add(generation)
     # One atomic increment: concurrent generations never lose a count.
@@ -678,8 +739,59 @@ def generate_script(
     )
     session.flush()
     return GenerationResult(
-        generation=generation, template=template, rendered=rendered, state_version=state_version
+        generation=generation,
+        template=template,
+        rendered=rendered,
+        state_version=state_version,
+        findings=findings,
     )
+
+
+def get_generation_download(
+    session: Session, principal: Principal, generation_id: uuid.UUID
+) -> tuple[ScriptGeneration, str]:
+    """The caller's own generation made with env or prompt delivery, and its template's slug.
+    Inline generations are not downloadable: their stored copy has the secrets redacted, so
+    it would not run."""
+    row = session.execute(
+        select(ScriptGeneration, ScriptTemplate.slug)
+        .join(ScriptTemplate, ScriptGeneration.template_id == ScriptTemplate.id)
+        .where(
+            ScriptGeneration.id == generation_id,
+            ScriptGeneration.user_id == principal.id,
+            ScriptGeneration.account_id == principal.account_id,
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("Generation not found")
+    generation, slug = row
+    if generation.secret_delivery == "inline":
+        raise Conflict(
+            "This script was generated with inline secrets, which are redacted from every stored "
+            "copy; generate it again with secret_delivery env or prompt to download it",
+            errors={"secret_delivery": ["download needs env or prompt delivery"]},
+        )
+    return generation, slug
+
+
+def get_script_settings(session: Session, principal: Principal) -> dict[str, Any]:
+    delivery = session.execute(
+        select(Account.default_secret_delivery).where(Account.id == principal.account_id)
+    ).scalar_one()
+    return {"default_secret_delivery": delivery or "inline"}
+
+
+def update_script_settings(
+    session: Session, principal: Principal, data: dict[str, Any]
+) -> dict[str, Any]:
+    if not (principal.is_owner or principal.is_super_admin):
+        raise PermissionDenied("Only account owners change the script settings")
+    session.execute(
+        update(Account)
+        .where(Account.id == principal.account_id)
+        .values(default_secret_delivery=data["default_secret_delivery"])
+    )
+    return get_script_settings(session, principal)
 
 
 def list_generations(

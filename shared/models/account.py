@@ -17,6 +17,9 @@ class Account(UUIDPrimaryKey, Timestamps, Base):
 
     name: Mapped[str] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    # How sensitive script parameters reach a script when neither the call nor the template
+    # says (inline, env or prompt; unset means inline).
+    default_secret_delivery: Mapped[str | None] = mapped_column(String(10))
 
 
 class Team(UUIDPrimaryKey, Timestamps, Base):

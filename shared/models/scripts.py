@@ -123,6 +123,12 @@ class ScriptTemplate(UUIDPrimaryKey, Timestamps, Base):
     usage_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    # Default delivery of sensitive parameters for this template (inline, env or prompt).
+    secret_delivery: Mapped[str | None] = mapped_column(String(10))
+    # Static-check findings of error severity the author accepted: [{"rule", "reason"}].
+    acknowledged_findings: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )
     # Ranked search documents, kept by PostgreSQL itself from the columns above (the functions
     # are in the migration). Deferred: only a search reads them.
     search_vector: Mapped[Any] = mapped_column(
@@ -181,4 +187,7 @@ class ScriptGeneration(UUIDPrimaryKey, Timestamps, Base):
     )
     # Both copies have every sensitive value replaced by the redaction marker.
     parameters_used: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    secret_delivery: Mapped[str] = mapped_column(
+        String(10), default="inline", server_default="inline"
+    )
     generated_script: Mapped[str] = mapped_column(Text)

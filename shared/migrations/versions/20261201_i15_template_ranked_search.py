@@ -1,4 +1,5 @@
-"""Ranked template search: a weighted tsvector and a trigram text column, both generated
+"""Ranked template search (a weighted tsvector and a trigram text column, both generated);
+static-check acknowledgements on templates; secret delivery defaults; generation delivery mode
 
 Revision ID: 20261201_i15
 Revises: 0002
@@ -7,7 +8,9 @@ Create Date: 2026-12-01
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "20261201_i15"
 down_revision: str | None = "0002"
@@ -49,7 +52,36 @@ $$;
 """
 
 
+DELIVERY_CHECK = "{column} IS NULL OR {column} IN ('inline', 'env', 'prompt')"
+
+
 def upgrade() -> None:
+    for table, column in (
+        ("script_templates", "secret_delivery"),
+        ("accounts", "default_secret_delivery"),
+    ):
+        op.add_column(table, sa.Column(column, sa.String(10), nullable=True))
+        op.create_check_constraint(
+            f"{column}_valid", table, DELIVERY_CHECK.format(column=column)
+        )
+    op.add_column(
+        "script_generations",
+        sa.Column("secret_delivery", sa.String(10), nullable=False, server_default="inline"),
+    )
+    op.create_check_constraint(
+        "secret_delivery_valid",
+        "script_generations",
+        "secret_delivery IN ('inline', 'env', 'prompt')",
+    )
+    op.add_column(
+        "script_templates",
+        sa.Column(
+            "acknowledged_findings",
+            postgresql.JSONB(),
+            nullable=False,
+            server_default=sa.text("'[]'::jsonb"),
+        ),
+    )
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.execute(SEARCH_FUNCTIONS)
     op.execute(
@@ -72,6 +104,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("script_generations", "secret_delivery")
+    op.drop_column("accounts", "default_secret_delivery")
+    op.drop_column("script_templates", "secret_delivery")
+    op.drop_column("script_templates", "acknowledged_findings")
     op.execute("DROP INDEX IF EXISTS ix_script_templates_search_text_trgm")
     op.execute("DROP INDEX IF EXISTS ix_script_templates_search_vector")
     op.execute("ALTER TABLE script_templates DROP COLUMN IF EXISTS search_text")
