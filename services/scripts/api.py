@@ -10,7 +10,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
 
-from services.scripts import static_check, templates
+from services.scripts import templates
 from services.scripts.schemas import (
     CategoryResponseSchema,
     GenerateRequestSchema,
@@ -30,6 +30,7 @@ from services.scripts.schemas import (
     TokenRequestSchema,
     TokenResponseSchema,
 )
+from shared import powershell_check
 from shared.auth import (
     auth_required,
     current_principal,
@@ -268,7 +269,7 @@ class GenerateView(MethodView):
                     + ", ".join(template.requires_modules)
                 )
             warnings.extend(_delivery_warnings(result))
-            warnings.extend(static_check.format_finding(f) for f in result.findings)
+            warnings.extend(powershell_check.format_finding(f) for f in result.findings)
             downloadable = rendered.secret_delivery != "inline"
             body = {
                 "id": generation.id,

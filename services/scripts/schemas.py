@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from services.scripts import static_check
+from shared import powershell_check
 
 COMPLEXITIES = ("basic", "intermediate", "advanced")
 SECRET_DELIVERY = ("inline", "env", "prompt")
@@ -123,7 +123,7 @@ class TemplateDetailSchema(TemplateListItemSchema):
     )
 
     def get_findings(self, template: Any) -> list[dict[str, Any]]:
-        return [f.as_dict() for f in static_check.check_script(template.script_body)]
+        return [f.as_dict() for f in powershell_check.check_script(template.script_body)]
 
 
 class _TemplateWriteFields(StrictSchema):

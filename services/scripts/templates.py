@@ -13,15 +13,13 @@ from sqlalchemy import Select, and_, func, literal_column, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.scripts import static_check
 from services.scripts.engine import (
     RenderedScript,
     ScriptRenderError,
     ScriptTemplateEngine,
     TemplateDefinitionError,
 )
-from services.scripts.static_check import Finding
-from shared import events
+from shared import events, powershell_check
 from shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shared.models import (
     Account,
@@ -38,6 +36,7 @@ from shared.permissions import (
     template_manageable,
     template_visibility,
 )
+from shared.powershell_check import Finding
 from shared.principal import Principal
 
 engine = ScriptTemplateEngine()
@@ -367,20 +366,20 @@ def _validate_definition(values: dict[str, Any]) -> None:
 def check_body(script_body: str, acknowledged: list[dict[str, Any]] | None) -> list[Finding]:
     """The static check's findings; error-severity ones refuse the save unless acknowledged
     (by rule id, with a reason)."""
-    findings = static_check.check_script(script_body)
+    findings = powershell_check.check_script(script_body)
     acked = {a["rule"] for a in acknowledged or []}
-    unknown = sorted(acked - set(static_check.RULES))
+    unknown = sorted(acked - set(powershell_check.RULES))
     if unknown:
         raise InvalidInput(
             "Unknown rule in acknowledged_findings",
             errors={"acknowledged_findings": [f"no rule {rule}" for rule in unknown]},
         )
-    blocking = static_check.errors_of(findings, acked)
+    blocking = powershell_check.errors_of(findings, acked)
     if blocking:
         raise InvalidInput(
             "The script has error findings: fix them, or acknowledge each rule with a reason in "
             "acknowledged_findings",
-            errors={"script_body": [static_check.format_finding(f) for f in blocking]},
+            errors={"script_body": [powershell_check.format_finding(f) for f in blocking]},
         )
     return findings
 
@@ -695,7 +694,7 @@ def generate_script(
         raise InvalidInput("Invalid parameters", errors={"parameters": exc.errors}) from exc
     # The stored copy is what is checked: it is the script with no secret in it, and a
     # finding's excerpt may be shown or logged.
-    findings = static_check.check_script(rendered.stored_script)
+    findings = powershell_check.check_script(rendered.stored_script)
 
     state_version = None
     if ai_session_id is not None:
