@@ -740,7 +740,7 @@ def test_login_library_generate_history_keep_the_secret_out(
     form.get_by_label("New password").fill(canary)
     form.get_by_label("Password expires in (days)").fill("9999")
     form.get_by_role("button", name="Generate script").click()
-    expect(page.locator("#param-expire_days-error")).to_contain_text("at most 365")
+    expect(page.locator("#param-expire_days-error")).to_contain_text("between 1 and 365")
     expect(page.locator("#param-username-error")).to_contain_text("pattern")
     expect(form.get_by_label("Account name")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#generate-errors")).to_be_visible()
