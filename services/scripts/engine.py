@@ -665,6 +665,10 @@ def _coerce(spec: ParameterSpec, value: Any, rules: Mapping[str, Any]) -> tuple[
             if not isinstance(item, str):
                 errors.append(f"item {index + 1} must be a string")
                 continue
+            if item in seen:
+                errors.append(f"'{item}' is chosen more than once")
+                continue
+            seen.add(item)
             if item not in spec.options:
                 if not spec.allow_custom:
                     errors.append(_not_an_option(item, spec))
@@ -673,11 +677,6 @@ def _coerce(spec: ParameterSpec, value: Any, rules: Mapping[str, Any]) -> tuple[
                     len(item), item, item_rules, spec.pattern_hint
                 )
                 errors.extend(f"'{item}' {problem}" for problem in problems)
-                continue
-            if item in seen:
-                errors.append(f"'{item}' is chosen more than once")
-                continue
-            seen.add(item)
         if errors:
             return None, errors
         count_errors = []

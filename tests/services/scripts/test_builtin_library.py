@@ -43,6 +43,8 @@ TEMPLATE_FIELDS = {
     "estimated_runtime",
     "requires_elevation",
     "requires_modules",
+    "acknowledged_findings",
+    "secret_delivery",
 }
 SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
@@ -177,6 +179,9 @@ def test_template_fields(slug: str) -> None:
     assert len(tags) == len(set(tags))
     modules = template["requires_modules"]
     assert isinstance(modules, list) and all(isinstance(m, str) and m for m in modules)
+    assert template["secret_delivery"] in (None, "inline", "env", "prompt")
+    for acknowledged in template["acknowledged_findings"]:
+        assert set(acknowledged) == {"rule", "reason"} and acknowledged["reason"].strip()
 
 
 @pytest.mark.parametrize("slug", TEMPLATE_IDS)
