@@ -3,9 +3,10 @@ open SQLAlchemy session (the caller owns the transaction) and the acting princip
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,8 +122,8 @@ def _search_terms(raw: str | None) -> _Search | None:
     if not text:
         return None
     words = text.split(" ")
-    # Plain words (no quotes, "-exclusions" or "or") may match in part, ranked below full
-    # matches: "reset password for kiosk" still finds a template that never says "kiosk".
+    # Plain words (no quotes, "-exclusions" or "or") may match in part when no template has
+    # them all: "printer spooler" still finds the template that says "print spooler".
     plain = all(_PLAIN_WORDS_RE.fullmatch(w) for w in words) and "or" not in (
         w.lower() for w in words
     )
@@ -134,17 +135,14 @@ def _ts_query(text: str) -> Any:
     return func.websearch_to_tsquery(literal_column(f"'{SEARCH_CONFIG}'"), text)
 
 
-def _full_text_search(query: Select[Any], search: _Search) -> tuple[Select[Any], Any]:
-    """Weighted full-text match (name, tags, description and use case, parameter labels);
-    templates matching every word rank above those matching some."""
+def _full_text_search(
+    query: Select[Any], search: _Search, *, every_word: bool
+) -> tuple[Select[Any], Any]:
+    """Weighted full-text match (name, tags, description and use case, parameter labels) of
+    every word (websearch_to_tsquery syntax), or of any of the plain words."""
     vector = ScriptTemplate.search_vector
-    all_words = _ts_query(search.text)
-    rank: Any = 2 * func.ts_rank(vector, all_words)
-    if search.any_words is None:
-        return query.where(vector.op("@@")(all_words)), rank
-    any_words = _ts_query(search.any_words)
-    # Every template matching all the words matches some of them, so one index lookup serves.
-    return query.where(vector.op("@@")(any_words)), rank + func.ts_rank(vector, any_words)
+    words = _ts_query(search.text if every_word or search.any_words is None else search.any_words)
+    return query.where(vector.op("@@")(words)), func.ts_rank(vector, words)
 
 
 def escape_like(term: str) -> str:
@@ -203,16 +201,24 @@ def list_templates(
     search = _search_terms(filters.search)
     if search is None:
         return _page(session, query, None, filters)
-    ranked, rank = _full_text_search(query, search)
-    rows, total = _page(session, ranked, rank, filters)
-    if total:
-        return rows, total
-    # Nothing matched a word: a near match is better than an empty page. Computing trigram
-    # similarity only then keeps the common search to the full-text index alone. Text with
-    # no words at all ("100%", "%") is looked for literally.
-    fallback = _near_match_search if search.plain else _literal_search
-    near, rank = fallback(query, search)
-    return _page(session, near, rank, filters)
+    # Widening stages, each only when the one before found nothing: templates with every
+    # word; with some of the words; a trigram near match for a typo ("spooller"), computed
+    # only then so the common search costs the full-text index alone; text with no words at
+    # all ("100%") looked for literally.
+    stages: list[Callable[[Select[Any], _Search], tuple[Select[Any], Any]]] = [
+        functools.partial(_full_text_search, every_word=True)
+    ]
+    if search.any_words is not None:
+        stages.append(functools.partial(_full_text_search, every_word=False))
+    stages.append(_near_match_search if search.plain else _literal_search)
+    rows: list[ScriptTemplate] = []
+    total = 0
+    for stage in stages:
+        matched, rank = stage(query, search)
+        rows, total = _page(session, matched, rank, filters)
+        if total:
+            break
+    return rows, total
 
 
 def _filtered_templates(principal: Principal, filters: TemplateFilters) -> Select[Any] | None:
