@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from urllib.parse import urlsplit
 
-__all__ = ["TYPES", "ParamType", "comparable"]
+__all__ = ["TYPES", "ParamType", "Refused", "check", "comparable"]
 
 
 class Refused(ValueError):
