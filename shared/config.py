@@ -131,6 +131,18 @@ class Settings:
     WEBHOOK_TIMEOUT_S: float = 15.0
     ALLOW_PRIVATE_WEBHOOKS: bool = False
 
+    # Login: rate limits per client IP and per account (the `limits` notation), lockout after
+    # that many failures in a row, and how many Argon2 hashes one process runs at once.
+    LOGIN_RATE_PER_IP: str = "30/minute"
+    LOGIN_RATE_PER_ACCOUNT: str = "10/minute"
+    LOGIN_LOCKOUT_FAILURES: int = 10
+    LOGIN_LOCKOUT_S: int = 900
+    LOGIN_HASH_CONCURRENCY: int = 2
+    LOGIN_HASH_WAIT_S: float = 10.0
+    # Proxies in front of the API whose X-Forwarded-For is trusted for the client address
+    # (1 behind the deploy's nginx or ingress; 0 when clients connect directly).
+    TRUSTED_PROXY_HOPS: int = 0
+
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -178,6 +190,15 @@ class Settings:
             ),
             WEBHOOK_TIMEOUT_S=_float(env, "WEBHOOK_TIMEOUT_S", cls.WEBHOOK_TIMEOUT_S),
             ALLOW_PRIVATE_WEBHOOKS=_bool(env, "ALLOW_PRIVATE_WEBHOOKS", False),
+            LOGIN_RATE_PER_IP=_str(env, "LOGIN_RATE_PER_IP", cls.LOGIN_RATE_PER_IP)
+            or cls.LOGIN_RATE_PER_IP,
+            LOGIN_RATE_PER_ACCOUNT=_str(env, "LOGIN_RATE_PER_ACCOUNT", cls.LOGIN_RATE_PER_ACCOUNT)
+            or cls.LOGIN_RATE_PER_ACCOUNT,
+            LOGIN_LOCKOUT_FAILURES=_int(env, "LOGIN_LOCKOUT_FAILURES", cls.LOGIN_LOCKOUT_FAILURES),
+            LOGIN_LOCKOUT_S=_int(env, "LOGIN_LOCKOUT_S", cls.LOGIN_LOCKOUT_S),
+            LOGIN_HASH_CONCURRENCY=_int(env, "LOGIN_HASH_CONCURRENCY", cls.LOGIN_HASH_CONCURRENCY),
+            LOGIN_HASH_WAIT_S=_float(env, "LOGIN_HASH_WAIT_S", cls.LOGIN_HASH_WAIT_S),
+            TRUSTED_PROXY_HOPS=_int(env, "TRUSTED_PROXY_HOPS", cls.TRUSTED_PROXY_HOPS),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -224,6 +245,19 @@ class Settings:
         self.integration_keys  # noqa: B018 - raises ConfigError when missing or malformed
         if self.SECRET_KEY is not None and len(self.SECRET_KEY) < 32:
             raise ConfigError("SECRET_KEY must be at least 32 characters (HS256 key)")
+        for name in ("LOGIN_RATE_PER_IP", "LOGIN_RATE_PER_ACCOUNT"):
+            from limits import parse
+
+            try:
+                parse(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{name} must be a rate such as '30/minute', got {getattr(self, name)!r}"
+                ) from exc
+        if self.LOGIN_HASH_CONCURRENCY < 1 or self.LOGIN_LOCKOUT_FAILURES < 1:
+            raise ConfigError("LOGIN_HASH_CONCURRENCY and LOGIN_LOCKOUT_FAILURES must be >= 1")
+        if self.TRUSTED_PROXY_HOPS < 0:
+            raise ConfigError("TRUSTED_PROXY_HOPS must be >= 0")
         if self.WEB_CONCURRENCY < 1 or self.WORKER_CONCURRENCY < 1:
             raise ConfigError("WEB_CONCURRENCY and WORKER_CONCURRENCY must be at least 1")
         return self
