@@ -116,6 +116,9 @@ class Settings:
     LLM_MAX_RETRIES: int = 3
     # Token budget for the conversation history sent with each chat turn.
     CHAT_HISTORY_TOKEN_BUDGET: int = 12000
+    # Streamed chat turns in progress at once per API process (each holds a thread and an
+    # LLM call, and may outlive its request); past it a stream answers 429.
+    CHAT_STREAM_CONCURRENCY: int = 32
 
     NOTES_PREWARM: bool = True
     NOTES_PREWARM_QUIET_S: float = 2.0
@@ -175,6 +178,9 @@ class Settings:
             LLM_MAX_RETRIES=_int(env, "LLM_MAX_RETRIES", cls.LLM_MAX_RETRIES),
             CHAT_HISTORY_TOKEN_BUDGET=_int(
                 env, "CHAT_HISTORY_TOKEN_BUDGET", cls.CHAT_HISTORY_TOKEN_BUDGET
+            ),
+            CHAT_STREAM_CONCURRENCY=_int(
+                env, "CHAT_STREAM_CONCURRENCY", cls.CHAT_STREAM_CONCURRENCY
             ),
             NOTES_PREWARM=_bool(env, "NOTES_PREWARM", cls.NOTES_PREWARM),
             NOTES_PREWARM_QUIET_S=_float(env, "NOTES_PREWARM_QUIET_S", cls.NOTES_PREWARM_QUIET_S),
@@ -254,6 +260,8 @@ class Settings:
                 raise ConfigError(
                     f"{name} must be a rate such as '30/minute', got {getattr(self, name)!r}"
                 ) from exc
+        if self.CHAT_STREAM_CONCURRENCY < 1:
+            raise ConfigError("CHAT_STREAM_CONCURRENCY must be at least 1")
         if self.LOGIN_HASH_CONCURRENCY < 1 or self.LOGIN_LOCKOUT_FAILURES < 1:
             raise ConfigError("LOGIN_HASH_CONCURRENCY and LOGIN_LOCKOUT_FAILURES must be >= 1")
         if self.TRUSTED_PROXY_HOPS < 0:
