@@ -187,7 +187,10 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
 
     def final() -> Any:
         response = call("GET", f"/api/v1/ai-sessions/{sid}/resolution-note")
-        return response.status_code == 200 and response.json()["markdown"] and response.json()
+        ready = response.status_code == 200 and response.json()["markdown"]
+        # The note is stored first and its delivery step runs right after, as its own task.
+        settled = ready and response.json()["delivery_status"] not in ("pending", "delivering")
+        return settled and response.json()
 
     note = wait_until(final, 20, message="the final note")
     assert note["delivery_status"] == "not_configured"
