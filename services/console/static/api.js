@@ -447,3 +447,6 @@ export async function getTicketing() {
 
 /** @param {{url: string, secret?: string}} payload */
 export const putTicketing = (payload) => send("PUT", "/integrations/ticketing", payload);
+
+/** The account's LLM usage and cost for the current month so far (owners). */
+export const getUsage = () => get("/usage");
