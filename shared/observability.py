@@ -32,6 +32,7 @@ Metrics
 from __future__ import annotations
 
 import contextvars
+import hmac
 import json as _json
 import logging
 import os
@@ -515,6 +516,15 @@ _QUIET_ROUTES = frozenset({"/healthz", "/metrics"})
 _UNMATCHED_ROUTE = "<unmatched>"
 
 
+def metrics_token(app: Any) -> str | None:
+    """The bearer token `/metrics` requires: METRICS_TOKEN from the app's settings or, for an
+    app built without them, the environment."""
+    token = app.config.get("METRICS_TOKEN") or getattr(
+        app.config.get("SETTINGS"), "METRICS_TOKEN", None
+    )
+    return token or os.environ.get("METRICS_TOKEN") or None
+
+
 def init_app(app: Any, service_name: str) -> None:
     """Request ids, access log, request metrics and `GET /metrics` for one Flask app."""
     from flask import Response, g, request
@@ -578,6 +588,20 @@ def init_app(app: Any, service_name: str) -> None:
         _reset_context()
 
     def _metrics() -> Any:
+        # /metrics answered anyone who reached an API port, the public gateway included. Now
+        # it needs `Authorization: Bearer $METRICS_TOKEN` (Prometheus' scrape credentials);
+        # without a configured token it is not served at all. The answer to anyone else is
+        # the same 404 as an unknown path.
+        expected = metrics_token(app)
+        given = request.headers.get("Authorization", "")
+        if not expected or not hmac.compare_digest(
+            given.encode("utf-8", "replace"), f"Bearer {expected}".encode()
+        ):
+            return Response(
+                '{"code": 404, "status": "Not Found", "message": "Not Found"}',
+                status=404,
+                content_type="application/json",
+            )
         payload, content_type = metrics_payload()
         return Response(payload, status=200, content_type=content_type)
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask_smorest import Api, Blueprint
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from shared import runtime
+from shared import hostile_input, runtime
+from shared.auth import configure_hashing
 from shared.config import Settings
 from shared.db import db
 from shared.errors import DomainError
@@ -44,7 +46,15 @@ def create_service_app(
     description: str = "",
 ) -> Flask:
     settings = runtime.configure(settings)
+    configure_hashing(
+        concurrency=settings.LOGIN_HASH_CONCURRENCY, wait_s=settings.LOGIN_HASH_WAIT_S
+    )
     app = Flask(f"resolutionflow.{name}")
+    if settings.TRUSTED_PROXY_HOPS:
+        # The client address for rate limits comes from the deploy's proxy, never a client.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.TRUSTED_PROXY_HOPS, x_proto=settings.TRUSTED_PROXY_HOPS
+        )
     app.config.update(settings.as_flask_config())
     app.config.update(
         SETTINGS=settings,
@@ -76,6 +86,30 @@ def create_service_app(
         body = {"status": "ok" if healthy else "unavailable", "service": name, "checks": checks}
         return jsonify(body), 200 if healthy else 503
 
+    @app.before_request
+    def refuse_unstorable_input() -> Any:
+        # NUL, lone surrogates and too-deep JSON used to reach the views and answer 500.
+        errors: dict[str, Any] = {}
+        query = hostile_input.query_problems(request.args.lists())
+        if query:
+            errors["query"] = query
+        if request.is_json and request.content_length != 0:
+            errors.update(
+                hostile_input.body_errors(
+                    request.get_data(cache=True),
+                    parameters_key=request.path.endswith("/scripts/generate"),
+                )
+            )
+        if not errors:
+            return None
+        body = {
+            "code": 422,
+            "status": HTTP_STATUS_CODES[422],
+            "message": "Invalid input",
+            "errors": errors,
+        }
+        return jsonify(body), 422
+
     # flask-smorest already answers every HTTPException (unknown routes and methods included) with
     # JSON {code, status, message, errors}; domain errors get the same shape.
     @app.errorhandler(DomainError)
@@ -87,7 +121,11 @@ def create_service_app(
         }
         if exc.errors:
             body["errors"] = exc.errors
-        return jsonify(body), exc.status_code
+        response = jsonify(body)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(int(retry_after))
+        return response, exc.status_code
 
     try:
         from shared import observability

@@ -38,6 +38,7 @@ from services.notes.preview import (
     heartbeat,
     obtain_note,
 )
+from shared import outbound
 from shared.db import db
 from shared.errors import Conflict, NotFound
 from shared.models import AISession, ResolutionNote, TicketingIntegration, WebhookAttempt
@@ -256,11 +257,56 @@ def _run_attempts(session: Session, note: ResolutionNote) -> int:
     return int(note.attempts) - int(last_final or 0)
 
 
+def _account_busy(session: Session, note_id: uuid.UUID, limit: int) -> bool:
+    """Whether the note's account already has `limit` deliveries in flight (claimed with a live
+    lease). Serialised per account by a transaction-level advisory lock, so two workers cannot
+    both take the last slot; a dead worker's slot frees itself when its lease expires."""
+    account_id = session.scalar(
+        select(ResolutionNote.account_id).where(ResolutionNote.id == note_id)
+    )
+    if account_id is None:
+        return False
+    session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"rf-deliver:{account_id}", 0)))
+    )
+    in_flight = session.scalar(
+        select(func.count())
+        .select_from(ResolutionNote)
+        .where(
+            ResolutionNote.account_id == account_id,
+            ResolutionNote.id != note_id,
+            ResolutionNote.delivery_status == "delivering",
+            ResolutionNote.lease_expires_at > func.now(),
+        )
+    )
+    return int(in_flight or 0) >= limit
+
+
 def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> DeliveryStep:
-    """One delivery attempt of a due note, recorded with its outcome."""
+    """One delivery attempt of a due note, recorded with its outcome.
+
+    At most WEBHOOK_ACCOUNT_CONCURRENCY deliveries of one account are in flight at once, so a
+    tenant whose endpoint is slow holds that many worker slots, not all of them: a note over
+    the cap is put back, due again in WEBHOOK_ACCOUNT_BUSY_DELAY_S, with no attempt counted."""
     settings = ctx.settings
     lease_s = settings.JOB_LEASE_S
     with db.transaction() as session:
+        if _account_busy(session, note_id, settings.WEBHOOK_ACCOUNT_CONCURRENCY):
+            busy_delay = settings.WEBHOOK_ACCOUNT_BUSY_DELAY_S
+            postponed = session.execute(
+                update(ResolutionNote)
+                .where(
+                    ResolutionNote.id == note_id,
+                    ResolutionNote.markdown.is_not(None),
+                    ResolutionNote.delivery_status.in_(OPEN_STATUSES),
+                    _lease_free(),
+                )
+                .values(next_attempt_at=func.now() + timedelta(seconds=busy_delay))
+                .returning(ResolutionNote.delivery_status)
+            ).scalar_one_or_none()
+            if postponed is None:
+                return DeliveryStep("skipped")
+            return DeliveryStep("account_busy", countdown=busy_delay)
         claimed = session.execute(
             update(ResolutionNote)
             .where(
@@ -335,6 +381,7 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
             delivery_status="delivered",
             delivered_at=func.now(),
             last_error=None,
+            last_error_detail=None,
             next_attempt_at=None,
         )
     elif result.outcome is delivery.Outcome.RETRY:
@@ -346,19 +393,31 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
             values.update(
                 delivery_status="failed",
                 last_error=f"gave up after {run_attempts + 1} attempts: {result.error}",
+                last_error_detail=result.detail,
                 next_attempt_at=None,
             )
         else:
             values.update(
                 delivery_status="retrying",
                 last_error=result.error,
+                last_error_detail=result.detail,
                 next_attempt_at=func.now() + timedelta(seconds=delay),
             )
             countdown = delay if delay <= MAX_COUNTDOWN_S else None
     elif result.outcome is delivery.Outcome.DISABLED:
-        values.update(delivery_status="disabled", last_error=result.error, next_attempt_at=None)
+        values.update(
+            delivery_status="disabled",
+            last_error=result.error,
+            last_error_detail=result.detail,
+            next_attempt_at=None,
+        )
     else:
-        values.update(delivery_status="failed", last_error=result.error, next_attempt_at=None)
+        values.update(
+            delivery_status="failed",
+            last_error=result.error,
+            last_error_detail=result.detail,
+            next_attempt_at=None,
+        )
 
     try:
         with db.transaction() as session:
@@ -375,10 +434,11 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
                     id=uuid.uuid4(),
                     note_id=note_id,
                     attempt_number=attempt_number,
-                    url=url,
+                    url=outbound.origin(url),
                     outcome=outcome,
                     status_code=result.status_code,
                     error=result.error,
+                    detail=result.detail,
                     duration_ms=result.duration_ms,
                 )
             )
@@ -388,7 +448,7 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
                     .where(TicketingIntegration.id == integration_id)
                     .values(
                         status="disabled",
-                        disabled_reason=f"endpoint answered 410 Gone: {result.error or ''}"[:500],
+                        disabled_reason="endpoint answered 410 Gone",
                     )
                 )
     except LeaseLost:
@@ -459,8 +519,13 @@ def _final_note(
     return note
 
 
-def final_note(*, account_id: uuid.UUID, session_id: uuid.UUID, kind: str) -> dict[str, Any]:
-    """The final note of a resolved session with its delivery state and attempts."""
+def final_note(
+    *, account_id: uuid.UUID, session_id: uuid.UUID, kind: str, show_errors: bool
+) -> dict[str, Any]:
+    """The final note of a resolved session with its delivery state and attempts.
+
+    Delivery errors (our reason and the target's sanitised excerpt) only with `show_errors`
+    (the account's owners): they describe the customer's endpoint."""
     with db.session() as session:
         note = _final_note(
             session, account_id=account_id, session_id=session_id, kind=kind, lock=False
@@ -483,7 +548,8 @@ def final_note(*, account_id: uuid.UUID, session_id: uuid.UUID, kind: str) -> di
             "generated_at": note.generated_at,
             "delivery_status": note.delivery_status,
             "attempts": note.attempts,
-            "last_error": note.last_error,
+            "last_error": note.last_error if show_errors else None,
+            "last_error_detail": note.last_error_detail if show_errors else None,
             "delivered_at": note.delivered_at,
             "next_attempt_at": note.next_attempt_at,
             "delivery_attempts": [
@@ -491,7 +557,8 @@ def final_note(*, account_id: uuid.UUID, session_id: uuid.UUID, kind: str) -> di
                     "attempt_number": a.attempt_number,
                     "outcome": a.outcome,
                     "status_code": a.status_code,
-                    "error": a.error,
+                    "error": a.error if show_errors else None,
+                    "detail": a.detail if show_errors else None,
                     "duration_ms": a.duration_ms,
                     "created_at": a.created_at,
                 }

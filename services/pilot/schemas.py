@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from shared.hostile_input import MAX_OFFSET
 from shared.models import FACT_KINDS, FIX_DECISIONS, SESSION_STATUSES
 from shared.powershell_check import check_script
 
@@ -33,6 +34,11 @@ class OptionalTrimmedString(TrimmedString):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         result = super()._deserialize(value, attr, data, **kwargs)
         return result or None
+
+    def _validate(self, value: Any) -> None:
+        # A blank value became None: length validators must not see it (a TypeError, a 500).
+        if value is not None:
+            super()._validate(value)
 
 
 def _at_least_one(data: dict[str, Any], names: tuple[str, ...]) -> None:
@@ -64,7 +70,8 @@ class SessionQueryArgsSchema(StrictSchema):
 
     status = fields.String(validate=validate.OneOf(SESSION_STATUSES))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class SessionResponseSchema(StrictSchema):
@@ -148,7 +155,8 @@ class MessageQueryArgsSchema(StrictSchema):
         unknown = EXCLUDE
 
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class ChatMessageSchema(StrictSchema):

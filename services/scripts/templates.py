@@ -25,6 +25,7 @@ from shared import events, powershell_check
 from shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shared.models import (
     Account,
+    AISession,
     ScriptCategory,
     ScriptGeneration,
     ScriptTemplate,
@@ -689,6 +690,18 @@ def generate_script(
     secret_delivery: str | None = None,
 ) -> GenerationResult:
     template = get_template(session, principal, template_id)
+    if ai_session_id is not None and not can_create_content(principal):
+        # Linking a run bumps the session and adds the run to its note: a write, which viewers
+        # may not make. Another account's session still reads as missing.
+        owner_account = session.scalars(
+            select(AISession.account_id).where(AISession.id == ai_session_id)
+        ).one_or_none()
+        if owner_account != principal.account_id:
+            raise NotFound("AI session not found", errors={"ai_session_id": ["no such session"]})
+        raise PermissionDenied(
+            "linking a run to a session needs write access to that session",
+            errors={"ai_session_id": ["viewers cannot change sessions"]},
+        )
     delivery = _secret_delivery(session, principal, template, secret_delivery)
     try:
         rendered = compiled_templates.get(
@@ -700,6 +713,15 @@ def generate_script(
         ).render(parameters, secret_delivery=delivery)
     except ScriptRenderError as exc:
         raise InvalidInput("Invalid parameters", errors={"parameters": exc.errors}) from exc
+    except TemplateDefinitionError as exc:
+        # Saved before a stricter rule (e.g. the preamble grammar): it renders nothing until
+        # it is edited to pass.
+        raise InvalidInput(
+            "the template no longer passes validation; edit it first",
+            errors={
+                "template_id": [f"{key}: {'; '.join(msgs)}" for key, msgs in exc.errors.items()]
+            },
+        ) from exc
     # The stored copy is what is checked: it is the script with no secret in it, and a
     # finding's excerpt may be shown or logged.
     findings = powershell_check.check_script(rendered.stored_script)
