@@ -2,7 +2,7 @@
 static-check acknowledgements on templates; secret delivery defaults; generation delivery mode
 
 Revision ID: 20261201_i15
-Revises: 20261201_i13
+Revises: 20261201_i11
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "20261201_i15"
-down_revision: str | None = "20261201_i13"
+down_revision: str | None = "20261201_i11"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
