@@ -23,7 +23,10 @@ def record_usage(
     latency_ms: int = 0,
     llm_calls: int = 1,
     state_version: int | None = None,
+    rejections: list[list[str]] | None = None,
 ) -> LLMUsageRecord:
+    """One ledger row. ``rejections``: for each answer a validator rejected during this
+    generation, the reasons it was rejected for."""
     record = LLMUsageRecord(
         account_id=account_id,
         ai_session_id=ai_session_id,
@@ -37,6 +40,7 @@ def record_usage(
         cache_read_input_tokens=usage.cache_read_input_tokens,
         latency_ms=latency_ms,
         llm_calls=llm_calls,
+        rejections=rejections or None,
     )
     session.add(record)
     return record

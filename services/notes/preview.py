@@ -42,6 +42,7 @@ from shared.observability import (
     LLM_CALLS,
     LLM_TOKENS,
     NOTE_GENERATION_SECONDS,
+    NOTE_REJECTIONS,
     NOTES_CACHE_REQUESTS,
     get_logger,
 )
@@ -199,6 +200,7 @@ def obtain_note(
     lock_token: str | None = None,
     wait_s: float = 0.0,
     only_if: Callable[[LoadedBundle], bool] | None = None,
+    loaded: LoadedBundle | None = None,
 ) -> Obtained | None:
     """The note of the session's current version: from the cache, by fingerprint reuse, or
     generated under the version's single-flight lock.
@@ -206,8 +208,12 @@ def obtain_note(
     `lock_token` is the lock a preview took for `requested_version` and passed with the task.
     Returns None when there is nothing to do: the session is gone, `only_if` refused, or another
     process holds the lock (after waiting up to `wait_s` for its result).
+
+    `loaded` (the final note) is a bundle captured earlier, the Resolve snapshot: it is used
+    instead of the session's current data, so the note is made from exactly that version.
     """
-    loaded = load_bundle(session_id, kind)
+    if loaded is None:
+        loaded = load_bundle(session_id, kind)
     given: FlightLock | None = None
     if lock_token is not None and requested_version is not None:
         given = FlightLock(ctx.cache.lock_key(kind, str(session_id), requested_version), lock_token)
@@ -267,6 +273,9 @@ def _generate(
         note = generator.generate(loaded.bundle)
     elapsed = time.perf_counter() - started
     NOTE_GENERATION_SECONDS.observe(elapsed)
+    for reasons in note.rejections:
+        for reason in reasons:
+            NOTE_REJECTIONS.labels(reason=reason).inc()
     if note.llm_calls:
         LLM_CALLS.labels(model=note.model, purpose=USAGE_PURPOSE, outcome=note.generator).inc(
             note.llm_calls
@@ -293,6 +302,7 @@ def _generate(
             latency_ms=int(elapsed * 1000),
             llm_calls=note.llm_calls,
             state_version=loaded.state_version,
+            rejections=note.rejections,
         )
     payload = note.cache_payload(state_version=loaded.state_version, generated_at=now_iso())
     payload["kind"] = kind
@@ -303,6 +313,7 @@ def _generate(
         state_version=loaded.state_version,
         generator=note.generator,
         llm_calls=note.llm_calls,
+        rejections=note.rejections,
         duration_ms=int(elapsed * 1000),
     )
     return payload
@@ -340,6 +351,7 @@ class PreviewOutcome:
             "session_id": str(self.session_id),
             "state_version": self.state_version,
             "markdown": self.payload.get("markdown"),
+            "citations": self.payload.get("citations") or [],
             "from_cache": self.from_cache,
             "generator": self.payload.get("generator"),
             "model": self.payload.get("model"),

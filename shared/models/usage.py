@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
@@ -31,3 +33,5 @@ class LLMUsageRecord(UUIDPrimaryKey, Timestamps, Base):
     cache_read_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
     llm_calls: Mapped[int] = mapped_column(Integer, default=1)
+    # Answers the note validator rejected during this call's generation, one reason each.
+    rejections: Mapped[list[Any] | None] = mapped_column(JSONB)

@@ -182,7 +182,7 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
         version = int(chat.json()["state_version"])
         wait_until(lambda v=version: _cached(gateway, sid, v), 20, message="pre-warm after chat")
         served_from_cache += bool(_preview(call, sid).json()["from_cache"])
-    resolved = call("POST", f"/api/v1/ai-sessions/{sid}/resolve", json={"ticket_ref": "T-7"})
+    resolved = call("POST", f"/api/v1/ai-sessions/{sid}/resolve", json={"ticket_ref": "T-7", "force": True})
     assert resolved.status_code == 202, resolved.text
 
     def final() -> Any:
@@ -213,7 +213,7 @@ def test_resolve_delivers_one_signed_webhook(gateway: Any, make_user: Any) -> No
         sid = _new_session(call, ticket_ref="INC-1001")["id"]
         _fact(call, sid, "Confirmed: the mailbox quota was exceeded")
         preview = _preview(call, sid).json()
-        resolved = call("POST", f"/api/v1/ai-sessions/{sid}/resolve", json={})
+        resolved = call("POST", f"/api/v1/ai-sessions/{sid}/resolve", json={"force": True})
         assert resolved.status_code == 202
         [delivery] = receiver.wait_for(1)
         wait_until(
