@@ -867,7 +867,10 @@ def validate_note(
                 break
 
     if problems:
-        raise NoteValidationError(problems)
+        # A problem may quote the answer: never a forbidden or redacted value.
+        raise NoteValidationError(
+            [Problem(p.reason, scrub_text(p.message, bundle)) for p in problems]
+        )
     return draft
 
 
@@ -876,13 +879,14 @@ def validate_note(
 
 def _one_line(text: str, bundle: NoteBundle, limit: int = _OFFLINE_ITEM_CHARS) -> str:
     """Scrubbed, single-line, length-capped text that cannot start a markdown heading."""
-    flat = scrub_text(" ".join(text.split()), bundle)
+    flat = scrub_text(" ".join(_FENCES.sub(" ", text).split()), bundle)
     if len(flat) > limit:
         flat = flat[: limit - 1].rstrip() + "…"
     return _LINE_START.sub("", flat)
 
 
-_LINE_START = re.compile(r"^(?:#|```|~~~|\s)+")
+_LINE_START = re.compile(r"^(?:#|\s)+")
+_FENCES = re.compile(r"```+|~~~+")
 
 
 def _sentence(text: str) -> str:

@@ -182,7 +182,9 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
         version = int(chat.json()["state_version"])
         wait_until(lambda v=version: _cached(gateway, sid, v), 20, message="pre-warm after chat")
         served_from_cache += bool(_preview(call, sid).json()["from_cache"])
-    resolved = call("POST", f"/api/v1/ai-sessions/{sid}/resolve", json={"ticket_ref": "T-7", "force": True})
+    resolved = call(
+        "POST", f"/api/v1/ai-sessions/{sid}/resolve", json={"ticket_ref": "T-7", "force": True}
+    )
     assert resolved.status_code == 202, resolved.text
 
     def final() -> Any:

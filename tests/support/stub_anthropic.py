@@ -165,11 +165,11 @@ def default_note(request: dict[str, Any]) -> str:
 
 def _session_document(request: dict[str, Any]) -> dict[str, Any]:
     text = last_user_text(request)
-    start, end = text.find("<session>"), text.find("</session>")
+    start, end = text.find("<session>\n"), text.rfind("\n</session>")
     if start < 0 or end < start:
         return {}
     try:
-        found = json.loads(text[start + len("<session>") : end])
+        found = json.loads(text[start + len("<session>\n") : end])
     except ValueError:
         return {}
     return found if isinstance(found, dict) else {}

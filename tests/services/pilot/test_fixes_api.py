@@ -208,7 +208,9 @@ def test_viewers_and_resolved_sessions_cannot_decide(
     assert pilot_client.get(base, headers=viewer.headers).status_code == 200
     assert _decide(pilot_client, viewer, sid, fix_id, "one_off").status_code == 403
 
-    pilot_client.post(f"{helpers.base}/{sid}/resolve", json={"force": True}, headers=engineer.headers)
+    pilot_client.post(
+        f"{helpers.base}/{sid}/resolve", json={"force": True}, headers=engineer.headers
+    )
     resolved = _decide(pilot_client, engineer, sid, fix_id, "one_off")
     assert resolved.status_code == 409
     assert helpers.session_version(sid) == 2

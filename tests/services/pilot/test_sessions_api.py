@@ -105,7 +105,9 @@ def test_list_is_scoped_to_the_account_and_filters_and_pages(
 ) -> None:
     ids = [helpers.create_session(pilot_client, engineer, title=f"s{i}")["id"] for i in range(3)]
     helpers.create_session(pilot_client, outsider, title="theirs")
-    pilot_client.post(f"{helpers.base}/{ids[0]}/resolve", json={"force": True}, headers=engineer.headers)
+    pilot_client.post(
+        f"{helpers.base}/{ids[0]}/resolve", json={"force": True}, headers=engineer.headers
+    )
 
     response = pilot_client.get(helpers.base, headers=engineer.headers)
     assert response.status_code == 200
@@ -232,7 +234,9 @@ def test_resolve_without_ticket_ref_keeps_the_existing_one(
     pilot_client: Any, engineer: Any, helpers: SimpleNamespace
 ) -> None:
     sid = helpers.create_session(pilot_client, engineer, ticket_ref="INC-9")["id"]
-    body = pilot_client.post(f"{helpers.base}/{sid}/resolve", json={"force": True}, headers=engineer.headers)
+    body = pilot_client.post(
+        f"{helpers.base}/{sid}/resolve", json={"force": True}, headers=engineer.headers
+    )
     assert body.status_code == 202
     assert body.get_json()["ticket_ref"] == "INC-9"
     bad = pilot_client.post(
