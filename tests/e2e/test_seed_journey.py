@@ -253,3 +253,82 @@ def test_every_usage_row_has_cache_figures(gateway: Any, make_user: Any) -> None
     assert rows[0].cache_creation_input_tokens + rows[0].cache_read_input_tokens > 0
     assert all(r.cache_creation_input_tokens + r.cache_read_input_tokens > 0 for r in rows)
     assert any(r.cache_read_input_tokens > 0 for r in rows)
+
+
+def _note_answer(cause: str) -> str:
+    def section(title: str, text: str, cites: list[str]) -> dict[str, Any]:
+        return {"title": title, "items": [{"text": text, "format": "sentence", "cites": cites}]}
+
+    return json.dumps(
+        {
+            "sections": [
+                section("Problem", "Jobs were stuck in the print queue.", ["F1"]),
+                section("What we confirmed", "The spooler had stopped processing jobs.", ["F2"]),
+                section("Root cause", cause, ["F3"]),
+                section(
+                    "Resolution", "The spool folder was cleared and the spooler restarted.", []
+                ),
+            ]
+        }
+    )
+
+
+def _grounded_session(call: Any) -> tuple[str, int]:
+    sid = _new_session(call, problem="Nobody can print on the second floor")["id"]
+    _fact(call, sid, "Jobs sit in the queue with status Error", "symptom")
+    _fact(call, sid, "The Print Spooler on PRINT-SRV01 stopped processing jobs", "confirmed")
+    _fact(call, sid, "A corrupt spool file blocked the queue", "root_cause")
+    version = _fact(call, sid, "Cleared the spool folder and restarted the spooler", "resolution")
+    return sid, version
+
+
+def test_an_invented_error_code_host_or_kb_is_never_served_or_delivered(
+    gateway: Any, make_user: Any
+) -> None:
+    call = _api(gateway, make_user("engineer"))
+    invented = ("0x80070005", "fs02.contoso.local", "KB5034441")
+    bad = _note_answer(f"Update {invented[2]} on {invented[1]} failed with {invented[0]}.")
+    gateway.stub.client.responses([bad, bad])
+    sid, version = _grounded_session(call)
+    preview = _preview(call, sid).json()
+    assert preview["state_version"] == version
+    assert preview["generator"] == "offline-fallback"
+    markdown = preview["markdown"]
+    assert all(token not in markdown for token in invented)
+    assert "A corrupt spool file blocked the queue" in markdown.split("## Root cause")[1]
+    assert "Cleared the spool folder" in markdown.split("## Resolution")[1]
+    assert "Not determined" not in markdown and "No resolution" not in markdown
+    assert {c["section"] for c in preview["citations"]} == {
+        "Problem",
+        "What we confirmed",
+        "Root cause",
+        "Resolution",
+    }
+    [usage] = _usage(sid)
+    assert usage.llm_calls == 2 and usage.rejections == [["ungrounded_token"]] * 2
+
+    resolved = call("POST", f"/api/v1/ai-sessions/{sid}/resolve", json={})
+    assert resolved.status_code == 202, resolved.text
+
+    def final() -> Any:
+        response = call("GET", f"/api/v1/ai-sessions/{sid}/resolution-note")
+        return response.status_code == 200 and response.json()["markdown"] and response.json()
+
+    note = wait_until(final, 20, message="the final note")
+    assert note["markdown"] == markdown and note["generator"] == "offline-fallback"
+    assert all(token not in note["markdown"] for token in invented)
+    assert "[F" not in note["markdown"]
+
+
+def test_a_json_dump_is_corrected_and_served_flagged(gateway: Any, make_user: Any) -> None:
+    call = _api(gateway, make_user("engineer"))
+    dump = _note_answer('{"spooler": "stopped", "queue_length": 214}')
+    good = _note_answer("A corrupt spool file blocked the queue.")
+    gateway.stub.client.responses([dump, good])
+    sid, _version = _grounded_session(call)
+    preview = _preview(call, sid).json()
+    assert preview["generator"] == "anthropic"
+    assert "queue_length" not in preview["markdown"] and "{" not in preview["markdown"]
+    assert "A corrupt spool file blocked the queue." in preview["markdown"]
+    [usage] = _usage(sid)
+    assert usage.llm_calls == 2 and usage.rejections == [["not_prose"]]

@@ -178,3 +178,57 @@ def test_a_ticketing_account_needs_a_ticket_ref(
         pilot_client, engineer, sid, resolution="Restarted the spooler", ticket_ref="INC-9"
     )
     assert ok.status_code == 202 and ok.get_json()["ticket_ref"] == "INC-9"
+
+
+def test_the_final_note_is_made_from_the_resolved_version_never_a_later_one(
+    pilot_client: Any, engineer: Any, helpers: SimpleNamespace, migrated: Any
+) -> None:
+    """Resolve, then reopen and change the session before any worker materialised the note:
+    the final note still says what the resolved version said."""
+    from services.notes import materialise, preview
+
+    class Recording(preview.NotesContext):
+        def __init__(self, settings: Any) -> None:
+            super().__init__(settings)
+            self.enqueued: list[tuple[str, tuple[Any, ...]]] = []
+
+        def enqueue(self, name: str, *args: Any, countdown: float | None = None) -> None:
+            self.enqueued.append((name, args))
+
+    sid = helpers.create_session(pilot_client, engineer, problem="Print jobs stuck")["id"]
+    base = f"/api/v1/ai-sessions/{sid}"
+    cause = helpers.add_fact(
+        pilot_client, engineer, sid, "A corrupt spool file blocked the queue", kind="root_cause"
+    )
+    resolved = _resolve(pilot_client, engineer, sid, resolution="Cleared the spool folder")
+    assert resolved.status_code == 202
+    version = resolved.get_json()["resolved_version"]
+
+    assert pilot_client.post(f"{base}/reopen", headers=engineer.headers).status_code == 200
+    changed = pilot_client.patch(
+        f"{base}/facts/{cause['id']}",
+        json={"text": "LATER-EDIT: the driver was wrong"},
+        headers=engineer.headers,
+    )
+    assert changed.status_code == 200
+    helpers.add_fact(pilot_client, engineer, sid, "LATER-FACT confirmed", kind="confirmed")
+    assert helpers.session_version(sid) > version
+
+    with db.session() as session:
+        note_id = session.scalars(
+            select(ResolutionNote.id).where(
+                ResolutionNote.session_id == uuid.UUID(sid),
+                ResolutionNote.state_version == version,
+            )
+        ).one()
+    ctx = Recording(migrated)
+    assert materialise.materialise_note(ctx, note_id, owner="test-owner") == "materialised"
+    with db.session() as session:
+        note = session.get(ResolutionNote, note_id)
+        assert note is not None and note.markdown is not None
+        markdown, cites = note.markdown, note.citations
+    assert "A corrupt spool file blocked the queue" in markdown
+    assert "Cleared the spool folder" in markdown
+    assert "LATER" not in markdown
+    assert cites and all("LATER" not in c["text"] for c in cites)
+    assert ctx.enqueued == [(materialise.TASK_DELIVER, (str(note_id),))]
