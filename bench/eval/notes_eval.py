@@ -38,6 +38,7 @@ from services.notes.generator import (
     bundle_text,
     specific_tokens,
 )
+from shared.config import DEFAULT_ANTHROPIC_MODEL
 from shared.llm import LLMClient
 
 DATA_DIR = Path(__file__).with_name("notes")
@@ -207,7 +208,7 @@ def client_from_env() -> LLMClient:
     return LLMClient(
         api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
         base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
-        model=os.environ.get("ANTHROPIC_MODEL") or "claude-sonnet-4-6",
+        model=os.environ.get("ANTHROPIC_MODEL") or DEFAULT_ANTHROPIC_MODEL,
         timeout_s=float(os.environ.get("LLM_TIMEOUT_S") or 60),
         max_retries=int(os.environ.get("LLM_MAX_RETRIES") or 3),
     )
