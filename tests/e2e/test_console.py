@@ -595,11 +595,12 @@ def _notes_available(stack: Stack, demo: Demo, session_id: str) -> bool:
 
 
 def _stub_note_calls(stack: Stack) -> int:
-    from tests.support.stub_anthropic import NOTE_MARKER, StubClient, system_text
+    from tests.support.stub_anthropic import StubClient, wants_json_schema
 
     client = StubClient(stack.stub_url)
     try:
-        return sum(1 for call in client.calls() if NOTE_MARKER in system_text(call["json"]))
+        # Note generations are the calls that ask for the note's structured output.
+        return sum(1 for call in client.calls() if wants_json_schema(call["json"]))
     finally:
         client.close()
 
