@@ -189,7 +189,11 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
 
     def final() -> Any:
         response = call("GET", f"/api/v1/ai-sessions/{sid}/resolution-note")
-        return response.status_code == 200 and response.json()["markdown"] and response.json()
+        body = response.json() if response.status_code == 200 else {}
+        # Stored, and past its delivery step (the row exists from Resolve on, so the note can
+        # be read between being stored and being handed to the delivery step).
+        settled = body.get("markdown") and body.get("delivery_status") not in ("pending", None)
+        return settled and body
 
     note = wait_until(final, 20, message="the final note")
     assert note["delivery_status"] == "not_configured"
