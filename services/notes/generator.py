@@ -672,11 +672,14 @@ def bundle_text(bundle: NoteBundle) -> str:
 
 
 def ungrounded_tokens(
-    text: str, bundle: NoteBundle, *, haystack: str | None = None
+    text: str, bundle: NoteBundle, *, haystack: str | None = None, squashed: str | None = None
 ) -> list[tuple[str, str]]:
-    """The specific tokens of ``text`` that do not occur in the bundle."""
-    hay = _squash(haystack if haystack is not None else bundle_text(bundle))
-    return [(cat, tok) for cat, tok in specific_tokens(text) if _squash(tok) not in hay]
+    """The specific tokens of ``text`` that do not occur in the bundle (``haystack``: its
+    :func:`bundle_text`, ``squashed``: that text without whitespace and case, when the caller
+    already has them)."""
+    if squashed is None:
+        squashed = _squash(haystack if haystack is not None else bundle_text(bundle))
+    return [(cat, tok) for cat, tok in specific_tokens(text) if _squash(tok) not in squashed]
 
 
 _JSON_START = re.compile(r"^\s*[\[{]")
@@ -685,9 +688,19 @@ _KV_PAIR = re.compile(r"(?:^|[\s,;|])[\w.\-]{1,40}\s*(?:=|:)\s*[^\s,;|]+")
 _TABLE = re.compile(r"\|.*\|")
 
 
-def _item_problems(item_text: str) -> list[Problem]:
+def _item_problems(item_text: str, squashed_bundle: str = "") -> list[Problem]:
     text = item_text
     problems: list[Problem] = []
+    # Words copied verbatim from the session (a distinguished name such as OU=Finance,DC=x, a
+    # registry value such as EnableADAL=0) are the session's own; only the rest must be prose.
+    novel = " ".join(
+        word
+        for word in text.split()
+        if not squashed_bundle
+        or not ("=" in word or ":" in word)
+        or len(word) < 6
+        or _squash(word.strip(".,;:()'\"")) not in squashed_bundle
+    )
     if "```" in text or "~~~" in text:
         problems.append(Problem("not_prose", "an item holds a code block; write plain prose"))
     if (
@@ -698,7 +711,7 @@ def _item_problems(item_text: str) -> list[Problem]:
         problems.append(
             Problem("not_prose", f"an item holds JSON ({text[:60]!r}); write plain prose")
         )
-    elif len(_KV_PAIR.findall(text)) >= 3 or text.count("=") >= 2:
+    elif len(_KV_PAIR.findall(novel)) >= 3 or novel.count("=") >= 2:
         problems.append(
             Problem("not_prose", f"an item is a key/value dump ({text[:60]!r}); write prose")
         )
@@ -755,6 +768,7 @@ def validate_note(
 
     known = bundle.known_refs()
     haystack = bundle_text(bundle)
+    squashed = _squash(haystack)
     sections: list[tuple[str, tuple[NoteItem, ...]]] = []
     titles: list[str] = []
     for raw in raw_sections:
@@ -801,8 +815,8 @@ def validate_note(
                             "data; cite only the ids given",
                         )
                     )
-            problems += _item_problems(text)
-            for category, token in ungrounded_tokens(text, bundle, haystack=haystack):
+            problems += _item_problems(text, squashed)
+            for category, token in ungrounded_tokens(text, bundle, squashed=squashed):
                 problems.append(
                     Problem(
                         "ungrounded_token",
@@ -1151,9 +1165,12 @@ class ResolutionNoteGenerator:
                 rejections=rejections,
             )
 
-        offline = offline_draft(bundle, max_chars=self.max_chars)
         if not self.llm.online:
+            offline = offline_draft(bundle, max_chars=self.max_chars)
             return done(offline, GENERATOR_OFFLINE, OFFLINE_MODEL, LLMUsage(), 0, 0, [])
+
+        def offline_json() -> str:
+            return offline_draft(bundle, max_chars=self.max_chars).to_json()
 
         system, messages = build_prompt(bundle)
         usage = LLMUsage()
@@ -1162,13 +1179,19 @@ class ResolutionNoteGenerator:
         rejections: list[list[str]] = []
         model = self.llm.model
         for _ in range(2):
-            result: LLMResult = self._call(system, messages, offline.to_json)
+            result: LLMResult = self._call(system, messages, offline_json)
             attempts += 1
             usage = _add_usage(usage, result.usage)
             if result.generator != GENERATOR_ANTHROPIC:
                 # The client answered from offline() itself (it went offline).
                 return done(
-                    offline, GENERATOR_OFFLINE, result.model, usage, attempts, llm_calls, rejections
+                    offline_draft(bundle, max_chars=self.max_chars),
+                    GENERATOR_OFFLINE,
+                    result.model,
+                    usage,
+                    attempts,
+                    llm_calls,
+                    rejections,
                 )
             llm_calls += 1
             model = result.model or model
@@ -1189,7 +1212,7 @@ class ResolutionNoteGenerator:
             return done(draft, GENERATOR_ANTHROPIC, model, usage, attempts, llm_calls, rejections)
 
         return done(
-            offline,
+            offline_draft(bundle, max_chars=self.max_chars),
             GENERATOR_OFFLINE_FALLBACK,
             self.llm.model,
             usage,

@@ -94,3 +94,15 @@ def test_make_eval_notes_prints_per_session_and_total() -> None:
     assert any(line.startswith("outlook-password-prompts") for line in lines)
     total = next(line for line in lines if line.startswith("TOTAL"))
     assert "100.0%" in total
+
+
+def test_every_offline_note_and_every_verbatim_copy_of_the_session_validates() -> None:
+    """Copying the session's own words (a distinguished name, a registry value, a path) is
+    never taken for a key/value dump or an invented token."""
+    from services.notes.generator import build_prompt, offline_draft, validate_note
+    from tests.support.stub_anthropic import default_structured_note
+
+    for _name, bundle in notes_eval.load_sessions():
+        validate_note(offline_draft(bundle).to_json(), bundle)
+        copied = default_structured_note({"messages": build_prompt(bundle)[1]})
+        validate_note(copied, bundle)

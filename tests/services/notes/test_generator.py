@@ -534,3 +534,17 @@ def test_secrets_never_reach_the_api() -> None:
     assert CANARY not in sent and PASSWORD not in sent
     assert calls[0]["json"]["system"][0]["text"] == gen.note_prompt().text
     assert result.usage.input_tokens > 0
+
+
+def test_key_value_looking_text_copied_from_the_session_is_prose() -> None:
+    dn = "OU=Finance,OU=Staff,DC=contoso,DC=local"
+    bundle = make_bundle(
+        facts=(*make_bundle().facts, BundleFact("confirmed", f"Users moved to {dn}.", "t9", "x"))
+    )
+    validate_note(
+        json.dumps(answer(What_we_confirmed=[item(f"The users were moved to {dn}.", ["F8"])])),
+        bundle,
+    )
+    invented = answer(What_we_confirmed=[item("Moved to OU=Sales,DC=fabrikam,DC=com.", ["F8"])])
+    with pytest.raises(NoteValidationError):
+        validate_note(json.dumps(invented), bundle)
