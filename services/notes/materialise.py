@@ -173,7 +173,9 @@ def materialise_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> st
                         f"note {note_id}: version {version} has no snapshot and the session "
                         "has changed since"
                     )
-                got = obtain_note(ctx, kind, session_id, wait_s=ctx.lock_ttl_s, loaded=resolved)
+                got = obtain_note(
+                    ctx, kind, session_id, wait_s=ctx.lock_ttl_s, final=True, loaded=resolved
+                )
                 if got is not None and got.state_version == version:
                     payload = got.payload
                     break

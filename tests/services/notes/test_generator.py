@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,7 @@ from services.notes.generator import (
 )
 from shared.llm import LLMClient, LLMResult, LLMUnavailable, LLMUsage
 
-MODEL = "claude-sonnet-5-5"
+MODEL = os.environ.get("ANTHROPIC_MODEL") or "claude-sonnet-5-5"
 CANARY = "Canary-Secret-7f3a9"
 PASSWORD = "hunter2-Sup3r"
 
@@ -491,6 +492,8 @@ def _through_stub(bundle: NoteBundle, answers: list[str]) -> tuple[Any, list[dic
             result = ResolutionNoteGenerator(llm).generate(bundle)
         finally:
             llm.close()
+        # Every request is one the model under test accepts.
+        assert stub.refusals == []
         return result, stub.calls
 
 
