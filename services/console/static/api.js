@@ -238,9 +238,28 @@ export async function listTemplates(filters = {}, signal) {
 /** @returns {Promise<TemplateDetail>} */
 export const getTemplate = (id) => get(`/scripts/templates/${encodeURIComponent(id)}`);
 
+/** Every tag on a template the caller can see, with its template count.
+ * @returns {Promise<{tag: string, template_count: number}[]>} */
+export const listTags = () => get("/scripts/tags");
+
+/**
+ * The .ps1 file of an env- or prompt-delivery generation (UTF-8 with a byte-order mark).
+ * @param {string} downloadUrl the `download_url` of a generate answer
+ * @returns {Promise<Blob>}
+ */
+export async function downloadGeneration(downloadUrl) {
+  const path = downloadUrl.startsWith(API_BASE) ? downloadUrl.slice(API_BASE.length) : downloadUrl;
+  const response = await request("GET", path, {
+    raw: true,
+    headers: { Accept: "application/octet-stream" },
+  });
+  return response.blob();
+}
+
 /**
  * The only call that carries sensitive values; the caller keeps no copy of `parameters`.
- * @param {{template_id: string, parameters: Object, ai_session_id?: ?string}} payload
+ * @param {{template_id: string, parameters: Object, ai_session_id?: ?string,
+ *          secret_delivery?: ?string}} payload
  * @returns {Promise<GenerateResult>}
  */
 export const generateScript = (payload) => send("POST", "/scripts/generate", payload);

@@ -10,17 +10,18 @@ from typing import Any
 
 import pytest
 
-from services.scripts.builtin_library import TEMPLATES
 from services.scripts.engine import (
     CompiledTemplateCache,
     ScriptRenderError,
     ScriptTemplateEngine,
     TemplateDefinitionError,
 )
+from services.scripts.library import read_library
 from services.scripts.templates import compiled_templates
 from tests.services.scripts.conftest import SIMPLE_BODY, SIMPLE_SCHEMA
 
 BASE = "/api/v1/scripts"
+TEMPLATES = read_library().templates
 ENGINE = ScriptTemplateEngine()
 
 

@@ -535,7 +535,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
           h("div", { class: "fix-heading" }, h("h3", { id: `fix-${fix.id}`, text: fix.title }), confidenceBadge(fix.confidence)),
           fix.summary ? h("p", { text: fix.summary }) : null,
           fix.steps?.length ? h("ol", { class: "fix-steps" }, fix.steps.map((s) => h("li", { text: String(s) }))) : null,
-          fix.script ? scriptBlock(fix.script) : null,
+          fix.script ? scriptBlock(fix.script, fix.script_findings || []) : null,
           fix.template_id
             ? h("p", {}, h("a", { href: `#/templates/${fix.template_id}?session=${sessionId}`, text: "Open the suggested template" }))
             : null,
@@ -577,12 +577,26 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     mount(fixBody, parts);
   }
 
-  function scriptBlock(script) {
+  function scriptBlock(script, findings) {
     const code = h("code", { text: script });
     const status = h("span", { class: "copy-status", role: "status", "aria-live": "polite" });
     return h(
       "div",
       { class: "fix-script" },
+      // Not a library template: none of its guarantees hold for text the assistant wrote.
+      h("p", {
+        class: "hint ai-script-note",
+        text: "Written by the AI assistant, not taken from the script library: read it before you run it.",
+      }),
+      findings.length
+        ? h(
+            "ul",
+            { class: "warnings script-findings", "aria-label": "Static check findings" },
+            findings.map((f) =>
+              h("li", { dataset: { severity: f.severity } }, h("strong", { text: `${f.rule} (${f.severity}, line ${f.line})` }), `: ${f.why}`),
+            ),
+          )
+        : h("p", { class: "muted small", text: "The static check found nothing to flag." }),
       h("pre", { class: "code" }, code),
       h("button", {
         type: "button",
