@@ -1,7 +1,7 @@
 """Root cause and resolution facts, fix decision history, note citations and snapshots
 
 Revision ID: 20261201_i9
-Revises: 20261201_i13
+Revises: 20261201_i15
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "20261201_i9"
-down_revision: str | None = "20261201_i13"
+down_revision: str | None = "20261201_i15"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
