@@ -26,10 +26,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from services.notes import delivery
+from services.notes.bundle import loaded_from_snapshot, read_session_state, record_resolution
 from services.notes.generator import NOTE_KINDS
 from services.notes.preview import (
     TASK_DELIVER,
@@ -94,41 +94,6 @@ def _release_lease(note_id: uuid.UUID, owner: str) -> None:
 # ── Resolve → note row ────────────────────────────────────────────────────────────────────────
 
 
-def record_resolution(
-    session: Session,
-    *,
-    session_id: uuid.UUID,
-    account_id: uuid.UUID,
-    state_version: int,
-    ticket_ref: str | None,
-    kind: str = NOTE_KINDS[0],
-) -> uuid.UUID:
-    """The note row for (session, kind, version): created once, whoever asks (insert ... on
-    conflict do nothing), so a duplicated event or a sweep creates nothing twice."""
-    session.execute(
-        pg_insert(ResolutionNote)
-        .values(
-            id=uuid.uuid4(),
-            session_id=session_id,
-            account_id=account_id,
-            kind=kind,
-            state_version=state_version,
-            ticket_ref=ticket_ref,
-            delivery_status="pending",
-            attempts=0,
-        )
-        .on_conflict_do_nothing(constraint="uq_resolution_notes_version")
-    )
-    note_id = session.scalars(
-        select(ResolutionNote.id).where(
-            ResolutionNote.session_id == session_id,
-            ResolutionNote.kind == kind,
-            ResolutionNote.state_version == state_version,
-        )
-    ).one()
-    return note_id
-
-
 def on_resolved(
     ctx: NotesContext,
     *,
@@ -179,21 +144,40 @@ def materialise_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> st
                 _lease_free(),
             )
             .values(lease_owner=owner, lease_expires_at=func.now() + timedelta(seconds=lease_s))
-            .returning(ResolutionNote.session_id, ResolutionNote.kind, ResolutionNote.state_version)
+            .returning(
+                ResolutionNote.session_id,
+                ResolutionNote.kind,
+                ResolutionNote.state_version,
+                ResolutionNote.bundle,
+            )
         ).one_or_none()
+        state = read_session_state(session, claimed[0]) if claimed is not None else None
     if claimed is None:
         return "skipped"
-    session_id, kind, version = claimed
+    session_id, kind, version, snapshot = claimed
+    # The note is made from exactly the resolved version's data: the snapshot the Resolve
+    # transaction took, whatever happened to the session since (reopened, edited...).
+    resolved = (
+        loaded_from_snapshot(snapshot, state)
+        if snapshot is not None and state is not None
+        else None
+    )
     try:
         with heartbeat(max(0.2, lease_s / 3), lambda: _extend_lease(note_id, owner, lease_s)):
             payload = ctx.cache.get(kind, str(session_id), version)
             rounds = 0
             while payload is None:
-                # The session is read-only once resolved, so the version read here is normally
-                # the resolved one. If it was reopened and changed since, the note is made from
-                # the newest data (the resolved version's data no longer exists).
-                got = obtain_note(ctx, kind, session_id, wait_s=ctx.lock_ttl_s, final=True)
-                if got is not None:
+                if resolved is None and (state is None or state.state_version != version):
+                    # A row without a snapshot (created before snapshots existed) whose session
+                    # has moved on: that version's data is gone, so it cannot be made honestly.
+                    raise RuntimeError(
+                        f"note {note_id}: version {version} has no snapshot and the session "
+                        "has changed since"
+                    )
+                got = obtain_note(
+                    ctx, kind, session_id, wait_s=ctx.lock_ttl_s, final=True, loaded=resolved
+                )
+                if got is not None and got.state_version == version:
                     payload = got.payload
                     break
                 rounds += 1
@@ -212,6 +196,7 @@ def materialise_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> st
             .where(ResolutionNote.id == note_id, ResolutionNote.lease_owner == owner)
             .values(
                 markdown=payload["markdown"],
+                citations=payload.get("citations"),
                 generator=payload.get("generator"),
                 model=payload.get("model"),
                 fingerprint=payload.get("fingerprint"),
@@ -543,6 +528,7 @@ def final_note(
             "ticket_ref": note.ticket_ref,
             "status": "ready" if note.markdown is not None else "generating",
             "markdown": note.markdown,
+            "citations": note.citations,
             "generator": note.generator,
             "model": note.model,
             "generated_at": note.generated_at,

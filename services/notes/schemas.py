@@ -31,11 +31,23 @@ class PreviewQueryArgsSchema(NoteKindArgsSchema):
     )
 
 
+class CitationSchema(StrictSchema):
+    section = fields.String(dump_only=True)
+    text = fields.String(dump_only=True, metadata={"description": "one sentence, bullet or step"})
+    cites = fields.List(
+        fields.String(),
+        dump_only=True,
+        metadata={"description": "ids it rests on: facts F1.., script runs S1.., the fix X1"},
+    )
+    fact_ids = fields.List(fields.UUID(), dump_only=True)
+
+
 class PreviewResponseSchema(StrictSchema):
     kind = fields.String(dump_only=True)
     session_id = fields.UUID(dump_only=True)
     state_version = fields.Integer(dump_only=True)
     markdown = fields.String(dump_only=True)
+    citations = fields.List(fields.Nested(CitationSchema), dump_only=True)
     from_cache = fields.Boolean(
         dump_only=True, metadata={"description": "True when this request started no generation"}
     )
@@ -89,6 +101,7 @@ class FinalNoteResponseSchema(StrictSchema):
         dump_only=True, metadata={"description": '"generating" until the markdown is stored'}
     )
     markdown = fields.String(dump_only=True, allow_none=True)
+    citations = fields.List(fields.Nested(CitationSchema), dump_only=True, allow_none=True)
     generator = fields.String(dump_only=True, allow_none=True)
     model = fields.String(dump_only=True, allow_none=True)
     generated_at = fields.DateTime(dump_only=True, allow_none=True)

@@ -219,7 +219,8 @@ class SessionView(MethodView):
     @blp.response(200, SessionResponseSchema)
     @blp.doc(security=BEARER_SECURITY)
     def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
-        """Change the title or ticket reference. 409 while the session is resolved."""
+        """Change the title, ticket reference or problem statement. 409 while the session is
+        resolved."""
         with write_transaction() as session:
             result = sessions.update_session(session, current_principal(), session_id, data)
         return _versioned(result)
@@ -234,11 +235,19 @@ class ResolveView(MethodView):
     @blp.doc(security=BEARER_SECURITY)
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Resolve the session at its next state_version; the notes service writes the note
-        and delivers it (hence 202). Resolving twice is a 409; the session is read-only until
-        reopened."""
+        and delivers it (hence 202). `resolution` is recorded as a `resolution` fact in the
+        same write. 422 when nothing says what fixed it (no `resolution` fact, no fix decided
+        other than dismissed) unless `force: true`, and when the account has a ticketing
+        integration and there is no `ticket_ref`. Resolving twice is a 409; the session is
+        read-only until reopened."""
         with write_transaction() as session:
             result = sessions.resolve_session(
-                session, current_principal(), session_id, ticket_ref=data.get("ticket_ref")
+                session,
+                current_principal(),
+                session_id,
+                ticket_ref=data.get("ticket_ref"),
+                resolution=data.get("resolution"),
+                force=bool(data.get("force")),
             )
         row = result.obj
         return {

@@ -22,9 +22,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.notes import bundle
 from shared import events
-from shared.errors import Conflict, NotFound, PermissionDenied
-from shared.models import AISession, ScriptTemplate, SessionFact, SuggestedFix
+from shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shared.models import (
+    AISession,
+    ScriptTemplate,
+    SessionFact,
+    SuggestedFix,
+    TicketingIntegration,
+)
 from shared.permissions import can_create_content, template_visibility
 from shared.principal import Principal
 
@@ -174,7 +181,7 @@ def update_session(
     require_writer(session, principal, session_id)
     version = bump(session, principal, session_id, CAUSE_SESSION_UPDATED)
     row = _locked_session(session, principal, session_id)
-    for key in ("title", "ticket_ref"):
+    for key in ("title", "ticket_ref", "problem"):
         if key in changes:
             setattr(row, key, changes[key])
     session.flush()
@@ -182,13 +189,24 @@ def update_session(
 
 
 def resolve_session(
-    session: Session, principal: Principal, session_id: uuid.UUID, *, ticket_ref: str | None
+    session: Session,
+    principal: Principal,
+    session_id: uuid.UUID,
+    *,
+    ticket_ref: str | None,
+    resolution: str | None = None,
+    force: bool = False,
 ) -> Versioned:
     """Mark the session resolved at the version this write produces.
 
-    Resolving a resolved session is a 409 (the bump requires an active session). Besides the
-    `session.state_changed` event, a `session.resolved` event carries `resolved_version` and
-    `ticket_ref` for the notes service.
+    Resolving a resolved session is a 409 (the bump requires an active session). `resolution`
+    is recorded as a `resolution` fact in the same write. 422, writing nothing: the note would
+    have no resolution (no `resolution` fact and no fix decided other than `dismissed`) and
+    `force` is not set; or the account has a ticketing integration and there is no ticket
+    reference (the receiver could not place the note). Besides the `session.state_changed`
+    event, a `session.resolved` event carries `resolved_version` and `ticket_ref` for the
+    notes service, and the note rows are created here with a snapshot of what the note is made
+    from, so the final note comes from exactly this version's data.
     """
     require_writer(session, principal, session_id)
     try:
@@ -203,12 +221,45 @@ def resolve_session(
     except events.SessionReadOnly as exc:
         raise Conflict("Session is already resolved") from exc
     row = _locked_session(session, principal, session_id)
+    if resolution:
+        session.add(
+            SessionFact(
+                session_id=session_id,
+                account_id=principal.account_id,
+                kind="resolution",
+                text=resolution,
+                source="engineer",
+                created_by=principal.id,
+            )
+        )
     if ticket_ref is not None:
         row.ticket_ref = ticket_ref
+    if row.ticket_ref is None and _has_ticketing(session, principal.account_id):
+        raise InvalidInput(
+            "a ticket reference is required: the account's ticketing system places the note by it",
+            errors={
+                "json": {"ticket_ref": ["required when the account has a ticketing integration"]}
+            },
+        )
     row.status = "resolved"
     row.resolved_at = _now()
     row.resolved_by = principal.id
     row.resolved_version = version
+    session.flush()
+    loaded = bundle.snapshot_resolution(session, session_id)
+    if not force and (loaded is None or not loaded.bundle.has_resolution()):
+        raise InvalidInput(
+            "nothing says what fixed this: record a resolution (a `resolution` fact, or "
+            "`resolution` here), decide the suggested fix, or resolve with force: true",
+            errors={
+                "json": {
+                    "resolution": [
+                        "missing: no resolution fact and no suggested fix decided other than "
+                        "dismissed"
+                    ]
+                }
+            },
+        )
     # Written here rather than through bump(extra_events=...) because its payload names the
     # version the bump has just produced.
     events.enqueue_event(
@@ -221,10 +272,20 @@ def resolve_session(
             "resolved_version": version,
             "ticket_ref": row.ticket_ref,
             "resolved_by": str(principal.id),
+            "forced": bool(force and not (loaded and loaded.bundle.has_resolution())),
         },
     )
     session.flush()
     return Versioned(row, version)
+
+
+def _has_ticketing(session: Session, account_id: uuid.UUID) -> bool:
+    return (
+        session.scalars(
+            select(TicketingIntegration.id).where(TicketingIntegration.account_id == account_id)
+        ).first()
+        is not None
+    )
 
 
 def reopen_session(session: Session, principal: Principal, session_id: uuid.UUID) -> Versioned:
@@ -450,8 +511,9 @@ def decide_fix(
     """Record the engineer's decision on the active fix. `dismissed` also supersedes it.
 
     A superseded fix (dismissed, or replaced by a newer proposal) cannot be decided: 409. A
-    fix already decided cannot be decided again either (409): a decision is a record of what
-    was done, so changing course means a new proposal, which supersedes this one.
+    fix already decided cannot be decided again (409), except `dismissed` after `one_off`,
+    `draft_template` or `build_template`: it was tried and did not work, so it is superseded
+    and explains nothing in the note any more. Every decision is kept in `decision_history`.
     """
     require_writer(session, principal, session_id)
     version = bump(
@@ -479,12 +541,16 @@ def decide_fix(
         raise NotFound("Suggested fix not found")
     if fix.superseded_at is not None:
         raise Conflict("This fix has been superseded; decide on the active fix")
-    if fix.decision is not None:
+    if fix.decision is not None and decision != "dismissed":
         raise Conflict(f"A decision was already recorded on this fix ({fix.decision})")
     now = _now()
     fix.decision = decision
     fix.decided_by = principal.id
     fix.decided_at = now
+    fix.decision_history = [
+        *(fix.decision_history or []),
+        {"decision": decision, "decided_by": str(principal.id), "decided_at": now.isoformat()},
+    ]
     if decision == "dismissed":
         fix.superseded_at = now
     session.flush()

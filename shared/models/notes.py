@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
@@ -80,6 +82,11 @@ class ResolutionNote(UUIDPrimaryKey, Timestamps, Base):
     generator: Mapped[str | None] = mapped_column(String(40))
     model: Mapped[str | None] = mapped_column(String(100))
     fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # Which facts each sentence or bullet of the note rests on (see services.notes.generator).
+    citations: Mapped[list[Any] | None] = mapped_column(JSONB)
+    # What the note is made from, captured in the Resolve transaction: the final note is
+    # generated from exactly the resolved version's data, whatever happens to the session later.
+    bundle: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     generated_at: Mapped[datetime | None] = mapped_column()
     delivery_status: Mapped[str] = mapped_column(
         String(20), default="pending", server_default="pending"

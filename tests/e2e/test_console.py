@@ -139,21 +139,55 @@ RESET_TEMPLATE: dict[str, Any] = {
 }
 
 
-REALISTIC_NOTE = """## Problem
-Outlook prompted for the user's password every few minutes (INC-1042).
+def _item(text: str, cites: list[str], fmt: str = "sentence") -> dict[str, Any]:
+    return {"text": text, "format": fmt, "cites": cites}
 
-## What we confirmed
-- Microsoft 365 Apps 2408 on Windows 11 23H2.
-- Modern authentication was disabled in the registry (`EnableADAL=0`).
 
-## Root cause
-With modern authentication off, Outlook fell back to basic authentication, which Microsoft 365
-no longer accepts, so every token refresh ended in a new password prompt.
-
-## Resolution
-Set `EnableADAL` back to 1 under the Office Identity key and restarted Outlook; the prompts
-stopped and the mailbox stayed connected.
-"""
+# The structured answer (four sections of cited items) the way Sonnet writes one.
+REALISTIC_NOTE = json.dumps(
+    {
+        "sections": [
+            {
+                "title": "Problem",
+                "items": [
+                    _item("Outlook prompted for the user's password every few minutes.", ["F1"])
+                ],
+            },
+            {
+                "title": "What we confirmed",
+                "items": [
+                    _item("Microsoft 365 Apps 2408 on Windows 11 23H2.", ["F2"], "bullet"),
+                    _item(
+                        "Modern authentication was disabled in the registry (EnableADAL).",
+                        ["F3"],
+                        "bullet",
+                    ),
+                ],
+            },
+            {
+                "title": "Root cause",
+                "items": [
+                    _item(
+                        "With modern authentication off, Outlook fell back to basic "
+                        "authentication, which Microsoft 365 no longer accepts, so every token "
+                        "refresh ended in a new password prompt.",
+                        ["F3", "F4"],
+                    )
+                ],
+            },
+            {
+                "title": "Resolution",
+                "items": [
+                    _item(
+                        "Set EnableADAL back to 1 under the Office Identity key and restarted "
+                        "Outlook; the prompts stopped and the mailbox stayed connected.",
+                        ["F5", "X1"],
+                    )
+                ],
+            },
+        ]
+    }
+)
 
 
 # ── Processes ──────────────────────────────────────────────────────────────
@@ -561,11 +595,12 @@ def _notes_available(stack: Stack, demo: Demo, session_id: str) -> bool:
 
 
 def _stub_note_calls(stack: Stack) -> int:
-    from tests.support.stub_anthropic import NOTE_MARKER, StubClient, system_text
+    from tests.support.stub_anthropic import StubClient, wants_json_schema
 
     client = StubClient(stack.stub_url)
     try:
-        return sum(1 for call in client.calls() if NOTE_MARKER in system_text(call["json"]))
+        # Note generations are the calls that ask for the note's structured output.
+        return sum(1 for call in client.calls() if wants_json_schema(call["json"]))
     finally:
         client.close()
 
@@ -916,6 +951,8 @@ def test_session_flow_from_facts_to_delivered_note(
         ("symptom", "Outlook prompts for the password every few minutes"),
         ("environment", "Microsoft 365 Apps 2408 on Windows 11 23H2"),
         ("confirmed", "Modern authentication is disabled in the registry (EnableADAL=0)"),
+        ("root_cause", "Outlook fell back to basic authentication, which Microsoft 365 refuses"),
+        ("resolution", "Set EnableADAL back to 1 and restarted Outlook"),
     ]
     for kind, fact in facts:
         page.get_by_label("Kind", exact=True).select_option(kind)
@@ -1045,7 +1082,12 @@ def test_session_flow_from_facts_to_delivered_note(
     finally:
         phone_tab.page.context.close()
 
-    # Resolve: the note is delivered to the receiver, and the page shows it.
+    # Resolve: the panel says what the note will give as the cause and the fix; a resolution
+    # fact exists, so it asks for none. The note is delivered and the page shows it.
+    expect(page.locator("#resolve-outline-cause")).to_contain_text("basic authentication")
+    expect(page.locator("#resolve-outline-fix")).to_contain_text("EnableADAL back to 1")
+    expect(page.locator("#resolve-resolution-field")).to_be_hidden()
+    expect(page.locator("#preview-sources li").first).to_contain_text("Symptom: Outlook prompts")
     expect(page.get_by_label("Ticket reference")).to_have_value("INC-1042")
     page.get_by_role("button", name="Resolve session").click()
     expect(page.locator("#session-status")).to_have_text("resolved")

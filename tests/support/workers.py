@@ -528,6 +528,7 @@ def resolve_session(
     """Mark the session resolved with its bump and the `session.resolved` event."""
     from sqlalchemy import update
 
+    from services.notes.bundle import snapshot_resolution
     from shared.events import SESSION_RESOLVED, bump, write_transaction
     from shared.models import AISession
 
@@ -547,6 +548,8 @@ def resolve_session(
         if ticket_ref is not None:
             values["ticket_ref"] = ticket_ref
         session.execute(update(AISession).where(AISession.id == session_id).values(**values))
+        # As Resolve does: the note rows carry a snapshot of exactly this version's data.
+        snapshot_resolution(session, session_id)
         return version
 
 

@@ -50,6 +50,8 @@ export const FACT_KINDS = /** @type {const} */ ([
   "confirmed",
   "ruled_out",
   "environment",
+  "root_cause",
+  "resolution",
 ]);
 
 export const FIX_DECISIONS = /** @type {const} */ ([
@@ -411,9 +413,17 @@ export const decideFix = (id, fixId, decision) =>
 
 // ── Resolve and notes ────────────────────────────────────────────────────
 
-/** @returns {Promise<{state_version: number}>} */
-export const resolveSession = (id, ticketRef) =>
-  send("POST", `${S(id)}/resolve`, ticketRef ? { ticket_ref: ticketRef } : {});
+/**
+ * Resolve. `resolution` is recorded as a resolution fact in the same write; `force` resolves
+ * even when nothing says what fixed it (the note then says no resolution was recorded).
+ * @returns {Promise<{state_version: number}>}
+ */
+export const resolveSession = (id, ticketRef, { resolution, force } = {}) =>
+  send("POST", `${S(id)}/resolve`, {
+    ...(ticketRef ? { ticket_ref: ticketRef } : {}),
+    ...(resolution ? { resolution } : {}),
+    ...(force ? { force: true } : {}),
+  });
 /** @returns {Promise<AISession>} */
 export const reopenSession = (id) => send("POST", `${S(id)}/reopen`, {});
 

@@ -105,7 +105,9 @@ def test_list_is_scoped_to_the_account_and_filters_and_pages(
 ) -> None:
     ids = [helpers.create_session(pilot_client, engineer, title=f"s{i}")["id"] for i in range(3)]
     helpers.create_session(pilot_client, outsider, title="theirs")
-    pilot_client.post(f"{helpers.base}/{ids[0]}/resolve", json={}, headers=engineer.headers)
+    pilot_client.post(
+        f"{helpers.base}/{ids[0]}/resolve", json={"force": True}, headers=engineer.headers
+    )
 
     response = pilot_client.get(helpers.base, headers=engineer.headers)
     assert response.status_code == 200
@@ -179,7 +181,7 @@ def test_resolve_then_read_only_then_reopen(
     base = f"{helpers.base}/{sid}"
 
     response = pilot_client.post(
-        f"{base}/resolve", json={"ticket_ref": "INC-7"}, headers=engineer.headers
+        f"{base}/resolve", json={"ticket_ref": "INC-7", "force": True}, headers=engineer.headers
     )
     assert response.status_code == 202
     assert response.get_json() == {
@@ -194,7 +196,7 @@ def test_resolve_then_read_only_then_reopen(
     assert session["resolved_by"] == str(engineer.id)
     assert session["resolved_at"] is not None and session["resolved_version"] == 3
 
-    again = pilot_client.post(f"{base}/resolve", json={}, headers=engineer.headers)
+    again = pilot_client.post(f"{base}/resolve", json={"force": True}, headers=engineer.headers)
     assert again.status_code == 409
     assert again.get_json()["code"] == 409
 
@@ -232,7 +234,9 @@ def test_resolve_without_ticket_ref_keeps_the_existing_one(
     pilot_client: Any, engineer: Any, helpers: SimpleNamespace
 ) -> None:
     sid = helpers.create_session(pilot_client, engineer, ticket_ref="INC-9")["id"]
-    body = pilot_client.post(f"{helpers.base}/{sid}/resolve", json={}, headers=engineer.headers)
+    body = pilot_client.post(
+        f"{helpers.base}/{sid}/resolve", json={"force": True}, headers=engineer.headers
+    )
     assert body.status_code == 202
     assert body.get_json()["ticket_ref"] == "INC-9"
     bad = pilot_client.post(

@@ -119,13 +119,44 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   );
 
   // Resolve
+  /** The preview last shown (the Resolve panel reads the cause and fix from it). */
+  let shownNote = null;
   const resolveTicket = h("input", { id: "resolve-ticket", name: "ticket_ref", maxlength: 200, autocomplete: "off" });
   const resolveSubmit = h("button", { type: "submit", class: "button button-resolve", id: "resolve-button", text: "Resolve session" });
   const resolveError = h("div", { class: "error-box", role: "alert", hidden: true });
+  // What the note will say the cause and the fix were, from the latest preview.
+  const outlineCause = h("dd", { id: "resolve-outline-cause" });
+  const outlineFix = h("dd", { id: "resolve-outline-fix" });
+  const resolveOutline = h(
+    "dl",
+    { class: "resolve-outline", id: "resolve-outline" },
+    h("dt", { text: "The note will say the root cause was" }),
+    outlineCause,
+    h("dt", { text: "and that it was fixed by" }),
+    outlineFix,
+  );
+  const resolveResolution = h("textarea", { id: "resolve-resolution", name: "resolution", rows: 2, maxlength: 4000, "aria-describedby": "resolve-resolution-help" });
+  const resolveResolutionField = h(
+    "div",
+    { class: "field", id: "resolve-resolution-field", hidden: true },
+    h("label", { for: "resolve-resolution", text: "What fixed it" }),
+    resolveResolution,
+    h("p", { id: "resolve-resolution-help", class: "hint", text: "No resolution is recorded yet. This is saved as a resolution fact when you resolve." }),
+  );
+  const resolveForce = h("input", { type: "checkbox", id: "resolve-force", name: "force" });
+  const resolveForceField = h(
+    "div",
+    { class: "field field-checkbox", id: "resolve-force-field", hidden: true },
+    resolveForce,
+    h("label", { for: "resolve-force", text: "Resolve without a resolution (the note will say none was recorded)" }),
+  );
   const resolveForm = h(
     "form",
     { class: "resolve-form", novalidate: true, "aria-label": "Resolve the session" },
+    resolveOutline,
     h("div", { class: "field" }, h("label", { for: "resolve-ticket", text: "Ticket reference" }), resolveTicket),
+    resolveResolutionField,
+    resolveForceField,
     resolveError,
     h("div", { class: "form-actions" }, resolveSubmit),
   );
@@ -172,6 +203,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   const previewTicket = h("span", { class: "pill pill-quiet", id: "preview-ticket", hidden: true });
   const previewStatus = h("p", { class: "status-line", id: "preview-status", role: "status", "aria-live": "polite" });
   const previewBody = h("div", { class: "preview-body markdown", id: "preview-body" });
+  const previewSources = h("details", { class: "preview-sources", id: "preview-sources", hidden: true });
   const previewMeta = h("p", { class: "muted small", id: "preview-meta" });
   const previewRefresh = h("button", { type: "button", class: "button", id: "preview-refresh", text: "Refresh" });
   const previewSection = h(
@@ -186,6 +218,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     h("p", { class: "badges" }, previewCache, previewVersion, previewTicket),
     previewStatus,
     previewBody,
+    previewSources,
     previewMeta,
   );
 
@@ -242,6 +275,47 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       );
     });
     mount(factGroups, groups);
+    renderOutline();
+  }
+
+  /** The note's text of one section ("" when the preview has none yet). */
+  function noteSection(markdown, title) {
+    const parts = String(markdown || "").split(/^## /m);
+    const found = parts.find((part) => part.startsWith(`${title}\n`));
+    return found ? found.slice(title.length + 1).trim() : "";
+  }
+
+  /** The Resolve panel: what the note will say the cause and fix were; a resolution field when
+   * nothing records one. */
+  function renderOutline() {
+    const note = shownNote?.markdown;
+    outlineCause.textContent = note ? noteSection(note, "Root cause") : "Waiting for the preview…";
+    outlineFix.textContent = note ? noteSection(note, "Resolution") : "Waiting for the preview…";
+    const hasResolution = state.facts.some((f) => f.kind === "resolution");
+    resolveResolutionField.hidden = hasResolution;
+  }
+
+  /** Which facts each line of the note rests on. */
+  function renderSources(note) {
+    const cites = Array.isArray(note.citations) ? note.citations : [];
+    previewSources.hidden = !cites.length;
+    if (!cites.length) return;
+    const byId = new Map(state.facts.map((f) => [f.id, f]));
+    mount(
+      previewSources,
+      h("summary", { text: "What each line rests on" }),
+      h(
+        "ul",
+        { class: "source-list" },
+        cites.map((c) => {
+          const facts = (c.fact_ids || []).map((id) => byId.get(id)).filter(Boolean);
+          const rest = facts.length
+            ? facts.map((f) => `${KIND_SINGULAR[f.kind] || f.kind}: ${f.text}`).join("; ")
+            : (c.cites || []).length ? `${c.cites.join(", ")} (a script run or the suggested fix)` : "no fact";
+          return h("li", { dataset: { section: c.section } }, h("span", { class: "source-line", text: c.text }), h("span", { class: "muted small", text: ` ← ${rest}` }));
+        }),
+      ),
+    );
   }
 
   function factNode(fact) {
@@ -661,7 +735,6 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   let previewSeq = 0;
   let previewController = null;
   let previewRetry = null;
-  let shownNote = null;
   // The ETag of the note on screen: polling sends it back, and a 304 costs no body.
   let shownTag = null;
 
@@ -685,6 +758,8 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     previewTicket.hidden = !note.ticket_ref;
     previewTicket.textContent = note.ticket_ref ? `Ticket ${note.ticket_ref}` : "";
     mount(previewBody, renderMarkdown(note.markdown, { headingLevelOffset: 1 }));
+    renderSources(note);
+    renderOutline();
     mount(
       previewMeta,
       note.generator ? `${note.generator}${note.model ? ` · ${note.model}` : ""}` : "",
@@ -831,7 +906,13 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     resolveSubmit.disabled = true;
     try {
       schedulePreview.cancel();
-      const result = await api.resolveSession(sessionId, resolveTicket.value.trim() || undefined);
+      const result = await api.resolveSession(sessionId, resolveTicket.value.trim() || undefined, {
+        resolution: resolveResolutionField.hidden ? undefined : resolveResolution.value.trim() || undefined,
+        force: resolveForce.checked,
+      });
+      resolveResolution.value = "";
+      resolveForce.checked = false;
+      resolveForceField.hidden = true;
       setVersion(result?.state_version);
       state.session = { ...state.session, status: "resolved", ticket_ref: resolveTicket.value.trim() || state.session.ticket_ref };
       renderHeader();
@@ -850,6 +931,12 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       resolveError.textContent = describeError(err);
       resolveError.hidden = false;
       resolveSubmit.disabled = false;
+      // Refused for want of a resolution: offer to record one, or to resolve anyway.
+      if (err?.body?.errors?.json?.resolution) {
+        resolveResolutionField.hidden = false;
+        resolveForceField.hidden = false;
+        resolveResolution.focus();
+      }
     }
   });
 
