@@ -415,7 +415,9 @@ def _node_text(node: dict[str, Any]) -> str:
         return str(node.get("text", ""))
     if node.get("type") == "hardBreak":
         return "\n"
-    return "".join(_node_text(child) for child in node.get("content", []))
+    children = node.get("content", [])
+    inline = all(child.get("type") in ("text", "hardBreak") for child in children)
+    return ("" if inline else "\n").join(_node_text(child) for child in children)
 
 
 def _splice(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -465,13 +467,19 @@ def _escape_outside_code_spans(line: str) -> str:
     return "".join(out)
 
 
+_UNSAFE_LINK = re.compile(r"\]\((?!\s*(?:https?://|mailto:))")
+
+
 def _escape_html(text: str) -> str:
-    return text.replace("<", "\\<").replace("&", "\\&")
+    # "<" starts every raw HTML tag and autolink; "](" not followed by a safe scheme would
+    # start a link to javascript: or data: in a renderer less strict than ours.
+    return _UNSAFE_LINK.sub("]\\(", text.replace("<", "\\<"))
 
 
 def to_commonmark(note: ParsedNote) -> str:
     """The markdown itself (Redmine renders CommonMark), with raw HTML made literal: every
-    ``<`` and ``&`` outside code blocks and code spans is backslash-escaped."""
+    ``<`` outside code blocks and code spans is backslash-escaped, and so is the ``(`` of a
+    link to anything but http(s) or mailto."""
     lines = note.markdown.split("\n")
     code_lines: set[int] = set()
     for token in note.tokens:
