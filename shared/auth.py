@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import secrets
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -12,30 +16,114 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g, request
+from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import Unauthenticated
+from shared.errors import DomainError, Unauthenticated
 from shared.models import Account, User
 from shared.principal import Principal
 
 TOKEN_ISSUER = "resolutionflow"
-_hasher = PasswordHasher()
+
+# OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane. The library's default (64 MiB, 4
+# lanes) let 16 concurrent wrong passwords take a gateway from 318 MiB past 1.3 GB; hashes made
+# with other parameters are upgraded at the next successful login (`needs_rehash`).
+ARGON2_MEMORY_KIB = 19 * 1024
+ARGON2_TIME_COST = 2
+ARGON2_PARALLELISM = 1
+_hasher = PasswordHasher(
+    time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB, parallelism=ARGON2_PARALLELISM
+)
+
+PASSWORD_HASHES = Counter(
+    "rf_password_hashes_total", "Argon2 hashes computed (hash or verify)", ["op"]
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class HashingBusy(DomainError):
+    """429: every hash slot of this process stayed busy for the whole wait."""
+
+    status_code = 429
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("too many logins in progress; try again shortly")
+        self.retry_after = retry_after
+
+
+class _HashSlots:
+    """At most `size` Argon2 computations at once in this process: each holds its memory cost
+    for the whole computation, so the slots bound the memory logins can take."""
+
+    def __init__(self, size: int = 2, wait_s: float = 10.0) -> None:
+        self.configure(size, wait_s)
+
+    def configure(self, size: int, wait_s: float) -> None:
+        if size < 1:
+            raise ValueError("LOGIN_HASH_CONCURRENCY must be at least 1")
+        self.size = size
+        self.wait_s = wait_s
+        self._semaphore = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.in_flight = 0
+        self.peak = 0
+
+    def __enter__(self) -> None:
+        semaphore = self._semaphore
+        if not semaphore.acquire(timeout=self.wait_s):
+            raise HashingBusy(max(1, math.ceil(self.wait_s)))
+        self._local.held = semaphore  # released even if configure() swaps the semaphore
+        with self._lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        self._local.held.release()
+
+
+HASH_SLOTS = _HashSlots()
+
+
+def configure_hashing(*, concurrency: int, wait_s: float) -> None:
+    """Size this process's hash slots (each app factory calls it with the settings)."""
+    HASH_SLOTS.configure(concurrency, wait_s)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified when the e-mail is unknown or has no password, so that such a login costs the
+    # same one hash as a known account's.
+    return _hasher.hash(secrets.token_urlsafe(24))
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with HASH_SLOTS:
+        PASSWORD_HASHES.labels(op="hash").inc()
+        return _hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    if not password_hash:
-        return False
+    """True when `password` matches. Always costs one hash, also for a missing hash."""
+    target = password_hash or _dummy_hash()
+    with HASH_SLOTS:
+        PASSWORD_HASHES.labels(op="verify").inc()
+        try:
+            matched = _hasher.verify(target, password)
+        except (VerificationError, InvalidHashError):
+            return False
+    return bool(matched and password_hash)
+
+
+def needs_rehash(password_hash: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+        return _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return True
 
 
 def issue_token(secret: str, user_id: uuid.UUID, ttl_s: int) -> str:

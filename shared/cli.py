@@ -150,6 +150,30 @@ def set_ticketing(
     return {"secret": result.secret, "url": result.url}
 
 
+def rotate_integration_key() -> dict[str, Any]:
+    """Re-encrypt every stored integration secret with the first INTEGRATION_KEY (run after
+    putting a new key in front; the old one can go once this has run)."""
+    from sqlalchemy import text
+
+    from shared import secrets_at_rest
+
+    box = secrets_at_rest.box()
+    rotated = 0
+    with db.transaction() as session:
+        rows = session.execute(
+            text("SELECT id, url, secret FROM ticketing_integrations FOR UPDATE")
+        ).all()
+        for row_id, url, secret in rows:
+            session.execute(
+                text(
+                    "UPDATE ticketing_integrations SET url = :url, secret = :secret WHERE id = :id"
+                ),
+                {"url": box.rotate(url), "secret": box.rotate(secret), "id": row_id},
+            )
+            rotated += 1
+    return {"rotated": rotated}
+
+
 def ensure_demo(settings: Settings) -> dict[str, Any]:
     """The demo account `make run` prints tokens for; idempotent."""
     demo_users = (
@@ -209,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", required=True)
     p.add_argument("--secret")
     sub.add_parser("demo", help="create the demo account and print its users' tokens")
+    sub.add_parser(
+        "rotate-integration-key",
+        help="re-encrypt stored integration secrets with the first INTEGRATION_KEY",
+    )
     return parser
 
 
@@ -233,6 +261,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             settings, account=args.account, url=args.url, secret=args.secret
         ),
         "demo": lambda: ensure_demo(settings),
+        "rotate-integration-key": rotate_integration_key,
     }
     return commands[args.command]()
 

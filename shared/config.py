@@ -84,12 +84,15 @@ def _schedule(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tu
 
 @dataclass(frozen=True)
 class Settings:
-    ENV: str = "dev"
+    # Unset means production: only an explicit dev or test may use the development keys.
+    ENV: str = "production"
     DATABASE_URL: str | None = None
     REDIS_URL: str | None = None
     # The notes cache may live on its own LRU-bounded Redis (deploy/); defaults to REDIS_URL.
     CACHE_REDIS_URL: str | None = None
     SECRET_KEY: str | None = None
+    # Fernet key(s) encrypting integration secrets at rest, comma-separated, newest first.
+    INTEGRATION_KEY: str | None = None
     DATA_DIR: Path = PROJECT_ROOT / ".data"
     # Prefix of every Redis key the product writes, so tests and tenants of one server can
     # share it without seeing each other.
@@ -128,18 +131,31 @@ class Settings:
     WEBHOOK_TIMEOUT_S: float = 15.0
     ALLOW_PRIVATE_WEBHOOKS: bool = False
 
+    # Login: rate limits per client IP and per account (the `limits` notation), lockout after
+    # that many failures in a row, and how many Argon2 hashes one process runs at once.
+    LOGIN_RATE_PER_IP: str = "30/minute"
+    LOGIN_RATE_PER_ACCOUNT: str = "10/minute"
+    LOGIN_LOCKOUT_FAILURES: int = 10
+    LOGIN_LOCKOUT_S: int = 900
+    LOGIN_HASH_CONCURRENCY: int = 2
+    LOGIN_HASH_WAIT_S: float = 10.0
+    # Proxies in front of the API whose X-Forwarded-For is trusted for the client address
+    # (1 behind the deploy's nginx or ingress; 0 when clients connect directly).
+    TRUSTED_PROXY_HOPS: int = 0
+
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if env is None else env
-        app_env = (_str(env, "RF_ENV") or _str(env, "FLASK_ENV") or "dev").lower()
+        app_env = (_str(env, "RF_ENV") or "production").lower()
         settings = cls(
             ENV=app_env,
             DATABASE_URL=_str(env, "DATABASE_URL"),
             REDIS_URL=_str(env, "REDIS_URL"),
             CACHE_REDIS_URL=_str(env, "CACHE_REDIS_URL"),
             SECRET_KEY=_str(env, "SECRET_KEY"),
+            INTEGRATION_KEY=_str(env, "INTEGRATION_KEY"),
             DATA_DIR=Path(_str(env, "RF_DATA_DIR") or str(PROJECT_ROOT / ".data")),
             REDIS_KEY_PREFIX=_str(env, "REDIS_KEY_PREFIX", "rf") or "rf",
             TOKEN_TTL_S=_int(env, "TOKEN_TTL_S", cls.TOKEN_TTL_S),
@@ -174,6 +190,15 @@ class Settings:
             ),
             WEBHOOK_TIMEOUT_S=_float(env, "WEBHOOK_TIMEOUT_S", cls.WEBHOOK_TIMEOUT_S),
             ALLOW_PRIVATE_WEBHOOKS=_bool(env, "ALLOW_PRIVATE_WEBHOOKS", False),
+            LOGIN_RATE_PER_IP=_str(env, "LOGIN_RATE_PER_IP", cls.LOGIN_RATE_PER_IP)
+            or cls.LOGIN_RATE_PER_IP,
+            LOGIN_RATE_PER_ACCOUNT=_str(env, "LOGIN_RATE_PER_ACCOUNT", cls.LOGIN_RATE_PER_ACCOUNT)
+            or cls.LOGIN_RATE_PER_ACCOUNT,
+            LOGIN_LOCKOUT_FAILURES=_int(env, "LOGIN_LOCKOUT_FAILURES", cls.LOGIN_LOCKOUT_FAILURES),
+            LOGIN_LOCKOUT_S=_int(env, "LOGIN_LOCKOUT_S", cls.LOGIN_LOCKOUT_S),
+            LOGIN_HASH_CONCURRENCY=_int(env, "LOGIN_HASH_CONCURRENCY", cls.LOGIN_HASH_CONCURRENCY),
+            LOGIN_HASH_WAIT_S=_float(env, "LOGIN_HASH_WAIT_S", cls.LOGIN_HASH_WAIT_S),
+            TRUSTED_PROXY_HOPS=_int(env, "TRUSTED_PROXY_HOPS", cls.TRUSTED_PROXY_HOPS),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -183,7 +208,25 @@ class Settings:
 
     @property
     def secret_key(self) -> str:
-        return self.SECRET_KEY or DEV_SECRET_KEY
+        if self.SECRET_KEY:
+            return self.SECRET_KEY
+        if self.is_dev:
+            return DEV_SECRET_KEY
+        raise ConfigError(
+            f"SECRET_KEY must be set when RF_ENV={self.ENV!r}; "
+            "only RF_ENV=dev or test may use the built-in development key"
+        )
+
+    @property
+    def integration_keys(self) -> tuple[str, ...]:
+        """The Fernet keys of `shared.secrets_at_rest` (a fixed development key in dev/test)."""
+        from shared.secrets_at_rest import SecretKeyError, keys_from_env
+
+        env = {"INTEGRATION_KEY": self.INTEGRATION_KEY} if self.INTEGRATION_KEY else {}
+        try:
+            return keys_from_env(env, is_dev=self.is_dev)
+        except SecretKeyError as exc:
+            raise ConfigError(str(exc)) from exc
 
     @property
     def cache_redis_url(self) -> str | None:
@@ -197,10 +240,24 @@ class Settings:
         if not self.is_dev and not self.SECRET_KEY:
             raise ConfigError(
                 f"SECRET_KEY must be set when RF_ENV={self.ENV!r}; "
-                "only dev and test may run with the built-in development key"
+                "only RF_ENV=dev or test may run with the built-in development key"
             )
+        self.integration_keys  # noqa: B018 - raises ConfigError when missing or malformed
         if self.SECRET_KEY is not None and len(self.SECRET_KEY) < 32:
             raise ConfigError("SECRET_KEY must be at least 32 characters (HS256 key)")
+        for name in ("LOGIN_RATE_PER_IP", "LOGIN_RATE_PER_ACCOUNT"):
+            from limits import parse
+
+            try:
+                parse(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{name} must be a rate such as '30/minute', got {getattr(self, name)!r}"
+                ) from exc
+        if self.LOGIN_HASH_CONCURRENCY < 1 or self.LOGIN_LOCKOUT_FAILURES < 1:
+            raise ConfigError("LOGIN_HASH_CONCURRENCY and LOGIN_LOCKOUT_FAILURES must be >= 1")
+        if self.TRUSTED_PROXY_HOPS < 0:
+            raise ConfigError("TRUSTED_PROXY_HOPS must be >= 0")
         if self.WEB_CONCURRENCY < 1 or self.WORKER_CONCURRENCY < 1:
             raise ConfigError("WEB_CONCURRENCY and WORKER_CONCURRENCY must be at least 1")
         return self

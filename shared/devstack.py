@@ -116,6 +116,9 @@ def stack_commands(
 
 
 def main() -> int:
+    # `make run` is the development stack: it says so explicitly (its children inherit it),
+    # because an unset RF_ENV means production and refuses the development keys.
+    os.environ.setdefault("RF_ENV", "dev")
     settings = runtime.configure(Settings.from_env())
     migrate(settings)
     library = load_library()

@@ -8,6 +8,7 @@ import os
 import threading
 from dataclasses import replace
 
+from shared import secrets_at_rest
 from shared.config import Settings
 from shared.db import db
 
@@ -41,6 +42,7 @@ def configure(settings: Settings | None = None) -> Settings:
     global _settings
     with _lock:
         settings = (settings or Settings.from_env()).validate()
+        secrets_at_rest.configure(settings.integration_keys)
         settings = resolve_servers(settings)
         assert settings.DATABASE_URL is not None
         # Connections open lazily; the ceiling must cover a worker's threads (one generation or

@@ -9,8 +9,10 @@ from typing import Any
 from flask import Flask, jsonify
 from flask_smorest import Api, Blueprint
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared import runtime
+from shared.auth import configure_hashing
 from shared.config import Settings
 from shared.db import db
 from shared.errors import DomainError
@@ -44,7 +46,15 @@ def create_service_app(
     description: str = "",
 ) -> Flask:
     settings = runtime.configure(settings)
+    configure_hashing(
+        concurrency=settings.LOGIN_HASH_CONCURRENCY, wait_s=settings.LOGIN_HASH_WAIT_S
+    )
     app = Flask(f"resolutionflow.{name}")
+    if settings.TRUSTED_PROXY_HOPS:
+        # The client address for rate limits comes from the deploy's proxy, never a client.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.TRUSTED_PROXY_HOPS, x_proto=settings.TRUSTED_PROXY_HOPS
+        )
     app.config.update(settings.as_flask_config())
     app.config.update(
         SETTINGS=settings,
@@ -87,7 +97,11 @@ def create_service_app(
         }
         if exc.errors:
             body["errors"] = exc.errors
-        return jsonify(body), exc.status_code
+        response = jsonify(body)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(int(retry_after))
+        return response, exc.status_code
 
     try:
         from shared import observability

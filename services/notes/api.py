@@ -93,8 +93,12 @@ class FinalNoteView(MethodView):
     @notes_blp.doc(security=BEARER_SECURITY)
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The final note of a resolved session, with its delivery status and attempts."""
+        principal = current_principal()
         return materialise.final_note(
-            account_id=current_principal().account_id, session_id=session_id, kind=args["kind"]
+            account_id=principal.account_id,
+            session_id=session_id,
+            kind=args["kind"],
+            show_errors=can_administer_account(principal),
         )
 
 
@@ -127,9 +131,12 @@ class TicketingView(MethodView):
     @integrations_blp.response(200, TicketingResponseSchema)
     @integrations_blp.doc(security=BEARER_SECURITY)
     def get(self) -> Any:
-        """The account's webhook URL and status (never the secret)."""
+        """The account's webhook URL and status (never the secret). Only owners see the whole
+        URL (it can carry a token); everyone else sees its origin."""
+        principal = current_principal()
         with db.session() as session:
-            return integrations.get_ticketing(session, account_id=current_principal().account_id)
+            view = integrations.get_ticketing(session, account_id=principal.account_id)
+        return view if can_administer_account(principal) else view.redacted()
 
     @integrations_blp.arguments(TicketingUpdateSchema)
     @integrations_blp.response(200, TicketingCreatedSchema)

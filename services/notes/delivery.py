@@ -9,50 +9,44 @@ Retry schedule semantics: ``schedule[i]`` is the delay in seconds before attempt
 So a schedule allows ``len(schedule)`` attempts in all; after that :func:`next_delay` returns
 ``None`` and the delivery is given up.
 
-URL safety: :func:`validate_webhook_url` refuses anything but public http(s) endpoints unless
-``allow_private``. :func:`deliver` re-validates (re-resolves) the host immediately before each
-attempt, which defeats a host that was re-pointed at an internal address after registration.
-A resolver that answers differently between that check and the connection a moment later
-(a deliberate rebinding race) is not fully excluded, because the HTTP library resolves the
-name again; redirects are never followed and at most 4 KiB of the response is read back.
+URL safety and the HTTP call: :func:`deliver` goes through `shared.outbound`, which encodes the
+host once, resolves it once, vets every address (public only unless ALLOW_PRIVATE_WEBHOOKS) and
+connects to exactly that address, within one total deadline; redirects are never followed.
+
+What is recorded of an attempt: the status code and a short reason this module writes
+(:attr:`AttemptResult.error`), plus at most :data:`MAX_DETAIL_CHARS` printable characters of
+the target's answer (:attr:`AttemptResult.detail`), which only the account's owners see.
 """
 
 from __future__ import annotations
 
 import base64
 import enum
-import ipaddress
 import json
 import math
 import random
 import secrets
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
 from standardwebhooks import Webhook
+
+from shared import outbound
 
 EVENT_TYPE = "resolution_note.created"
 USER_AGENT = "ResolutionFlow-Webhooks/1"
 MAX_RETRY_AFTER_S = 24 * 3600
 DEFAULT_JITTER = 0.1
+# How much of an error answer is read, and how much of it is kept (sanitised) for owners.
 MAX_ERROR_BODY_BYTES = 4096
-MAX_ERROR_CHARS = 500
+MAX_DETAIL_CHARS = 200
 
-
-class WebhookURLError(ValueError):
-    """A webhook URL that must not be called. ``retryable`` is True only when the host could
-    not be resolved (DNS can recover); every other refusal is permanent."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+# A webhook URL that must not be called (`retryable` only when the host did not resolve).
+WebhookURLError = outbound.OutboundRefused
 
 
 class Outcome(enum.Enum):
@@ -66,9 +60,10 @@ class Outcome(enum.Enum):
 class AttemptResult:
     outcome: Outcome
     status_code: int | None
-    error: str | None
+    error: str | None  # a short reason written here, never the target's words
     retry_after: str | None
     duration_ms: int
+    detail: str | None = None  # a bounded, sanitised excerpt of the target's answer
 
 
 # -- retry schedule ---------------------------------------------------------------------------
@@ -174,22 +169,16 @@ def classify(status_code: int | None, error: Exception | None) -> Outcome:
     2xx delivered; network errors, timeouts, 408, 429 and 5xx are retried; 410 Gone disables
     the endpoint; any other 4xx, 3xx (redirects are not followed) or 1xx fails permanently.
     A refused URL (:class:`WebhookURLError`) fails, unless its host merely did not resolve;
-    an invalid URL or request (``requests`` URL/schema errors) fails.
+    a transport failure (`shared.outbound.OutboundError`) is retried; anything else fails.
     """
     if status_code is None:
         if error is None:
             raise ValueError("classify needs a status code or an error")
         if isinstance(error, WebhookURLError):
             return Outcome.RETRY if error.retryable else Outcome.FAILED
-        if isinstance(
-            error,
-            requests.exceptions.InvalidURL
-            | requests.exceptions.MissingSchema
-            | requests.exceptions.InvalidSchema
-            | requests.exceptions.InvalidHeader,
-        ):
-            return Outcome.FAILED
-        return Outcome.RETRY
+        if isinstance(error, outbound.OutboundError | OSError):
+            return Outcome.RETRY
+        return Outcome.FAILED
     if 200 <= status_code < 300:
         return Outcome.DELIVERED
     if status_code in (408, 429) or 500 <= status_code < 600:
@@ -273,82 +262,14 @@ def generate_secret() -> str:
 
 # -- URL validation ---------------------------------------------------------------------------
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _non_public_reason(ip: IPAddress) -> str | None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        reason = _non_public_reason(ip.ipv4_mapped)
-        return f"IPv4-mapped {reason}" if reason else None
-    if ip.is_unspecified:
-        return "unspecified address"
-    if ip.is_loopback:
-        return "loopback address"
-    if ip.is_link_local:
-        return "link-local address"
-    if ip.is_multicast:
-        return "multicast address"
-    if ip.is_private:
-        return "private address"
-    if ip.is_reserved:
-        return "reserved address"
-    if not ip.is_global:
-        return "non-public address"
-    return None
-
 
 def validate_webhook_url(url: str, *, allow_private: bool) -> str:
     """Return ``url`` (stripped) if it may be called, else raise :class:`WebhookURLError`.
 
-    http(s) only, a host is required, no ``user:password@``. The host is resolved and every
-    address it resolves to must be public (not private, loopback, link-local, multicast,
-    reserved, unspecified or otherwise non-global; IPv4-mapped IPv6 is judged by its IPv4
-    address) unless ``allow_private``.
+    http(s) only, a host is required, no ``user:password@``; the host (encoded once, UTS 46)
+    must resolve only to public addresses unless ``allow_private``. See `shared.outbound`.
     """
-    if not isinstance(url, str) or not url.strip():
-        raise WebhookURLError("webhook URL is empty")
-    url = url.strip()
-    if any(ord(ch) < 0x21 or ch == "\x7f" for ch in url):
-        raise WebhookURLError("webhook URL must not contain whitespace or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise WebhookURLError(f"webhook URL is malformed: {exc}") from exc
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise WebhookURLError(f"webhook URL must use http or https, not {scheme or 'nothing'!r}")
-    if "@" in parts.netloc:
-        raise WebhookURLError("webhook URL must not contain credentials (user:password@)")
-    host = parts.hostname
-    if not host:
-        raise WebhookURLError("webhook URL has no host")
-    port = port or (443 if scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except UnicodeError as exc:
-        raise WebhookURLError(f"webhook host {host!r} is not a valid host name: {exc}") from exc
-    except socket.gaierror as exc:
-        raise WebhookURLError(
-            f"webhook host {host!r} could not be resolved: {exc}", retryable=True
-        ) from exc
-    if not infos:
-        raise WebhookURLError(f"webhook host {host!r} resolved to no address", retryable=True)
-    if allow_private:
-        return url
-    for info in infos:
-        raw_address = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone id
-        try:
-            address = ipaddress.ip_address(raw_address)
-        except ValueError as exc:
-            raise WebhookURLError(f"webhook host {host!r} resolved to {raw_address!r}") from exc
-        reason = _non_public_reason(address)
-        if reason:
-            raise WebhookURLError(
-                f"webhook host {host!r} resolves to {address} ({reason}); "
-                "only public addresses may receive webhooks"
-            )
-    return url
+    return outbound.vet_url(url, allow_private=allow_private).url
 
 
 # -- delivery ---------------------------------------------------------------------------------
@@ -358,17 +279,29 @@ def _elapsed_ms(start: float) -> int:
     return int((time.monotonic() - start) * 1000)
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:MAX_ERROR_CHARS]
+def sanitise_excerpt(raw: bytes, limit: int = MAX_DETAIL_CHARS) -> str | None:
+    """At most ``limit`` characters of a target's answer, printable ASCII only (anything else
+    becomes ``?``), whitespace collapsed: safe to show to owners, never markup or controls."""
+    text = raw[: limit * 4].decode("utf-8", errors="replace")
+    cleaned = "".join(ch if " " <= ch <= "~" else (" " if ch in "\r\n\t" else "?") for ch in text)
+    cleaned = " ".join(cleaned.split())[:limit]
+    return cleaned or None
 
 
-def _read_capped(response: requests.Response) -> str:
-    try:
-        raw = response.raw.read(MAX_ERROR_BODY_BYTES, decode_content=True) or b""
-    except Exception:  # a broken or slow body must not hide the status code
-        return ""
-    return raw[:MAX_ERROR_BODY_BYTES].decode("utf-8", errors="replace")
+def _reason(status: int) -> str:
+    if 300 <= status < 400:
+        return f"HTTP {status}: the endpoint redirected; redirects are not followed"
+    if status == 410:
+        return "HTTP 410: the endpoint is gone"
+    if status == 429:
+        return "HTTP 429: the endpoint asked to slow down"
+    if status == 408:
+        return "HTTP 408: the endpoint timed out"
+    if status >= 500:
+        return f"HTTP {status}: the endpoint failed"
+    if status >= 400:
+        return f"HTTP {status}: the endpoint refused the delivery"
+    return f"HTTP {status}: unexpected status"
 
 
 def deliver(
@@ -379,14 +312,14 @@ def deliver(
     msg_id: str,
     timeout_s: float,
     allow_private: bool,
-    session: requests.Session | None = None,
 ) -> AttemptResult:
-    """POST ``payload`` as signed JSON to ``url`` once. Never raises for HTTP, network, URL,
-    secret or payload problems: everything comes back as an :class:`AttemptResult`.
+    """POST ``payload`` as signed JSON to ``url`` once, within ``timeout_s`` seconds in all.
+    Never raises for HTTP, network, URL, secret or payload problems: everything comes back as
+    an :class:`AttemptResult`.
 
-    Redirects are not followed (a 3xx is a permanent failure); at most 4 KiB of an error
-    response is read into ``error``. A private ``session`` is created (with ``trust_env``
-    off, so no proxy settings or .netrc credentials apply) unless one is passed.
+    Redirects are not followed (a 3xx is a permanent failure) and their ``Location`` is not
+    recorded; at most 4 KiB of an error answer is read, of which :data:`MAX_DETAIL_CHARS`
+    sanitised characters are kept in ``detail``.
     """
     start = time.monotonic()
 
@@ -395,51 +328,36 @@ def deliver(
         status: int | None = None,
         error: str | None = None,
         retry_after: str | None = None,
+        detail: str | None = None,
     ) -> AttemptResult:
-        return AttemptResult(outcome, status, error, retry_after, _elapsed_ms(start))
+        return AttemptResult(outcome, status, error, retry_after, _elapsed_ms(start), detail)
 
-    try:
-        url = validate_webhook_url(url, allow_private=allow_private)
-    except WebhookURLError as exc:
-        return result(classify(None, exc), error=str(exc))
     try:
         body = encode_body(payload)
         headers = sign_headers(secret, msg_id, body, datetime.now(UTC))
     except (TypeError, ValueError) as exc:
-        return result(Outcome.FAILED, error=_describe(exc))
+        return result(Outcome.FAILED, error=f"the delivery could not be signed: {exc}")
     headers["user-agent"] = USER_AGENT
-
-    own_session = session is None
-    http = session if session is not None else requests.Session()
-    if own_session:
-        http.trust_env = False
     try:
-        try:
-            response = http.post(
-                url,
-                data=body,
-                headers=headers,
-                timeout=timeout_s,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as exc:
-            return result(classify(None, exc), error=_describe(exc))
-        try:
-            status = response.status_code
-            outcome = classify(status, None)
-            retry_after = response.headers.get("retry-after")
-            if outcome is Outcome.DELIVERED:
-                return result(outcome, status, None, retry_after)
-            if 300 <= status < 400:
-                location = response.headers.get("location", "")
-                error = f"HTTP {status}: redirect to {location!r} not followed"
-            else:
-                text = " ".join(_read_capped(response).split())
-                error = f"HTTP {status}" + (f": {text}" if text else "")
-            return result(outcome, status, error[:MAX_ERROR_CHARS], retry_after)
-        finally:
-            response.close()
-    finally:
-        if own_session:
-            http.close()
+        response = outbound.send(
+            "POST",
+            url,
+            headers=headers,
+            body=body,
+            deadline_s=timeout_s,
+            allow_private=allow_private,
+            max_body_bytes=MAX_ERROR_BODY_BYTES,
+        )
+    except outbound.OutboundRefused as exc:
+        return result(classify(None, exc), error=str(exc))
+    except outbound.OutboundTimeout as exc:
+        return result(Outcome.RETRY, error=f"Timeout: {exc.reason}")
+    except outbound.OutboundError as exc:
+        return result(Outcome.RETRY, error=f"ConnectionError: {exc.reason}")
+    status = response.status
+    outcome = classify(status, None)
+    retry_after = response.header("retry-after")
+    if outcome is Outcome.DELIVERED:
+        return result(outcome, status, None, retry_after)
+    detail = None if 300 <= status < 400 else sanitise_excerpt(response.body)
+    return result(outcome, status, _reason(status), retry_after, detail)

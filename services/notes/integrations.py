@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from services.notes import delivery
+from shared import outbound
 from shared.errors import InvalidInput, NotFound
 from shared.models import TicketingIntegration
 
@@ -41,6 +42,10 @@ class TicketingView:
     status: str
     disabled_reason: str | None
     updated_at: datetime
+
+    def redacted(self) -> TicketingView:
+        """What members other than owners see: the URL's origin, no path or query."""
+        return replace(self, url=outbound.origin(self.url) + "/…")
 
 
 # Standard Webhooks secrets carry 24 to 64 random bytes.

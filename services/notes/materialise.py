@@ -38,6 +38,7 @@ from services.notes.preview import (
     heartbeat,
     obtain_note,
 )
+from shared import outbound
 from shared.db import db
 from shared.errors import Conflict, NotFound
 from shared.models import AISession, ResolutionNote, TicketingIntegration, WebhookAttempt
@@ -335,6 +336,7 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
             delivery_status="delivered",
             delivered_at=func.now(),
             last_error=None,
+            last_error_detail=None,
             next_attempt_at=None,
         )
     elif result.outcome is delivery.Outcome.RETRY:
@@ -346,19 +348,31 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
             values.update(
                 delivery_status="failed",
                 last_error=f"gave up after {run_attempts + 1} attempts: {result.error}",
+                last_error_detail=result.detail,
                 next_attempt_at=None,
             )
         else:
             values.update(
                 delivery_status="retrying",
                 last_error=result.error,
+                last_error_detail=result.detail,
                 next_attempt_at=func.now() + timedelta(seconds=delay),
             )
             countdown = delay if delay <= MAX_COUNTDOWN_S else None
     elif result.outcome is delivery.Outcome.DISABLED:
-        values.update(delivery_status="disabled", last_error=result.error, next_attempt_at=None)
+        values.update(
+            delivery_status="disabled",
+            last_error=result.error,
+            last_error_detail=result.detail,
+            next_attempt_at=None,
+        )
     else:
-        values.update(delivery_status="failed", last_error=result.error, next_attempt_at=None)
+        values.update(
+            delivery_status="failed",
+            last_error=result.error,
+            last_error_detail=result.detail,
+            next_attempt_at=None,
+        )
 
     try:
         with db.transaction() as session:
@@ -375,10 +389,11 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
                     id=uuid.uuid4(),
                     note_id=note_id,
                     attempt_number=attempt_number,
-                    url=url,
+                    url=outbound.origin(url),
                     outcome=outcome,
                     status_code=result.status_code,
                     error=result.error,
+                    detail=result.detail,
                     duration_ms=result.duration_ms,
                 )
             )
@@ -388,7 +403,7 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
                     .where(TicketingIntegration.id == integration_id)
                     .values(
                         status="disabled",
-                        disabled_reason=f"endpoint answered 410 Gone: {result.error or ''}"[:500],
+                        disabled_reason="endpoint answered 410 Gone",
                     )
                 )
     except LeaseLost:
@@ -459,8 +474,13 @@ def _final_note(
     return note
 
 
-def final_note(*, account_id: uuid.UUID, session_id: uuid.UUID, kind: str) -> dict[str, Any]:
-    """The final note of a resolved session with its delivery state and attempts."""
+def final_note(
+    *, account_id: uuid.UUID, session_id: uuid.UUID, kind: str, show_errors: bool
+) -> dict[str, Any]:
+    """The final note of a resolved session with its delivery state and attempts.
+
+    Delivery errors (our reason and the target's sanitised excerpt) only with `show_errors`
+    (the account's owners): they describe the customer's endpoint."""
     with db.session() as session:
         note = _final_note(
             session, account_id=account_id, session_id=session_id, kind=kind, lock=False
@@ -483,7 +503,8 @@ def final_note(*, account_id: uuid.UUID, session_id: uuid.UUID, kind: str) -> di
             "generated_at": note.generated_at,
             "delivery_status": note.delivery_status,
             "attempts": note.attempts,
-            "last_error": note.last_error,
+            "last_error": note.last_error if show_errors else None,
+            "last_error_detail": note.last_error_detail if show_errors else None,
             "delivered_at": note.delivered_at,
             "next_attempt_at": note.next_attempt_at,
             "delivery_attempts": [
@@ -491,7 +512,8 @@ def final_note(*, account_id: uuid.UUID, session_id: uuid.UUID, kind: str) -> di
                     "attempt_number": a.attempt_number,
                     "outcome": a.outcome,
                     "status_code": a.status_code,
-                    "error": a.error,
+                    "error": a.error if show_errors else None,
+                    "detail": a.detail if show_errors else None,
                     "duration_ms": a.duration_ms,
                     "created_at": a.created_at,
                 }

@@ -57,7 +57,16 @@ class DeliveryAttemptSchema(StrictSchema):
     attempt_number = fields.Integer(dump_only=True)
     outcome = fields.String(dump_only=True)
     status_code = fields.Integer(dump_only=True, allow_none=True)
-    error = fields.String(dump_only=True, allow_none=True)
+    error = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Why the attempt failed, in our words (owners only)"},
+    )
+    detail = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "A sanitised excerpt of the answer (owners only)"},
+    )
     duration_ms = fields.Integer(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
@@ -78,6 +87,7 @@ class FinalNoteResponseSchema(StrictSchema):
     delivery_status = fields.String(dump_only=True)
     attempts = fields.Integer(dump_only=True)
     last_error = fields.String(dump_only=True, allow_none=True)
+    last_error_detail = fields.String(dump_only=True, allow_none=True)
     delivered_at = fields.DateTime(dump_only=True, allow_none=True)
     next_attempt_at = fields.DateTime(dump_only=True, allow_none=True)
     delivery_attempts = fields.List(fields.Nested(DeliveryAttemptSchema), dump_only=True)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import current_app
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import func, select
 
 from services.scripts import templates
 from services.scripts.schemas import (
@@ -28,17 +27,16 @@ from services.scripts.schemas import (
     TokenRequestSchema,
     TokenResponseSchema,
 )
+from shared import login
 from shared.auth import (
     auth_required,
     current_principal,
     issue_token,
     load_principal,
-    verify_password,
 )
 from shared.db import db
 from shared.errors import Unauthenticated
 from shared.events import write_transaction
-from shared.models import User
 from shared.web import BEARER_SECURITY
 
 auth_blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Bearer tokens")
@@ -64,6 +62,24 @@ def _register_sensitive(values: dict[str, Any]) -> None:
 # ── Auth ──────────────────────────────────────────────────────────────────
 
 
+def _login_guard() -> login.LoginGuard:
+    guard = current_app.extensions.get("rf_login_guard")
+    if guard is None:
+        settings = current_app.config["SETTINGS"]
+        guard = login.LoginGuard(
+            settings.REDIS_URL,
+            login.LoginPolicy(
+                per_ip=settings.LOGIN_RATE_PER_IP,
+                per_account=settings.LOGIN_RATE_PER_ACCOUNT,
+                lockout_failures=settings.LOGIN_LOCKOUT_FAILURES,
+                lockout_s=settings.LOGIN_LOCKOUT_S,
+                key_prefix=settings.REDIS_KEY_PREFIX,
+            ),
+        )
+        current_app.extensions["rf_login_guard"] = guard
+    return guard
+
+
 @auth_blp.route("/token")
 class TokenView(MethodView):
     @auth_blp.arguments(TokenRequestSchema)
@@ -71,12 +87,15 @@ class TokenView(MethodView):
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Exchange email and password for a bearer token."""
         settings = current_app.config["SETTINGS"]
-        with db.session() as session:
-            user = session.scalars(
-                select(User).where(func.lower(User.email) == data["email"].strip().lower())
-            ).one_or_none()
-            ok = user is not None and verify_password(user.password_hash, data["password"])
-            principal = load_principal(session, user.id) if ok and user is not None else None
+        with db.transaction() as session:
+            user_id = login.authenticate(
+                session,
+                _login_guard(),
+                email=data["email"],
+                password=data["password"],
+                ip=request.remote_addr or "unknown",
+            )
+            principal = load_principal(session, user_id) if user_id is not None else None
         if principal is None:
             raise Unauthenticated("invalid email or password")
         return {

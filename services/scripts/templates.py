@@ -22,6 +22,7 @@ from services.scripts.engine import (
 from shared import events
 from shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shared.models import (
+    AISession,
     ScriptCategory,
     ScriptGeneration,
     ScriptTemplate,
@@ -458,6 +459,18 @@ def generate_script(
     ai_session_id: uuid.UUID | None = None,
 ) -> GenerationResult:
     template = get_template(session, principal, template_id)
+    if ai_session_id is not None and not can_create_content(principal):
+        # Linking a run bumps the session and adds the run to its note: a write, which viewers
+        # may not make. Another account's session still reads as missing.
+        owner_account = session.scalars(
+            select(AISession.account_id).where(AISession.id == ai_session_id)
+        ).one_or_none()
+        if owner_account != principal.account_id:
+            raise NotFound("AI session not found", errors={"ai_session_id": ["no such session"]})
+        raise PermissionDenied(
+            "linking a run to a session needs write access to that session",
+            errors={"ai_session_id": ["viewers cannot change sessions"]},
+        )
     try:
         rendered = engine.render(
             template.script_body,

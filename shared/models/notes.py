@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+from shared.secrets_at_rest import EncryptedText
 
 DELIVERY_STATUSES = (
     "pending",
@@ -37,10 +38,11 @@ class TicketingIntegration(UUIDPrimaryKey, Timestamps, Base):
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), unique=True
     )
-    url: Mapped[str] = mapped_column(String(2000))
+    # Both encrypted at rest (`shared.secrets_at_rest`): a URL can carry a token of its own.
+    url: Mapped[str] = mapped_column(EncryptedText())
     # The Standard Webhooks signing secret ("whsec_..."): we must keep it to sign; it is never
     # returned after the response that created it.
-    secret: Mapped[str] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(EncryptedText())
     status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
     disabled_reason: Mapped[str | None] = mapped_column(Text)
 
@@ -83,7 +85,10 @@ class ResolutionNote(UUIDPrimaryKey, Timestamps, Base):
         String(20), default="pending", server_default="pending"
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A short reason the product writes itself (never the target's words), owners only.
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A bounded, sanitised excerpt of the target's answer (owners only).
+    last_error_detail: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column()
     next_attempt_at: Mapped[datetime | None] = mapped_column()
     lease_expires_at: Mapped[datetime | None] = mapped_column()
@@ -100,8 +105,10 @@ class WebhookAttempt(UUIDPrimaryKey, Timestamps, Base):
         ForeignKey("resolution_notes.id", ondelete="CASCADE")
     )
     attempt_number: Mapped[int] = mapped_column(Integer)
+    # The target's origin (scheme://host[:port]) only: the path and query may carry a token.
     url: Mapped[str] = mapped_column(String(2000))
     outcome: Mapped[str] = mapped_column(String(20))
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)

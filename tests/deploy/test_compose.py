@@ -28,8 +28,18 @@ API_APPS = {
 WORKERS = {"worker-notes": "notes", "worker-events": "events", "worker-webhooks": "webhooks"}
 APP_SERVICES = {*API, *WORKERS, "beat", "flower", "migrate"}
 EXPECTED = {*APP_SERVICES, "postgres", "redis-broker", "redis-cache", "nginx"}
-SECRET_VARS = {"SECRET_KEY", "POSTGRES_PASSWORD", "ANTHROPIC_API_KEY", "FLOWER_BASIC_AUTH"}
-TEST_ENV = {"SECRET_KEY": "k" * 40, "POSTGRES_PASSWORD": "pw-from-env-file"}
+SECRET_VARS = {
+    "SECRET_KEY",
+    "INTEGRATION_KEY",
+    "POSTGRES_PASSWORD",
+    "ANTHROPIC_API_KEY",
+    "FLOWER_BASIC_AUTH",
+}
+TEST_ENV = {
+    "SECRET_KEY": "k" * 40,
+    "INTEGRATION_KEY": "a" * 43 + "=",
+    "POSTGRES_PASSWORD": "pw-from-env-file",
+}
 
 
 class InterpolationError(ValueError):
@@ -303,9 +313,11 @@ def test_no_literal_secrets(raw: dict[str, Any]) -> None:
 
 def test_required_secrets_fail_loudly_when_missing(raw: dict[str, Any]) -> None:
     with pytest.raises(InterpolationError, match="SECRET_KEY"):
-        interpolate_tree(raw, {"POSTGRES_PASSWORD": "x"})
+        interpolate_tree(raw, {"POSTGRES_PASSWORD": "x", "INTEGRATION_KEY": "a" * 43 + "="})
     with pytest.raises(InterpolationError, match="POSTGRES_PASSWORD"):
-        interpolate_tree(raw, {"SECRET_KEY": "k" * 40})
+        interpolate_tree(raw, {"SECRET_KEY": "k" * 40, "INTEGRATION_KEY": "a" * 43 + "="})
+    with pytest.raises(InterpolationError, match="INTEGRATION_KEY"):
+        interpolate_tree(raw, {"SECRET_KEY": "k" * 40, "POSTGRES_PASSWORD": "x"})
     resolved = interpolate_tree(raw, {**TEST_ENV, "ANTHROPIC_API_KEY": "from-env"})
     env = env_of(resolved["services"]["pilot"])
     assert env["SECRET_KEY"] == TEST_ENV["SECRET_KEY"]

@@ -559,6 +559,17 @@ def test_ingress_stream_and_regex_annotations(k8s_documents: Docs) -> None:
     assert "0.0.0.0/0" in deny["nginx.ingress.kubernetes.io/denylist-source-range"]
 
 
+def test_ingress_rate_limits_logins_per_client(k8s_documents: Docs) -> None:
+    ingresses = objects(k8s_documents, "Ingress")
+    host = ingresses["resolutionflow"]["spec"]["rules"][0]["host"]
+    login_ing, service = route(ingresses, host, "/api/v1/auth/token")
+    annotations = ingresses[login_ing]["metadata"]["annotations"]
+    assert service == "scripts"
+    assert 0 < int(annotations["nginx.ingress.kubernetes.io/limit-rpm"]) <= 60
+    # Only the token endpoint: the rest of the API is not limited by this Ingress.
+    assert route(ingresses, host, "/api/v1/auth/me")[0] != login_ing
+
+
 def test_ingress_backends_exist(k8s_documents: Docs) -> None:
     services = objects(k8s_documents, "Service")
     for name, ing in objects(k8s_documents, "Ingress").items():

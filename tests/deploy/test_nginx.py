@@ -285,6 +285,20 @@ def test_metrics_is_not_exposed(proxy: Proxy) -> None:
     assert headers.get("X-Request-ID")
 
 
+def test_login_brute_force_is_rate_limited_at_the_edge(proxy: Proxy) -> None:
+    statuses = []
+    for _ in range(16):
+        status, headers, body = proxy.request("POST", "/api/v1/auth/token", body=b"{}")
+        statuses.append(status)
+        if status == 429:
+            break
+    assert statuses[0] == 200 and statuses[-1] == 429, statuses
+    assert headers.get("Retry-After") == "2" and headers.get("X-Request-ID")
+    assert json.loads(body)["code"] == 429  # JSON, like every answer under /api/
+    # Other routes are not limited.
+    assert proxy.request("GET", "/api/v1/auth/me")[0] == 200
+
+
 # --------------------------------------------------------------------------- request ids
 
 

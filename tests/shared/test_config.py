@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.fernet import Fernet
 
 from shared.config import DEFAULT_WEBHOOK_RETRY_SCHEDULE, ConfigError, Settings
 
@@ -8,18 +9,35 @@ from shared.config import DEFAULT_WEBHOOK_RETRY_SCHEDULE, ConfigError, Settings
 def test_missing_secret_key_outside_dev_is_a_startup_error() -> None:
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         Settings.from_env({"RF_ENV": "prod"}).validate()
-    ok = Settings.from_env({"RF_ENV": "prod", "SECRET_KEY": "x" * 40}).validate()
+    key = Fernet.generate_key().decode()
+    ok = Settings.from_env(
+        {"RF_ENV": "prod", "SECRET_KEY": "x" * 40, "INTEGRATION_KEY": key}
+    ).validate()
     assert ok.secret_key == "x" * 40
 
 
 def test_dev_uses_a_development_key() -> None:
-    settings = Settings.from_env({}).validate()
+    settings = Settings.from_env({"RF_ENV": "dev"}).validate()
     assert settings.is_dev and len(settings.secret_key) >= 32
+
+
+def test_fail_open_signing_key_unset_rf_env_is_production() -> None:
+    # With RF_ENV unset the API used to sign and accept tokens with the development key that
+    # is in the repository.
+    settings = Settings.from_env({})
+    assert settings.ENV == "production" and not settings.is_dev
+    with pytest.raises(ConfigError, match="SECRET_KEY must be set"):
+        settings.validate()
+    with pytest.raises(ConfigError, match="SECRET_KEY must be set"):
+        settings.secret_key  # noqa: B018 - even unvalidated settings never hand out the dev key
+    for other in ("staging", "prod", "develop", "testing"):
+        with pytest.raises(ConfigError, match="SECRET_KEY"):
+            Settings.from_env({"RF_ENV": other}).validate()
 
 
 def test_short_secret_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="32"):
-        Settings.from_env({"SECRET_KEY": "short"}).validate()
+        Settings.from_env({"RF_ENV": "dev", "SECRET_KEY": "short"}).validate()
 
 
 def test_typed_parsing() -> None:

@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import requests
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -37,6 +36,7 @@ from services.notes.delivery import (
     validate_webhook_url,
 )
 from shared.config import DEFAULT_WEBHOOK_RETRY_SCHEDULE
+from shared.outbound import OutboundError, OutboundTimeout
 
 SCHEDULE = (0, 5, 300, 1800)
 
@@ -125,11 +125,10 @@ def test_next_delay_honours_retry_after_http_date() -> None:
         (502, None, Outcome.RETRY),
         (503, None, Outcome.RETRY),
         (599, None, Outcome.RETRY),
-        (None, requests.ConnectionError("refused"), Outcome.RETRY),
-        (None, requests.Timeout("slow"), Outcome.RETRY),
-        (None, requests.exceptions.ReadTimeout("slow"), Outcome.RETRY),
+        (None, OutboundError("connection refused"), Outcome.RETRY),
+        (None, OutboundTimeout("no answer within the 15 s deadline"), Outcome.RETRY),
         (None, OSError("reset"), Outcome.RETRY),
-        (None, requests.exceptions.InvalidURL("bad"), Outcome.FAILED),
+        (None, ValueError("bad"), Outcome.FAILED),
         (None, WebhookURLError("private address"), Outcome.FAILED),
         (None, WebhookURLError("no DNS", retryable=True), Outcome.RETRY),
     ],
@@ -301,7 +300,7 @@ def test_every_resolved_address_must_be_public(monkeypatch: pytest.MonkeyPatch) 
             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", port)),
         ]
 
-    monkeypatch.setattr(delivery.socket, "getaddrinfo", fake_getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
     with pytest.raises(WebhookURLError, match="10.0.0.5"):
         validate_webhook_url("https://hooks.example.com/in", allow_private=False)
 
@@ -310,7 +309,7 @@ def test_unresolvable_host_is_a_retryable_refusal(monkeypatch: pytest.MonkeyPatc
     def fail(*args: Any, **kwargs: Any) -> list[Any]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(delivery.socket, "getaddrinfo", fail)
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
     with pytest.raises(WebhookURLError, match="could not be resolved") as info:
         validate_webhook_url("https://nowhere.invalid/", allow_private=False)
     assert info.value.retryable is True
@@ -446,18 +445,30 @@ def test_deliver_success_is_signed_and_verified(receiver: Receiver, path: str) -
     assert json.loads(got.body) == PAYLOAD
 
 
-def test_deliver_retries_server_errors_with_the_body_in_the_error(receiver: Receiver) -> None:
+def test_deliver_retries_server_errors_with_our_reason_and_the_body_apart(
+    receiver: Receiver,
+) -> None:
     result = send(receiver, "/fail")
     assert result.outcome is Outcome.RETRY and result.status_code == 500
-    assert result.error == "HTTP 500: database is down"
+    assert result.error == "HTTP 500: the endpoint failed"  # our words, never the target's
+    assert result.detail == "database is down"  # the excerpt, kept apart for owners
     assert receiver.requests[0].verified == PAYLOAD
 
 
-def test_deliver_caps_the_error_body(receiver: Receiver) -> None:
+def test_target_body_is_bounded_and_kept_out_of_the_error(receiver: Receiver) -> None:
     result = send(receiver, "/huge")
     assert result.outcome is Outcome.RETRY and result.status_code == 503
-    assert result.error is not None and result.error.startswith("HTTP 503: EEE")
-    assert len(result.error) <= delivery.MAX_ERROR_CHARS
+    assert result.error == "HTTP 503: the endpoint failed"
+    assert result.detail is not None and result.detail.startswith("EEE")
+    assert len(result.detail) == delivery.MAX_DETAIL_CHARS
+
+
+def test_target_excerpt_is_sanitised() -> None:
+    raw = b"<script>alert(1)</script>\x1b[31m\r\nline two\xe2\x80\xae" + b"x" * 500
+    excerpt = delivery.sanitise_excerpt(raw)
+    assert excerpt is not None and len(excerpt) == delivery.MAX_DETAIL_CHARS
+    assert all(" " <= ch <= "~" for ch in excerpt)  # no controls, no bidi overrides
+    assert "line two?" in excerpt and "\x1b" not in excerpt
 
 
 def test_deliver_gone_disables(receiver: Receiver) -> None:
@@ -468,7 +479,8 @@ def test_deliver_gone_disables(receiver: Receiver) -> None:
 def test_deliver_client_error_fails(receiver: Receiver) -> None:
     result = send(receiver, "/bad")
     assert (result.outcome, result.status_code) == (Outcome.FAILED, 400)
-    assert result.error == "HTTP 400: bad signature"
+    assert result.error == "HTTP 400: the endpoint refused the delivery"
+    assert result.detail == "bad signature"
 
 
 def test_deliver_rate_limited_reports_retry_after(receiver: Receiver) -> None:
@@ -481,6 +493,7 @@ def test_deliver_does_not_follow_redirects(receiver: Receiver) -> None:
     result = send(receiver, "/redirect")
     assert (result.outcome, result.status_code) == (Outcome.FAILED, 302)
     assert result.error is not None and "not followed" in result.error
+    assert "/ok" not in (result.error or "") and result.detail is None  # no Location kept
     assert receiver.paths() == ["/redirect"]  # /ok was never requested
 
 
@@ -523,7 +536,7 @@ def test_deliver_revalidates_at_send_time(
     def rebound(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
 
-    monkeypatch.setattr(delivery.socket, "getaddrinfo", rebound)
+    monkeypatch.setattr(socket, "getaddrinfo", rebound)
     result = deliver(
         "http://hooks.example.com/ok",
         receiver.secret,
@@ -544,10 +557,31 @@ def test_deliver_with_a_bad_secret_fails_without_raising(receiver: Receiver) -> 
     assert receiver.requests == []
 
 
-def test_deliver_uses_a_given_session(receiver: Receiver) -> None:
-    with requests.Session() as session:
-        session.headers["x-extra"] = "1"
-        result = send(receiver, "/ok", session=session)
-    assert result.outcome is Outcome.DELIVERED
-    assert receiver.requests[0].headers["x-extra"] == "1"
-    assert receiver.requests[0].verified == PAYLOAD
+def test_ssrf_idna_split_webhook_never_reaches_the_internal_receiver(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # IDNA 2003 ("ss") resolves public, UTS 46 ("xn--zca") resolves to the internal receiver.
+    port = int(receiver.url.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+
+    def split(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str):
+            host = host.encode("idna").decode("ascii")  # what the real getaddrinfo does
+        answers = {"strasse.example": "93.184.216.34", "xn--strae-oqa.example": "127.0.0.1"}
+        if host in answers:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", split)
+    result = deliver(
+        f"http://straße.example:{port}/ok",
+        receiver.secret,
+        PAYLOAD,
+        msg_id="m",
+        timeout_s=2,
+        allow_private=False,
+    )
+    assert result.outcome is Outcome.FAILED and "127.0.0.1" in (result.error or "")
+    assert receiver.requests == []
+    with pytest.raises(WebhookURLError, match="loopback"):
+        validate_webhook_url(f"http://straße.example:{port}/ok", allow_private=False)

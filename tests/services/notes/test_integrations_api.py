@@ -170,3 +170,22 @@ def test_cli_set_ticketing_prints_the_secret(migrated: Any, make_account: Any) -
     )
     assert bad.returncode != 0
     assert "url" in bad.stderr
+
+
+def test_viewers_and_engineers_see_neither_the_secret_bearing_url_nor_the_secret(
+    client: Any, make_user: Any
+) -> None:
+    owner = make_user("owner")
+    url = "http://127.0.0.1:9/hooks/T0K3N?sig=abc"
+    put = client.put(URL, json={"url": url}, headers=owner.headers)
+    assert put.status_code == 200
+    assert client.get(URL, headers=owner.headers).get_json()["url"] == url
+    for role in ("engineer", "viewer"):
+        member = make_user(role, account_id=owner.account_id)
+        got = client.get(URL, headers=member.headers)
+        assert got.status_code == 200
+        assert got.get_json()["url"] == "http://127.0.0.1:9/…"
+        text = got.get_data(as_text=True)
+        assert "T0K3N" not in text and "sig=abc" not in text
+        assert put.get_json()["secret"] not in text
+        assert client.put(URL, json={"url": url}, headers=member.headers).status_code == 403

@@ -172,7 +172,16 @@ def test_a_permanent_error_fails_and_redelivery_succeeds(notes_stack: Any, make_
         wait_until(lambda: _status(sid) == "failed", 15, message="delivery failed")
         final = _final(notes_stack, user, sid)
         assert final["attempts"] == 1
-        assert final["last_error"].startswith("HTTP 400")
+        # Our reason, and the target's words apart, bounded and sanitised, for owners only.
+        assert final["last_error"] == "HTTP 400: the endpoint refused the delivery"
+        assert final["last_error_detail"] == '{"error": "test"}'
+        assert final["delivery_attempts"][0]["detail"] == '{"error": "test"}'
+        for member in (engineer, make_user("viewer", account_id=user.account_id)):
+            seen = _final(notes_stack, member, sid)
+            assert seen["delivery_status"] == "failed"
+            assert seen["last_error"] is None and seen["last_error_detail"] is None
+            assert [(a["error"], a["detail"]) for a in seen["delivery_attempts"]] == [(None, None)]
+            assert seen["delivery_attempts"][0]["status_code"] == 400
 
         url = f"/api/v1/ai-sessions/{sid}/resolution-note/redeliver"
         assert notes_stack.client().post(url, headers=engineer.headers).status_code == 403
