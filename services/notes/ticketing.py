@@ -50,6 +50,7 @@ def _failure(exc: TargetError, start: float) -> TicketAttempt:
         retry_after=exc.retry_after,
         duration_ms=int((time.monotonic() - start) * 1000),
         request_id=exc.request_id,
+        detail=exc.detail,
     )
 
 
@@ -82,7 +83,18 @@ def attempt(
     try:
         if isinstance(adapter, WebhookAdapter):
             # Receivers deduplicate on the webhook-id (the note id): nothing to look for.
-            return done(adapter.post_payload(target, webhook_payload, msg_id=note_id))
+            result = adapter.deliver(target, webhook_payload, msg_id=note_id)
+            return TicketAttempt(
+                outcome=result.outcome,
+                status_code=result.status_code,
+                error=result.error,
+                retry_after=result.retry_after,
+                duration_ms=result.duration_ms,
+                detail=result.detail,
+                posted=Posted(ticket=str(webhook_payload.get("ticket_ref") or ""))
+                if result.outcome is Outcome.DELIVERED
+                else None,
+            )
         if not ticket_ref:
             return TicketAttempt(
                 outcome=Outcome.FAILED,

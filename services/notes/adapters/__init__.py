@@ -37,7 +37,11 @@ ADAPTERS: dict[str, type[Adapter]] = {
 KINDS = tuple(ADAPTERS)
 
 
-def adapter_for(kind: str, http: Transport) -> Adapter:
+def adapter_for(kind: str, http: Transport, *, allow_private: bool = False) -> Adapter:
+    """The adapter of ``kind`` calling out through ``http`` (the webhook goes through the
+    same outbound client inside `services.notes.delivery`, hence ``allow_private``)."""
+    if kind == WebhookAdapter.kind:
+        return WebhookAdapter(http, allow_private=allow_private)
     try:
         return ADAPTERS[kind](http)
     except KeyError:

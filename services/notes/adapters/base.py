@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import quote, urlsplit
 
 from services.notes.adapters.render import Rendered, render
+from services.notes.delivery import sanitise_excerpt
 
 MAX_ANSWER_CHARS = 500
 # Response headers that carry the target's own request id, in the order we prefer them.
@@ -153,9 +154,13 @@ class TargetError(Exception):
         request_id: str | None = None,
         retryable: bool | None = None,
         disable: bool = False,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message[:MAX_ANSWER_CHARS])
         self.disable = disable
+        # A bounded, sanitised excerpt of the target's answer (owners see it); the message is
+        # always our own words.
+        self.detail = detail
         self.status = status
         self.retry_after = retry_after
         self.request_id = request_id
@@ -251,42 +256,56 @@ class Adapter:
 
     def error_for(self, response: HttpResponse, ticket_ref: str | None) -> TargetError:
         status = response.status
-        detail = self.error_detail(response)
+        detail = None if 300 <= status < 400 else self.error_detail(response)
         request_id = response.request_id
         if status == 404 and ticket_ref is not None:
-            err = self.not_found(ticket_ref)
-            err.request_id = request_id
-            return err
+            return TargetError(
+                f"ticket {ticket_ref} not found in {self.label}",
+                status=404,
+                request_id=request_id,
+                retryable=False,
+                detail=detail,
+            )
         if status in (401, 403):
             return TargetError(
-                f"{self.label} refused the credentials (HTTP {status}): {detail}",
+                f"{self.label} refused the credentials (HTTP {status})",
                 status=status,
                 request_id=request_id,
                 retryable=False,
+                detail=detail,
             )
         if 300 <= status < 400:
             return TargetError(
-                f"{self.label} answered HTTP {status} (a redirect to "
-                f"{response.headers.get('location', '')!r}, not followed): check the base URL",
+                f"{self.label} answered HTTP {status}, a redirect (not followed): check the "
+                "base URL",
                 status=status,
                 request_id=request_id,
                 retryable=False,
             )
+        if status == 429:
+            message = f"{self.label} asked to slow down (HTTP 429)"
+        elif status >= 500:
+            message = f"{self.label} failed (HTTP {status})"
+        else:
+            message = f"{self.label} refused the note (HTTP {status})"
         return TargetError(
-            f"{self.label} answered HTTP {status}: {detail}",
+            message,
             status=status,
             retry_after=response.headers.get("retry-after"),
             request_id=request_id,
+            detail=detail,
         )
 
-    def error_detail(self, response: HttpResponse) -> str:
+    def error_detail(self, response: HttpResponse) -> str | None:
+        """The target's own error text, sanitised and bounded."""
         data = response.json()
         if isinstance(data, dict):
             for key in ("error", "errors", "message", "description", "details", "errorMessages"):
                 if data.get(key):
                     value = data[key]
-                    return short(value if isinstance(value, str) else json.dumps(value))
-        return short(response.body.decode("utf-8", errors="replace"))
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    return sanitise_excerpt(text.encode("utf-8"))
+        return sanitise_excerpt(response.body)
 
 
 def basic_auth(user: str, password: str) -> str:

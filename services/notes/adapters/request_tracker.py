@@ -68,7 +68,7 @@ class RequestTrackerAdapter(Adapter):
             external_id=txn,
             link=self._link(target, ticket, txn),
             request_id=response.request_id,
-            answer=f"HTTP {response.status}: {self.error_detail(response)}",
+            answer=f"HTTP {response.status}: transaction {txn}",
         )
 
     def _link(self, target: Target, ticket: str, txn: str | None) -> str:

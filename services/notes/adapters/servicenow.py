@@ -18,9 +18,9 @@ from services.notes.adapters.base import (
     Target,
     TargetError,
     basic_auth,
-    short,
 )
 from services.notes.adapters.render import Rendered, has_marker, marker
+from services.notes.delivery import sanitise_excerpt
 
 INCIDENT_NUMBER = re.compile(r"^[A-Z]{2,8}[0-9]{4,12}$")
 RESOLVED_STATE = "6"
@@ -56,11 +56,12 @@ class ServiceNowAdapter(Adapter):
         c = target.credentials
         return {"authorization": basic_auth(str(c["username"]), str(c["password"]))}
 
-    def error_detail(self, response: HttpResponse) -> str:
+    def error_detail(self, response: HttpResponse) -> str | None:
         data = response.json()
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             err = data["error"]
-            return short(f"{err.get('message', '')}: {err.get('detail', '')}".strip(": "))
+            text = f"{err.get('message') or ''}: {err.get('detail') or ''}".strip(": ")
+            return sanitise_excerpt(text.encode("utf-8"))
         return super().error_detail(response)
 
     def _incident(self, target: Target, ticket_ref: str) -> dict[str, Any]:

@@ -1,21 +1,14 @@
-"""The generic signed Standard Webhooks delivery, unchanged: the JSON payload of
-``resolution_note.created`` signed with the account's secret. Receivers deduplicate on the
-``webhook-id`` (the note id), so there is nothing to find before a retry."""
+"""The generic signed Standard Webhooks delivery, unchanged (`services.notes.delivery`): the
+JSON payload of ``resolution_note.created`` signed with the account's secret. Receivers
+deduplicate on the ``webhook-id`` (the note id), so there is nothing to find before a retry."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from services.notes import delivery
-from services.notes.adapters.base import (
-    Adapter,
-    Field,
-    HttpResponse,
-    Posted,
-    Target,
-    TargetError,
-    short,
-)
+from services.notes.adapters.base import Adapter, Field, Posted, Target, TargetError
 from services.notes.adapters.render import Rendered
 
 
@@ -35,56 +28,40 @@ class WebhookAdapter(Adapter):
         ),
     )
 
-    def post_payload(self, target: Target, payload: dict[str, object], *, msg_id: str) -> Posted:
-        body = delivery.encode_body(payload)
-        try:
-            headers = delivery.sign_headers(
-                str(target.credentials.get("secret") or ""), msg_id, body, datetime.now(UTC)
-            )
-        except ValueError as exc:
-            raise TargetError(str(exc), retryable=False) from exc
-        headers["user-agent"] = delivery.USER_AGENT
-        response = self.call(target, "POST", target.base_url, headers=headers, form=body, ok=())
-        status = response.status
-        if 200 <= status < 300:
-            return Posted(
-                ticket=str(payload.get("ticket_ref") or ""),
-                request_id=response.request_id,
-                answer=f"HTTP {status}",
-            )
-        raise self.error_for(response, None)
+    def __init__(self, http: Any, *, allow_private: bool = False) -> None:
+        super().__init__(http)
+        self.allow_private = allow_private
 
-    def error_for(self, response: HttpResponse, ticket_ref: str | None) -> TargetError:
-        status = response.status
-        text = short(response.body.decode("utf-8", errors="replace"))
-        if 300 <= status < 400:
-            error = (
-                f"HTTP {status}: redirect to {response.headers.get('location', '')!r} not followed"
-            )
-        else:
-            error = f"HTTP {status}" + (f": {text}" if text else "")
-        outcome = delivery.classify(status, None)
-        return TargetError(
-            error,
-            status=status,
-            retry_after=response.headers.get("retry-after"),
-            request_id=response.request_id,
-            retryable=outcome is delivery.Outcome.RETRY,
-            disable=outcome is delivery.Outcome.DISABLED,
+    def deliver(
+        self, target: Target, payload: dict[str, Any], *, msg_id: str
+    ) -> delivery.AttemptResult:
+        return delivery.deliver(
+            target.base_url,
+            str(target.credentials.get("secret") or ""),
+            payload,
+            msg_id=msg_id,
+            timeout_s=target.timeout_s,
+            allow_private=self.allow_private,
         )
 
     def post(self, target: Target, ticket_ref: str, rendered: Rendered) -> Posted:
-        raise NotImplementedError("the webhook posts its payload: use post_payload")
+        raise NotImplementedError("the webhook posts its own payload: see deliver()")
 
     def find(self, target: Target, ticket_ref: str, note_id: str) -> Posted | None:
         return None
 
     def check(self, target: Target, ticket_ref: str | None) -> str:
-        payload: dict[str, object] = {
+        payload: dict[str, Any] = {
             "type": "resolution_flow.test",
-            "note_id": "test",
             "ticket_ref": ticket_ref,
-            "markdown": "Test delivery from ResolutionFlow.",
+            "sent_at": datetime.now(UTC).isoformat(),
         }
-        posted = self.post_payload(target, payload, msg_id=f"test-{datetime.now(UTC):%s}")
-        return f"the endpoint accepted a signed test event ({posted.answer})"
+        result = self.deliver(target, payload, msg_id=f"test_{datetime.now(UTC):%Y%m%d%H%M%S%f}")
+        if result.outcome is not delivery.Outcome.DELIVERED:
+            raise TargetError(
+                result.error or "the endpoint refused the test event",
+                status=result.status_code,
+                detail=result.detail,
+                retryable=False,
+            )
+        return f"the endpoint accepted a signed test event (HTTP {result.status_code})"

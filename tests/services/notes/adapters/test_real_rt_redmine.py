@@ -9,7 +9,7 @@ import pytest
 
 from services.notes.adapters import adapter_for
 from services.notes.adapters.base import Target
-from services.notes.adapters.http import RequestsTransport
+from services.notes.adapters.http import OutboundTransport
 from services.notes.delivery import Outcome
 from services.notes.ticketing import attempt
 from tests.support.real_ticketing import Redmine, RequestTracker
@@ -25,7 +25,7 @@ The printer queue on <script>alert(1)</script> stalled.
 - Cleared `C:\\Windows\\System32\\spool\\PRINTERS`
 """
 
-HTTP = RequestsTransport(allow_private=True)
+HTTP = OutboundTransport(allow_private=True)
 
 
 def _rt_target(rt: RequestTracker, base_url: str | None = None, token: str | None = None) -> Target:
