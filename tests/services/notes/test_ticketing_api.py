@@ -197,3 +197,30 @@ def test_delete_removes_it_owners_only_and_other_accounts_see_nothing(
     assert client.delete(URL, headers=owner.headers).status_code == 204
     assert client.get(URL, headers=owner.headers).status_code == 404
     assert client.delete(URL, headers=owner.headers).status_code == 404
+
+
+def test_key_rotation_re_encrypts_native_credentials(
+    client: Any, make_user: Any, zendesk: Any
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from services.notes.integrations import _row, stored_credentials
+    from shared import secrets_at_rest
+    from shared.cli import rotate_integration_key
+
+    owner = make_user("owner")
+    assert client.put(URL, json=_zendesk_body(zendesk), headers=owner.headers).status_code == 200
+    old = secrets_at_rest.box()
+    new_key = Fernet.generate_key().decode()
+    try:
+        secrets_at_rest.configure([new_key, *old.keys])
+        assert rotate_integration_key()["rotated"] >= 1
+        secrets_at_rest.configure([new_key])  # the old key is gone
+        with db.session() as session:
+            row = _row(session, owner.account_id)
+            assert row is not None
+            assert stored_credentials(row)["api_token"] == zendesk.token
+    finally:
+        secrets_at_rest.configure(list(old.keys))
+        with db.transaction() as session:
+            session.execute(text("DELETE FROM ticketing_integrations"))
