@@ -116,6 +116,9 @@ class Settings:
     LLM_MAX_RETRIES: int = 3
     # Token budget for the conversation history sent with each chat turn.
     CHAT_HISTORY_TOKEN_BUDGET: int = 12000
+    # Streamed chat turns in progress at once per API process (each holds a thread and an
+    # LLM call, and may outlive its request); past it a stream answers 429.
+    CHAT_STREAM_CONCURRENCY: int = 32
 
     NOTES_PREWARM: bool = True
     NOTES_PREWARM_QUIET_S: float = 2.0
@@ -128,7 +131,12 @@ class Settings:
     OUTBOX_RELAY_INTERVAL_S: float = 5.0
 
     WEBHOOK_RETRY_SCHEDULE_S: tuple[int, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    # A whole attempt (connect, TLS, send, answer) must finish within this many seconds.
     WEBHOOK_TIMEOUT_S: float = 15.0
+    # Deliveries of one account in flight at once (a slow endpoint holds this many worker
+    # slots, not all of them), and how soon a delivery over that cap is tried again.
+    WEBHOOK_ACCOUNT_CONCURRENCY: int = 2
+    WEBHOOK_ACCOUNT_BUSY_DELAY_S: float = 2.0
     ALLOW_PRIVATE_WEBHOOKS: bool = False
 
     # Login: rate limits per client IP and per account (the `limits` notation), lockout after
@@ -176,6 +184,9 @@ class Settings:
             CHAT_HISTORY_TOKEN_BUDGET=_int(
                 env, "CHAT_HISTORY_TOKEN_BUDGET", cls.CHAT_HISTORY_TOKEN_BUDGET
             ),
+            CHAT_STREAM_CONCURRENCY=_int(
+                env, "CHAT_STREAM_CONCURRENCY", cls.CHAT_STREAM_CONCURRENCY
+            ),
             NOTES_PREWARM=_bool(env, "NOTES_PREWARM", cls.NOTES_PREWARM),
             NOTES_PREWARM_QUIET_S=_float(env, "NOTES_PREWARM_QUIET_S", cls.NOTES_PREWARM_QUIET_S),
             NOTES_LOCK_TTL_S=_float(env, "NOTES_LOCK_TTL_S", cls.NOTES_LOCK_TTL_S),
@@ -189,6 +200,12 @@ class Settings:
                 env, "WEBHOOK_RETRY_SCHEDULE_S", DEFAULT_WEBHOOK_RETRY_SCHEDULE
             ),
             WEBHOOK_TIMEOUT_S=_float(env, "WEBHOOK_TIMEOUT_S", cls.WEBHOOK_TIMEOUT_S),
+            WEBHOOK_ACCOUNT_CONCURRENCY=_int(
+                env, "WEBHOOK_ACCOUNT_CONCURRENCY", cls.WEBHOOK_ACCOUNT_CONCURRENCY
+            ),
+            WEBHOOK_ACCOUNT_BUSY_DELAY_S=_float(
+                env, "WEBHOOK_ACCOUNT_BUSY_DELAY_S", cls.WEBHOOK_ACCOUNT_BUSY_DELAY_S
+            ),
             ALLOW_PRIVATE_WEBHOOKS=_bool(env, "ALLOW_PRIVATE_WEBHOOKS", False),
             LOGIN_RATE_PER_IP=_str(env, "LOGIN_RATE_PER_IP", cls.LOGIN_RATE_PER_IP)
             or cls.LOGIN_RATE_PER_IP,
@@ -254,6 +271,12 @@ class Settings:
                 raise ConfigError(
                     f"{name} must be a rate such as '30/minute', got {getattr(self, name)!r}"
                 ) from exc
+        if self.WEBHOOK_ACCOUNT_CONCURRENCY < 1:
+            raise ConfigError("WEBHOOK_ACCOUNT_CONCURRENCY must be at least 1")
+        if self.WEBHOOK_TIMEOUT_S <= 0:
+            raise ConfigError("WEBHOOK_TIMEOUT_S must be positive")
+        if self.CHAT_STREAM_CONCURRENCY < 1:
+            raise ConfigError("CHAT_STREAM_CONCURRENCY must be at least 1")
         if self.LOGIN_HASH_CONCURRENCY < 1 or self.LOGIN_LOCKOUT_FAILURES < 1:
             raise ConfigError("LOGIN_HASH_CONCURRENCY and LOGIN_LOCKOUT_FAILURES must be >= 1")
         if self.TRUSTED_PROXY_HOPS < 0:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask_smorest import Api, Blueprint
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from shared import runtime
+from shared import hostile_input, runtime
 from shared.auth import configure_hashing
 from shared.config import Settings
 from shared.db import db
@@ -85,6 +85,30 @@ def create_service_app(
         healthy, checks = check_dependencies(settings)
         body = {"status": "ok" if healthy else "unavailable", "service": name, "checks": checks}
         return jsonify(body), 200 if healthy else 503
+
+    @app.before_request
+    def refuse_unstorable_input() -> Any:
+        # NUL, lone surrogates and too-deep JSON used to reach the views and answer 500.
+        errors: dict[str, Any] = {}
+        query = hostile_input.query_problems(request.args.lists())
+        if query:
+            errors["query"] = query
+        if request.is_json and request.content_length != 0:
+            errors.update(
+                hostile_input.body_errors(
+                    request.get_data(cache=True),
+                    parameters_key=request.path.endswith("/scripts/generate"),
+                )
+            )
+        if not errors:
+            return None
+        body = {
+            "code": 422,
+            "status": HTTP_STATUS_CODES[422],
+            "message": "Invalid input",
+            "errors": errors,
+        }
+        return jsonify(body), 422
 
     # flask-smorest already answers every HTTPException (unknown routes and methods included) with
     # JSON {code, status, message, errors}; domain errors get the same shape.

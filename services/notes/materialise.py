@@ -258,14 +258,59 @@ def _run_attempts(session: Session, note: ResolutionNote) -> int:
     return int(note.attempts) - int(last_final or 0)
 
 
+def _account_busy(session: Session, note_id: uuid.UUID, limit: int) -> bool:
+    """Whether the note's account already has `limit` deliveries in flight (claimed with a live
+    lease). Serialised per account by a transaction-level advisory lock, so two workers cannot
+    both take the last slot; a dead worker's slot frees itself when its lease expires."""
+    account_id = session.scalar(
+        select(ResolutionNote.account_id).where(ResolutionNote.id == note_id)
+    )
+    if account_id is None:
+        return False
+    session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"rf-deliver:{account_id}", 0)))
+    )
+    in_flight = session.scalar(
+        select(func.count())
+        .select_from(ResolutionNote)
+        .where(
+            ResolutionNote.account_id == account_id,
+            ResolutionNote.id != note_id,
+            ResolutionNote.delivery_status == "delivering",
+            ResolutionNote.lease_expires_at > func.now(),
+        )
+    )
+    return int(in_flight or 0) >= limit
+
+
 def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> DeliveryStep:
     """One delivery attempt of a due note through the account's adapter, recorded with its
     outcome. When an earlier attempt's outcome is not known to be "nothing posted" (any earlier
     attempt, or a claim that found the note still "delivering": its worker died mid-call), the
-    adapter first looks for the note's marker on the ticket."""
+    adapter first looks for the note's marker on the ticket.
+
+    At most WEBHOOK_ACCOUNT_CONCURRENCY deliveries of one account are in flight at once, so a
+    tenant whose endpoint is slow holds that many worker slots, not all of them: a note over
+    the cap is put back, due again in WEBHOOK_ACCOUNT_BUSY_DELAY_S, with no attempt counted."""
     settings = ctx.settings
     lease_s = settings.JOB_LEASE_S
     with db.transaction() as session:
+        if _account_busy(session, note_id, settings.WEBHOOK_ACCOUNT_CONCURRENCY):
+            busy_delay = settings.WEBHOOK_ACCOUNT_BUSY_DELAY_S
+            postponed = session.execute(
+                update(ResolutionNote)
+                .where(
+                    ResolutionNote.id == note_id,
+                    ResolutionNote.markdown.is_not(None),
+                    ResolutionNote.delivery_status.in_(OPEN_STATUSES),
+                    _lease_free(),
+                )
+                .values(next_attempt_at=func.now() + timedelta(seconds=busy_delay))
+                .returning(ResolutionNote.delivery_status)
+            ).scalar_one_or_none()
+            if postponed is None:
+                return DeliveryStep("skipped")
+            return DeliveryStep("account_busy", countdown=busy_delay)
         previous_status = session.scalars(
             select(ResolutionNote.delivery_status)
             .where(ResolutionNote.id == note_id)

@@ -76,35 +76,35 @@ def handle_event(self: Task, event: dict[str, Any]) -> str:
     if not event_id or not event.get("session_id"):
         return "ignored"
     seen_key = f"{ctx.settings.REDIS_KEY_PREFIX}:event:{event_id}"
-    if not ctx.redis.set(seen_key, 1, nx=True, ex=EVENT_SEEN_TTL_S):
+    if ctx.redis.exists(seen_key):
         return "duplicate"
-    try:
-        session_id = uuid.UUID(str(event["session_id"]))
-        version = int(event.get("state_version") or 0)
-        if topic == STATE_CHANGED:
-            if preview.on_state_changed(ctx, session_id, version):
-                ctx.enqueue(
-                    preview.TASK_PREWARM_CHECK,
-                    str(session_id),
-                    version,
-                    countdown=ctx.settings.NOTES_PREWARM_QUIET_S,
-                )
-            return "state_changed"
-        if topic == SESSION_RESOLVED:
-            resolved = event.get("resolved_version")
-            materialise.on_resolved(
-                ctx,
-                session_id=session_id,
-                account_id=uuid.UUID(str(event["account_id"])),
-                state_version=int(resolved if resolved is not None else version),
-                ticket_ref=event.get("ticket_ref"),
+    # Marked handled only once handled: a worker killed in between leaves it unmarked, so the
+    # broker's redelivery (acks_late) handles it again. Two copies running at once are safe:
+    # both handlers are idempotent (cache deletes; note rows insert ... on conflict do nothing).
+    session_id = uuid.UUID(str(event["session_id"]))
+    version = int(event.get("state_version") or 0)
+    outcome = "ignored"
+    if topic == STATE_CHANGED:
+        if preview.on_state_changed(ctx, session_id, version):
+            ctx.enqueue(
+                preview.TASK_PREWARM_CHECK,
+                str(session_id),
+                version,
+                countdown=ctx.settings.NOTES_PREWARM_QUIET_S,
             )
-            return "resolved"
-        return "ignored"
-    except BaseException:
-        # Not handled: let the retry (or a redelivery) handle it again.
-        ctx.redis.delete(seen_key)
-        raise
+        outcome = "state_changed"
+    elif topic == SESSION_RESOLVED:
+        resolved = event.get("resolved_version")
+        materialise.on_resolved(
+            ctx,
+            session_id=session_id,
+            account_id=uuid.UUID(str(event["account_id"])),
+            state_version=int(resolved if resolved is not None else version),
+            ticket_ref=event.get("ticket_ref"),
+        )
+        outcome = "resolved"
+    ctx.redis.set(seen_key, 1, ex=EVENT_SEEN_TTL_S)
+    return outcome
 
 
 @shared_task(name=preview.TASK_GENERATE, bind=True, acks_late=True, **_RETRY_LLM)

@@ -8,13 +8,16 @@ from shared.config import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    from services.pilot import chat
     from services.pilot.api import blueprints
     from shared.web import create_service_app
 
-    return create_service_app(
+    app = create_service_app(
         "pilot",
         title="ResolutionFlow FlowPilot",
         description="AI troubleshooting sessions: facts, chat, suggested fixes, resolve.",
         blueprints=blueprints(),
         settings=settings,
     )
+    chat.configure_streams(app.config["SETTINGS"].CHAT_STREAM_CONCURRENCY)
+    return app

@@ -340,15 +340,22 @@ class MessagesView(MethodView):
         The user's message is stored before the assistant is asked, so it survives an LLM
         failure. A streamed turn is stored even if the client disconnects mid-stream."""
         llm = _llm()
-        prepared = chat.start_turn(
-            current_principal(),
-            session_id,
-            data["content"],
-            history_budget=_settings().CHAT_HISTORY_TOKEN_BUDGET,
-        )
-        if _wants_stream():
+        # A stream's slot is reserved before the message is stored: a refusal writes nothing.
+        slot = chat.reserve_stream() if _wants_stream() else None
+        try:
+            prepared = chat.start_turn(
+                current_principal(),
+                session_id,
+                data["content"],
+                history_budget=_settings().CHAT_HISTORY_TOKEN_BUDGET,
+            )
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        if slot is not None:
             events = chat.stream_turn(
-                llm, prepared, on_done=_turn_body, on_unavailable=_unavailable_body
+                llm, prepared, on_done=_turn_body, on_unavailable=_unavailable_body, slot=slot
             )
 
             def body() -> Iterator[str]:

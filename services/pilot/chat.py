@@ -457,6 +457,65 @@ StreamEvent = tuple[str, dict[str, Any] | None]
 _background: set[threading.Thread] = set()
 _background_lock = threading.Lock()
 
+# A streamed turn's thread outlives its request on purpose (the turn is stored even if the
+# client leaves), so each holds a slot of a per-process bound: without one, a client opening
+# and dropping streams could start threads (each holding an LLM call) without limit.
+DEFAULT_STREAM_SLOTS = 32
+STREAM_RETRY_AFTER_S = 5
+
+
+class StreamsBusy(DomainError):
+    """429: every streamed-turn slot of this process is taken; nothing was stored."""
+
+    status_code = 429
+
+    def __init__(self) -> None:
+        super().__init__("too many streamed chat turns in progress; try again shortly")
+        self.retry_after = STREAM_RETRY_AFTER_S
+
+
+class _StreamSlots:
+    def __init__(self, size: int) -> None:
+        self.configure(size)
+
+    def configure(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("CHAT_STREAM_CONCURRENCY must be at least 1")
+        self.size = size
+        self._semaphore = threading.BoundedSemaphore(size)
+
+    def reserve(self) -> StreamSlot:
+        semaphore = self._semaphore
+        if not semaphore.acquire(blocking=False):
+            raise StreamsBusy()
+        return StreamSlot(semaphore)
+
+
+class StreamSlot:
+    """One reserved streaming slot; released exactly once."""
+
+    def __init__(self, semaphore: threading.BoundedSemaphore) -> None:
+        self._semaphore: threading.BoundedSemaphore | None = semaphore
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            semaphore, self._semaphore = self._semaphore, None
+        if semaphore is not None:
+            semaphore.release()
+
+
+STREAM_SLOTS = _StreamSlots(DEFAULT_STREAM_SLOTS)
+
+
+def configure_streams(size: int) -> None:
+    STREAM_SLOTS.configure(size)
+
+
+def reserve_stream() -> StreamSlot:
+    """A slot for one streamed turn, or :class:`StreamsBusy` (before anything is stored)."""
+    return STREAM_SLOTS.reserve()
+
 
 def wait_for_background_turns(timeout_s: float) -> bool:
     """Wait until every streamed turn's background thread has finished (stored its turn or
@@ -474,6 +533,7 @@ def _run_stream(
     out: queue.Queue[StreamEvent],
     on_done: Callable[[TurnResult], dict[str, Any]],
     on_unavailable: Callable[[PreparedTurn, LLMUnavailable], dict[str, Any]],
+    slot: StreamSlot | None = None,
 ) -> None:
     terminal: StreamEvent | None = None
     try:
@@ -511,6 +571,8 @@ def _run_stream(
         out.put(terminal or ("error", {"code": 500, "message": "The stream ended unexpectedly."}))
         with _background_lock:
             _background.discard(threading.current_thread())
+        if slot is not None:
+            slot.release()
 
 
 def stream_turn(
@@ -520,25 +582,34 @@ def stream_turn(
     on_done: Callable[[TurnResult], dict[str, Any]],
     on_unavailable: Callable[[PreparedTurn, LLMUnavailable], dict[str, Any]],
     heartbeat_s: float = STREAM_HEARTBEAT_S,
+    slot: StreamSlot | None = None,
 ) -> Iterator[StreamEvent]:
     """Start the LLM stream in a background thread and return the events it produces:
     ("delta", {"text"}) for visible text (never any part of a `[SUGGEST_FIX]` block),
     ("ping", None) while nothing arrives, then one ("done", body) or ("error", body).
 
     The thread runs in a copy of the caller's context (request id for the outbox events)
-    and finishes the turn whether or not anyone reads the events."""
+    and finishes the turn whether or not anyone reads the events; it releases `slot` (from
+    :func:`reserve_stream`) when it ends."""
     out: queue.Queue[StreamEvent] = queue.Queue()
     context = contextvars.copy_context()
     thread = threading.Thread(
         target=context.run,
-        args=(_run_stream, llm, prepared, out, on_done, on_unavailable),
+        args=(_run_stream, llm, prepared, out, on_done, on_unavailable, slot),
         name=f"pilot-chat-{prepared.session_id}",
         # Not a daemon: a process shutting down waits for the turn to be stored.
         daemon=False,
     )
     with _background_lock:
         _background.add(thread)
-    thread.start()
+    try:
+        thread.start()
+    except BaseException:
+        with _background_lock:
+            _background.discard(thread)
+        if slot is not None:
+            slot.release()
+        raise
 
     def events() -> Iterator[StreamEvent]:
         while True:

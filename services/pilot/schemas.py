@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from shared.hostile_input import MAX_OFFSET
 from shared.models import FACT_KINDS, FIX_DECISIONS, SESSION_STATUSES
 
 FACT_TEXT_MAX = 4000
@@ -63,7 +64,8 @@ class SessionQueryArgsSchema(StrictSchema):
 
     status = fields.String(validate=validate.OneOf(SESSION_STATUSES))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class SessionResponseSchema(StrictSchema):
@@ -147,7 +149,8 @@ class MessageQueryArgsSchema(StrictSchema):
         unknown = EXCLUDE
 
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class ChatMessageSchema(StrictSchema):

@@ -2249,7 +2249,12 @@ Write-Output "Ask {{username}} to start Teams again."
                     "label": "Profile folder name (usually the username)",
                     "type": "string",
                     "required": True,
-                    "validation": {"pattern": r"(?!\.{1,2}\Z)[A-Za-z0-9._ -]{1,64}"},
+                    "validation": {
+                        # 1-64 of these characters, but not "." or ".." (RE2: no lookahead).
+                        "pattern": r"[A-Za-z0-9_ -][A-Za-z0-9._ -]{0,63}"
+                        r"|\.[A-Za-z0-9_ -][A-Za-z0-9._ -]{0,62}"
+                        r"|\.\.[A-Za-z0-9._ -]{1,62}"
+                    },
                 }
             ]
         },

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import re2
+
 __all__ = [
     "PARAM_TYPES",
     "REDACTION_MARKER",
@@ -95,10 +97,28 @@ _RULE_KEYS = frozenset({"pattern", "min_length", "max_length", "min", "max"})
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _PLACEHOLDER_RE = re.compile(r"\{\{[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*\}\}")
 _RESERVED_RE = re.compile(r"(?<![A-Za-z0-9_])" + re.escape(RESERVED_VARIABLE_PREFIX), re.IGNORECASE)
+# The preamble grammar: blank lines, `#Requires ...` (a line comment to PowerShell, so nothing
+# in it can stay open) and `using namespace|module|assembly NAME` followed by nothing
+# but a complete comment. NAME is a bare word, a quoted string that cannot expand or continue
+# onto the next line (ASCII quotes only: no typographic quote may delimit or appear in it), or
+# a module specification hashtable of single-quoted values. Anything else could leave a block
+# comment or string open over the generated assignments.
+_PS_SQ_BODY = "[^'\u2018-\u201b\\r\\n]*"
+_PS_USING_NAME = (
+    r"(?:[A-Za-z0-9_.\\/:-]+"
+    rf"|'{_PS_SQ_BODY}'"
+    r'|"[^"\u201c-\u201e$`\r\n]*"'
+    rf"|@\{{[ \t]*[A-Za-z]+[ \t]*=[ \t]*'{_PS_SQ_BODY}'"
+    rf"(?:[ \t]*;[ \t]*[A-Za-z]+[ \t]*=[ \t]*'{_PS_SQ_BODY}')*[ \t]*;?[ \t]*\}})"
+)
+_PS_COMPLETE_COMMENTS = r"(?:[ \t]+<#(?:(?!#>)[^\r\n])*#>)*(?:[ \t]+#[^\r\n]*)?[ \t]*"
 _PREAMBLE_LINE_RE = re.compile(
-    r"[ \t]*(?:#requires\b[^\r\n]*|using[ \t]+(?:namespace|module|assembly)\b[^\r\n]*)?",
+    r"[ \t]*(?:#requires\b[^\r\n]*"
+    rf"|using[ \t]+(?:namespace|module|assembly)[ \t]+{_PS_USING_NAME}"
+    rf"{_PS_COMPLETE_COMMENTS})?",
     re.IGNORECASE,
 )
+_USING_LINE_RE = re.compile(r"[ \t]*using[ \t]", re.IGNORECASE)
 _FORBIDDEN_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _NEWLINE_RE = re.compile(r"[\r\n]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
@@ -479,6 +499,49 @@ def _preamble_end(body: str) -> int:
     return end
 
 
+_INSERTION_MARK = "{{rfinsertionpoint}}"
+
+
+class _InsertionProbe(_BodyScanner):
+    """The scanner, remembering the context and nesting depth at the insertion mark."""
+
+    context: str | None = None
+    mark_depth = -1
+
+    def _match_placeholder(self, i: int, context: str) -> int | None:
+        end = super()._match_placeholder(i, context)
+        if end is not None and self.s.startswith(_INSERTION_MARK, i):
+            self.context, self.mark_depth = context, self.depth
+        return end
+
+
+def insertion_point_problems(body: str, preamble_end: int) -> list[str]:
+    """Why the generated assignments could not go at ``preamble_end``: the point must be
+    plain top-level code with no comment, string, here-string or subexpression open, and no
+    `using` statement may follow it (PowerShell allows them only before any other code)."""
+    head = body[:preamble_end]
+    if head and not head.endswith(("\n", "\r")):
+        head += "\n"
+    probe = _InsertionProbe(head + _INSERTION_MARK + "\n")
+    try:
+        probe.scan_code(0, in_subexpression=False)
+    except _Nesting:
+        pass
+    problems: list[str] = []
+    if probe.context != _CTX_CODE or probe.mark_depth != 1:
+        problems.append(
+            "the #Requires / using lines must leave nothing open (a block comment, string or "
+            "here-string) where the generated parameter lines go"
+        )
+    rest = body[preamble_end:].lstrip("\r\n\t ")
+    if _USING_LINE_RE.match(rest):
+        problems.append(
+            "a using statement must read `using namespace|module|assembly NAME`, with nothing "
+            "after it but a complete comment, and come before any other code"
+        )
+    return problems
+
+
 @functools.lru_cache(maxsize=512)
 def _scan_body(body: str) -> _ScanResult:
     newline = "\r\n" if "\r\n" in body else "\n"
@@ -499,6 +562,7 @@ def _scan_body(body: str) -> _ScanResult:
     except _Nesting:
         problems.append(f"strings and subexpressions are nested more than {_MAX_NESTING} deep")
     problems.extend(scanner.problems)
+    problems.extend(insertion_point_problems(body, preamble_end))
     placeholders = tuple(sorted(scanner.placeholders, key=lambda p: p.start))
     return _ScanResult(preamble_end, placeholders, tuple(problems), newline)
 
@@ -552,6 +616,35 @@ def _is_email(value: str) -> bool:
     return "." in domain.rstrip(".") and _is_hostname(domain)
 
 
+# Patterns run on RE2, whose matching time is linear in the value's length whatever the
+# pattern: Python's backtracking `re` let a 26-character pattern freeze a gateway process.
+# Patterns RE2 cannot run (backreferences, lookaround, huge repetitions) are refused when the
+# template is saved; values longer than this are refused before any matching.
+MAX_PATTERN_SUBJECT_LENGTH = 8_192
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_OPTIONS.max_mem = 8 << 20
+
+
+class PatternError(ValueError):
+    """A validation pattern that the linear-time engine cannot run."""
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_pattern(pattern: str) -> Any:
+    """The compiled RE2 form of a template author's `validation.pattern`."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else ""
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", errors="replace")
+        raise PatternError(
+            f"not supported by the linear-time regex engine (RE2: no backreferences, "
+            f"lookaround or huge repetitions): {detail}"
+        ) from exc
+
+
 def _apply_text_rules(length: int, value: str | None, rules: Mapping[str, Any]) -> list[str]:
     errors: list[str] = []
     min_length = rules.get("min_length")
@@ -562,10 +655,16 @@ def _apply_text_rules(length: int, value: str | None, rules: Mapping[str, Any]) 
         errors.append(f"must be at most {max_length} characters")
     pattern = rules.get("pattern")
     if value is not None and pattern is not None:
+        if len(value) > MAX_PATTERN_SUBJECT_LENGTH:
+            errors.append(
+                f"must be at most {MAX_PATTERN_SUBJECT_LENGTH} characters to be checked against "
+                "the required pattern"
+            )
+            return errors
         try:
-            if re.fullmatch(pattern, value) is None:
+            if compile_pattern(pattern).fullmatch(value) is None:
                 errors.append("does not match the required pattern")
-        except re.error:  # pragma: no cover - patterns are checked at definition time
+        except PatternError:  # pragma: no cover - patterns are checked at definition time
             errors.append("has an invalid validation pattern")
     return errors
 
@@ -712,6 +811,11 @@ def _check_rules(rules: Any, ptype: str | None, path: str, errors: _Errors) -> d
                 re.compile(rule)
             except re.error as exc:
                 errors.add(rule_path, f"invalid regular expression: {exc}")
+                continue
+            try:
+                compile_pattern(rule)
+            except PatternError as exc:
+                errors.add(rule_path, str(exc))
                 continue
         elif name in ("min_length", "max_length"):
             if isinstance(rule, bool) or not isinstance(rule, int) or rule < 0:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from shared.hostile_input import MAX_OFFSET
+
 COMPLEXITIES = ("basic", "intermediate", "advanced")
 
 
@@ -55,7 +57,8 @@ class TemplateQueryArgsSchema(StrictSchema):
     mine = fields.Boolean(load_default=False)
     shared = fields.Boolean(load_default=False)
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class TemplateListItemSchema(StrictSchema):
@@ -170,7 +173,8 @@ class GenerationQueryArgsSchema(StrictSchema):
         unknown = EXCLUDE
 
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class GenerationRecordSchema(StrictSchema):

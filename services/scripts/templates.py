@@ -481,6 +481,15 @@ def generate_script(
         )
     except ScriptRenderError as exc:
         raise InvalidInput("Invalid parameters", errors={"parameters": exc.errors}) from exc
+    except TemplateDefinitionError as exc:
+        # Saved before a stricter rule (e.g. the preamble grammar): it renders nothing until
+        # it is edited to pass.
+        raise InvalidInput(
+            "the template no longer passes validation; edit it first",
+            errors={
+                "template_id": [f"{key}: {'; '.join(msgs)}" for key, msgs in exc.errors.items()]
+            },
+        ) from exc
 
     state_version = None
     if ai_session_id is not None:

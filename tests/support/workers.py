@@ -152,6 +152,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OUTBOX_RELAY_INTERVAL_S": str(settings.OUTBOX_RELAY_INTERVAL_S),
         "WEBHOOK_RETRY_SCHEDULE_S": ",".join(str(d) for d in settings.WEBHOOK_RETRY_SCHEDULE_S),
         "WEBHOOK_TIMEOUT_S": str(settings.WEBHOOK_TIMEOUT_S),
+        "WEBHOOK_ACCOUNT_CONCURRENCY": str(settings.WEBHOOK_ACCOUNT_CONCURRENCY),
+        "WEBHOOK_ACCOUNT_BUSY_DELAY_S": str(settings.WEBHOOK_ACCOUNT_BUSY_DELAY_S),
         "ALLOW_PRIVATE_WEBHOOKS": "true" if settings.ALLOW_PRIVATE_WEBHOOKS else "false",
         "WORKER_CONCURRENCY": str(settings.WORKER_CONCURRENCY),
     }

@@ -25,6 +25,7 @@ from services.scripts.engine import (
     SINGLE_QUOTE_CHARS,
     ScriptRenderError,
     ScriptTemplateEngine,
+    TemplateDefinitionError,
     quote_ps_string,
 )
 
@@ -391,3 +392,129 @@ def test_choice_value_is_one_literal(options: list[str], data: st.DataObject) ->
     assert literal.text is not None
     assert unescape_single_quoted(literal.text.decode()) == chosen
     check_powershell_rule(rendered.script, chosen)
+
+
+# --------------------------------------------------------------------------------------------
+# the insertion point: whatever preamble the validator accepts, the generated lines are plain
+# assignments (a `using` line ending in `<#` or `@"` once put them inside a comment or string)
+# --------------------------------------------------------------------------------------------
+
+USING_NAMES = [
+    "System.IO",
+    "PSReadLine",
+    ".\\Tools\\x.psm1",
+    "'C:\\Program Files\\x.dll'",
+    '"System.Windows.Forms"',
+    "@{ModuleName='PSReadLine'; ModuleVersion='2.0'}",
+    "@{ModuleName='x}",
+    "'x\u2019",
+    '"a$(Stop-Computer)"',
+]
+LINE_ENDINGS = [
+    "",
+    " ",
+    " <#",
+    ' @"',
+    " @'",
+    " #>",
+    ' "',
+    " '",
+    " \u2018",
+    " \u201c",
+    " $(",
+    " {",
+    " (",
+    " `",
+    " # a comment <#",
+    " <# closed #>",
+    " <# closed #> # and a comment",
+    " <# open",
+    "<#",
+    "; Write-Output pwned",
+    ", System.Text",
+]
+PREAMBLE_LINES = st.one_of(
+    st.sampled_from(["#Requires -Version 5.1", "#requires -RunAsAdministrator <#", ""]),
+    st.builds(
+        lambda kind, name, ending: f"using {kind} {name}{ending}",
+        st.sampled_from(["namespace", "module", "assembly"]),
+        st.sampled_from(USING_NAMES),
+        st.sampled_from(LINE_ENDINGS),
+    ),
+)
+# What an attacker appends after the placeholder line to close what the preamble opened.
+CLOSERS = ["", "#>\n", '"@\n', "'@\n", ")\n", "}\n"]
+
+
+def generated_lines_are_plain_assignments(script: str) -> None:
+    lines = script.split("\n")
+    start = lines.index("# >>> ResolutionFlow parameters (generated)")
+    end = lines.index("# <<< ResolutionFlow parameters")
+    root = parse(script)
+    by_line: dict[int, list[Node]] = {}
+    for node in walk(root):
+        if node.type in ("comment", "assignment_expression"):
+            by_line.setdefault(node.start_point[0], []).append(node)
+    for number in (start, end):
+        comments = [n for n in by_line.get(number, []) if n.type == "comment"]
+        assert comments and comments[0].start_point == (number, 0), lines[number]
+        assert comments[0].end_point[0] == number  # a line comment, not an open block
+    for number in range(start + 1, end):
+        assignments = [n for n in by_line.get(number, []) if n.type == "assignment_expression"]
+        assert assignments, f"generated line {number} is not code: {lines[number]!r}"
+        node = assignments[0]
+        assert node.start_point == (number, 0) and node.end_point[0] == number
+        assert node.children[0].text is not None
+        assert node.children[0].text.decode().startswith("$rfp_")
+        single_string_literal(node.child_by_field_name("value"))  # type: ignore[arg-type]
+
+
+@SETTINGS
+@given(
+    preamble=st.lists(PREAMBLE_LINES, min_size=1, max_size=3),
+    closer=st.sampled_from(CLOSERS),
+    value=SINGLE_LINE_VALUES.filter(bool),
+)
+def test_generated_lines_are_plain_code_for_every_accepted_preamble(
+    preamble: list[str], closer: str, value: str
+) -> None:
+    body = "\n".join(preamble) + "\nWrite-Output {{name}}\n" + closer
+    try:
+        ENGINE.validate_template(body, schema("string"), None, None)
+    except TemplateDefinitionError:
+        return  # refused: nothing is ever rendered from it
+    rendered = ENGINE.render(body, schema("string"), {"name": value})
+    generated_lines_are_plain_assignments(rendered.script)
+    generated_lines_are_plain_assignments(rendered.stored_script)
+    check_powershell_rule(rendered.script, value)
+
+
+@pytest.mark.parametrize(
+    "preamble",
+    [
+        "using namespace System.IO <#",
+        'using namespace System.IO @"',
+        "using namespace System.IO @'",
+        "using module @{ModuleName='x}",
+        "using assembly 'x",
+        "using assembly \u2018x",
+        "using assembly 'x\u2019",  # a complete string to PowerShell, but not ASCII-quoted
+        'using module "a$(Stop-Computer)"',
+        "using namespace System.IO <# open",
+        "using namespace System.IO; Write-Output x",
+    ],
+)
+def test_preamble_that_opens_a_comment_or_string_is_refused(preamble: str) -> None:
+    body = preamble + "\nWrite-Output {{name}}\n#>\n"
+    with pytest.raises(TemplateDefinitionError) as info:
+        ENGINE.validate_template(body, schema("string"), None, None)
+    assert "script_body" in info.value.errors
+
+
+def test_typographic_quotes_after_a_using_preamble_are_doubled() -> None:
+    # The tree-sitter grammar does not end a string at U+2018..U+201B; PowerShell does.
+    value = "\u2019; Stop-Computer -Force; \u2018#>"
+    body = "using namespace System.IO <# note #>\nWrite-Output {{name}}\n"
+    rendered = ENGINE.render(body, schema("string"), {"name": value})
+    assert "$rfp_name = '\u2019\u2019; Stop-Computer -Force; \u2018\u2018#>'" in rendered.script
+    check_powershell_rule(rendered.script, value)
