@@ -15,7 +15,7 @@ from tests.support.real_ticketing import Redmine, RequestTracker
 from tests.support.tcp_proxy import DroppingProxy
 from tests.support.workers import add_fact, create_session, resolve_session, wait_until
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_ticketing")]
 
 notes_stack = workers.notes_stack
 _clean_state = workers._clean_state
