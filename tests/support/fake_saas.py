@@ -937,8 +937,8 @@ class AutotaskFake(Fake):
                 return self.error(404, {"errors": [f"Ticket {ticket} not found"]})
             return self.ok({"item": {"id": int(ticket), "title": self.tickets[ticket]}})
 
-        @app.get("/ATServicesRest/V1.0/Version")
-        def version() -> Response:
+        @app.get("/ATServicesRest/V1.0/Tickets/entityInformation")
+        def entity() -> Response:
             if not authorised():
                 return unauthorised()
-            return self.ok({"version": "1.0"})
+            return self.ok({"info": {"name": "Ticket", "canCreate": True, "canQuery": True}})

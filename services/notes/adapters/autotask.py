@@ -19,7 +19,8 @@ from services.notes.adapters.base import (
 from services.notes.adapters.render import Rendered, has_marker
 
 DEFAULT_ZONE_LOOKUP = "https://webservices.autotask.net/atservicesrest"
-# Autotask's TicketNote picklists: noteType 1 = "Task Summary"/general, publish 2 = internal.
+# TicketNote picklist values (noteType, publish) are per instance; these defaults are options an
+# owner can change after reading GET /V1.0/TicketNotes/entityInformation/fields.
 DEFAULT_NOTE_TYPE = 1
 INTERNAL_PUBLISH = 2
 
@@ -140,7 +141,7 @@ class AutotaskAdapter(Adapter):
         response = self.call(
             target,
             "GET",
-            f"{zone}/V1.0/Version",
+            f"{zone}/V1.0/Tickets/entityInformation",
             headers=self._headers(target),
         )
         return f"authenticated; Autotask API zone {zone}"

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from services.notes.adapters.render import Rendered, render
 from services.notes.delivery import sanitise_excerpt
@@ -174,10 +174,6 @@ class TargetError(Exception):
         return status is None or status in (408, 409, 425, 429) or status >= 500
 
 
-def short(text: str, limit: int = MAX_ANSWER_CHARS) -> str:
-    return " ".join(text.split())[:limit]
-
-
 # ── the adapter ──────────────────────────────────────────────────────────────────────────────
 
 
@@ -320,15 +316,10 @@ def path_part(value: str) -> str:
 
 def numeric_ref(ticket_ref: str, label: str) -> str:
     """The ticket number in refs like ``4711``, ``#4711`` or ``RT-4711``."""
-    digits = "".join(ch for ch in ticket_ref.strip().split("-")[-1] if ch.isdigit())
     stripped = ticket_ref.strip().lstrip("#")
-    candidate = stripped.split("-")[-1] if "-" in stripped else stripped
-    if not candidate.isdigit() or digits != candidate:
+    candidate = stripped.rsplit("-", 1)[-1]
+    if not candidate.isascii() or not candidate.isdigit() or len(candidate) > 18:
         raise TargetError(
             f"ticket ref {ticket_ref!r} is not a {label} ticket number", retryable=False
         )
-    return candidate
-
-
-def host_of(url: str) -> str:
-    return urlsplit(url).netloc
+    return str(int(candidate))
