@@ -187,9 +187,15 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
 
     def final() -> Any:
         response = call("GET", f"/api/v1/ai-sessions/{sid}/resolution-note")
-        return response.status_code == 200 and response.json()["markdown"] and response.json()
+        body = response.json() if response.status_code == 200 else {}
+        # The markdown is stored before the delivery step runs: wait for the delivery's outcome.
+        settled = body.get("markdown") and body.get("delivery_status") not in (
+            "pending",
+            "delivering",
+        )
+        return settled and body
 
-    note = wait_until(final, 20, message="the final note")
+    note = wait_until(final, 20, message="the final note and its delivery outcome")
     assert note["delivery_status"] == "not_configured"
     distinct_bundles = 5  # each round's four facts change the input; chat turns and Resolve don't
     usage = _usage(sid)
