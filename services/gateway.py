@@ -28,6 +28,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     (r"^/api/v1/ai-sessions/[^/]+/resolution-note(/|$)", "notes"),
     (r"^/api/v1/integrations(/|$)", "notes"),
     (r"^/api/v1/ai-sessions(/|$)", "pilot"),
+    (r"^/api/v1/usage(/|$)", "pilot"),
 )
 
 DOCS_PAGE = """<!doctype html>

@@ -33,11 +33,18 @@ import redis
 
 from services.notes.bundle import LoadedBundle, load_bundle, session_state
 from services.notes.cache import FlightLock, NoteCache
-from services.notes.generator import NOTE_KINDS, ResolutionNoteGenerator, bundle_fingerprint
+from services.notes.generator import (
+    GENERATOR_OFFLINE_FALLBACK,
+    NOTE_KINDS,
+    GeneratedNote,
+    ResolutionNoteGenerator,
+    bundle_fingerprint,
+    offline_note,
+)
 from shared.config import Settings
 from shared.db import db
 from shared.errors import InvalidInput, NotFound, Unavailable
-from shared.llm import OFFLINE_MODEL, LLMClient
+from shared.llm import OFFLINE_MODEL, LLMClient, LLMUnavailable, LLMUsage
 from shared.observability import (
     LLM_CALLS,
     LLM_TOKENS,
@@ -46,7 +53,7 @@ from shared.observability import (
     get_logger,
 )
 from shared.redis_client import get_redis
-from shared.usage import record_usage
+from shared.usage import budget_status, record_reuse, record_usage
 
 log = get_logger(__name__)
 
@@ -60,6 +67,7 @@ TASK_MATERIALISE = "notes.materialise"
 TASK_DELIVER = "notes.deliver"
 TASK_RELAY_OUTBOX = "notes.relay_outbox"
 TASK_SWEEP = "notes.sweep"
+TASK_BATCH_LANE = "notes.batch_lane"
 TASK_QUEUES: dict[str, str] = {
     TASK_HANDLE_EVENT: "events",
     TASK_GENERATE: "notes",
@@ -68,6 +76,7 @@ TASK_QUEUES: dict[str, str] = {
     TASK_DELIVER: "webhooks",
     TASK_RELAY_OUTBOX: "events",
     TASK_SWEEP: "notes",
+    TASK_BATCH_LANE: "notes",
 }
 
 # A preview re-enqueues a generation when the one it waited on vanished without a result (its
@@ -76,6 +85,15 @@ TASK_QUEUES: dict[str, str] = {
 MAX_ENQUEUES_PER_PREVIEW = 3
 # The 202 answer's hint: how long a client should wait before asking again.
 PENDING_RETRY_AFTER_S = 2
+# After a transient LLM failure (the SDK's retries spent), a session's pre-warm waits this long,
+# doubling per failure up to the cap, so a dead LLM is not hammered once per sweep or event.
+LLM_BACKOFF_BASE_S = 10
+LLM_BACKOFF_MAX_S = 600
+
+# Why a note came from the offline generator although the LLM is configured.
+FALLBACK_PERMANENT = "permanent_error"  # the API refused the request for good (4xx)
+FALLBACK_UNAVAILABLE = "llm_unavailable"  # a final note, after the SDK's retries
+FALLBACK_BUDGET = "budget_exceeded"  # the account's monthly budget is spent
 
 
 class NotesContext:
@@ -187,7 +205,32 @@ def _reuse(
         return None
     payload = {**found, "state_version": loaded.state_version, "fingerprint": fingerprint}
     ctx.cache.put(kind, loaded.bundle.session_id, loaded.state_version, payload)
+    with db.transaction() as session:
+        record_reuse(
+            session,
+            account_id=loaded.session.account_id,
+            ai_session_id=loaded.session.session_id,
+            purpose=USAGE_PURPOSE,
+            state_version=loaded.state_version,
+        )
     return payload
+
+
+def backoff_key(ctx: NotesContext, session_id: str) -> str:
+    return f"{ctx.settings.REDIS_KEY_PREFIX}:llm_backoff:{session_id}"
+
+
+def _back_off(ctx: NotesContext, session_id: str) -> None:
+    """Count a transient LLM failure for the session; its pre-warm waits 10 s, 20 s, 40 s, ..."""
+    key = backoff_key(ctx, session_id)
+    failures = int(ctx.redis.incr(f"{key}:n"))
+    ctx.redis.expire(f"{key}:n", LLM_BACKOFF_MAX_S * 2)
+    delay = min(LLM_BACKOFF_MAX_S, LLM_BACKOFF_BASE_S * 2 ** (failures - 1))
+    ctx.redis.set(key, failures, ex=int(delay))
+
+
+def backing_off(ctx: NotesContext, session_id: str) -> bool:
+    return bool(ctx.redis.exists(backoff_key(ctx, session_id)))
 
 
 def obtain_note(
@@ -199,9 +242,14 @@ def obtain_note(
     lock_token: str | None = None,
     wait_s: float = 0.0,
     only_if: Callable[[LoadedBundle], bool] | None = None,
+    final: bool = False,
 ) -> Obtained | None:
     """The note of the session's current version: from the cache, by fingerprint reuse, or
     generated under the version's single-flight lock.
+
+    ``final`` (the resolved session's note): when the LLM is still unavailable after the SDK's
+    retries, the offline note is stored (flagged) instead of failing, so it never stays
+    "generating"; a permanent refusal or a spent budget does that for every note.
 
     `lock_token` is the lock a preview took for `requested_version` and passed with the task.
     Returns None when there is nothing to do: the session is gone, `only_if` refused, or another
@@ -253,18 +301,63 @@ def obtain_note(
         reused = _reuse(ctx, kind, loaded, fingerprint)
         if reused is not None:
             return Obtained(reused, version, "reuse")
-        return Obtained(_generate(ctx, kind, loaded, lock), version, "generated")
+        return Obtained(_generate(ctx, kind, loaded, lock, final=final), version, "generated")
     finally:
         ctx.cache.release(lock)
 
 
+def _fallback(
+    generator: ResolutionNoteGenerator, loaded: LoadedBundle, fingerprint: str
+) -> GeneratedNote:
+    return GeneratedNote(
+        markdown=offline_note(loaded.bundle, max_chars=generator.max_chars),
+        generator=GENERATOR_OFFLINE_FALLBACK,
+        model=generator.llm.model,
+        usage=LLMUsage(),
+        attempts=0,
+        fingerprint=fingerprint,
+        llm_calls=0,
+    )
+
+
 def _generate(
-    ctx: NotesContext, kind: str, loaded: LoadedBundle, lock: FlightLock
+    ctx: NotesContext, kind: str, loaded: LoadedBundle, lock: FlightLock, *, final: bool = False
 ) -> dict[str, Any]:
     generator = ctx.generator
     started = time.perf_counter()
-    with heartbeat(max(0.2, ctx.lock_ttl_s / 3), lambda: ctx.cache.extend(lock, ctx.lock_ttl_s)):
-        note = generator.generate(loaded.bundle)
+    fallback_reason: str | None = None
+    error: str | None = None
+    failed_calls = 0
+    over_budget = False
+    if generator.llm.online:
+        with db.transaction() as session:
+            over_budget = budget_status(session, loaded.session.account_id).exceeded
+    if over_budget:
+        note = _fallback(generator, loaded, generator.fingerprint(loaded.bundle))
+        fallback_reason = FALLBACK_BUDGET
+    else:
+        try:
+            with heartbeat(
+                max(0.2, ctx.lock_ttl_s / 3), lambda: ctx.cache.extend(lock, ctx.lock_ttl_s)
+            ):
+                note = generator.generate(loaded.bundle)
+        except LLMUnavailable as exc:
+            if exc.retryable and not final:
+                _back_off(ctx, loaded.bundle.session_id)
+                raise
+            note = _fallback(generator, loaded, generator.fingerprint(loaded.bundle))
+            fallback_reason = FALLBACK_UNAVAILABLE if exc.retryable else FALLBACK_PERMANENT
+            error = exc.error
+            # The refused or failed request was made (once: 4xx are not retried).
+            failed_calls = 0 if exc.reason == "unsupported_request" else 1
+            log.warning(
+                "note generation fell back to the offline note",
+                session_id=loaded.bundle.session_id,
+                state_version=loaded.state_version,
+                reason=fallback_reason,
+                llm_reason=exc.reason,
+                status_code=exc.status_code,
+            )
     elapsed = time.perf_counter() - started
     NOTE_GENERATION_SECONDS.observe(elapsed)
     if note.llm_calls:
@@ -291,11 +384,17 @@ def _generate(
             model=note.model,
             usage=note.usage,
             latency_ms=int(elapsed * 1000),
-            llm_calls=note.llm_calls,
+            llm_calls=note.llm_calls + failed_calls,
             state_version=loaded.state_version,
+            fallback_reason=fallback_reason,
+            error=error,
         )
     payload = note.cache_payload(state_version=loaded.state_version, generated_at=now_iso())
     payload["kind"] = kind
+    if fallback_reason is not None:
+        payload["fallback_reason"] = fallback_reason
+        # A fallback is not what this bundle's note should be: never reuse it by fingerprint.
+        payload.pop("fingerprint", None)
     ctx.cache.put(kind, loaded.bundle.session_id, loaded.state_version, payload)
     log.info(
         "note generated",
@@ -345,6 +444,7 @@ class PreviewOutcome:
             "model": self.payload.get("model"),
             "generated_at": self.payload.get("generated_at"),
             "ticket_ref": self.ticket_ref,
+            "fallback_reason": self.payload.get("fallback_reason"),
         }
 
 
@@ -457,6 +557,10 @@ def prewarm(
         return "superseded", None
     if left > 0:
         return "not_quiet", left
+    if backing_off(ctx, str(session_id)):
+        # The LLM failed for this session moments ago: the next state change or preview
+        # tries again, not this background check.
+        return "backoff", None
 
     def still_current(loaded: LoadedBundle) -> bool:
         return loaded.session.status == "active" and loaded.state_version == state_version

@@ -21,6 +21,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from services.notes.preview import (
+    TASK_BATCH_LANE,
     TASK_QUEUES,
     TASK_RELAY_OUTBOX,
     TASK_SWEEP,
@@ -78,6 +79,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": TASK_SWEEP,
                 "schedule": settings.SWEEP_INTERVAL_S,
                 "options": {"queue": "notes", "expires": settings.SWEEP_INTERVAL_S * 2},
+            },
+            TASK_BATCH_LANE: {
+                "task": TASK_BATCH_LANE,
+                "schedule": settings.BATCH_INTERVAL_S,
+                "options": {"queue": "notes", "expires": settings.BATCH_INTERVAL_S * 2},
             },
         },
     }

@@ -1196,6 +1196,9 @@ def test_main_screens_pass_axe_wcag_aa(tab: Tab, stack: Stack, demo: Demo) -> No
     report["history"] = _axe_violations(page)
     page.goto("/#/settings")
     expect(page.get_by_label("Endpoint URL")).to_be_visible()
+    # The month so far, from GET /api/v1/usage.
+    expect(page.locator("#usage-cost")).to_have_text(re.compile(r"^\$\d+\.\d{2}$"))
+    expect(page.locator("#usage-budget")).to_have_text("None set")
     report["settings"] = _axe_violations(page)
     if _pilot_available(stack, demo):
         page.goto("/#/sessions")

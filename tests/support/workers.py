@@ -149,6 +149,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "NOTES_PREVIEW_WAIT_S": str(settings.NOTES_PREVIEW_WAIT_S),
         "JOB_LEASE_S": str(settings.JOB_LEASE_S),
         "SWEEP_INTERVAL_S": str(settings.SWEEP_INTERVAL_S),
+        "BATCH_INTERVAL_S": str(settings.BATCH_INTERVAL_S),
         "OUTBOX_RELAY_INTERVAL_S": str(settings.OUTBOX_RELAY_INTERVAL_S),
         "WEBHOOK_RETRY_SCHEDULE_S": ",".join(str(d) for d in settings.WEBHOOK_RETRY_SCHEDULE_S),
         "WEBHOOK_TIMEOUT_S": str(settings.WEBHOOK_TIMEOUT_S),
@@ -621,4 +622,7 @@ def _clean_state(request: pytest.FixtureRequest) -> Any:
         stack.stub_client.reset()
     yield
     if stack is not None:
+        # Whatever a test did, the product sent nothing the real API would refuse.
+        refused = stack.stub_client.refusals()
         clean_state(stack.settings, stack.worker)
+        assert refused == [], refused

@@ -459,3 +459,6 @@ export const testTicketing = (ticketRef) =>
   send("POST", "/integrations/ticketing/test", ticketRef ? { ticket_ref: ticketRef } : {});
 
 export const deleteTicketing = () => send("DELETE", "/integrations/ticketing");
+
+/** The account's LLM usage and cost for the current month so far (owners). */
+export const getUsage = () => get("/usage");

@@ -2,7 +2,7 @@
 note landed; each attempt's request id
 
 Revision ID: 20261201_i10
-Revises: 20261201_i11
+Revises: 20261201_i11, 20261201_i13
 Create Date: 2026-12-01
 
 - ticketing_integrations.kind (existing rows are webhooks), .credentials (a Fernet token of the
@@ -19,7 +19,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "20261201_i10"
-down_revision: str | None = "20261201_i11"
+# Also the merge point of the two heads this branch sees (i11 from issue-11, i13 from main).
+down_revision: str | tuple[str, ...] | None = ("20261201_i11", "20261201_i13")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
