@@ -94,10 +94,11 @@ def test_rt_lost_answer_then_retry_leaves_one_comment(request_tracker: RequestTr
 def test_rt_refused_token_and_missing_ticket_fail_without_retry(
     request_tracker: RequestTracker,
 ) -> None:
+    ticket = request_tracker.create_ticket("refused token")
     bad = _deliver(
         "request_tracker",
         _rt_target(request_tracker, token="1-1-" + "0" * 32),
-        "1",
+        ticket,
         "n",
         look_first=False,
     )
@@ -155,7 +156,8 @@ def test_redmine_lost_answer_then_retry_leaves_one_note(redmine: Redmine) -> Non
 
 
 def test_redmine_refused_key_and_missing_issue(redmine: Redmine) -> None:
-    bad = _deliver("redmine", _rm_target(redmine, key="0" * 40), "1", "n", look_first=False)
+    issue = redmine.create_issue("refused key")  # Redmine says 404 before 401 for no issue
+    bad = _deliver("redmine", _rm_target(redmine, key="0" * 40), issue, "n", look_first=False)
     assert bad.outcome is Outcome.FAILED and bad.status_code == 401
     missing = _deliver("redmine", _rm_target(redmine), "987654", "n", look_first=False)
     assert missing.outcome is Outcome.FAILED
