@@ -149,6 +149,8 @@ class Settings:
     LOGIN_LOCKOUT_S: int = 900
     LOGIN_HASH_CONCURRENCY: int = 2
     LOGIN_HASH_WAIT_S: float = 10.0
+    # Bearer token Prometheus sends to read an API process's /metrics (unset: not served).
+    METRICS_TOKEN: str | None = None
     # Proxies in front of the API whose X-Forwarded-For is trusted for the client address
     # (1 behind the deploy's nginx or ingress; 0 when clients connect directly).
     TRUSTED_PROXY_HOPS: int = 0
@@ -219,6 +221,7 @@ class Settings:
             LOGIN_HASH_CONCURRENCY=_int(env, "LOGIN_HASH_CONCURRENCY", cls.LOGIN_HASH_CONCURRENCY),
             LOGIN_HASH_WAIT_S=_float(env, "LOGIN_HASH_WAIT_S", cls.LOGIN_HASH_WAIT_S),
             TRUSTED_PROXY_HOPS=_int(env, "TRUSTED_PROXY_HOPS", cls.TRUSTED_PROXY_HOPS),
+            METRICS_TOKEN=_str(env, "METRICS_TOKEN"),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -282,6 +285,8 @@ class Settings:
             raise ConfigError("CHAT_STREAM_CONCURRENCY must be at least 1")
         if self.LOGIN_HASH_CONCURRENCY < 1 or self.LOGIN_LOCKOUT_FAILURES < 1:
             raise ConfigError("LOGIN_HASH_CONCURRENCY and LOGIN_LOCKOUT_FAILURES must be >= 1")
+        if self.METRICS_TOKEN is not None and len(self.METRICS_TOKEN) < 16:
+            raise ConfigError("METRICS_TOKEN must be at least 16 characters")
         if self.TRUSTED_PROXY_HOPS < 0:
             raise ConfigError("TRUSTED_PROXY_HOPS must be >= 0")
         if self.WEB_CONCURRENCY < 1 or self.WORKER_CONCURRENCY < 1:

@@ -5,6 +5,8 @@ need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 # The console's end-to-end tests drive Debian's Chromium through Playwright (no browser download).
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+# `make bench` drives the gateway with wrk.
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 # The ticketing adapters' end-to-end tests run a real Request Tracker 5 (SQLite, its standalone
 # Plack server) and a real Redmine (SQLite, WEBrick) on loopback; dbconfig-no-thanks keeps the
 # packages from creating databases of their own at install time.

@@ -20,10 +20,14 @@ No Flask here; the API and the tasks pass a :class:`NotesContext`.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,8 +35,8 @@ from typing import Any
 
 import redis
 
-from services.notes.bundle import LoadedBundle, load_bundle, session_state
-from services.notes.cache import FlightLock, NoteCache
+from services.notes.bundle import LoadedBundle, SessionState, load_bundle, session_state
+from services.notes.cache import FlightLock, NoteCache, note_tag
 from services.notes.generator import (
     GENERATOR_OFFLINE_FALLBACK,
     NOTE_KINDS,
@@ -164,26 +168,108 @@ def now_iso() -> str:
 # ── Heartbeat ─────────────────────────────────────────────────────────────────────────────────
 
 
+class _Heartbeats:
+    """Every heartbeat of the process, kept by ONE scheduler thread that hands due beats to a
+    few reusable threads. A thread started and joined per generation cost a fifth of a
+    worker's CPU under load (thread start, Event.set waking it, join); this costs none.
+
+    A beat still running when it is due again is not started twice, and a slow beat holds up
+    only the pool thread it runs on."""
+
+    MAX_BEAT_THREADS = 4
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: list[tuple[float, int, float, Callable[[], object]]] = []
+        self._active: set[int] = set()
+        self._running: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def add(self, interval_s: float, beat: Callable[[], object]) -> int:
+        with self._cond:
+            beat_id = next(self._ids)
+            self._active.add(beat_id)
+            heapq.heappush(self._due, (time.monotonic() + interval_s, beat_id, interval_s, beat))
+            if self._thread is None or not self._thread.is_alive():
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.MAX_BEAT_THREADS, thread_name_prefix="rf-heartbeat"
+                )
+                self._thread = threading.Thread(target=self._run, name="rf-heartbeats", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return beat_id
+
+    def remove(self, beat_id: int, timeout_s: float = 5.0) -> None:
+        """Stop the beat; a run already under way is waited for (at most `timeout_s`), so no
+        beat happens after the block that asked for it has ended."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._active.discard(beat_id)
+            while beat_id in self._running:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._due and self._due[0][1] not in self._active:
+                    heapq.heappop(self._due)  # removed: drop lazily
+                if not self._due:
+                    self._cond.wait()
+                    continue
+                due, beat_id, interval_s, beat = self._due[0]
+                delay = due - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                heapq.heapreplace(self._due, (due + interval_s, beat_id, interval_s, beat))
+                if beat_id in self._running:
+                    continue
+                self._running.add(beat_id)
+                pool = self._pool
+            assert pool is not None
+            pool.submit(self._beat, beat_id, beat)
+
+    def _beat(self, beat_id: int, beat: Callable[[], object]) -> None:
+        try:
+            with self._cond:
+                if beat_id not in self._active:
+                    return
+            beat()
+        except Exception:  # noqa: BLE001 - a missed beat only shortens the lease
+            log.warning("heartbeat failed", exc_info=True)
+        finally:
+            with self._cond:
+                self._running.discard(beat_id)
+                self._cond.notify_all()
+
+
+_heartbeats = _Heartbeats()
+
+
+def _reset_heartbeats_after_fork() -> None:
+    # A forked child has none of the parent's threads: it starts its own on first use.
+    global _heartbeats
+    _heartbeats = _Heartbeats()
+
+
+os.register_at_fork(after_in_child=_reset_heartbeats_after_fork)
+
+
 @contextmanager
 def heartbeat(interval_s: float, beat: Callable[[], object]) -> Iterator[None]:
-    """Call `beat` every `interval_s` in a daemon thread while the block runs: keeps a lock or
-    a lease alive during a slow LLM or webhook call, and lets it lapse if this process dies."""
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.wait(interval_s):
-            try:
-                beat()
-            except Exception:  # noqa: BLE001 - a missed beat only shortens the lease
-                log.warning("heartbeat failed", exc_info=True)
-
-    thread = threading.Thread(target=run, name="rf-heartbeat", daemon=True)
-    thread.start()
+    """Call `beat` every `interval_s` while the block runs (from the process's heartbeat
+    thread): keeps a lock or a lease alive during a slow LLM or webhook call, and lets it
+    lapse if this process dies."""
+    beat_id = _heartbeats.add(interval_s, beat)
     try:
         yield
     finally:
-        stop.set()
-        thread.join(timeout=5)
+        _heartbeats.remove(beat_id)
 
 
 # ── Worker side: one generation per (kind, session, version) ──────────────────────────────────
@@ -420,10 +506,23 @@ class PreviewOutcome:
     from_cache: bool = True
     retry_after: int = PENDING_RETRY_AFTER_S
     extra: dict[str, Any] = field(default_factory=dict)
+    # The caller's copy (this tag of its If-None-Match) is the current note: nothing to send.
+    matched_tag: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.matched_tag is not None
 
     @property
     def ready(self) -> bool:
-        return self.payload is not None
+        return self.payload is not None or self.not_modified
+
+    @property
+    def tag(self) -> str | None:
+        """The note's entity tag (see services.notes.cache.note_tag), None while pending."""
+        if self.payload is None:
+            return None
+        return note_tag(self.kind, str(self.session_id), self.state_version, self.payload)
 
     def body(self) -> dict[str, Any]:
         if self.payload is None:
@@ -462,21 +561,38 @@ def preview_note(
     account_id: uuid.UUID,
     kind: str,
     wait_s: float,
+    state: SessionState | None = None,
+    if_none_match: list[str] | None = None,
 ) -> PreviewOutcome:
     """The note for the session's current version, waiting up to `wait_s` for a generation.
 
-    `from_cache` is True when this request started no generation.
+    `from_cache` is True when this request started no generation. `state` is the session's
+    state when the caller has just read it (the API reads it with the principal). When the
+    current version's tag is in `if_none_match`, the outcome is `not_modified` and the note
+    itself is not read.
     """
     check_kind(kind)
     deadline = time.monotonic() + max(0.0, wait_s)
     enqueued = 0
-    state = session_state(session_id, account_id=account_id)
     if state is None:
+        state = session_state(session_id, account_id=account_id)
+    if state is None or state.account_id != account_id:
         raise NotFound("AI session not found")
     version, ticket_ref = state.state_version, state.ticket_ref
-    while True:
-        sid = str(session_id)
+    sid = str(session_id)
+    # The first look is the hit path: one Redis round trip, whatever the answer.
+    if if_none_match:
+        matched, found = ctx.cache.get_unless_tagged(kind, sid, version, if_none_match)
+        if matched is not None:
+            NOTES_CACHE_REQUESTS.labels(result="hit").inc()
+            return PreviewOutcome(kind, session_id, version, ticket_ref, matched_tag=matched)
+    else:
         found = ctx.cache.get(kind, sid, version)
+    first_look = True
+    while True:
+        if not first_look:
+            found = ctx.cache.get(kind, sid, version)
+        first_look = False
         if found is not None:
             if not enqueued:
                 NOTES_CACHE_REQUESTS.labels(result="hit").inc()

@@ -34,6 +34,11 @@ class OptionalTrimmedString(TrimmedString):
         result = super()._deserialize(value, attr, data, **kwargs)
         return result or None
 
+    def _validate(self, value: Any) -> None:
+        # A blank value became None: length validators must not see it (a TypeError, a 500).
+        if value is not None:
+            super()._validate(value)
+
 
 def _at_least_one(data: dict[str, Any], names: tuple[str, ...]) -> None:
     if not any(name in data for name in names):

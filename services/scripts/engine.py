@@ -22,11 +22,14 @@ Pure Python: no Flask, no database. See docs/template-authoring.md for the autho
 
 from __future__ import annotations
 
+import copy
 import functools
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +37,8 @@ import re2
 
 __all__ = [
     "PARAM_TYPES",
+    "CompiledTemplate",
+    "CompiledTemplateCache",
     "REDACTION_MARKER",
     "RESERVED_VARIABLE_PREFIX",
     "ParameterSpec",
@@ -195,6 +200,8 @@ def quote_ps_string(value: str) -> str:
     ``[System.Management.Automation.Language.CodeGeneration]::EscapeSingleQuotedStringContent``
     does.
     """
+    if _SINGLE_QUOTE_RE.search(value) is None:  # most values: nothing to double
+        return "'" + value + "'"
     return "'" + _SINGLE_QUOTE_RE.sub(r"\1\1", value) + "'"
 
 
@@ -1080,6 +1087,33 @@ class ScriptTemplateEngine:
         return any(isinstance(p, Mapping) and p.get("key") == key for p in schema["parameters"])
 
     # -- render ------------------------------------------------------------------------------
+    def compile(
+        self,
+        script_body: str,
+        parameters_schema: dict | None,
+        default_values: dict | None = None,
+        validation_rules: dict | None = None,
+    ) -> CompiledTemplate:
+        """Validate the template once and keep what every render of it shares: the parameter
+        specs, the body with its placeholders already replaced, the generated block's place.
+        Raises TemplateDefinitionError like :meth:`validate_template`."""
+        specs = self.validate_template(
+            script_body, parameters_schema, default_values, validation_rules
+        )
+        scan = _scan_body(script_body)
+        body = self._substitute(script_body, scan)
+        head = script_body[: scan.preamble_end]
+        if head.lstrip("\ufeff") and not head.endswith(("\n", "\r")):
+            head += scan.newline
+        rest = body[scan.preamble_end :] if scan.preamble_end else body
+        return CompiledTemplate(
+            specs=tuple(specs),
+            defaults=dict(default_values) if isinstance(default_values, Mapping) else {},
+            head=head,
+            rest=rest,
+            newline=scan.newline,
+        )
+
     def render(
         self,
         script_body: str,
@@ -1088,78 +1122,8 @@ class ScriptTemplateEngine:
         default_values: dict | None = None,
         validation_rules: dict | None = None,
     ) -> RenderedScript:
-        specs = self.validate_template(
-            script_body, parameters_schema, default_values, validation_rules
-        )
-        if values is None:
-            values = {}
-        errors = _Errors()
-        if not isinstance(values, Mapping):
-            raise ScriptRenderError({"parameters": ["must be an object of parameter values"]})
-        by_key = {spec.key: spec for spec in specs}
-        unknown = sorted(str(k) for k in values if k not in by_key)
-        if unknown:
-            errors.add("parameters", f"unknown parameters: {', '.join(unknown)}")
-        defaults = default_values if isinstance(default_values, Mapping) else {}
-
-        resolved: dict[str, Any] = {}
-        for spec in specs:
-            raw = values.get(spec.key)
-            if _is_empty(raw):
-                if not _is_empty(spec.default):
-                    raw = spec.default
-                elif not _is_empty(defaults.get(spec.key)):
-                    raw = defaults[spec.key]
-            if _is_empty(raw):
-                if spec.required:
-                    errors.add(spec.key, "is required")
-                resolved[spec.key] = [] if spec.type == "multichoice" else None
-                continue
-            normalised, problems = _coerce(spec, raw, spec.validation)
-            if problems:
-                errors.extend(spec.key, problems)
-            else:
-                resolved[spec.key] = normalised
-        if errors:
-            raise ScriptRenderError(errors.items)
-
-        scan = _scan_body(script_body)
-        nl = scan.newline
-        real_lines: list[str] = []
-        stored_lines: list[str] = []
-        for spec in specs:
-            value = resolved[spec.key]
-            real = f"${spec.variable_name} = {_ps_literal(value)}"
-            real_lines.append(real)
-            if spec.sensitive and not _is_empty(value):
-                stored_lines.append(f"${spec.variable_name} = {quote_ps_string(REDACTION_MARKER)}")
-            else:
-                stored_lines.append(real)
-
-        body = self._substitute(script_body, scan)
-        head = script_body[: scan.preamble_end]
-        if head.lstrip("\ufeff") and not head.endswith(("\n", "\r")):
-            head += nl
-        rest = body[scan.preamble_end :] if scan.preamble_end else body
-
-        def assemble(lines: list[str]) -> str:
-            if not lines:
-                return head + rest
-            block = nl.join(
-                [
-                    "# >>> ResolutionFlow parameters (generated)",
-                    *lines,
-                    "# <<< ResolutionFlow parameters",
-                ]
-            )
-            return head + block + nl + nl + rest
-
-        return RenderedScript(
-            script=assemble(real_lines),
-            stored_script=assemble(stored_lines),
-            values=resolved,
-            redacted_values=self.redact_sensitive(resolved, {s.key for s in specs if s.sensitive}),
-        )
+        compiled = self.compile(script_body, parameters_schema, default_values, validation_rules)
+        return compiled.render(values)
 
     @staticmethod
     def _substitute(script_body: str, scan: _ScanResult) -> str:
@@ -1202,3 +1166,139 @@ class ScriptTemplateEngine:
             key: (REDACTION_MARKER if key in sensitive_keys else value)
             for key, value in (parameters or {}).items()
         }
+
+
+# --------------------------------------------------------------------------------------------
+# Compiled templates
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    """A validated template, ready to render any number of value sets. Immutable, so one
+    instance serves every thread."""
+
+    specs: tuple[ParameterSpec, ...]
+    defaults: Mapping[str, Any]
+    head: str
+    rest: str
+    newline: str
+    # Derived from the fields above once, so that a render only formats values.
+    keys: frozenset[str] = field(init=False)
+    sensitive: frozenset[str] = field(init=False)
+    prefixes: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "keys", frozenset(spec.key for spec in self.specs))
+        set_(self, "sensitive", frozenset(spec.key for spec in self.specs if spec.sensitive))
+        set_(self, "prefixes", tuple(f"${spec.variable_name} = " for spec in self.specs))
+
+    def render(self, values: dict[str, Any]) -> RenderedScript:
+        specs = self.specs
+        if values is None:
+            values = {}
+        errors = _Errors()
+        if not isinstance(values, Mapping):
+            raise ScriptRenderError({"parameters": ["must be an object of parameter values"]})
+        unknown = sorted(str(k) for k in values if k not in self.keys)
+        if unknown:
+            errors.add("parameters", f"unknown parameters: {', '.join(unknown)}")
+        defaults = self.defaults
+
+        resolved: dict[str, Any] = {}
+        for spec in specs:
+            raw = values.get(spec.key)
+            if _is_empty(raw):
+                if not _is_empty(spec.default):
+                    raw = spec.default
+                elif not _is_empty(defaults.get(spec.key)):
+                    raw = defaults[spec.key]
+            if _is_empty(raw):
+                if spec.required:
+                    errors.add(spec.key, "is required")
+                resolved[spec.key] = [] if spec.type == "multichoice" else None
+                continue
+            normalised, problems = _coerce(spec, raw, spec.validation)
+            if problems:
+                errors.extend(spec.key, problems)
+            else:
+                resolved[spec.key] = normalised
+        if errors:
+            raise ScriptRenderError(errors.items)
+        if not specs:
+            script = self.head + self.rest
+            return RenderedScript(script=script, stored_script=script, values={})
+
+        real_lines = ["# >>> ResolutionFlow parameters (generated)"]
+        stored_lines = real_lines.copy()
+        sensitive = self.sensitive
+        for spec, prefix in zip(specs, self.prefixes, strict=True):
+            value = resolved[spec.key]
+            real = prefix + _ps_literal(value)
+            real_lines.append(real)
+            if spec.key in sensitive and not _is_empty(value):
+                stored_lines.append(prefix + _REDACTED_LITERAL)
+            else:
+                stored_lines.append(real)
+        nl = self.newline
+        tail = nl + "# <<< ResolutionFlow parameters" + nl + nl + self.rest
+        return RenderedScript(
+            script=self.head + nl.join(real_lines) + tail,
+            stored_script=self.head + nl.join(stored_lines) + tail,
+            values=resolved,
+            redacted_values={
+                key: (REDACTION_MARKER if key in sensitive else value)
+                for key, value in resolved.items()
+            },
+        )
+
+
+_REDACTED_LITERAL = quote_ps_string(REDACTION_MARKER)
+
+
+class CompiledTemplateCache:
+    """Compiled templates of this process, keyed by (template id, version), least recently
+    used first out.
+
+    A template's version moves only with its body or parameter schema; its default values and
+    validation rules change in place. So an entry also keeps the four inputs it was compiled
+    from and is used only when they are all equal to the caller's: a stale entry is compiled
+    again, never served."""
+
+    def __init__(self, engine: ScriptTemplateEngine, maxsize: int = 1024) -> None:
+        self.engine = engine
+        self.maxsize = maxsize
+        self._entries: OrderedDict[Hashable, tuple[tuple[Any, ...], CompiledTemplate]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        key: Hashable,
+        script_body: str,
+        parameters_schema: dict | None,
+        default_values: dict | None = None,
+        validation_rules: dict | None = None,
+    ) -> CompiledTemplate:
+        inputs = (script_body, parameters_schema, default_values, validation_rules)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == inputs:
+                self._entries.move_to_end(key)
+                return entry[1]
+        compiled = self.engine.compile(*inputs)
+        # Deep copies of the JSON documents: a caller mutating its dict later cannot make the
+        # entry look equal to inputs it was not compiled from.
+        frozen = (script_body, *(copy.deepcopy(doc) for doc in inputs[1:]))
+        with self._lock:
+            self._entries[key] = (frozen, compiled)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return compiled
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.scripts.engine import (
+    CompiledTemplateCache,
     RenderedScript,
     ScriptRenderError,
     ScriptTemplateEngine,
@@ -39,6 +40,8 @@ from shared.permissions import (
 from shared.principal import Principal
 
 engine = ScriptTemplateEngine()
+# Parsed and validated once per (template id, version) in each process; see the class.
+compiled_templates = CompiledTemplateCache(engine)
 
 # Fields a PUT may change; changing either of the first two makes a new version.
 VERSIONED_FIELDS = ("script_body", "parameters_schema")
@@ -472,13 +475,13 @@ def generate_script(
             errors={"ai_session_id": ["viewers cannot change sessions"]},
         )
     try:
-        rendered = engine.render(
+        rendered = compiled_templates.get(
+            (template.id, template.version),
             template.script_body,
             template.parameters_schema,
-            parameters,
             template.default_values,
             template.validation_rules,
-        )
+        ).render(parameters)
     except ScriptRenderError as exc:
         raise InvalidInput("Invalid parameters", errors={"parameters": exc.errors}) from exc
     except TemplateDefinitionError as exc:

@@ -31,6 +31,7 @@ EXPECTED = {*APP_SERVICES, "postgres", "redis-broker", "redis-cache", "nginx"}
 SECRET_VARS = {
     "SECRET_KEY",
     "INTEGRATION_KEY",
+    "METRICS_TOKEN",
     "POSTGRES_PASSWORD",
     "ANTHROPIC_API_KEY",
     "FLOWER_BASIC_AUTH",

@@ -347,6 +347,7 @@ def gunicorn_server(
         "GUNICORN_THREADS": "4",
         "GUNICORN_GRACEFUL_TIMEOUT": "20",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "METRICS_TOKEN": METRICS_TOKEN,
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
         "LOG_LEVEL": "INFO",
     }
@@ -386,10 +387,15 @@ def gunicorn_server(
         log.close()
 
 
-def _get(port: int, path: str, timeout: float = 10) -> tuple[int, Any, bytes]:
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+
+
+def _get(
+    port: int, path: str, timeout: float = 10, headers: dict[str, str] | None = None
+) -> tuple[int, Any, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         resp = conn.getresponse()
         return resp.status, resp.headers, resp.read()
     finally:
@@ -404,7 +410,8 @@ def test_gunicorn_serves_aggregated_metrics_and_drains_on_sigterm(
         status, headers, _ = _get(port, "/healthz")
         assert status == 200
         assert re.fullmatch(r"[0-9a-f]{32}", headers["X-Request-ID"])
-    status, _, body = _get(port, "/metrics")
+    assert _get(port, "/metrics")[0] == 404  # not without Prometheus' token
+    status, _, body = _get(port, "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert status == 200, body
     text = body.decode()
     counts = re.findall(

@@ -106,6 +106,15 @@ def test_control_characters_in_a_query_string_are_422(apps: dict[str, Any], owne
     assert surrogate.status_code < 500
 
 
+def test_blank_optional_reference_is_not_a_500(apps: dict[str, Any], owner: Any) -> None:
+    # Found by the property test below: a blank ticket_ref became None, then met a length check.
+    client = apps["pilot"].test_client()
+    created = client.post("/api/v1/ai-sessions", json={"title": "t"}, headers=owner.headers)
+    sid = _json(created)["id"]
+    got = client.patch(f"/api/v1/ai-sessions/{sid}", json={"ticket_ref": ""}, headers=owner.headers)
+    assert got.status_code == 200 and _json(got)["ticket_ref"] is None
+
+
 def test_nul_in_generation_parameters_keeps_the_parameters_key(
     apps: dict[str, Any], owner: Any
 ) -> None:

@@ -69,3 +69,10 @@ def test_default_model_is_a_current_sonnet_from_the_sdk_list() -> None:
     model = Settings.from_env({}).ANTHROPIC_MODEL
     assert model in known and "sonnet" in model
     assert model not in ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929")
+
+
+def test_fail_open_signing_key_no_app_starts_without_rf_env_or_secret_key() -> None:
+    from shared import runtime
+
+    with pytest.raises(ConfigError, match="SECRET_KEY must be set"):
+        runtime.configure(Settings.from_env({"DATABASE_URL": "postgresql://x@127.0.0.1:1/x"}))

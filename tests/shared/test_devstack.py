@@ -21,6 +21,9 @@ from tests.support.workers import free_port
 def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifacts_dir: Any) -> None:
     port = free_port()
     env = dict(os.environ)
+    # `make run` with nothing set: no RF_ENV (unset means production elsewhere) and no keys.
+    for name in ("RF_ENV", "SECRET_KEY", "INTEGRATION_KEY"):
+        env.pop(name, None)
     env.update(
         GATEWAY_PORT=str(port),
         WEB_CONCURRENCY="2",

@@ -209,12 +209,33 @@ def test_configure_logging_keeps_foreign_handlers(logging_sandbox: None) -> None
 # --------------------------------------------------------------------------- metrics
 
 
-def test_metrics_exposes_histogram_with_route_template(logging_sandbox: None) -> None:
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+
+
+def test_metrics_is_not_served_without_the_metrics_token(
+    logging_sandbox: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /metrics answered anyone on the public gateway port.
+    monkeypatch.delenv("METRICS_TOKEN", raising=False)
+    client = make_app().test_client()
+    assert client.get("/metrics").status_code == 404  # no token configured: never served
+    monkeypatch.setenv("METRICS_TOKEN", METRICS_TOKEN)
+    assert client.get("/metrics").status_code == 404
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 404 and b"http_request" not in wrong.data
+    ok = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert ok.status_code == 200 and b"http_request_duration_seconds" in ok.data
+
+
+def test_metrics_exposes_histogram_with_route_template(
+    logging_sandbox: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METRICS_TOKEN", METRICS_TOKEN)
     client = make_app().test_client()
     for item in (1, 2, 3):
         assert client.get(f"/items/{item}").status_code == 200
     assert client.get("/no/such/path").status_code == 404
-    resp = client.get("/metrics")
+    resp = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert resp.status_code == 200
     assert resp.content_type.startswith("text/plain")
     body = resp.get_data(as_text=True)

@@ -35,7 +35,8 @@
  * @typedef {{kind: string, session_id: string, state_version: number, markdown: string,
  *            from_cache: boolean, generator: string, model: ?string, generated_at: string,
  *            ticket_ref: ?string}} NotePreview
- * @typedef {{status: "ready", note: NotePreview} |
+ * @typedef {{status: "ready", note: NotePreview, etag: ?string} |
+ *           {status: "not_modified", etag: string} |
  *           {status: "pending", state_version: ?number, retry_after: number}} PreviewResult
  */
 
@@ -185,6 +186,8 @@ export async function request(method, path, options = {}) {
     cache: "no-store",
   });
   if (options.raw && response.ok) return response;
+  // Only a conditional request (If-None-Match) gets a 304: the caller keeps what it has.
+  if (response.status === 304) return { data: null, response };
   const data = await readBody(response);
   if (response.status === 401 && !options.anonymous) {
     auth.clear();
@@ -397,16 +400,19 @@ export const reopenSession = (id) => send("POST", `${S(id)}/reopen`, {});
 
 /**
  * The resolution-note preview for the session's current state. 202 means the note is still
- * being generated: retry after `retry_after` seconds.
+ * being generated: retry after `retry_after` seconds. Pass the `etag` of the note on screen and
+ * the answer is `not_modified` (a 304, no body) while that note is still the current one.
  * @param {string} id
- * @param {{kind?: string, wait?: number, signal?: AbortSignal}} [options]
+ * @param {{kind?: string, wait?: number, signal?: AbortSignal, etag?: ?string}} [options]
  * @returns {Promise<PreviewResult>}
  */
-export async function getPreview(id, { kind = "resolution_note", wait = 15, signal } = {}) {
+export async function getPreview(id, { kind = "resolution_note", wait = 15, signal, etag = null } = {}) {
   const { data, response } = await request("GET", `${S(id)}/resolution-note/preview`, {
     params: { kind, wait },
     signal,
+    headers: etag ? { "If-None-Match": etag } : undefined,
   });
+  if (response.status === 304) return { status: "not_modified", etag };
   if (response.status === 202) {
     const header = Number(response.headers.get("Retry-After"));
     const retryAfter = Number(data?.retry_after ?? header);
@@ -416,7 +422,7 @@ export async function getPreview(id, { kind = "resolution_note", wait = 15, sign
       retry_after: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 1,
     };
   }
-  return { status: "ready", note: data };
+  return { status: "ready", note: data, etag: response.headers.get("ETag") };
 }
 
 /** The final note of a resolved session with its delivery, or null while there is none. */

@@ -1,7 +1,7 @@
 """Integration secrets encrypted at rest; delivery errors without the target's words
 
 Revision ID: 20261201_i11
-Revises: 0002
+Revises: 20261201_i13
 Create Date: 2026-12-01
 
 - ticketing_integrations.url and .secret hold Fernet tokens (shared.secrets_at_rest, keys from
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261201_i11"
-down_revision: str | None = "0002"
+down_revision: str | None = "20261201_i13"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -658,6 +658,8 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   let previewController = null;
   let previewRetry = null;
   let shownNote = null;
+  // The ETag of the note on screen: polling sends it back, and a 304 costs no body.
+  let shownTag = null;
 
   function markPreviewStaleness() {
     if (!shownNote) return;
@@ -700,8 +702,19 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     previewRefresh.disabled = true;
     previewStatus.textContent = reason === "retry" ? "Still generating the note…" : "Loading the note…";
     try {
-      const result = await api.getPreview(sessionId, { wait: PREVIEW_WAIT_S, signal: controller.signal });
+      const result = await api.getPreview(sessionId, {
+        wait: PREVIEW_WAIT_S,
+        signal: controller.signal,
+        etag: shownNote ? shownTag : null,
+      });
       if (disposed || seq !== previewSeq) return;
+      if (result.status === "not_modified") {
+        // The note on screen is the current one, and this request generated nothing.
+        previewSection.dataset.state = "ready";
+        showNote({ ...shownNote, from_cache: true });
+        previewStatus.textContent = "Note up to date (from cache).";
+        return;
+      }
       if (result.status === "pending") {
         previewStatus.textContent = `Generating the note for v${result.state_version ?? state.stateVersion}… checking again in ${result.retry_after} s.`;
         previewSection.dataset.state = "pending";
@@ -711,6 +724,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       }
       previewSection.dataset.state = "ready";
       setVersion(result.note.state_version);
+      shownTag = result.etag || null;
       showNote(result.note);
       previewStatus.textContent = result.note.from_cache ? "Note up to date (from cache)." : "Note generated.";
     } catch (err) {
