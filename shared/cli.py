@@ -162,14 +162,21 @@ def rotate_integration_key() -> dict[str, Any]:
     rotated = 0
     with db.transaction() as session:
         rows = session.execute(
-            text("SELECT id, url, secret FROM ticketing_integrations FOR UPDATE")
+            text("SELECT id, url, secret, credentials FROM ticketing_integrations FOR UPDATE")
         ).all()
-        for row_id, url, secret in rows:
+        for row_id, url, secret, credentials in rows:
             session.execute(
                 text(
-                    "UPDATE ticketing_integrations SET url = :url, secret = :secret WHERE id = :id"
+                    "UPDATE ticketing_integrations SET url = :url, secret = :secret, "
+                    "credentials = :credentials WHERE id = :id"
                 ),
-                {"url": box.rotate(url), "secret": box.rotate(secret), "id": row_id},
+                {
+                    "url": box.rotate(url),
+                    "secret": box.rotate(secret),
+                    # A native adapter's credentials (JSON), encrypted like the secret.
+                    "credentials": box.rotate(credentials) if credentials else None,
+                    "id": row_id,
+                },
             )
             rotated += 1
     return {"rotated": rotated}

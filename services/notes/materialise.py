@@ -28,7 +28,8 @@ from typing import Any
 from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from services.notes import delivery
+from services.notes import delivery, integrations, ticketing
+from services.notes.adapters import ADAPTERS
 from services.notes.bundle import loaded_from_snapshot, read_session_state, record_resolution
 from services.notes.generator import NOTE_KINDS
 from services.notes.preview import (
@@ -268,7 +269,10 @@ def _account_busy(session: Session, note_id: uuid.UUID, limit: int) -> bool:
 
 
 def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> DeliveryStep:
-    """One delivery attempt of a due note, recorded with its outcome.
+    """One delivery attempt of a due note through the account's adapter, recorded with its
+    outcome. When an earlier attempt's outcome is not known to be "nothing posted" (any earlier
+    attempt, or a claim that found the note still "delivering": its worker died mid-call), the
+    adapter first looks for the note's marker on the ticket.
 
     At most WEBHOOK_ACCOUNT_CONCURRENCY deliveries of one account are in flight at once, so a
     tenant whose endpoint is slow holds that many worker slots, not all of them: a note over
@@ -292,6 +296,11 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
             if postponed is None:
                 return DeliveryStep("skipped")
             return DeliveryStep("account_busy", countdown=busy_delay)
+        previous_status = session.scalars(
+            select(ResolutionNote.delivery_status)
+            .where(ResolutionNote.id == note_id)
+            .with_for_update()
+        ).one_or_none()
         claimed = session.execute(
             update(ResolutionNote)
             .where(
@@ -332,7 +341,14 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
             return DeliveryStep(status)
         run_attempts = _run_attempts(session, note)
         attempt_number = int(note.attempts) + 1
-        url, secret, integration_id = integration.url, integration.secret, integration.id
+        look_first = int(note.attempts) > 0 or previous_status == "delivering"
+        configured = integrations.target_for(
+            integration,
+            timeout_s=settings.WEBHOOK_TIMEOUT_S,
+            allow_private=settings.ALLOW_PRIVATE_WEBHOOKS,
+        )
+        url, integration_id = integration.url, integration.id
+        ticket_ref, markdown = note.ticket_ref, note.markdown or ""
         payload = delivery.build_payload(
             note_id=str(note.id),
             session_id=str(note.session_id),
@@ -344,13 +360,14 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
 
     # No transaction is held across the HTTP call.
     with heartbeat(max(0.2, lease_s / 3), lambda: _extend_lease(note_id, owner, lease_s)):
-        result = delivery.deliver(
-            url,
-            secret,
-            payload,
-            msg_id=str(note_id),
-            timeout_s=settings.WEBHOOK_TIMEOUT_S,
-            allow_private=settings.ALLOW_PRIVATE_WEBHOOKS,
+        result = ticketing.attempt(
+            configured.adapter,
+            configured.target,
+            note_id=str(note_id),
+            ticket_ref=ticket_ref,
+            markdown=markdown,
+            webhook_payload=payload,
+            look_first=look_first,
         )
     WEBHOOK_DELIVERIES.labels(outcome=result.outcome.value).inc()
 
@@ -362,12 +379,17 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
     outcome = result.outcome.value
     countdown: float | None = None
     if result.outcome is delivery.Outcome.DELIVERED:
+        posted = result.posted
         values.update(
             delivery_status="delivered",
             delivered_at=func.now(),
             last_error=None,
             last_error_detail=None,
             next_attempt_at=None,
+            delivery_kind=configured.kind,
+            delivered_ticket=(posted.ticket or None) if posted else None,
+            delivered_ref=posted.external_id if posted else None,
+            delivered_link=posted.link if posted else None,
         )
     elif result.outcome is delivery.Outcome.RETRY:
         delay = delivery.next_delay(
@@ -424,6 +446,8 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
                     status_code=result.status_code,
                     error=result.error,
                     detail=result.detail,
+                    kind=configured.kind,
+                    request_id=result.request_id,
                     duration_ms=result.duration_ms,
                 )
             )
@@ -504,6 +528,20 @@ def _final_note(
     return note
 
 
+def _delivered_to(note: ResolutionNote) -> dict[str, Any] | None:
+    """Where a delivered note landed, for "posted to Zendesk ticket 4711" with its link."""
+    if note.delivery_status != "delivered" or not note.delivery_kind:
+        return None
+    adapter = ADAPTERS.get(note.delivery_kind)
+    return {
+        "kind": note.delivery_kind,
+        "label": adapter.label if adapter is not None else note.delivery_kind,
+        "ticket": note.delivered_ticket,
+        "ref": note.delivered_ref,
+        "link": note.delivered_link,
+    }
+
+
 def final_note(
     *, account_id: uuid.UUID, session_id: uuid.UUID, kind: str, show_errors: bool
 ) -> dict[str, Any]:
@@ -537,6 +575,7 @@ def final_note(
             "last_error": note.last_error if show_errors else None,
             "last_error_detail": note.last_error_detail if show_errors else None,
             "delivered_at": note.delivered_at,
+            "delivered_to": _delivered_to(note),
             "next_attempt_at": note.next_attempt_at,
             "delivery_attempts": [
                 {
@@ -545,6 +584,8 @@ def final_note(
                     "status_code": a.status_code,
                     "error": a.error if show_errors else None,
                     "detail": a.detail if show_errors else None,
+                    "kind": a.kind,
+                    "request_id": a.request_id,
                     "duration_ms": a.duration_ms,
                     "created_at": a.created_at,
                 }

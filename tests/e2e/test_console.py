@@ -1294,3 +1294,38 @@ def test_main_screens_pass_axe_wcag_aa(tab: Tab, stack: Stack, demo: Demo) -> No
         report["session"] = _axe_violations(page)
     found = {screen: problems for screen, problems in report.items() if problems}
     assert not found, json.dumps(found, indent=2)
+
+
+def test_settings_builds_the_form_from_kinds_tests_and_removes(
+    tab: Tab, stack: Stack, demo: Demo
+) -> None:
+    """The owner picks Zendesk, fills the fields the kinds endpoint describes, saves, tests
+    against the Zendesk fake and removes it; the API token never comes back to the page."""
+    from tests.support.fake_saas import ZendeskFake
+
+    page = tab.page
+    sign_in(page, OWNER)
+    page.goto("/#/settings")
+    expect(page.get_by_label("Endpoint URL")).to_be_visible()
+    with ZendeskFake() as fake:
+        page.get_by_label("Ticketing system").select_option("zendesk")
+        page.get_by_label("Base URL").fill(fake.base_url)
+        page.get_by_label("Agent e-mail").fill(fake.email)
+        page.get_by_label("API token").fill(fake.token)
+        page.get_by_role("button", name="Save Zendesk").click()
+        expect(page.locator("#ticketing-current")).to_contain_text("Zendesk")
+        expect(page.get_by_label("API token")).to_have_value("")
+        expect(page.locator("#ticketing-fields")).to_contain_text("Stored: leave empty to keep it.")
+        assert fake.token not in page.content()
+
+        page.get_by_label("Ticket to read (optional)").fill("4711")
+        page.get_by_role("button", name="Test").click()
+        expect(page.locator("#ticketing-test-result")).to_have_text(
+            "OK: ticket 4711 found: Printer offline"
+        )
+        assert not _axe_violations(page)
+
+        page.get_by_role("button", name="Remove").click()
+        expect(page.locator("#ticketing-current")).to_contain_text("No ticketing integration")
+    response = stack.api("GET", "/api/v1/integrations/ticketing", demo.tokens["owner"])
+    assert response.status_code == 404

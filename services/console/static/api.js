@@ -470,7 +470,7 @@ export const redeliverNote = (id) => send("POST", `${S(id)}/resolution-note/rede
 
 // ── Integrations ─────────────────────────────────────────────────────────
 
-/** The account's ticketing webhook, or null when none is configured. */
+/** The account's ticketing integration, or null when none is configured. */
 export async function getTicketing() {
   try {
     return await get("/integrations/ticketing");
@@ -480,8 +480,20 @@ export async function getTicketing() {
   }
 }
 
-/** @param {{url: string, secret?: string}} payload */
+/**
+ * @param {{kind?: string, base_url?: string, url?: string, secret?: string,
+ *   credentials?: Object<string, string>, options?: Object<string, unknown>}} payload
+ */
 export const putTicketing = (payload) => send("PUT", "/integrations/ticketing", payload);
+
+/** Every ticketing kind with its fields, to build the settings form from. */
+export const getTicketingKinds = async () => (await get("/integrations/ticketing/kinds")).kinds;
+
+/** One harmless authenticated call with the stored configuration: {ok, detail}. */
+export const testTicketing = (ticketRef) =>
+  send("POST", "/integrations/ticketing/test", ticketRef ? { ticket_ref: ticketRef } : {});
+
+export const deleteTicketing = () => send("DELETE", "/integrations/ticketing");
 
 /** The account's LLM usage and cost for the current month so far (owners). */
 export const getUsage = () => get("/usage");

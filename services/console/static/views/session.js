@@ -25,9 +25,19 @@ const DELIVERY_TEXT = {
   retrying: "Retrying delivery",
   delivered: "Delivered to the ticketing system",
   failed: "Delivery failed",
-  not_configured: "Kept here: no ticketing webhook is configured",
-  disabled: "Not sent: the ticketing webhook is disabled",
+  not_configured: "Kept here: no ticketing integration is configured",
+  disabled: "Not sent: the ticketing integration is disabled",
 };
+
+/** "Posted to Zendesk ticket 4711", linked when the target gave a link. */
+function deliveredTo(status, target) {
+  if (status !== "delivered" || !target || !target.label) return null;
+  if (target.kind === "webhook") return "Delivered to the ticketing webhook";
+  const ticket = target.ticket ? ` ticket ${target.ticket}` : "";
+  const text = `Posted to ${target.label}${ticket}`;
+  if (!target.link || !/^https?:\/\//i.test(target.link)) return text;
+  return h("a", { href: target.link, target: "_blank", rel: "noopener noreferrer", class: "delivered-link", text });
+}
 
 function confidenceBadge(confidence) {
   if (confidence === null || confidence === undefined) {
@@ -846,7 +856,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
         { class: `delivery-line delivery-${status}`, dataset: { delivery: status } },
         h("span", { class: `pill delivery-pill delivery-${status}`, text: status.replace("_", " ") }),
         " ",
-        DELIVERY_TEXT[status] || status,
+        deliveredTo(status, note.delivered_to) || DELIVERY_TEXT[status] || status,
         attempts ? ` · ${attempts} attempt${attempts === 1 ? "" : "s"}` : "",
         note.delivered_at ? [" · ", when(note.delivered_at)] : null,
       ),
