@@ -27,7 +27,8 @@ Why these values
   route template and duration) and never the query string; a second line per request would add
   nothing. GUNICORN_ACCESS_LOG=- turns gunicorn's own back on.
 * PROMETHEUS_MULTIPROC_DIR: several processes serve /metrics; each writes its samples there and
-  /metrics aggregates them. It defaults to a per-port directory under the temp dir, is emptied
+  /metrics aggregates them. It defaults to a directory per bound address under the temp dir
+  (`make run`, which binds with --bind, gets its own), is emptied
   when the server starts, and a dead worker's live gauges are dropped in child_exit.
 """
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -102,7 +104,9 @@ preload_app = False
 # The heartbeat file is touched constantly; keep it in memory (also works with a read-only root
 # filesystem, where /dev/shm or an emptyDir /tmp is the only writable place).
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-# Gunicorn's runtime control socket would need a writable $HOME; nothing here uses it.
+# Gunicorn's runtime control socket defaults to one fixed path per user ($XDG_RUNTIME_DIR or
+# ~/.gunicorn/gunicorn.ctl) that every server on the host would share, and needs a writable
+# $HOME; nothing here uses it, so no server of ours opens one (`make run` included).
 control_socket_disable = True
 
 # Behind nginx / the ingress controller: trust its X-Forwarded-* headers. Inside the cluster or
@@ -118,15 +122,25 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 proc_name = os.environ.get("SERVICE_NAME") or None
 
-_multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
-    tempfile.gettempdir(), f"rf-prometheus-{port}"
-)
-# Set before any worker imports prometheus_client, which reads it once at import.
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir
+_multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ""
+
+
+def _default_multiproc_dir(server: Any) -> str:
+    """A directory of its own per bound address (`--bind` on the command line included), so two
+    stacks on one host never empty each other's samples."""
+    binds = getattr(getattr(server, "cfg", None), "bind", None) or bind
+    label = "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", b) for b in binds)
+    return os.path.join(tempfile.gettempdir(), f"rf-prometheus-{label}")
 
 
 def on_starting(server: Any) -> None:
     """Master, before the first fork: empty the metrics directory and switch logs to JSON."""
+    global _multiproc_dir
+    if not _multiproc_dir:
+        _multiproc_dir = _default_multiproc_dir(server)
+    # Set before any worker imports prometheus_client (workers fork after this and import the
+    # app themselves: preload_app is off), which reads it once at import.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir
     os.makedirs(_multiproc_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(_multiproc_dir, "*.db")):
         os.remove(stale)

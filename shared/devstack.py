@@ -20,6 +20,8 @@ from shared import runtime
 from shared.cli import ensure_demo, load_library, migrate
 from shared.config import PROJECT_ROOT, Settings
 
+GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
+
 
 def _banner(settings: Settings, demo: dict[str, object]) -> str:
     users = demo["users"]
@@ -69,6 +71,10 @@ def stack_commands(
     return {
         "gateway": [
             os.path.join(bin_dir, "gunicorn"),
+            # The deploy's settings (JSON logs with redaction from the first line, no control
+            # socket, per-address metrics directory); the flags below override the sizing.
+            "--config",
+            str(GUNICORN_CONF),
             "--bind",
             f"127.0.0.1:{settings.GATEWAY_PORT}",
             "--workers",

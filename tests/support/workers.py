@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.config import PROJECT_ROOT, Settings
+from shared.devstack import GUNICORN_CONF
 
 T = TypeVar("T")
 
@@ -56,6 +57,9 @@ def running_gateway(env: Mapping[str, str], *, log_name: str = "gunicorn") -> It
                 sys.executable,
                 "-m",
                 "gunicorn",
+                # The deploy's settings, as `make run` uses them (JSON logs, no control socket).
+                "--config",
+                str(GUNICORN_CONF),
                 "-w",
                 "2",
                 "-k",
