@@ -123,27 +123,31 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 proc_name = os.environ.get("SERVICE_NAME") or None
 
 _multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ""
+_multiproc_ready = False
 
 
-def _default_multiproc_dir(server: Any) -> str:
-    """A directory of its own per bound address (`--bind` on the command line included), so two
-    stacks on one host never empty each other's samples."""
-    binds = getattr(getattr(server, "cfg", None), "bind", None) or bind
-    label = "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", b) for b in binds)
-    return os.path.join(tempfile.gettempdir(), f"rf-prometheus-{label}")
-
-
-def on_starting(server: Any) -> None:
-    """Master, before the first fork: empty the metrics directory and switch logs to JSON."""
-    global _multiproc_dir
+def _use_multiproc_dir(cfg: Any) -> str:
+    """Pick the metrics directory once, in the master, before anything imports
+    prometheus_client (which reads PROMETHEUS_MULTIPROC_DIR once, at import; workers fork from
+    the master and inherit it). The default is one directory per bound address (`--bind` on
+    the command line included), so two servers on one host never empty each other's samples."""
+    global _multiproc_dir, _multiproc_ready
+    if _multiproc_ready:
+        return _multiproc_dir
     if not _multiproc_dir:
-        _multiproc_dir = _default_multiproc_dir(server)
-    # Set before any worker imports prometheus_client (workers fork after this and import the
-    # app themselves: preload_app is off), which reads it once at import.
+        binds = getattr(cfg, "bind", None) or bind
+        label = "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", b) for b in binds)
+        _multiproc_dir = os.path.join(tempfile.gettempdir(), f"rf-prometheus-{label}")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir
+    # Emptied at server start: samples of a previous run's processes must not be aggregated.
     os.makedirs(_multiproc_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(_multiproc_dir, "*.db")):
         os.remove(stale)
+    _multiproc_ready = True
+    return _multiproc_dir
+
+
+def _json_logging() -> None:
     try:
         from shared.observability import configure_logging
     except ImportError:  # an app without the shared package keeps gunicorn's text logs
@@ -151,13 +155,34 @@ def on_starting(server: Any) -> None:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
 
 
+try:
+    from gunicorn.glogging import Logger as _GunicornLogger
+except ImportError:  # pragma: no cover - read by something other than gunicorn
+    pass
+else:
+
+    class JsonLogger(_GunicornLogger):  # type: ignore[misc]
+        """gunicorn's logger, rerouted through shared.observability's JSON chain (redaction
+        included) as soon as gunicorn sets it up: its very first line ("Starting gunicorn")
+        is JSON too."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            _use_multiproc_dir(cfg)
+            _json_logging()
+
+    logger_class = JsonLogger
+
+
+def on_starting(server: Any) -> None:
+    """Master, before the first fork: empty the metrics directory and switch logs to JSON."""
+    _use_multiproc_dir(server.cfg)
+    _json_logging()
+
+
 def post_worker_init(worker: Any) -> None:
     """Worker, after the app is loaded: keep JSON logs even if the app touched logging."""
-    try:
-        from shared.observability import configure_logging
-    except ImportError:
-        return
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    _json_logging()
 
 
 def child_exit(server: Any, worker: Any) -> None:
