@@ -19,6 +19,7 @@ from typing import Any
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 from sqlalchemy import func, inspect, select
 
 from services.pilot import chat, sessions
@@ -146,7 +147,7 @@ def _sse(kind: str, data: dict[str, Any] | None) -> str:
 class SessionsView(MethodView):
     decorators = [auth_required]
 
-    @blp.arguments(SessionQueryArgsSchema, location="query")
+    @blp.arguments(SessionQueryArgsSchema, location="query", unknown=RAISE)
     @blp.response(200, SessionResponseSchema(many=True))
     @blp.doc(security=BEARER_SECURITY)
     def get(self, args: dict[str, Any]) -> Any:
@@ -156,6 +157,8 @@ class SessionsView(MethodView):
                 session,
                 current_principal(),
                 status=args.get("status"),
+                search=args.get("search"),
+                ticket_ref=args.get("ticket_ref"),
                 limit=args["limit"],
                 offset=args["offset"],
             )
@@ -192,7 +195,7 @@ class SessionView(MethodView):
     @blp.response(200, SessionResponseSchema)
     @blp.doc(security=BEARER_SECURITY)
     def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
-        """Change the title or ticket reference. 409 while the session is resolved."""
+        """Change the title, ticket reference or problem. 409 while the session is resolved."""
         with write_transaction() as session:
             result = sessions.update_session(session, current_principal(), session_id, data)
         return _versioned(result)

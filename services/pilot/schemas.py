@@ -51,16 +51,25 @@ class SessionCreateSchema(StrictSchema):
 class SessionUpdateSchema(StrictSchema):
     title = TrimmedString(validate=validate.Length(min=1, max=300))
     ticket_ref = OptionalTrimmedString(allow_none=True, validate=validate.Length(max=200))
+    problem = OptionalTrimmedString(allow_none=True, validate=validate.Length(max=20000))
 
     @validates_schema
     def not_empty(self, data: dict[str, Any], **_: object) -> None:
-        _at_least_one(data, ("title", "ticket_ref"))
+        _at_least_one(data, ("title", "ticket_ref", "problem"))
 
 
 class SessionQueryArgsSchema(StrictSchema):
-    class Meta:
-        unknown = EXCLUDE
+    """Unknown query parameters are a 422 naming them (marshmallow's default RAISE), so a typo
+    such as `?stauts=active` is never silently ignored."""
 
+    search = TrimmedString(
+        validate=validate.Length(max=200),
+        metadata={"description": "case-insensitive text in the title, ticket ref or problem"},
+    )
+    ticket_ref = TrimmedString(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "exactly this ticket reference (case-insensitive)"},
+    )
     status = fields.String(validate=validate.OneOf(SESSION_STATUSES))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0))

@@ -226,7 +226,6 @@ class GenerateView(MethodView):
                 principal,
                 template_id=data["template_id"],
                 parameters=data["parameters"],
-                session_id=data["session_id"],
                 ai_session_id=data["ai_session_id"],
             )
             template, generation = result.template, result.generation
@@ -262,10 +261,11 @@ class GenerationsView(MethodView):
     @scripts_blp.arguments(GenerationQueryArgsSchema, location="query")
     @scripts_blp.response(200, GenerationRecordSchema(many=True))
     @scripts_blp.doc(security=BEARER_SECURITY)
-    def get(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        """Your own generations, newest first (parameters as stored: redacted)."""
+    def get(self, args: dict[str, Any]) -> Any:
+        """Your own generations, newest first (parameters as stored: redacted). `X-Total-Count`
+        gives the unpaged total."""
         with db.session() as session:
-            rows = templates.list_generations(
+            rows, total = templates.list_generations(
                 session, current_principal(), limit=args["limit"], offset=args["offset"]
             )
         return [
@@ -275,9 +275,8 @@ class GenerationsView(MethodView):
                 "template_name": name,
                 "template_version": gen.template_version,
                 "parameters_used": gen.parameters_used,
-                "session_id": gen.session_id,
                 "ai_session_id": gen.ai_session_id,
                 "created_at": gen.created_at,
             }
             for gen, name in rows
-        ]
+        ], {"X-Total-Count": str(total)}

@@ -20,7 +20,15 @@ from services.scripts.engine import (
     TemplateDefinitionError,
 )
 from shared import events
-from shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shared.errors import (
+    AI_SESSION_NOT_FOUND,
+    CATEGORY_NOT_FOUND,
+    TEMPLATE_NOT_FOUND,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from shared.models import (
     ScriptCategory,
     ScriptGeneration,
@@ -180,7 +188,7 @@ def get_template(
         query = query.with_for_update()
     template = session.scalars(query).one_or_none()
     if template is None:
-        raise NotFound("Template not found")
+        raise NotFound(TEMPLATE_NOT_FOUND)
     return template
 
 
@@ -255,7 +263,7 @@ def _require_category(session: Session, category_id: uuid.UUID) -> None:
         )
     ).first()
     if exists is None:
-        raise NotFound("Category not found", errors={"category_id": ["no such category"]})
+        raise NotFound(CATEGORY_NOT_FOUND, errors={"category_id": ["no such category"]})
 
 
 def _snapshot(session: Session, template: ScriptTemplate, actor: uuid.UUID | None) -> None:
@@ -482,7 +490,7 @@ def generate_script(
             )
         except events.SessionNotFound as exc:
             raise NotFound(
-                "AI session not found", errors={"ai_session_id": ["no such session"]}
+                AI_SESSION_NOT_FOUND, errors={"ai_session_id": ["no such session"]}
             ) from exc
         except events.SessionReadOnly as exc:
             raise Conflict(
@@ -516,18 +524,21 @@ def generate_script(
 
 def list_generations(
     session: Session, principal: Principal, *, limit: int, offset: int
-) -> list[tuple[ScriptGeneration, str]]:
+) -> tuple[list[tuple[ScriptGeneration, str]], int]:
+    """The caller's generations, newest first, and their unpaged total."""
+    mine = and_(
+        ScriptGeneration.user_id == principal.id,
+        ScriptGeneration.account_id == principal.account_id,
+    )
+    total = session.execute(
+        select(func.count()).select_from(ScriptGeneration).where(mine)
+    ).scalar_one()
     rows = session.execute(
         select(ScriptGeneration, ScriptTemplate.name)
         .join(ScriptTemplate, ScriptGeneration.template_id == ScriptTemplate.id)
-        .where(
-            and_(
-                ScriptGeneration.user_id == principal.id,
-                ScriptGeneration.account_id == principal.account_id,
-            )
-        )
+        .where(mine)
         .order_by(ScriptGeneration.created_at.desc(), ScriptGeneration.id.desc())
         .limit(limit)
         .offset(offset)
     ).all()
-    return [(gen, name) for gen, name in rows]
+    return [(gen, name) for gen, name in rows], int(total)
