@@ -3,7 +3,7 @@ health, observability. Each service's `create_app()` calls `create_service_app()
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -112,6 +112,37 @@ def install_error_handlers(app: Flask, *, only_under: str | None = None) -> None
     app.register_error_handler(DomainError, domain_error)
 
 
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    401: "Missing, invalid or expired bearer token (or, for sign-in, wrong credentials)",
+    403: "Authenticated, but the role does not allow this",
+    404: "No such object in your account (another account's objects are always 404)",
+    409: "Conflicts with the object's current state (e.g. a resolved, read-only session)",
+}
+
+
+def document_error_responses(api: Api, table: Mapping[str, Mapping[str, Iterable[int]]]) -> None:
+    """Declare in the OpenAPI spec, with the error schema, the 401/403/404/409 answers each
+    operation can give (`table`: path -> method -> codes)."""
+    spec = api.spec
+    for code, description in ERROR_DESCRIPTIONS.items():
+        spec.components.response(
+            f"ERROR_{code}",
+            {
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        )
+    paths = spec.to_dict()["paths"]
+    for path, methods in table.items():
+        for method, codes in methods.items():
+            operation = paths.get(path, {}).get(method)
+            if operation is None:
+                raise RuntimeError(f"ERROR_RESPONSES names {method.upper()} {path}: no such route")
+            responses = operation.setdefault("responses", {})
+            for code in codes:
+                responses.setdefault(str(code), {"$ref": f"#/components/responses/ERROR_{code}"})
+
+
 def check_dependencies(settings: Settings) -> tuple[bool, dict[str, str]]:
     checks: dict[str, str] = {}
     try:
@@ -135,6 +166,7 @@ def create_service_app(
     blueprints: Iterable[Blueprint],
     settings: Settings | None = None,
     description: str = "",
+    error_responses: Mapping[str, Mapping[str, Iterable[int]]] | None = None,
 ) -> Flask:
     settings = runtime.configure(settings)
     app = Flask(f"resolutionflow.{name}")
@@ -162,6 +194,7 @@ def create_service_app(
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
+    document_error_responses(api, error_responses or {})
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -43,6 +43,15 @@ integrations_blp = Blueprint(
 )
 
 
+# The errors each route can answer besides 422, documented in the spec with the error schema.
+ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
+    "/api/v1/ai-sessions/{session_id}/resolution-note/preview": {"get": (401, 404)},
+    "/api/v1/ai-sessions/{session_id}/resolution-note": {"get": (401, 404)},
+    "/api/v1/ai-sessions/{session_id}/resolution-note/redeliver": {"post": (401, 403, 404, 409)},
+    "/api/v1/integrations/ticketing": {"get": (401,), "put": (401, 403)},
+}
+
+
 def blueprints() -> list[Blueprint]:
     return [notes_blp, integrations_blp]
 

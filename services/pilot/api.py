@@ -64,6 +64,23 @@ SSE_MIMETYPE = "text/event-stream"
 _llm_lock = threading.Lock()
 
 
+# The errors each route can answer besides 422, documented in the spec with the error schema.
+_READ = (401, 404)
+_WRITE = (401, 403, 404, 409)  # viewers read only; a resolved session is read-only
+ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
+    "/api/v1/ai-sessions": {"get": (401,), "post": (401, 403)},
+    "/api/v1/ai-sessions/{session_id}": {"get": _READ, "patch": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/resolve": {"post": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/reopen": {"post": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/facts": {"get": _READ, "post": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/facts/{fact_id}": {"patch": _WRITE, "delete": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/messages": {"get": _READ, "post": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/suggested-fixes": {"get": _READ},
+    "/api/v1/ai-sessions/{session_id}/suggested-fixes/active": {"get": _READ},
+    "/api/v1/ai-sessions/{session_id}/suggested-fixes/{fix_id}/decision": {"post": _WRITE},
+}
+
+
 def blueprints() -> list[Blueprint]:
     return [blp]
 

@@ -155,3 +155,58 @@ def test_api_docs_are_served_locally_with_a_same_origin_csp(gateway: PathDispatc
         assert asset.headers["Content-Security-Policy"] == csp
     assert client.get("/api/docs/assets/../../etc/passwd").status_code == 404
     assert client.get("/api/docs/assets/index.html").status_code == 404
+
+
+# ── OpenAPI: summaries and the error answers of every operation ───────────────────────────────
+
+
+def _operations(
+    gateway: PathDispatcher,
+) -> list[tuple[str, dict[str, Any], str, str, dict[str, Any]]]:
+    client = Client(gateway)
+    found = []
+    for name in ("scripts", "pilot", "notes"):
+        spec = client.get(f"/api/v1/openapi/{name}.json").json
+        for path, item in spec["paths"].items():
+            for method, operation in item.items():
+                if method in {"get", "post", "put", "patch", "delete"}:
+                    found.append((name, spec, path, method, operation))
+    return found
+
+
+def test_openapi_declares_every_operations_errors_with_the_error_schema(
+    gateway: PathDispatcher,
+) -> None:
+    operations = _operations(gateway)
+    assert len(operations) >= 30
+    for name, spec, path, method, operation in operations:
+        where = f"{name}: {method.upper()} {path}"
+        assert operation.get("summary"), where
+        responses = operation["responses"]
+        declared = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
+        assert 401 in declared, where  # sign-in and every bearer route
+        if "{" in path:
+            assert 404 in declared, where
+        if method != "get" and path.startswith("/api/v1/ai-sessions/{session_id}"):
+            assert {403, 409} <= declared, where
+        for code in declared - {422, 503}:
+            ref = responses[str(code)]["$ref"].rsplit("/", 1)[-1]
+            schema = spec["components"]["responses"][ref]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/Error"}, where
+    error = operations[0][1]["components"]["schemas"]["Error"]["properties"]
+    assert {"code", "status", "message", "errors"} <= set(error)
+
+
+def test_every_operation_declaring_401_answers_401_without_a_token(
+    gateway: PathDispatcher,
+) -> None:
+    """The declarations are true: each bearer route refuses a call without a token, JSON."""
+    client = Client(gateway)
+    placeholder = "00000000-0000-0000-0000-000000000001"
+    for _name, _spec, path, method, operation in _operations(gateway):
+        if not operation.get("security"):
+            continue
+        url = re.sub(r"\{[^}]+\}", placeholder, path)
+        response = client.open(url, method=method.upper(), json={})
+        assert response.status_code == 401, (method, url, response.status_code)
+        assert response.json["message"], (method, url)
