@@ -62,7 +62,7 @@ DEMO_PASSWORD = "demo-password"
 ENGINEER = "engineer@demo.resolutionflow.local"
 OWNER = "owner@demo.resolutionflow.local"
 # What a page may request: its own shell and assets, and the public API. Nothing else.
-ALLOWED_PATHS = re.compile(r"^/($|\?|static/console/|favicon\.ico$|api/v1/)")
+ALLOWED_PATHS = re.compile(r"^/($|\?|static/console/|favicon\.ico$|api/v1/|api/docs)")
 
 RESET_TEMPLATE_BODY = r"""$ErrorActionPreference = 'Stop'
 $secure = ConvertTo-SecureString -String {{new_password}} -AsPlainText -Force
@@ -1495,3 +1495,27 @@ def test_history_generates_again_with_the_stored_values_sensitive_left_empty(
     expect(form.get_by_label("New password")).to_have_value("")
     stored = page.evaluate("JSON.stringify({...sessionStorage})")
     assert "Sup3r-Secret-Canary-91" not in stored and "rf.console.prefill" not in stored
+
+
+def test_api_docs_render_offline_from_the_products_own_origin(tab: Tab, stack: Stack) -> None:
+    """Swagger UI comes from the gateway (no CDN): it renders with every request on the
+    product's origin, and its Content-Security-Policy blocks nothing it needs."""
+    page = tab.page
+    outside: list[str] = []
+    origin = urlsplit(stack.base_url).netloc
+
+    def only_ours(route: Any) -> None:
+        if urlsplit(route.request.url).netloc != origin:
+            outside.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/*", only_ours)
+    page.goto("/api/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("ResolutionFlow")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    assert outside == []
+    csp = page.evaluate("fetch('/api/docs').then((r) => r.headers.get('content-security-policy'))")
+    assert "script-src 'self'" in csp and "http" not in csp
+    assert tab.errors == [], tab.errors  # a CSP violation is logged as an error
