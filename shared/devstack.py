@@ -94,6 +94,8 @@ def stack_commands(
             os.path.join(bin_dir, "celery"),
             "-A",
             "services.notes.worker",
+            # No start-up banner: like the gateway's, the workers' output is JSON log lines.
+            "--quiet",
             "worker",
             "-Q",
             "notes,events,webhooks",
@@ -112,6 +114,7 @@ def stack_commands(
             os.path.join(bin_dir, "celery"),
             "-A",
             "services.notes.worker",
+            "--quiet",
             "beat",
             "--loglevel",
             settings.LOG_LEVEL,
