@@ -45,7 +45,7 @@ def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifact
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=90)
                 break
             except requests.ConnectionError:
                 time.sleep(0.2)  # waiting for gunicorn to bind, not synchronising the test
