@@ -28,6 +28,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     (r"^/api/v1/ai-sessions/[^/]+/resolution-note(/|$)", "notes"),
     (r"^/api/v1/integrations(/|$)", "notes"),
     (r"^/api/v1/ai-sessions(/|$)", "pilot"),
+    (r"^/api/v1/usage(/|$)", "pilot"),
 )
 
 # The API docs page: Swagger UI from the pinned `swagger-ui-bundle` package, served by the
@@ -109,6 +110,12 @@ def create_web_app(settings: Settings) -> Flask:
             "checks": checks,
         }
         return jsonify(body), 200 if healthy else 503
+
+    @app.get("/livez")
+    def livez() -> Any:
+        # Liveness: this process answers. No dependency is checked (that is /healthz), so it
+        # is also what the benchmarks use to measure the gateway's own cost per request.
+        return jsonify({"status": "ok", "service": "gateway"})
 
     @app.get("/api/docs")
     def docs() -> Response:
