@@ -79,6 +79,9 @@ ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
     "/api/v1/ai-sessions/{session_id}/suggested-fixes": {"get": _READ},
     "/api/v1/ai-sessions/{session_id}/suggested-fixes/active": {"get": _READ},
     "/api/v1/ai-sessions/{session_id}/suggested-fixes/{fix_id}/decision": {"post": _WRITE},
+    "/api/v1/usage": {"get": (401, 403)},
+    "/api/v1/usage/budget": {"put": (401, 403)},
+    "/api/v1/ai-sessions/{session_id}/usage": {"get": (401, 403, 404)},
 }
 
 

@@ -66,6 +66,10 @@ ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
     "/api/v1/scripts/templates/{template_id}/versions": {"get": (401, 404)},
     "/api/v1/scripts/generate": {"post": (401, 403, 404, 409)},
     "/api/v1/scripts/generations": {"get": (401,)},
+    "/api/v1/scripts/generations/{generation_id}/download": {"get": (401, 404)},
+    "/api/v1/scripts/tags": {"get": (401,)},
+    "/api/v1/scripts/templates/by-slug/{slug}": {"get": (401, 404)},
+    "/api/v1/scripts/settings": {"get": (401,), "put": (401, 403)},
 }
 
 
