@@ -478,6 +478,9 @@ def configure_logging(
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    # Python warnings (a library's DeprecationWarning, Celery's SecurityWarning) become log
+    # events in the same JSON chain instead of free text on stderr.
+    logging.captureWarnings(True)
     # Libraries that install their own handlers would print unstructured, unredacted lines.
     for name in ("werkzeug", "gunicorn.error", "gunicorn.access", "celery", "celery.task"):
         lib = logging.getLogger(name)

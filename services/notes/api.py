@@ -32,7 +32,13 @@ from services.notes.schemas import (
 )
 from shared.auth import auth_required, bearer_user_id, current_principal
 from shared.db import db
-from shared.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
+from shared.errors import (
+    AI_SESSION_NOT_FOUND,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from shared.permissions import can_administer_account
 from shared.web import BEARER_SECURITY
 
@@ -48,6 +54,15 @@ integrations_blp = Blueprint(
     url_prefix="/api/v1/integrations",
     description="The account's ticketing integration (a webhook or a native adapter)",
 )
+
+
+# The errors each route can answer besides 422, documented in the spec with the error schema.
+ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
+    "/api/v1/ai-sessions/{session_id}/resolution-note/preview": {"get": (401, 404)},
+    "/api/v1/ai-sessions/{session_id}/resolution-note": {"get": (401, 404)},
+    "/api/v1/ai-sessions/{session_id}/resolution-note/redeliver": {"post": (401, 403, 404, 409)},
+    "/api/v1/integrations/ticketing": {"get": (401,), "put": (401, 403)},
+}
 
 
 def blueprints() -> list[Blueprint]:
@@ -103,7 +118,7 @@ class PreviewView(MethodView):
         answer is 304 with no body as long as the note is current."""
         state = g.session_state
         if state is None:
-            raise NotFound("AI session not found")
+            raise NotFound(AI_SESSION_NOT_FOUND)
         ctx = _context()
         wait = args.get("wait")
         outcome = preview.preview_note(

@@ -41,7 +41,11 @@ from services.notes.preview import (
 )
 from shared import outbound
 from shared.db import db
-from shared.errors import Conflict, NotFound
+from shared.errors import (
+    AI_SESSION_NOT_FOUND,
+    Conflict,
+    NotFound,
+)
 from shared.models import AISession, ResolutionNote, TicketingIntegration, WebhookAttempt
 from shared.observability import WEBHOOK_DELIVERIES, get_logger
 
@@ -521,7 +525,7 @@ def _final_note(
             )
         ).one_or_none()
         raise NotFound(
-            "AI session not found"
+            AI_SESSION_NOT_FOUND
             if found is None
             else "no resolution note yet: the session has not been resolved"
         )

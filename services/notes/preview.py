@@ -49,7 +49,7 @@ from services.notes.generator import (
 )
 from shared.config import Settings
 from shared.db import db
-from shared.errors import InvalidInput, NotFound, Unavailable
+from shared.errors import AI_SESSION_NOT_FOUND, InvalidInput, NotFound, Unavailable
 from shared.llm import OFFLINE_MODEL, LLMClient, LLMUnavailable, LLMUsage
 from shared.observability import (
     LLM_CALLS,
@@ -593,7 +593,7 @@ def preview_note(
     if state is None:
         state = session_state(session_id, account_id=account_id)
     if state is None or state.account_id != account_id:
-        raise NotFound("AI session not found")
+        raise NotFound(AI_SESSION_NOT_FOUND)
     version, ticket_ref = state.state_version, state.ticket_ref
     sid = str(session_id)
     # The first look is the hit path: one Redis round trip, whatever the answer.
@@ -616,7 +616,7 @@ def preview_note(
 
         loaded = load_bundle(session_id, kind)
         if loaded is None or loaded.session.account_id != account_id:
-            raise NotFound("AI session not found")
+            raise NotFound(AI_SESSION_NOT_FOUND)
         # The repeatable-read snapshot may be newer than the first read: it is the one to serve.
         version, ticket_ref = loaded.state_version, loaded.session.ticket_ref
         found = ctx.cache.get(kind, sid, version) or _reuse(
@@ -659,7 +659,7 @@ def preview_note(
         # failed): read the version again and start over.
         state = session_state(session_id, account_id=account_id)
         if state is None:
-            raise NotFound("AI session not found")
+            raise NotFound(AI_SESSION_NOT_FOUND)
         version, ticket_ref = state.state_version, state.ticket_ref
 
 

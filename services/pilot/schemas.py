@@ -71,9 +71,17 @@ class SessionUpdateSchema(StrictSchema):
 
 
 class SessionQueryArgsSchema(StrictSchema):
-    class Meta:
-        unknown = EXCLUDE
+    """Unknown query parameters are a 422 naming them (marshmallow's default RAISE), so a typo
+    such as `?stauts=active` is never silently ignored."""
 
+    search = TrimmedString(
+        validate=validate.Length(max=200),
+        metadata={"description": "case-insensitive text in the title, ticket ref or problem"},
+    )
+    ticket_ref = TrimmedString(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "exactly this ticket reference (case-insensitive)"},
+    )
     status = fields.String(validate=validate.OneOf(SESSION_STATUSES))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.

@@ -18,13 +18,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.notes import bundle
 from shared import events
-from shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shared.errors import (
+    AI_SESSION_NOT_FOUND,
+    FACT_NOT_FOUND,
+    SUGGESTED_FIX_NOT_FOUND,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from shared.models import (
     AISession,
     ScriptTemplate,
@@ -74,7 +82,7 @@ def _scoped_session(session_id: uuid.UUID, principal: Principal) -> Any:
 def get_session(session: Session, principal: Principal, session_id: uuid.UUID) -> AISession:
     row = session.scalars(_scoped_session(session_id, principal)).one_or_none()
     if row is None:
-        raise NotFound("Session not found")
+        raise NotFound(AI_SESSION_NOT_FOUND)
     return row
 
 
@@ -107,7 +115,7 @@ def bump(
             extra_events=extra_events,
         )
     except events.SessionNotFound as exc:
-        raise NotFound("Session not found") from exc
+        raise NotFound(AI_SESSION_NOT_FOUND) from exc
     except events.SessionReadOnly as exc:
         raise Conflict("Session is resolved and read-only; reopen it first") from exc
 
@@ -118,7 +126,7 @@ def _locked_session(session: Session, principal: Principal, session_id: uuid.UUI
         _scoped_session(session_id, principal).execution_options(populate_existing=True)
     ).one_or_none()
     if row is None:  # pragma: no cover - the bump just found it under its row lock
-        raise NotFound("Session not found")
+        raise NotFound(AI_SESSION_NOT_FOUND)
     return row
 
 
@@ -155,13 +163,28 @@ def list_sessions(
     principal: Principal,
     *,
     status: str | None = None,
+    search: str | None = None,
+    ticket_ref: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[AISession], int]:
-    """The account's sessions, newest first, and their unpaged total."""
-    conditions = [AISession.account_id == principal.account_id]
+    """The account's sessions, newest first, and their unpaged total. `search` matches text in
+    the title, ticket ref or problem (case-insensitive, literally: `%` and `_` are not
+    wildcards); `ticket_ref` matches the whole reference, case-insensitively."""
+    conditions: list[Any] = [AISession.account_id == principal.account_id]
     if status is not None:
         conditions.append(AISession.status == status)
+    if search:
+        term = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(
+            or_(
+                AISession.title.ilike(term, escape="\\"),
+                AISession.ticket_ref.ilike(term, escape="\\"),
+                AISession.problem.ilike(term, escape="\\"),
+            )
+        )
+    if ticket_ref:
+        conditions.append(func.lower(AISession.ticket_ref) == ticket_ref.lower())
     total = session.execute(
         select(func.count()).select_from(AISession).where(*conditions)
     ).scalar_one()
@@ -217,7 +240,7 @@ def resolve_session(
             cause=CAUSE_RESOLVED,
         )
     except events.SessionNotFound as exc:
-        raise NotFound("Session not found") from exc
+        raise NotFound(AI_SESSION_NOT_FOUND) from exc
     except events.SessionReadOnly as exc:
         raise Conflict("Session is already resolved") from exc
     row = _locked_session(session, principal, session_id)
@@ -350,7 +373,7 @@ def _get_fact(
         )
     ).one_or_none()
     if fact is None:
-        raise NotFound("Fact not found")
+        raise NotFound(FACT_NOT_FOUND)
     return fact
 
 
@@ -538,7 +561,7 @@ def decide_fix(
         .with_for_update()
     ).one_or_none()
     if fix is None:
-        raise NotFound("Suggested fix not found")
+        raise NotFound(SUGGESTED_FIX_NOT_FOUND)
     if fix.superseded_at is not None:
         raise Conflict("This fix has been superseded; decide on the active fix")
     if fix.decision is not None and decision != "dismissed":

@@ -21,7 +21,7 @@
  * @typedef {{id: string, script: string, warnings: string[], metadata: Object,
  *            state_version: ?number}} GenerateResult
  * @typedef {{id: string, template_id: string, template_name: string, template_version: number,
- *            parameters_used: Object, session_id: ?string, ai_session_id: ?string,
+ *            parameters_used: Object, ai_session_id: ?string,
  *            created_at: string}} GenerationRecord
  * @typedef {{id: string, title: string, ticket_ref: ?string, problem?: ?string, status: string,
  *            state_version: number, created_at: string}} AISession
@@ -268,13 +268,19 @@ export const generateScript = (payload) => send("POST", "/scripts/generate", pay
 export const listGenerations = ({ limit = 20, offset = 0 } = {}) =>
   get("/scripts/generations", { limit, offset });
 
+/** @returns {Promise<{items: GenerationRecord[], total: number}>} */
+export async function pageGenerations({ limit = 20, offset = 0 } = {}) {
+  const { data, response } = await request("GET", "/scripts/generations", { params: { limit, offset } });
+  return { items: data, total: Number(response.headers.get("X-Total-Count") ?? data.length) };
+}
+
 // ── AI sessions ──────────────────────────────────────────────────────────
 
 const S = (id) => `/ai-sessions/${encodeURIComponent(id)}`;
 
 /** @returns {Promise<AISession[]>} */
-export const listSessions = ({ status, limit = 50, offset = 0 } = {}) =>
-  get("/ai-sessions", { status, limit, offset });
+export const listSessions = ({ status, search, ticket_ref, limit = 50, offset = 0 } = {}) =>
+  get("/ai-sessions", { status, search, ticket_ref, limit, offset });
 /** @returns {Promise<AISession>} */
 export const createSession = (payload) => send("POST", "/ai-sessions", payload);
 /** @returns {Promise<AISession>} */
@@ -391,13 +397,20 @@ export async function* parseEventStream(body) {
 
 // ── Suggested fixes ──────────────────────────────────────────────────────
 
+/** The active fix among a session's fixes (the one not superseded), or null. */
+export function activeFixOf(fixes) {
+  return (fixes || []).find((fix) => !fix.superseded_at) ?? null;
+}
+
 /**
- * The session's active fix, or null when it has none (the API answers 404).
+ * The session's active fix, or null when it has none. Read from the list of fixes, which is
+ * always a 200, so a session without a fix costs no failed request (and no console error);
+ * a missing session is null too.
  * @returns {Promise<?SuggestedFix>}
  */
 export async function getActiveFix(id, signal) {
   try {
-    return await get(`${S(id)}/suggested-fixes/active`, undefined, signal);
+    return activeFixOf(await listFixes(id, signal));
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) return null;
     throw error;

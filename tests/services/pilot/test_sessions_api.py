@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from shared.db import db
 from shared.models import AISession, OutboxEvent
+from tests.services.pilot.conftest import BASE
 
 
 def _count_sessions() -> int:
@@ -305,3 +306,89 @@ def test_openapi_documents_every_route(pilot_client: Any) -> None:
     assert "202" in paths["/api/v1/ai-sessions/{session_id}/resolve"]["post"]["responses"]
     schemas = spec["components"]["schemas"]
     assert {"ChatTurnResponse", "SuggestedFix", "FactCreate", "DecisionRequest"} <= set(schemas)
+
+
+def test_list_searches_title_ticket_ref_and_problem_and_refuses_unknown_params(
+    pilot_client: Any, engineer: Any, outsider: Any, helpers: SimpleNamespace
+) -> None:
+    def make(**body: Any) -> str:
+        return str(helpers.create_session(pilot_client, engineer, **body)["id"])
+
+    printer = make(title="Printer offline", ticket_ref="INC-100", problem="Spooler stuck")
+    vpn = make(title="VPN drops", ticket_ref="inc-200", problem="Tunnel resets every 5 min")
+    literal = make(title="50% packet loss_on wifi", ticket_ref="INC-300")
+    helpers.create_session(pilot_client, outsider, title="Printer in their account")
+
+    def ids(query: str) -> list[str]:
+        response = pilot_client.get(f"{helpers.base}?{query}", headers=engineer.headers)
+        assert response.status_code == 200, response.get_json()
+        assert response.headers["X-Total-Count"] == str(len(response.get_json()))
+        return [s["id"] for s in response.get_json()]
+
+    assert ids("search=printer") == [printer]  # title, case-insensitive, own account only
+    assert ids("search=TUNNEL") == [vpn]  # problem
+    assert ids("search=inc-") == [literal, vpn, printer]  # ticket ref
+    assert ids("search=50%25") == [literal]  # % is literal text, not a wildcard
+    assert ids("search=s_on") == [literal]  # so is _
+    assert ids("search=%25") == [literal]
+    assert ids("ticket_ref=INC-200") == [vpn]  # whole reference, case-insensitive
+    assert ids("ticket_ref=INC-2") == []
+    pilot_client.post(f"{helpers.base}/{vpn}/resolve", json={}, headers=engineer.headers)
+    assert ids("search=inc&status=active") == [literal, printer]
+    assert ids("search=inc&status=resolved&ticket_ref=inc-200") == [vpn]
+
+    for query, field in (("stauts=active", "stauts"), ("q=printer", "q"), ("title=x", "title")):
+        bad = pilot_client.get(f"{helpers.base}?{query}", headers=engineer.headers)
+        assert bad.status_code == 422, query
+        body = bad.get_json()
+        assert field in body["errors"]["query"] and f"query.{field}" in body["message"]
+    long = pilot_client.get(f"{helpers.base}?search={'x' * 201}", headers=engineer.headers)
+    assert long.status_code == 422 and "search" in long.get_json()["errors"]["query"]
+
+
+def test_patch_edits_the_problem(
+    pilot_client: Any, engineer: Any, helpers: SimpleNamespace
+) -> None:
+    sid = helpers.create_session(pilot_client, engineer, problem="old")["id"]
+    url = f"{helpers.base}/{sid}"
+    response = pilot_client.patch(
+        url, json={"problem": "  new problem  "}, headers=engineer.headers
+    )
+    assert response.status_code == 200
+    assert response.get_json()["problem"] == "new problem"
+    assert response.get_json()["state_version"] == 2
+    too_long = pilot_client.patch(url, json={"problem": "x" * 20001}, headers=engineer.headers)
+    assert too_long.status_code == 422 and "problem" in too_long.get_json()["errors"]["json"]
+
+
+def test_one_404_wording_per_kind_of_object(
+    pilot_client: Any, engineer: Any, make_user: Any
+) -> None:
+    from services.notes import create_app as notes_app
+    from services.scripts import create_app as scripts_app
+    from shared import runtime
+
+    missing = uuid.uuid4()
+    answers = [
+        pilot_client.get(f"{BASE}/{missing}", headers=engineer.headers),
+        pilot_client.post(f"{BASE}/{missing}/facts", json={"text": "x"}, headers=engineer.headers),
+        pilot_client.patch(f"{BASE}/{missing}", json={"title": "x"}, headers=engineer.headers),
+    ]
+    settings = runtime.require_settings()
+    notes = notes_app(settings).test_client()
+    answers.append(
+        notes.get(f"{BASE}/{missing}/resolution-note/preview?wait=0", headers=engineer.headers)
+    )
+    answers.append(notes.get(f"{BASE}/{missing}/resolution-note", headers=engineer.headers))
+    scripts = scripts_app(settings).test_client()
+    template = scripts.get("/api/v1/scripts/templates", headers=engineer.headers).get_json()
+    if template:
+        answers.append(
+            scripts.post(
+                "/api/v1/scripts/generate",
+                json={"template_id": template[0]["id"], "ai_session_id": str(missing)},
+                headers=engineer.headers,
+            )
+        )
+    messages = {(a.status_code, a.get_json()["message"]) for a in answers}
+    assert messages == {(404, "AI session not found")}, messages

@@ -51,6 +51,56 @@ function confidenceBadge(confidence) {
   });
 }
 
+/** "offline", or "anthropic · claude-sonnet-4-6": the model only when it says something more. */
+export function generatorLabel(note) {
+  if (!note.generator) return "";
+  return note.model && note.model !== note.generator ? `${note.generator} · ${note.model}` : note.generator;
+}
+
+/**
+ * A note's markdown as plain text for a ticket field that shows no markdown: headings without
+ * their #, no emphasis or code marks, links as "text (url)", list items kept.
+ * @param {string} markdown
+ */
+export function markdownToPlainText(markdown) {
+  return String(markdown)
+    .split(/\r?\n/)
+    .map((line) =>
+      line
+        .replace(/^\s{0,3}#{1,6}\s+/, "")
+        .replace(/^(\s*)[*+]\s+/, "$1- ")
+        .replace(/\[([^\]]+)\]\(([^)\s]+)\)/g, "$1 ($2)")
+        .replace(/(\*\*|__)(.+?)\1/g, "$2")
+        .replace(/(^|[^*\w])[*_]([^*_\s][^*_]*?)[*_](?=[^*\w]|$)/g, "$1$2")
+        .replace(/`([^`]*)`/g, "$1"),
+    )
+    .join("\n")
+    .replace(/\n{3,}/g, "\n\n")
+    .trim();
+}
+
+/** "Copy markdown" and "Copy plain text" for a note, with a status line. */
+function copyButtons(prefix, markdown, fallbackEl) {
+  const status = h("span", { class: "copy-status", role: "status", "aria-live": "polite" });
+  const button = (label, id, text) =>
+    h("button", {
+      type: "button",
+      class: "button button-small",
+      id,
+      text: label,
+      onClick: async () => {
+        status.textContent = (await copyText(text, fallbackEl)) ? "Copied." : "Selected: press Ctrl+C.";
+      },
+    });
+  return h(
+    "div",
+    { class: "copy-row" },
+    button("Copy markdown", `${prefix}-copy-markdown`, markdown),
+    button("Copy plain text", `${prefix}-copy-text`, markdownToPlainText(markdown)),
+    status,
+  );
+}
+
 /**
  * The session page: facts by kind, the chat, the suggested-fix card, the resolution-note
  * preview and Resolve. Fact changes and chat sends schedule one preview refresh 500 ms after
@@ -95,6 +145,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   const headerMeta = h("p", { class: "session-header-meta" });
   const versionBadge = h("span", { class: "pill pill-quiet", id: "state-version", "aria-label": "State version" });
   const readOnlyNote = h("p", { class: "notice", hidden: true });
+  const detailsBox = h("div", { class: "session-details", id: "session-details" });
 
   // Facts
   const factKind = h("select", { id: "fact-kind", name: "kind" }, api.FACT_KINDS.map((k) => h("option", { value: k, text: KIND_SINGULAR[k], selected: k === "observation" })));
@@ -216,6 +267,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   const previewSources = h("details", { class: "preview-sources", id: "preview-sources", hidden: true });
   const previewMeta = h("p", { class: "muted small", id: "preview-meta" });
   const previewRefresh = h("button", { type: "button", class: "button", id: "preview-refresh", text: "Refresh" });
+  const previewCopy = h("div", { class: "copy-row", id: "preview-copy", hidden: true });
   const previewSection = h(
     "aside",
     { class: "panel preview-panel", id: "preview-panel", "aria-labelledby": "preview-title" },
@@ -227,6 +279,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     ),
     h("p", { class: "badges" }, previewCache, previewVersion, previewTicket),
     previewStatus,
+    previewCopy,
     previewBody,
     previewSources,
     previewMeta,
@@ -260,8 +313,98 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     resolveForm.hidden = resolved;
     reopenButton.hidden = !resolved;
     if (!resolveTicket.value && s.ticket_ref) resolveTicket.value = s.ticket_ref;
+    renderDetails();
     renderFacts();
     renderFix();
+  }
+
+  // Title, ticket reference and problem: shown under the title, edited in place.
+  let editingDetails = false;
+  function renderDetails() {
+    if (editingDetails) return;
+    const s = state.session;
+    const edit = h("button", {
+      type: "button",
+      class: "button button-small",
+      id: "session-edit",
+      text: "Edit details",
+      disabled: s.status !== "active",
+      onClick: showDetailsEditor,
+    });
+    mount(
+      detailsBox,
+      s.problem ? h("p", { class: "session-problem", id: "session-problem-text" }, h("strong", { text: "Problem: " }), s.problem) : null,
+      h("p", {}, edit),
+    );
+  }
+
+  function showDetailsEditor() {
+    const s = state.session;
+    editingDetails = true;
+    const title = h("input", { id: "edit-title", name: "title", maxlength: 300, required: true, autocomplete: "off" });
+    const ticket = h("input", { id: "edit-ticket", name: "ticket_ref", maxlength: 200, autocomplete: "off" });
+    const problem = h("textarea", { id: "edit-problem", name: "problem", rows: 4, maxlength: 20000 });
+    title.value = s.title;
+    ticket.value = s.ticket_ref || "";
+    problem.value = s.problem || "";
+    const error = h("div", { class: "error-box", role: "alert", hidden: true });
+    const save = h("button", { type: "submit", class: "button button-primary button-small", text: "Save details" });
+    const cancelEdit = h("button", { type: "button", class: "button button-small", text: "Cancel" });
+    const form = h(
+      "form",
+      { class: "session-edit", id: "session-edit-form", novalidate: true, "aria-label": "Edit the session's details" },
+      h("div", { class: "field" }, h("label", { for: "edit-title", text: "Title" }), title),
+      h("div", { class: "field" }, h("label", { for: "edit-ticket", text: "Ticket reference" }), ticket),
+      h("div", { class: "field" }, h("label", { for: "edit-problem", text: "Problem" }), problem),
+      error,
+      h("div", { class: "form-actions" }, save, cancelEdit),
+    );
+    const close = () => {
+      editingDetails = false;
+      renderDetails();
+      detailsBox.querySelector("#session-edit")?.focus();
+    };
+    cancelEdit.addEventListener("click", close);
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        close();
+      }
+    });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      if (!title.value.trim()) {
+        error.textContent = "The session needs a title.";
+        error.hidden = false;
+        title.focus();
+        return;
+      }
+      const patch = {};
+      if (title.value.trim() !== s.title) patch.title = title.value.trim();
+      if ((ticket.value.trim() || null) !== (s.ticket_ref || null)) patch.ticket_ref = ticket.value.trim() || null;
+      if ((problem.value.trim() || null) !== (s.problem || null)) patch.problem = problem.value.trim() || null;
+      if (!Object.keys(patch).length) return close();
+      save.disabled = true;
+      try {
+        const updated = await api.updateSession(sessionId, patch);
+        if (disposed) return;
+        state.session = { ...state.session, ...updated };
+        editingDetails = false;
+        renderHeader();
+        announce("Session details saved");
+        schedulePreview();
+        detailsBox.querySelector("#session-edit")?.focus();
+      } catch (err) {
+        save.disabled = false;
+        const fields = err.fieldErrors ? err.fieldErrors("json") : {};
+        const named = Object.entries(fields).map(([k, v]) => `${k}: ${v.join(" ")}`);
+        error.textContent = named.length ? named.join("; ") : describeError(err);
+        error.hidden = false;
+      }
+    });
+    mount(detailsBox, form);
+    title.focus();
   }
 
   const isReadOnly = () => state.session && state.session.status !== "active";
@@ -368,7 +511,8 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       node.mode = "edit";
       const inputId = `fact-edit-${factId}`;
       const kindId = `fact-edit-kind-${factId}`;
-      const input = h("input", { id: inputId, class: "fact-edit-input", value: fact.text, maxlength: 4000, autocomplete: "off" });
+      const input = h("textarea", { id: inputId, class: "fact-edit-input", rows: 3, maxlength: 4000 });
+      input.value = fact.text;
       const kind = h("select", { id: kindId }, api.FACT_KINDS.map((k) => h("option", { value: k, text: KIND_SINGULAR[k], selected: k === fact.kind })));
       const error = h("p", { class: "field-error", hidden: true });
       const save = h("button", { type: "submit", class: "button button-small button-primary", text: "Save" });
@@ -378,13 +522,16 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
         { class: "fact-edit", novalidate: true },
         h("label", { for: inputId, class: "visually-hidden", text: "Fact text" }),
         input,
-        h("label", { for: kindId, class: "visually-hidden", text: "Kind" }),
-        kind,
-        save,
-        cancelButton,
+        h("div", { class: "form-actions" }, h("label", { for: kindId, class: "visually-hidden", text: "Kind" }), kind, save, cancelButton),
         error,
       );
       const close = () => showView()?.focus();
+      input.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          form.requestSubmit();
+        }
+      });
       cancelButton.addEventListener("click", close);
       form.addEventListener("keydown", (event) => {
         if (event.key === "Escape") {
@@ -637,10 +784,10 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   }
 
   async function refreshFixes() {
-    const [active, all] = await Promise.all([api.getActiveFix(sessionId), api.listFixes(sessionId).catch(() => state.fixes)]);
+    const all = await api.listFixes(sessionId).catch(() => state.fixes);
     if (disposed) return;
-    state.activeFix = active;
     state.fixes = all || [];
+    state.activeFix = api.activeFixOf(state.fixes);
     renderFix();
   }
 
@@ -770,9 +917,11 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     mount(previewBody, renderMarkdown(note.markdown, { headingLevelOffset: 1 }));
     renderSources(note);
     renderOutline();
+    previewCopy.hidden = false;
+    mount(previewCopy, [...copyButtons("preview", note.markdown, previewBody).childNodes]);
     mount(
       previewMeta,
-      note.generator ? `${note.generator}${note.model ? ` · ${note.model}` : ""}` : "",
+      generatorLabel(note),
       note.generated_at ? [" · generated ", when(note.generated_at)] : null,
     );
     markPreviewStaleness();
@@ -878,17 +1027,22 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
           })
         : null,
     );
-    if (note.markdown) {
+    if (note.markdown && finalNote.dataset.shown !== `${note.state_version}|${note.markdown}`) {
+      const rendered = h("div", { class: "markdown", id: "final-note-body" }, renderMarkdown(note.markdown, { headingLevelOffset: 2 }));
+      finalNote.dataset.shown = `${note.state_version}|${note.markdown}`;
       mount(
         finalNote,
         h(
           "details",
           { class: "final-note-details", open: true },
           h("summary", { text: `Final note (v${note.state_version})` }),
-          h("div", { class: "markdown" }, renderMarkdown(note.markdown, { headingLevelOffset: 2 })),
+          copyButtons("final-note", note.markdown, rendered),
+          rendered,
         ),
       );
     }
+    // The final note replaces the preview: a resolved session shows its note once.
+    previewSection.hidden = Boolean(note.markdown);
     return FINAL_DELIVERY.has(status);
   }
 
@@ -958,6 +1112,8 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       state.session = session && session.id ? session : await api.getSession(sessionId);
       deliveryStatus.replaceChildren();
       finalNote.replaceChildren();
+      delete finalNote.dataset.shown;
+      previewSection.hidden = false;
       renderHeader();
       announce("Session reopened");
       factText.focus();
@@ -973,21 +1129,21 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     api.getSession(sessionId),
     api.listFacts(sessionId),
     api.listMessages(sessionId).catch(() => []),
-    api.getActiveFix(sessionId).catch(() => null),
     api.listFixes(sessionId).catch(() => []),
   ])
-    .then(([session, facts, messages, activeFix, fixes]) => {
+    .then(([session, facts, messages, fixes]) => {
       if (disposed) return;
       state.session = session;
       state.facts = facts || [];
       state.messages = messages || [];
-      state.activeFix = activeFix;
       state.fixes = fixes || [];
+      state.activeFix = api.activeFixOf(state.fixes);
       const hadFocus = !main.contains(document.activeElement) || document.activeElement?.tagName === "H1";
       mount(
         main,
         h("p", { class: "breadcrumb" }, h("a", { href: "#/sessions", text: "← Sessions" })),
         h("div", { class: "session-header" }, titleEl, headerMeta),
+        detailsBox,
         readOnlyNote,
         pageStatus,
         h(
