@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint format migrate bench clean install install-dev test-tools
+.PHONY: run test lint format migrate bench eval-notes clean install install-dev test-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ install-dev: $(VENV)/.installed-dev
 ## run: the whole stack (embedded PostgreSQL + Redis unless DATABASE_URL / REDIS_URL are set)
 run: install
 	$(BIN)/python -m shared.devstack
+
+## eval-notes: score the note generator over bench/eval/notes/ (offline without a key; the
+## Messages API with ANTHROPIC_API_KEY, at ANTHROPIC_BASE_URL when set)
+eval-notes: install
+	$(BIN)/python -m bench.eval.notes_eval
 
 ## test: the whole suite against real PostgreSQL, Redis and Celery workers
 test: install-dev test-tools

@@ -33,7 +33,8 @@ Why these values
   route template and duration) and never the query string; a second line per request would add
   nothing. GUNICORN_ACCESS_LOG=- turns gunicorn's own back on.
 * PROMETHEUS_MULTIPROC_DIR: several processes serve /metrics; each writes its samples there and
-  /metrics aggregates them. It defaults to a per-port directory under the temp dir, is emptied
+  /metrics aggregates them. It defaults to a directory per bound address under the temp dir
+  (`make run`, which binds with --bind, gets its own), is emptied
   when the server starts, and a dead worker's live gauges are dropped in child_exit.
 """
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -108,7 +110,9 @@ preload_app = False
 # The heartbeat file is touched constantly; keep it in memory (also works with a read-only root
 # filesystem, where /dev/shm or an emptyDir /tmp is the only writable place).
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-# Gunicorn's runtime control socket would need a writable $HOME; nothing here uses it.
+# Gunicorn's runtime control socket defaults to one fixed path per user ($XDG_RUNTIME_DIR or
+# ~/.gunicorn/gunicorn.ctl) that every server on the host would share, and needs a writable
+# $HOME; nothing here uses it, so no server of ours opens one (`make run` included).
 control_socket_disable = True
 
 # Behind nginx / the ingress controller: trust its X-Forwarded-* headers. Inside the cluster or
@@ -124,18 +128,32 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 proc_name = os.environ.get("SERVICE_NAME") or None
 
-_multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
-    tempfile.gettempdir(), f"rf-prometheus-{port}"
-)
-# Set before any worker imports prometheus_client, which reads it once at import.
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir
+_multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ""
+_multiproc_ready = False
 
 
-def on_starting(server: Any) -> None:
-    """Master, before the first fork: empty the metrics directory and switch logs to JSON."""
+def _use_multiproc_dir(cfg: Any) -> str:
+    """Pick the metrics directory once, in the master, before anything imports
+    prometheus_client (which reads PROMETHEUS_MULTIPROC_DIR once, at import; workers fork from
+    the master and inherit it). The default is one directory per bound address (`--bind` on
+    the command line included), so two servers on one host never empty each other's samples."""
+    global _multiproc_dir, _multiproc_ready
+    if _multiproc_ready:
+        return _multiproc_dir
+    if not _multiproc_dir:
+        binds = getattr(cfg, "bind", None) or bind
+        label = "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", b) for b in binds)
+        _multiproc_dir = os.path.join(tempfile.gettempdir(), f"rf-prometheus-{label}")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir
+    # Emptied at server start: samples of a previous run's processes must not be aggregated.
     os.makedirs(_multiproc_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(_multiproc_dir, "*.db")):
         os.remove(stale)
+    _multiproc_ready = True
+    return _multiproc_dir
+
+
+def _json_logging() -> None:
     try:
         from shared.observability import configure_logging
     except ImportError:  # an app without the shared package keeps gunicorn's text logs
@@ -143,13 +161,34 @@ def on_starting(server: Any) -> None:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
 
 
+try:
+    from gunicorn.glogging import Logger as _GunicornLogger
+except ImportError:  # pragma: no cover - read by something other than gunicorn
+    pass
+else:
+
+    class JsonLogger(_GunicornLogger):  # type: ignore[misc]
+        """gunicorn's logger, rerouted through shared.observability's JSON chain (redaction
+        included) as soon as gunicorn sets it up: its very first line ("Starting gunicorn")
+        is JSON too."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            _use_multiproc_dir(cfg)
+            _json_logging()
+
+    logger_class = JsonLogger
+
+
+def on_starting(server: Any) -> None:
+    """Master, before the first fork: empty the metrics directory and switch logs to JSON."""
+    _use_multiproc_dir(server.cfg)
+    _json_logging()
+
+
 def post_worker_init(worker: Any) -> None:
     """Worker, after the app is loaded: keep JSON logs even if the app touched logging."""
-    try:
-        from shared.observability import configure_logging
-    except ImportError:
-        return
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    _json_logging()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -11,11 +11,11 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, abort, jsonify, send_from_directory
 
 from shared import runtime
 from shared.config import Settings
-from shared.web import check_dependencies
+from shared.web import check_dependencies, install_error_handlers
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -31,24 +31,52 @@ ROUTES: tuple[tuple[str, str], ...] = (
     (r"^/api/v1/usage(/|$)", "pilot"),
 )
 
+# The API docs page: Swagger UI from the pinned `swagger-ui-bundle` package, served by the
+# gateway itself (no CDN: the page works without internet), its start-up in a file of its own
+# so that the Content-Security-Policy allows scripts from this origin only.
+DOCS_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ResolutionFlow API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+<link rel="stylesheet" href="/api/docs/assets/swagger-ui.css">
 </head><body><div id="ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>
-SwaggerUIBundle({dom_id: "#ui", urls: [
-  {url: "/api/v1/openapi/scripts.json", name: "scripts"},
-  {url: "/api/v1/openapi/pilot.json", name: "pilot"},
-  {url: "/api/v1/openapi/notes.json", name: "notes"}],
-  layout: "StandaloneLayout",
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset]});
-</script>
+<script src="/api/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/api/docs/assets/swagger-ui-standalone-preset.js"></script>
+<script src="/api/docs/docs.js"></script>
 <noscript>Specs: <a href="/api/v1/openapi/scripts.json">scripts</a>,
 <a href="/api/v1/openapi/pilot.json">pilot</a>,
 <a href="/api/v1/openapi/notes.json">notes</a></noscript>
 </body></html>"""
+DOCS_SCRIPT = """SwaggerUIBundle({dom_id: "#ui", urls: [
+  {url: "/api/v1/openapi/scripts.json", name: "scripts"},
+  {url: "/api/v1/openapi/pilot.json", name: "pilot"},
+  {url: "/api/v1/openapi/notes.json", name: "notes"}],
+  layout: "StandaloneLayout", validatorUrl: null,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset]});
+"""
+# Only this origin: Swagger UI sets inline style attributes (hence 'unsafe-inline' for styles
+# alone) and draws its icons from data: URIs.
+DOCS_CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+
+
+def _docs_response(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 class PathDispatcher:
@@ -91,7 +119,22 @@ def create_web_app(settings: Settings) -> Flask:
 
     @app.get("/api/docs")
     def docs() -> Response:
-        return Response(DOCS_PAGE, mimetype="text/html")
+        return _docs_response(Response(DOCS_PAGE, mimetype="text/html"))
+
+    @app.get("/api/docs/docs.js")
+    def docs_script() -> Response:
+        return _docs_response(Response(DOCS_SCRIPT, mimetype="text/javascript"))
+
+    @app.get("/api/docs/assets/<name>")
+    def docs_asset(name: str) -> Response:
+        from swagger_ui_bundle import swagger_ui_path
+
+        if name not in DOCS_ASSETS:
+            abort(404)
+        return _docs_response(send_from_directory(str(swagger_ui_path), name))
+
+    # Unknown paths and methods under /api/ answer the API's JSON error; the console stays HTML.
+    install_error_handlers(app, only_under="/api/")
 
     try:
         from services.console import init_console

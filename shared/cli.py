@@ -20,13 +20,29 @@ from sqlalchemy.exc import IntegrityError
 
 from shared import runtime
 from shared.auth import hash_password, issue_token
-from shared.config import PROJECT_ROOT, Settings
+from shared.config import PROJECT_ROOT, ConfigError, Settings
 from shared.db import db
 from shared.models import ACCOUNT_ROLES, Account, Team, User
+from shared.passwords import WeakPassword, check_password
 
 
 class CLIError(Exception):
     pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors become the CLI's one JSON error (exit 2), not usage text."""
+
+    def error(self, message: str) -> Any:
+        raise CLIError(f"{self.prog}: {message}")
+
+
+def _checked_password(password: str, email: str) -> str:
+    try:
+        check_password(password, email=email)
+    except WeakPassword as exc:
+        raise CLIError(f"--password: {exc}") from exc
+    return password
 
 
 def migrate(settings: Settings, revision: str = "head") -> None:
@@ -86,6 +102,8 @@ def create_user(
         raise CLIError("--account must be an account id (UUID)") from exc
     if "@" not in email:
         raise CLIError("--email must be an email address")
+    if password is not None:
+        _checked_password(password, email)
     try:
         with db.transaction() as session:
             if session.get(Account, account_id) is None:
@@ -109,7 +127,18 @@ def create_user(
     }
 
 
+def _user_by_email(session: Any, email: str) -> User:
+    user = session.execute(
+        select(User).where(func.lower(User.email) == email.strip().lower())
+    ).scalar_one_or_none()
+    if user is None:
+        raise CLIError(f"no user {email}")
+    return user
+
+
 def token(settings: Settings, *, email: str, ttl: int | None) -> dict[str, Any]:
+    if ttl is not None and ttl <= 0:
+        raise CLIError("--ttl must be a positive number of seconds")
     with db.session() as session:
         user = session.execute(
             select(User).where(func.lower(User.email) == email.strip().lower())
@@ -117,6 +146,54 @@ def token(settings: Settings, *, email: str, ttl: int | None) -> dict[str, Any]:
     if user is None or not user.is_active:
         raise CLIError(f"no active user {email}")
     return {"token": issue_token(settings.secret_key, user.id, ttl or settings.TOKEN_TTL_S)}
+
+
+def set_password(*, email: str, password: str | None) -> dict[str, Any]:
+    """Set (or reset) a user's password; without --password it is read from standard input."""
+    if password is None:
+        password = sys.stdin.readline().rstrip("\r\n")
+    with db.transaction() as session:
+        user = _user_by_email(session, email)
+        user.password_hash = hash_password(_checked_password(password, user.email))
+        return {"id": str(user.id), "email": user.email, "password_set": True}
+
+
+def list_users(*, account: str | None) -> dict[str, Any]:
+    query = select(User, Account.name, Team.name).join(Account, Account.id == User.account_id)
+    query = query.outerjoin(Team, Team.id == User.team_id).order_by(
+        Account.name, func.lower(User.email)
+    )
+    if account is not None:
+        try:
+            query = query.where(User.account_id == uuid.UUID(account))
+        except ValueError as exc:
+            raise CLIError("--account must be an account id (UUID)") from exc
+    with db.session() as session:
+        rows = session.execute(query).all()
+    return {
+        "users": [
+            {
+                "id": str(user.id),
+                "email": user.email,
+                "account_id": str(user.account_id),
+                "account": account_name,
+                "team": team_name,
+                "role": user.account_role,
+                "super_admin": user.is_super_admin,
+                "active": user.is_active,
+                "has_password": user.password_hash is not None,
+            }
+            for user, account_name, team_name in rows
+        ]
+    }
+
+
+def set_active(*, email: str, active: bool) -> dict[str, Any]:
+    """Disable (every token of the user stops working at once) or re-enable a user."""
+    with db.transaction() as session:
+        user = _user_by_email(session, email)
+        user.is_active = active
+        return {"id": str(user.id), "email": user.email, "active": active}
 
 
 def load_library() -> dict[str, Any]:
@@ -162,14 +239,21 @@ def rotate_integration_key() -> dict[str, Any]:
     rotated = 0
     with db.transaction() as session:
         rows = session.execute(
-            text("SELECT id, url, secret FROM ticketing_integrations FOR UPDATE")
+            text("SELECT id, url, secret, credentials FROM ticketing_integrations FOR UPDATE")
         ).all()
-        for row_id, url, secret in rows:
+        for row_id, url, secret, credentials in rows:
             session.execute(
                 text(
-                    "UPDATE ticketing_integrations SET url = :url, secret = :secret WHERE id = :id"
+                    "UPDATE ticketing_integrations SET url = :url, secret = :secret, "
+                    "credentials = :credentials WHERE id = :id"
                 ),
-                {"url": box.rotate(url), "secret": box.rotate(secret), "id": row_id},
+                {
+                    "url": box.rotate(url),
+                    "secret": box.rotate(secret),
+                    # A native adapter's credentials (JSON), encrypted like the secret.
+                    "credentials": box.rotate(credentials) if credentials else None,
+                    "id": row_id,
+                },
             )
             rotated += 1
     return {"rotated": rotated}
@@ -261,8 +345,8 @@ def ensure_demo(settings: Settings) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shared.cli", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m shared.cli", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     p = sub.add_parser("create-account", help="create an account (tenant)")
     p.add_argument("--name", required=True)
@@ -275,7 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password")
     p = sub.add_parser("token", help="issue a bearer token for a user")
     p.add_argument("--email", required=True)
-    p.add_argument("--ttl", type=int)
+    p.add_argument("--ttl", type=int, help="lifetime in seconds (positive)")
+    p = sub.add_parser("set-password", help="set a user's password (stdin without --password)")
+    p.add_argument("--email", required=True)
+    p.add_argument("--password")
+    p = sub.add_parser("list-users", help="list users, with their role and status")
+    p.add_argument("--account")
+    p = sub.add_parser("disable-user", help="disable a user: sign-in and tokens stop working")
+    p.add_argument("--email", required=True)
+    p = sub.add_parser("enable-user", help="enable a disabled user again")
+    p.add_argument("--email", required=True)
     sub.add_parser("load-library", help="load the built-in script library (idempotent)")
     p = sub.add_parser("set-ticketing", help="set an account's ticketing webhook")
     p.add_argument("--account", required=True)
@@ -298,7 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    settings = runtime.configure()
+    try:
+        settings = runtime.configure()
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from exc
     commands: dict[str, Callable[[], dict[str, Any]]] = {
         "migrate": lambda: migrate_command(settings),
         "create-account": lambda: create_account(args.name),
@@ -312,6 +408,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             password=args.password,
         ),
         "token": lambda: token(settings, email=args.email, ttl=args.ttl),
+        "set-password": lambda: set_password(email=args.email, password=args.password),
+        "list-users": lambda: list_users(account=args.account),
+        "disable-user": lambda: set_active(email=args.email, active=False),
+        "enable-user": lambda: set_active(email=args.email, active=True),
         "load-library": load_library,
         "set-ticketing": lambda: set_ticketing(
             settings, account=args.account, url=args.url, secret=args.secret
@@ -326,12 +426,25 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return commands[args.command]()
 
 
+def _fail(message: str) -> int:
+    print(json.dumps({"error": message}), file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every failure, expected or not, is one JSON object on stderr and exit code 2."""
     try:
         result = run(argv)
     except CLIError as exc:
-        print(json.dumps({"error": str(exc)}), file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except SystemExit as exc:  # --help prints usage and exits 0; keep that
+        if exc.code in (0, None):
+            return 0
+        return _fail(f"exited with {exc.code}")
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract is JSON errors, never a traceback
+        return _fail(f"{type(exc).__name__}: {exc}")
     print(json.dumps(result))
     return 0
 

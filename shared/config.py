@@ -291,6 +291,20 @@ class Settings:
             raise ConfigError("TRUSTED_PROXY_HOPS must be >= 0")
         if self.WEB_CONCURRENCY < 1 or self.WORKER_CONCURRENCY < 1:
             raise ConfigError("WEB_CONCURRENCY and WORKER_CONCURRENCY must be at least 1")
+        for name in (
+            "GATEWAY_PORT",
+            "SCRIPTS_PORT",
+            "PILOT_PORT",
+            "NOTES_PORT",
+            "EMBEDDED_REDIS_PORT",
+        ):
+            port = getattr(self, name)
+            if not 1 <= port <= 65535:
+                raise ConfigError(f"{name} must be a TCP port (1..65535), got {port}")
+        if self.TOKEN_TTL_S < 1:
+            raise ConfigError(
+                f"TOKEN_TTL_S must be a positive number of seconds, got {self.TOKEN_TTL_S}"
+            )
         return self
 
     def as_flask_config(self) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from shared import runtime
 from shared.cli import ensure_demo, load_library, migrate
 from shared.config import PROJECT_ROOT, Settings
 
+GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
+
 
 def _banner(settings: Settings, demo: dict[str, object]) -> str:
     users = demo["users"]
@@ -69,6 +71,10 @@ def stack_commands(
     return {
         "gateway": [
             os.path.join(bin_dir, "gunicorn"),
+            # The deploy's settings (JSON logs with redaction from the first line, no control
+            # socket, per-address metrics directory); the flags below override the sizing.
+            "--config",
+            str(GUNICORN_CONF),
             "--bind",
             f"127.0.0.1:{settings.GATEWAY_PORT}",
             "--workers",
@@ -88,6 +94,8 @@ def stack_commands(
             os.path.join(bin_dir, "celery"),
             "-A",
             "services.notes.worker",
+            # No start-up banner: like the gateway's, the workers' output is JSON log lines.
+            "--quiet",
             "worker",
             "-Q",
             "notes,events,webhooks",
@@ -106,6 +114,7 @@ def stack_commands(
             os.path.join(bin_dir, "celery"),
             "-A",
             "services.notes.worker",
+            "--quiet",
             "beat",
             "--loglevel",
             settings.LOG_LEVEL,

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+# One wording per kind of object for its 404, whichever service answers it.
+AI_SESSION_NOT_FOUND = "AI session not found"
+TEMPLATE_NOT_FOUND = "Template not found"
+CATEGORY_NOT_FOUND = "Category not found"
+FACT_NOT_FOUND = "Fact not found"
+SUGGESTED_FIX_NOT_FOUND = "Suggested fix not found"
+
 
 class DomainError(Exception):
     status_code = 400

@@ -406,6 +406,34 @@ class LLMClient:
             raise self._unavailable(exc, start, "complete") from exc
         return self._online_result(message, start, "complete")
 
+    def complete_json(
+        self,
+        *,
+        system: str | list[dict[str, Any]],
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        schema: dict[str, Any],
+        offline: Callable[[], str],
+        cache_system: bool = True,
+    ) -> LLMResult:
+        """One answer constrained to ``schema`` (structured outputs: ``output_config.format``
+        of type ``json_schema``); ``LLMResult.text`` is then the JSON document. No sampling
+        parameters, prefill or tool choice are sent: stability comes from the prompt and the
+        schema. Offline, ``offline()`` answers (it should return a document of the same
+        shape). Raises :class:`LLMUnavailable` like :meth:`complete`.
+        """
+        start = time.perf_counter()
+        client = self._client
+        if client is None:
+            return self._offline_result(offline, start, "complete_json")
+        request = self._request_kwargs(system, messages, max_tokens, cache_system, start=start)
+        request["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        try:
+            message = client.messages.create(**request)
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._unavailable(exc, start, "complete_json") from exc
+        return self._online_result(message, start, "complete_json")
+
     def stream(
         self,
         *,

@@ -65,6 +65,7 @@ __all__ = [
     "LLM_TOKENS",
     "NOTES_CACHE_REQUESTS",
     "NOTE_GENERATION_SECONDS",
+    "NOTE_REJECTIONS",
     "OUTBOX_BACKLOG",
     "REDACTED",
     "REQUEST_ID_HEADER",
@@ -125,6 +126,11 @@ NOTE_GENERATION_SECONDS = Histogram(
     "note_generation_seconds",
     "Wall time to generate one resolution note, LLM call included.",
     buckets=_GENERATION_BUCKETS,
+)
+NOTE_REJECTIONS = Counter(
+    "note_rejections_total",
+    "LLM answers the resolution-note validator rejected, by reason (ungrounded_token, ...).",
+    ["reason"],
 )
 WEBHOOK_DELIVERIES = Counter(
     "webhook_deliveries_total",
@@ -472,6 +478,9 @@ def configure_logging(
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    # Python warnings (a library's DeprecationWarning, Celery's SecurityWarning) become log
+    # events in the same JSON chain instead of free text on stderr.
+    logging.captureWarnings(True)
     # Libraries that install their own handlers would print unstructured, unredacted lines.
     for name in ("werkzeug", "gunicorn.error", "gunicorn.access", "celery", "celery.task"):
         lib = logging.getLogger(name)

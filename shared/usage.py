@@ -74,7 +74,10 @@ def record_usage(
     batch: bool = False,
     fallback_reason: str | None = None,
     error: str | None = None,
+    rejections: list[list[str]] | None = None,
 ) -> LLMUsageRecord:
+    """One ledger row. ``rejections``: for each answer a validator rejected during this
+    generation, the reasons it was rejected for."""
     record = LLMUsageRecord(
         account_id=account_id,
         ai_session_id=ai_session_id,
@@ -93,6 +96,7 @@ def record_usage(
         batch=batch,
         fallback_reason=fallback_reason,
         error=(error or None) and str(error)[:300],
+        rejections=rejections or None,
     )
     session.add(record)
     return record

@@ -3,11 +3,12 @@ health, observability. Each service's `create_app()` calls `create_service_app()
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask_smorest import Api, Blueprint
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -19,6 +20,131 @@ from shared.errors import DomainError
 from shared.redis_client import get_redis
 
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+# ── The one error shape ──────────────────────────────────────────────────────────────────────
+# Every error under /api/ (domain errors, schema validation, unknown paths and methods, uncaught
+# exceptions) is `{"code", "status", "message", "errors"?}`, built here and nowhere else. Each
+# service app and the gateway's own app install these handlers with `install_error_handlers()`.
+
+
+def error_body(code: int, message: str, errors: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "code": code,
+        "status": HTTP_STATUS_CODES.get(code, "Error"),
+        "message": message,
+    }
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def error_response(
+    code: int, message: str, errors: Any = None, headers: dict[str, str] | None = None
+) -> Response:
+    response = jsonify(error_body(code, message, errors))
+    response.status_code = code
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _field_paths(errors: Any, prefix: str = "") -> list[str]:
+    """`json.title`, `query.limit`, ... for each leaf of a webargs/marshmallow error tree."""
+    if not isinstance(errors, dict):
+        return [prefix] if prefix else []
+    paths: list[str] = []
+    for key, value in errors.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value and prefix.count(".") < 2:
+            paths.extend(_field_paths(value, path))
+        else:
+            paths.append(path)
+    return paths
+
+
+def invalid_input_message(errors: Any) -> str:
+    fields = _field_paths(errors)
+    if not fields:
+        return "Invalid input"
+    shown = ", ".join(fields[:5]) + (f" and {len(fields) - 5} more" if len(fields) > 5 else "")
+    return f"Invalid input: {shown}"
+
+
+def _http_message(exc: HTTPException, errors: Any) -> str:
+    code = exc.code or 500
+    if code == 422:
+        return invalid_input_message(errors)
+    if code == 404:
+        return f"No API route matches {request.path}"
+    if isinstance(exc, MethodNotAllowed):
+        allowed = ", ".join(sorted(exc.valid_methods or ()))
+        return f"Method {request.method} is not allowed on {request.path}; allowed: {allowed}"
+    if code >= 500:
+        return "Internal server error"
+    return exc.description or HTTP_STATUS_CODES.get(code, "Error")
+
+
+def http_error(exc: HTTPException) -> Response:
+    """Any werkzeug HTTPException (webargs' 422 included) in the one error shape."""
+    code = exc.code or 500
+    data = getattr(exc, "data", None) or {}
+    errors = data.get("errors") or data.get("messages")
+    message = data.get("message") or _http_message(exc, errors)
+    headers = dict(data.get("headers") or {})
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    return error_response(code, str(message), errors, headers)
+
+
+def domain_error(exc: DomainError) -> Response:
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(int(retry_after))} if retry_after is not None else None
+    return error_response(exc.status_code, exc.message, exc.errors, headers)
+
+
+def install_error_handlers(app: Flask, *, only_under: str | None = None) -> None:
+    """Answer errors with the one JSON shape (replacing flask-smorest's own handler, which
+    leaves `message` out). With `only_under`, paths outside that prefix keep Flask's default
+    pages (the gateway's console is HTML)."""
+
+    def on_http_error(exc: HTTPException) -> Any:
+        if only_under is not None and not request.path.startswith(only_under):
+            return exc
+        return http_error(exc)
+
+    app.register_error_handler(HTTPException, on_http_error)
+    app.register_error_handler(DomainError, domain_error)
+
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    401: "Missing, invalid or expired bearer token (or, for sign-in, wrong credentials)",
+    403: "Authenticated, but the role does not allow this",
+    404: "No such object in your account (another account's objects are always 404)",
+    409: "Conflicts with the object's current state (e.g. a resolved, read-only session)",
+}
+
+
+def document_error_responses(api: Api, table: Mapping[str, Mapping[str, Iterable[int]]]) -> None:
+    """Declare in the OpenAPI spec, with the error schema, the 401/403/404/409 answers each
+    operation can give (`table`: path -> method -> codes)."""
+    spec = api.spec
+    for code, description in ERROR_DESCRIPTIONS.items():
+        spec.components.response(
+            f"ERROR_{code}",
+            {
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        )
+    paths = spec.to_dict()["paths"]
+    for path, methods in table.items():
+        for method, codes in methods.items():
+            operation = paths.get(path, {}).get(method)
+            if operation is None:
+                raise RuntimeError(f"ERROR_RESPONSES names {method.upper()} {path}: no such route")
+            responses = operation.setdefault("responses", {})
+            for code in codes:
+                responses.setdefault(str(code), {"$ref": f"#/components/responses/ERROR_{code}"})
 
 
 def check_dependencies(settings: Settings) -> tuple[bool, dict[str, str]]:
@@ -44,6 +170,7 @@ def create_service_app(
     blueprints: Iterable[Blueprint],
     settings: Settings | None = None,
     description: str = "",
+    error_responses: Mapping[str, Mapping[str, Iterable[int]]] | None = None,
 ) -> Flask:
     settings = runtime.configure(settings)
     configure_hashing(
@@ -79,6 +206,7 @@ def create_service_app(
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
+    document_error_responses(api, error_responses or {})
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -102,30 +230,9 @@ def create_service_app(
             )
         if not errors:
             return None
-        body = {
-            "code": 422,
-            "status": HTTP_STATUS_CODES[422],
-            "message": "Invalid input",
-            "errors": errors,
-        }
-        return jsonify(body), 422
+        return error_response(422, invalid_input_message(errors), errors)
 
-    # flask-smorest already answers every HTTPException (unknown routes and methods included) with
-    # JSON {code, status, message, errors}; domain errors get the same shape.
-    @app.errorhandler(DomainError)
-    def domain_error(exc: DomainError) -> Any:
-        body: dict[str, Any] = {
-            "code": exc.status_code,
-            "status": HTTP_STATUS_CODES.get(exc.status_code, "Error"),
-            "message": exc.message,
-        }
-        if exc.errors:
-            body["errors"] = exc.errors
-        response = jsonify(body)
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            response.headers["Retry-After"] = str(int(retry_after))
-        return response, exc.status_code
+    install_error_handlers(app)
 
     try:
         from shared import observability

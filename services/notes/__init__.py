@@ -8,7 +8,7 @@ from shared.config import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from services.notes.api import blueprints
+    from services.notes.api import ERROR_RESPONSES, blueprints
     from shared.web import create_service_app
 
     return create_service_app(
@@ -16,5 +16,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         title="ResolutionFlow resolution notes",
         description="Resolution-note previews, final notes and ticketing webhook delivery.",
         blueprints=blueprints(),
+        error_responses=ERROR_RESPONSES,
         settings=settings,
     )

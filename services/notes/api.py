@@ -14,6 +14,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.notes import integrations, materialise, preview
+from services.notes.adapters import describe_kinds
 from services.notes.bundle import principal_and_session_state
 from services.notes.schemas import (
     FinalNoteResponseSchema,
@@ -23,12 +24,21 @@ from services.notes.schemas import (
     PreviewResponseSchema,
     RedeliverResponseSchema,
     TicketingCreatedSchema,
+    TicketingKindsResponseSchema,
     TicketingResponseSchema,
+    TicketingTestArgsSchema,
+    TicketingTestResponseSchema,
     TicketingUpdateSchema,
 )
 from shared.auth import auth_required, bearer_user_id, current_principal
 from shared.db import db
-from shared.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
+from shared.errors import (
+    AI_SESSION_NOT_FOUND,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from shared.permissions import can_administer_account
 from shared.web import BEARER_SECURITY
 
@@ -42,8 +52,17 @@ integrations_blp = Blueprint(
     "integrations",
     __name__,
     url_prefix="/api/v1/integrations",
-    description="The account's ticketing webhook",
+    description="The account's ticketing integration (a webhook or a native adapter)",
 )
+
+
+# The errors each route can answer besides 422, documented in the spec with the error schema.
+ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
+    "/api/v1/ai-sessions/{session_id}/resolution-note/preview": {"get": (401, 404)},
+    "/api/v1/ai-sessions/{session_id}/resolution-note": {"get": (401, 404)},
+    "/api/v1/ai-sessions/{session_id}/resolution-note/redeliver": {"post": (401, 403, 404, 409)},
+    "/api/v1/integrations/ticketing": {"get": (401,), "put": (401, 403)},
+}
 
 
 def blueprints() -> list[Blueprint]:
@@ -99,7 +118,7 @@ class PreviewView(MethodView):
         answer is 304 with no body as long as the note is current."""
         state = g.session_state
         if state is None:
-            raise NotFound("AI session not found")
+            raise NotFound(AI_SESSION_NOT_FOUND)
         ctx = _context()
         wait = args.get("wait")
         outcome = preview.preview_note(
@@ -186,21 +205,81 @@ class TicketingView(MethodView):
     @integrations_blp.response(200, TicketingCreatedSchema)
     @integrations_blp.doc(security=BEARER_SECURITY)
     def put(self, data: dict[str, Any]) -> Any:
-        """Set the account's webhook endpoint (owners). The signing secret is generated when
-        absent and appears in this response only."""
+        """Set the account's ticketing integration (owners): `{kind, base_url, credentials,
+        options}`, or the webhook's `{url, secret?}`. Credentials are encrypted at rest and
+        never returned; a webhook secret is generated when absent (shown in this response
+        only) and kept when only the URL changes."""
         _require_owner()
         settings = current_app.config["SETTINGS"]
+        kind = data["kind"]
+        credentials = dict(data["credentials"])
+        if kind == "webhook" and data.get("secret"):
+            credentials["secret"] = data["secret"]
         with db.transaction() as session:
-            result = integrations.configure_ticketing(
+            result = integrations.configure_integration(
                 session,
                 account_id=current_principal().account_id,
-                url=data["url"],
-                secret=data.get("secret"),
+                kind=kind,
+                base_url=data.get("base_url") or data.get("url"),
+                credentials=credentials,
+                options=data["options"],
                 allow_private=settings.ALLOW_PRIVATE_WEBHOOKS,
             )
-        return {
+        body: dict[str, Any] = {
+            "kind": result.kind,
             "url": result.url,
+            "base_url": result.url,
             "status": result.status,
-            "secret": result.secret,
-            "secret_generated": result.secret_generated,
+            "credentials_set": list(result.credentials_set),
+            "options": result.options,
         }
+        if result.kind == "webhook":
+            body.update(
+                secret=result.secret,
+                secret_generated=result.secret_generated,
+                secret_kept=result.secret_kept,
+            )
+        return body
+
+    @integrations_blp.response(204)
+    @integrations_blp.doc(security=BEARER_SECURITY)
+    def delete(self) -> Any:
+        """Remove the account's ticketing integration (owners). Notes resolved afterwards are
+        "not_configured"."""
+        _require_owner()
+        with db.transaction() as session:
+            integrations.delete_ticketing(session, account_id=current_principal().account_id)
+        return None
+
+
+@integrations_blp.route("/ticketing/kinds")
+class TicketingKindsView(MethodView):
+    decorators = [auth_required]
+
+    @integrations_blp.response(200, TicketingKindsResponseSchema)
+    @integrations_blp.doc(security=BEARER_SECURITY)
+    def get(self) -> Any:
+        """Every ticketing kind with its fields (name, label, type, required, secret), so a
+        form can be built from it."""
+        return {"kinds": describe_kinds()}
+
+
+@integrations_blp.route("/ticketing/test")
+class TicketingTestView(MethodView):
+    decorators = [auth_required]
+
+    @integrations_blp.arguments(TicketingTestArgsSchema)
+    @integrations_blp.response(200, TicketingTestResponseSchema)
+    @integrations_blp.doc(security=BEARER_SECURITY)
+    def post(self, data: dict[str, Any]) -> Any:
+        """One harmless authenticated call with the stored configuration (owners): read the
+        ticket given as `ticket_ref`, or the system's who-am-I. `ok` false carries the
+        system's refusal."""
+        _require_owner()
+        settings = current_app.config["SETTINGS"]
+        return integrations.check_ticketing(
+            account_id=current_principal().account_id,
+            ticket_ref=data.get("ticket_ref"),
+            timeout_s=settings.WEBHOOK_TIMEOUT_S,
+            allow_private=settings.ALLOW_PRIVATE_WEBHOOKS,
+        )

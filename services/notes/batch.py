@@ -33,8 +33,11 @@ from services.notes.generator import (
     GENERATOR_ANTHROPIC,
     MAX_TOKENS,
     NOTE_KINDS,
+    NOTE_SCHEMA,
     NoteValidationError,
     build_prompt,
+    citations,
+    render_markdown,
     validate_note,
 )
 from services.notes.preview import USAGE_PURPOSE, NotesContext, now_iso
@@ -86,6 +89,7 @@ def queue_backfill(
         fingerprint = ctx.generator.fingerprint(loaded.bundle)
         system, messages = build_prompt(loaded.bundle)
         params = llm.build_request(system, messages, MAX_TOKENS)
+        params["output_config"] = {"format": {"type": "json_schema", "schema": NOTE_SCHEMA}}
         with db.transaction() as session:
             pending = session.scalar(
                 select(LLMBatchItem.id).where(
@@ -148,11 +152,12 @@ def _store(ctx: NotesContext, item: LLMBatchItem, result: LLMResult) -> str | No
     if loaded is None:
         return "the session no longer exists"
     try:
-        markdown = validate_note(result.text, loaded.bundle, max_chars=ctx.generator.max_chars)
+        draft = validate_note(result.text, loaded.bundle, max_chars=ctx.generator.max_chars)
     except NoteValidationError as exc:
-        return "invalid note: " + "; ".join(exc.problems)[:250]
+        return "invalid note: " + "; ".join(p.message for p in exc.problems)[:250]
     payload = {
-        "markdown": markdown,
+        "markdown": render_markdown(draft),
+        "citations": citations(draft, loaded.bundle),
         "generator": GENERATOR_ANTHROPIC,
         "model": result.model,
         "generated_at": now_iso(),

@@ -14,13 +14,23 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from services.notes.generator import BundleFact, BundleFix, BundleScriptRun, NoteBundle
+from services.notes.generator import (
+    NOTE_KINDS,
+    BundleFact,
+    BundleFix,
+    BundleScriptRun,
+    NoteBundle,
+    bundle_from_dict,
+    bundle_to_dict,
+)
 from shared.auth import principal_from_row, principal_select
 from shared.db import db
 from shared.models import (
     AISession,
+    ResolutionNote,
     ScriptGeneration,
     ScriptTemplate,
     SessionFact,
@@ -136,6 +146,8 @@ def _fix(row: SuggestedFix | None) -> BundleFix | None:
         script=row.script,
         confidence=row.confidence,
         decision=row.decision,
+        template_id=str(row.template_id) if row.template_id else None,
+        created_at=_iso(row.created_at),
     )
 
 
@@ -167,9 +179,12 @@ def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBun
         session_id=str(row.id),
         account_id=str(row.account_id),
         state_version=int(row.state_version),
+        title=row.title,
         problem=row.problem,
         facts=tuple(
-            BundleFact(kind=fact.kind, text=fact.text, created_at=_iso(fact.created_at))
+            BundleFact(
+                kind=fact.kind, text=fact.text, created_at=_iso(fact.created_at), id=str(fact.id)
+            )
             for fact in facts
         ),
         active_fix=_fix(active_fix),
@@ -180,6 +195,7 @@ def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBun
                 # never reach the database, so there is nothing else to forbid here.
                 parameters=dict(generation.parameters_used or {}),
                 created_at=_iso(generation.created_at),
+                template_id=str(generation.template_id) if generation.template_id else None,
             )
             for generation, name in runs
         ),
@@ -187,7 +203,85 @@ def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBun
     return LoadedBundle(bundle=bundle, session=_state(row))
 
 
+def loaded_from_snapshot(snapshot: dict[str, Any], state: SessionState) -> LoadedBundle:
+    """A bundle captured at Resolve (see :func:`services.notes.generator.bundle_to_dict`),
+    paired with the session's identity and the resolved version."""
+    bundle = bundle_from_dict(snapshot)
+    return LoadedBundle(
+        bundle=bundle,
+        session=SessionState(
+            session_id=state.session_id,
+            account_id=state.account_id,
+            state_version=bundle.state_version,
+            status="resolved",
+            ticket_ref=state.ticket_ref,
+            resolved_version=bundle.state_version,
+        ),
+    )
+
+
 def load_bundle(session_id: uuid.UUID, kind: str) -> LoadedBundle | None:
     """The bundle and its state_version from one repeatable-read snapshot (None: no session)."""
     with db.transaction(isolation_level=REPEATABLE_READ) as session:
         return read_bundle(session, session_id, kind)
+
+
+def record_resolution(
+    session: Session,
+    *,
+    session_id: uuid.UUID,
+    account_id: uuid.UUID,
+    state_version: int,
+    ticket_ref: str | None,
+    kind: str = NOTE_KINDS[0],
+    snapshot: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """The note row for (session, kind, version): created once, whoever asks (insert ... on
+    conflict do nothing), so a duplicated event or a sweep creates nothing twice. The Resolve
+    transaction creates it first, with ``snapshot``: what the note is made from at exactly
+    the resolved version."""
+    session.execute(
+        pg_insert(ResolutionNote)
+        .values(
+            id=uuid.uuid4(),
+            session_id=session_id,
+            account_id=account_id,
+            kind=kind,
+            state_version=state_version,
+            ticket_ref=ticket_ref,
+            delivery_status="pending",
+            attempts=0,
+            bundle=snapshot,
+        )
+        .on_conflict_do_nothing(constraint="uq_resolution_notes_version")
+    )
+    note_id = session.scalars(
+        select(ResolutionNote.id).where(
+            ResolutionNote.session_id == session_id,
+            ResolutionNote.kind == kind,
+            ResolutionNote.state_version == state_version,
+        )
+    ).one()
+    return note_id
+
+
+def snapshot_resolution(session: Session, session_id: uuid.UUID) -> LoadedBundle | None:
+    """Inside the Resolve transaction (after its bump, under the session's row lock): read each
+    note kind's bundle and create its note row carrying that snapshot. Returns the bundle of
+    the first kind (the resolution note), for the caller's checks."""
+    first: LoadedBundle | None = None
+    for kind in NOTE_KINDS:
+        loaded = read_bundle(session, session_id, kind)
+        if loaded is None:
+            return None
+        first = first or loaded
+        record_resolution(
+            session,
+            session_id=loaded.session.session_id,
+            account_id=loaded.session.account_id,
+            state_version=loaded.state_version,
+            ticket_ref=loaded.session.ticket_ref,
+            kind=kind,
+            snapshot=bundle_to_dict(loaded.bundle),
+        )
+    return first

@@ -26,10 +26,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from services.notes import delivery
+from services.notes import delivery, integrations, ticketing
+from services.notes.adapters import ADAPTERS
+from services.notes.bundle import loaded_from_snapshot, read_session_state, record_resolution
 from services.notes.generator import NOTE_KINDS
 from services.notes.preview import (
     TASK_DELIVER,
@@ -40,7 +41,11 @@ from services.notes.preview import (
 )
 from shared import outbound
 from shared.db import db
-from shared.errors import Conflict, NotFound
+from shared.errors import (
+    AI_SESSION_NOT_FOUND,
+    Conflict,
+    NotFound,
+)
 from shared.models import AISession, ResolutionNote, TicketingIntegration, WebhookAttempt
 from shared.observability import WEBHOOK_DELIVERIES, get_logger
 
@@ -94,41 +99,6 @@ def _release_lease(note_id: uuid.UUID, owner: str) -> None:
 # ── Resolve → note row ────────────────────────────────────────────────────────────────────────
 
 
-def record_resolution(
-    session: Session,
-    *,
-    session_id: uuid.UUID,
-    account_id: uuid.UUID,
-    state_version: int,
-    ticket_ref: str | None,
-    kind: str = NOTE_KINDS[0],
-) -> uuid.UUID:
-    """The note row for (session, kind, version): created once, whoever asks (insert ... on
-    conflict do nothing), so a duplicated event or a sweep creates nothing twice."""
-    session.execute(
-        pg_insert(ResolutionNote)
-        .values(
-            id=uuid.uuid4(),
-            session_id=session_id,
-            account_id=account_id,
-            kind=kind,
-            state_version=state_version,
-            ticket_ref=ticket_ref,
-            delivery_status="pending",
-            attempts=0,
-        )
-        .on_conflict_do_nothing(constraint="uq_resolution_notes_version")
-    )
-    note_id = session.scalars(
-        select(ResolutionNote.id).where(
-            ResolutionNote.session_id == session_id,
-            ResolutionNote.kind == kind,
-            ResolutionNote.state_version == state_version,
-        )
-    ).one()
-    return note_id
-
-
 def on_resolved(
     ctx: NotesContext,
     *,
@@ -179,21 +149,40 @@ def materialise_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> st
                 _lease_free(),
             )
             .values(lease_owner=owner, lease_expires_at=func.now() + timedelta(seconds=lease_s))
-            .returning(ResolutionNote.session_id, ResolutionNote.kind, ResolutionNote.state_version)
+            .returning(
+                ResolutionNote.session_id,
+                ResolutionNote.kind,
+                ResolutionNote.state_version,
+                ResolutionNote.bundle,
+            )
         ).one_or_none()
+        state = read_session_state(session, claimed[0]) if claimed is not None else None
     if claimed is None:
         return "skipped"
-    session_id, kind, version = claimed
+    session_id, kind, version, snapshot = claimed
+    # The note is made from exactly the resolved version's data: the snapshot the Resolve
+    # transaction took, whatever happened to the session since (reopened, edited...).
+    resolved = (
+        loaded_from_snapshot(snapshot, state)
+        if snapshot is not None and state is not None
+        else None
+    )
     try:
         with heartbeat(max(0.2, lease_s / 3), lambda: _extend_lease(note_id, owner, lease_s)):
             payload = ctx.cache.get(kind, str(session_id), version)
             rounds = 0
             while payload is None:
-                # The session is read-only once resolved, so the version read here is normally
-                # the resolved one. If it was reopened and changed since, the note is made from
-                # the newest data (the resolved version's data no longer exists).
-                got = obtain_note(ctx, kind, session_id, wait_s=ctx.lock_ttl_s, final=True)
-                if got is not None:
+                if resolved is None and (state is None or state.state_version != version):
+                    # A row without a snapshot (created before snapshots existed) whose session
+                    # has moved on: that version's data is gone, so it cannot be made honestly.
+                    raise RuntimeError(
+                        f"note {note_id}: version {version} has no snapshot and the session "
+                        "has changed since"
+                    )
+                got = obtain_note(
+                    ctx, kind, session_id, wait_s=ctx.lock_ttl_s, final=True, loaded=resolved
+                )
+                if got is not None and got.state_version == version:
                     payload = got.payload
                     break
                 rounds += 1
@@ -212,6 +201,7 @@ def materialise_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> st
             .where(ResolutionNote.id == note_id, ResolutionNote.lease_owner == owner)
             .values(
                 markdown=payload["markdown"],
+                citations=payload.get("citations"),
                 generator=payload.get("generator"),
                 model=payload.get("model"),
                 fingerprint=payload.get("fingerprint"),
@@ -283,7 +273,10 @@ def _account_busy(session: Session, note_id: uuid.UUID, limit: int) -> bool:
 
 
 def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> DeliveryStep:
-    """One delivery attempt of a due note, recorded with its outcome.
+    """One delivery attempt of a due note through the account's adapter, recorded with its
+    outcome. When an earlier attempt's outcome is not known to be "nothing posted" (any earlier
+    attempt, or a claim that found the note still "delivering": its worker died mid-call), the
+    adapter first looks for the note's marker on the ticket.
 
     At most WEBHOOK_ACCOUNT_CONCURRENCY deliveries of one account are in flight at once, so a
     tenant whose endpoint is slow holds that many worker slots, not all of them: a note over
@@ -307,6 +300,11 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
             if postponed is None:
                 return DeliveryStep("skipped")
             return DeliveryStep("account_busy", countdown=busy_delay)
+        previous_status = session.scalars(
+            select(ResolutionNote.delivery_status)
+            .where(ResolutionNote.id == note_id)
+            .with_for_update()
+        ).one_or_none()
         claimed = session.execute(
             update(ResolutionNote)
             .where(
@@ -347,7 +345,14 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
             return DeliveryStep(status)
         run_attempts = _run_attempts(session, note)
         attempt_number = int(note.attempts) + 1
-        url, secret, integration_id = integration.url, integration.secret, integration.id
+        look_first = int(note.attempts) > 0 or previous_status == "delivering"
+        configured = integrations.target_for(
+            integration,
+            timeout_s=settings.WEBHOOK_TIMEOUT_S,
+            allow_private=settings.ALLOW_PRIVATE_WEBHOOKS,
+        )
+        url, integration_id = integration.url, integration.id
+        ticket_ref, markdown = note.ticket_ref, note.markdown or ""
         payload = delivery.build_payload(
             note_id=str(note.id),
             session_id=str(note.session_id),
@@ -359,13 +364,14 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
 
     # No transaction is held across the HTTP call.
     with heartbeat(max(0.2, lease_s / 3), lambda: _extend_lease(note_id, owner, lease_s)):
-        result = delivery.deliver(
-            url,
-            secret,
-            payload,
-            msg_id=str(note_id),
-            timeout_s=settings.WEBHOOK_TIMEOUT_S,
-            allow_private=settings.ALLOW_PRIVATE_WEBHOOKS,
+        result = ticketing.attempt(
+            configured.adapter,
+            configured.target,
+            note_id=str(note_id),
+            ticket_ref=ticket_ref,
+            markdown=markdown,
+            webhook_payload=payload,
+            look_first=look_first,
         )
     WEBHOOK_DELIVERIES.labels(outcome=result.outcome.value).inc()
 
@@ -377,12 +383,17 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
     outcome = result.outcome.value
     countdown: float | None = None
     if result.outcome is delivery.Outcome.DELIVERED:
+        posted = result.posted
         values.update(
             delivery_status="delivered",
             delivered_at=func.now(),
             last_error=None,
             last_error_detail=None,
             next_attempt_at=None,
+            delivery_kind=configured.kind,
+            delivered_ticket=(posted.ticket or None) if posted else None,
+            delivered_ref=posted.external_id if posted else None,
+            delivered_link=posted.link if posted else None,
         )
     elif result.outcome is delivery.Outcome.RETRY:
         delay = delivery.next_delay(
@@ -439,6 +450,8 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
                     status_code=result.status_code,
                     error=result.error,
                     detail=result.detail,
+                    kind=configured.kind,
+                    request_id=result.request_id,
                     duration_ms=result.duration_ms,
                 )
             )
@@ -512,11 +525,25 @@ def _final_note(
             )
         ).one_or_none()
         raise NotFound(
-            "AI session not found"
+            AI_SESSION_NOT_FOUND
             if found is None
             else "no resolution note yet: the session has not been resolved"
         )
     return note
+
+
+def _delivered_to(note: ResolutionNote) -> dict[str, Any] | None:
+    """Where a delivered note landed, for "posted to Zendesk ticket 4711" with its link."""
+    if note.delivery_status != "delivered" or not note.delivery_kind:
+        return None
+    adapter = ADAPTERS.get(note.delivery_kind)
+    return {
+        "kind": note.delivery_kind,
+        "label": adapter.label if adapter is not None else note.delivery_kind,
+        "ticket": note.delivered_ticket,
+        "ref": note.delivered_ref,
+        "link": note.delivered_link,
+    }
 
 
 def final_note(
@@ -543,6 +570,7 @@ def final_note(
             "ticket_ref": note.ticket_ref,
             "status": "ready" if note.markdown is not None else "generating",
             "markdown": note.markdown,
+            "citations": note.citations,
             "generator": note.generator,
             "model": note.model,
             "generated_at": note.generated_at,
@@ -551,6 +579,7 @@ def final_note(
             "last_error": note.last_error if show_errors else None,
             "last_error_detail": note.last_error_detail if show_errors else None,
             "delivered_at": note.delivered_at,
+            "delivered_to": _delivered_to(note),
             "next_attempt_at": note.next_attempt_at,
             "delivery_attempts": [
                 {
@@ -559,6 +588,8 @@ def final_note(
                     "status_code": a.status_code,
                     "error": a.error if show_errors else None,
                     "detail": a.detail if show_errors else None,
+                    "kind": a.kind,
+                    "request_id": a.request_id,
                     "duration_ms": a.duration_ms,
                     "created_at": a.created_at,
                 }

@@ -43,16 +43,19 @@ from services.notes.generator import (
     GeneratedNote,
     ResolutionNoteGenerator,
     bundle_fingerprint,
-    offline_note,
+    citations,
+    offline_draft,
+    render_markdown,
 )
 from shared.config import Settings
 from shared.db import db
-from shared.errors import InvalidInput, NotFound, Unavailable
+from shared.errors import AI_SESSION_NOT_FOUND, InvalidInput, NotFound, Unavailable
 from shared.llm import OFFLINE_MODEL, LLMClient, LLMUnavailable, LLMUsage
 from shared.observability import (
     LLM_CALLS,
     LLM_TOKENS,
     NOTE_GENERATION_SECONDS,
+    NOTE_REJECTIONS,
     NOTES_CACHE_REQUESTS,
     get_logger,
 )
@@ -329,6 +332,7 @@ def obtain_note(
     wait_s: float = 0.0,
     only_if: Callable[[LoadedBundle], bool] | None = None,
     final: bool = False,
+    loaded: LoadedBundle | None = None,
 ) -> Obtained | None:
     """The note of the session's current version: from the cache, by fingerprint reuse, or
     generated under the version's single-flight lock.
@@ -340,8 +344,12 @@ def obtain_note(
     `lock_token` is the lock a preview took for `requested_version` and passed with the task.
     Returns None when there is nothing to do: the session is gone, `only_if` refused, or another
     process holds the lock (after waiting up to `wait_s` for its result).
+
+    `loaded` (the final note) is a bundle captured earlier, the Resolve snapshot: it is used
+    instead of the session's current data, so the note is made from exactly that version.
     """
-    loaded = load_bundle(session_id, kind)
+    if loaded is None:
+        loaded = load_bundle(session_id, kind)
     given: FlightLock | None = None
     if lock_token is not None and requested_version is not None:
         given = FlightLock(ctx.cache.lock_key(kind, str(session_id), requested_version), lock_token)
@@ -395,8 +403,10 @@ def obtain_note(
 def _fallback(
     generator: ResolutionNoteGenerator, loaded: LoadedBundle, fingerprint: str
 ) -> GeneratedNote:
+    draft = offline_draft(loaded.bundle, max_chars=generator.max_chars)
     return GeneratedNote(
-        markdown=offline_note(loaded.bundle, max_chars=generator.max_chars),
+        markdown=render_markdown(draft),
+        citations=citations(draft, loaded.bundle),
         generator=GENERATOR_OFFLINE_FALLBACK,
         model=generator.llm.model,
         usage=LLMUsage(),
@@ -446,6 +456,9 @@ def _generate(
             )
     elapsed = time.perf_counter() - started
     NOTE_GENERATION_SECONDS.observe(elapsed)
+    for reasons in note.rejections:
+        for reason in reasons:
+            NOTE_REJECTIONS.labels(reason=reason).inc()
     if note.llm_calls:
         LLM_CALLS.labels(model=note.model, purpose=USAGE_PURPOSE, outcome=note.generator).inc(
             note.llm_calls
@@ -474,6 +487,7 @@ def _generate(
             state_version=loaded.state_version,
             fallback_reason=fallback_reason,
             error=error,
+            rejections=note.rejections,
         )
     payload = note.cache_payload(state_version=loaded.state_version, generated_at=now_iso())
     payload["kind"] = kind
@@ -488,6 +502,7 @@ def _generate(
         state_version=loaded.state_version,
         generator=note.generator,
         llm_calls=note.llm_calls,
+        rejections=note.rejections,
         duration_ms=int(elapsed * 1000),
     )
     return payload
@@ -538,6 +553,7 @@ class PreviewOutcome:
             "session_id": str(self.session_id),
             "state_version": self.state_version,
             "markdown": self.payload.get("markdown"),
+            "citations": self.payload.get("citations") or [],
             "from_cache": self.from_cache,
             "generator": self.payload.get("generator"),
             "model": self.payload.get("model"),
@@ -577,7 +593,7 @@ def preview_note(
     if state is None:
         state = session_state(session_id, account_id=account_id)
     if state is None or state.account_id != account_id:
-        raise NotFound("AI session not found")
+        raise NotFound(AI_SESSION_NOT_FOUND)
     version, ticket_ref = state.state_version, state.ticket_ref
     sid = str(session_id)
     # The first look is the hit path: one Redis round trip, whatever the answer.
@@ -600,7 +616,7 @@ def preview_note(
 
         loaded = load_bundle(session_id, kind)
         if loaded is None or loaded.session.account_id != account_id:
-            raise NotFound("AI session not found")
+            raise NotFound(AI_SESSION_NOT_FOUND)
         # The repeatable-read snapshot may be newer than the first read: it is the one to serve.
         version, ticket_ref = loaded.state_version, loaded.session.ticket_ref
         found = ctx.cache.get(kind, sid, version) or _reuse(
@@ -643,7 +659,7 @@ def preview_note(
         # failed): read the version again and start over.
         state = session_state(session_id, account_id=account_id)
         if state is None:
-            raise NotFound("AI session not found")
+            raise NotFound(AI_SESSION_NOT_FOUND)
         version, ticket_ref = state.state_version, state.ticket_ref
 
 

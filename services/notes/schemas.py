@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from services.notes.adapters import KINDS
 from services.notes.generator import NOTE_KINDS
 
 MAX_PREVIEW_WAIT_S = 120.0
@@ -31,11 +32,23 @@ class PreviewQueryArgsSchema(NoteKindArgsSchema):
     )
 
 
+class CitationSchema(StrictSchema):
+    section = fields.String(dump_only=True)
+    text = fields.String(dump_only=True, metadata={"description": "one sentence, bullet or step"})
+    cites = fields.List(
+        fields.String(),
+        dump_only=True,
+        metadata={"description": "ids it rests on: facts F1.., script runs S1.., the fix X1"},
+    )
+    fact_ids = fields.List(fields.UUID(), dump_only=True)
+
+
 class PreviewResponseSchema(StrictSchema):
     kind = fields.String(dump_only=True)
     session_id = fields.UUID(dump_only=True)
     state_version = fields.Integer(dump_only=True)
     markdown = fields.String(dump_only=True)
+    citations = fields.List(fields.Nested(CitationSchema), dump_only=True)
     from_cache = fields.Boolean(
         dump_only=True, metadata={"description": "True when this request started no generation"}
     )
@@ -75,8 +88,24 @@ class DeliveryAttemptSchema(StrictSchema):
         allow_none=True,
         metadata={"description": "A sanitised excerpt of the answer (owners only)"},
     )
+    kind = fields.String(dump_only=True, allow_none=True)
+    request_id = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The target's own id of the request, when it gives one"},
+    )
     duration_ms = fields.Integer(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
+
+
+class DeliveredToSchema(StrictSchema):
+    kind = fields.String(dump_only=True)
+    label = fields.String(dump_only=True)
+    ticket = fields.String(dump_only=True, allow_none=True)
+    ref = fields.String(
+        dump_only=True, allow_none=True, metadata={"description": "The target's id of the note"}
+    )
+    link = fields.String(dump_only=True, allow_none=True)
 
 
 class FinalNoteResponseSchema(StrictSchema):
@@ -89,6 +118,7 @@ class FinalNoteResponseSchema(StrictSchema):
         dump_only=True, metadata={"description": '"generating" until the markdown is stored'}
     )
     markdown = fields.String(dump_only=True, allow_none=True)
+    citations = fields.List(fields.Nested(CitationSchema), dump_only=True, allow_none=True)
     generator = fields.String(dump_only=True, allow_none=True)
     model = fields.String(dump_only=True, allow_none=True)
     generated_at = fields.DateTime(dump_only=True, allow_none=True)
@@ -98,6 +128,12 @@ class FinalNoteResponseSchema(StrictSchema):
     last_error_detail = fields.String(dump_only=True, allow_none=True)
     delivered_at = fields.DateTime(dump_only=True, allow_none=True)
     next_attempt_at = fields.DateTime(dump_only=True, allow_none=True)
+    delivered_to = fields.Nested(
+        DeliveredToSchema,
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Where the note landed (delivered notes only)"},
+    )
     delivery_attempts = fields.List(fields.Nested(DeliveryAttemptSchema), dump_only=True)
 
 
@@ -107,26 +143,81 @@ class RedeliverResponseSchema(StrictSchema):
 
 
 class TicketingUpdateSchema(StrictSchema):
-    url = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    """Either ``{kind, base_url, credentials, options}`` or the webhook's ``{url, secret?}``."""
+
+    kind = fields.String(
+        load_default="webhook",
+        validate=validate.OneOf(KINDS),
+        metadata={"description": "GET /integrations/ticketing/kinds lists them"},
+    )
+    base_url = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    url = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=2000),
+        metadata={"description": "The webhook's endpoint (same as base_url)"},
+    )
     secret = fields.String(
         load_default=None,
         allow_none=True,
         validate=validate.Length(min=10, max=200),
-        metadata={"description": "whsec_<base64>; generated when absent"},
+        metadata={"description": "whsec_<base64>; generated when absent, kept on a URL change"},
     )
+    credentials = fields.Dict(
+        keys=fields.String(validate=validate.Length(max=100)),
+        load_default=dict,
+        metadata={"description": "The kind's credential fields; a secret one left out is kept"},
+    )
+    options = fields.Dict(keys=fields.String(validate=validate.Length(max=100)), load_default=dict)
 
 
 class TicketingResponseSchema(StrictSchema):
+    kind = fields.String(dump_only=True)
+    label = fields.String(dump_only=True)
     url = fields.String(dump_only=True)
+    base_url = fields.String(dump_only=True)
     status = fields.String(dump_only=True)
     disabled_reason = fields.String(dump_only=True, allow_none=True)
+    credentials_set = fields.List(
+        fields.String(),
+        dump_only=True,
+        metadata={"description": "Names of the stored credential fields (never their values)"},
+    )
+    options = fields.Dict(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
 
 class TicketingCreatedSchema(StrictSchema):
+    kind = fields.String(dump_only=True)
     url = fields.String(dump_only=True)
+    base_url = fields.String(dump_only=True)
     status = fields.String(dump_only=True)
     secret = fields.String(
-        dump_only=True, metadata={"description": "The signing secret: shown in this response only"}
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The webhook's signing secret: shown in this response only"},
     )
     secret_generated = fields.Boolean(dump_only=True)
+    secret_kept = fields.Boolean(dump_only=True)
+    credentials_set = fields.List(fields.String(), dump_only=True)
+    options = fields.Dict(dump_only=True)
+
+
+class TicketingKindsResponseSchema(StrictSchema):
+    kinds = fields.List(fields.Dict(), dump_only=True)
+
+
+class TicketingTestArgsSchema(StrictSchema):
+    ticket_ref = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=200),
+        metadata={"description": "A ticket to read; without it the system's who-am-I is used"},
+    )
+
+
+class TicketingTestResponseSchema(StrictSchema):
+    ok = fields.Boolean(dump_only=True)
+    detail = fields.String(dump_only=True)
+    answer = fields.String(dump_only=True, allow_none=True)
+    request_id = fields.String(dump_only=True, allow_none=True)

@@ -9,7 +9,7 @@ from shared.config import Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     from services.pilot import chat
-    from services.pilot.api import blueprints
+    from services.pilot.api import ERROR_RESPONSES, blueprints
     from shared.web import create_service_app
 
     app = create_service_app(
@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         title="ResolutionFlow FlowPilot",
         description="AI troubleshooting sessions: facts, chat, suggested fixes, resolve.",
         blueprints=blueprints(),
+        error_responses=ERROR_RESPONSES,
         settings=settings,
     )
     chat.configure_streams(app.config["SETTINGS"].CHAT_STREAM_CONCURRENCY)

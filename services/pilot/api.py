@@ -19,6 +19,7 @@ from typing import Any
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 from sqlalchemy import func, inspect, select
 
 from services.pilot import chat, sessions
@@ -62,6 +63,26 @@ blp = Blueprint(
 SSE_MIMETYPE = "text/event-stream"
 
 _llm_lock = threading.Lock()
+
+
+# The errors each route can answer besides 422, documented in the spec with the error schema.
+_READ = (401, 404)
+_WRITE = (401, 403, 404, 409)  # viewers read only; a resolved session is read-only
+ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
+    "/api/v1/ai-sessions": {"get": (401,), "post": (401, 403)},
+    "/api/v1/ai-sessions/{session_id}": {"get": _READ, "patch": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/resolve": {"post": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/reopen": {"post": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/facts": {"get": _READ, "post": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/facts/{fact_id}": {"patch": _WRITE, "delete": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/messages": {"get": _READ, "post": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/suggested-fixes": {"get": _READ},
+    "/api/v1/ai-sessions/{session_id}/suggested-fixes/active": {"get": _READ},
+    "/api/v1/ai-sessions/{session_id}/suggested-fixes/{fix_id}/decision": {"post": _WRITE},
+    "/api/v1/usage": {"get": (401, 403)},
+    "/api/v1/usage/budget": {"put": (401, 403)},
+    "/api/v1/ai-sessions/{session_id}/usage": {"get": (401, 403, 404)},
+}
 
 
 def blueprints() -> list[Blueprint]:
@@ -173,7 +194,7 @@ def _sse(kind: str, data: dict[str, Any] | None) -> str:
 class SessionsView(MethodView):
     decorators = [auth_required]
 
-    @blp.arguments(SessionQueryArgsSchema, location="query")
+    @blp.arguments(SessionQueryArgsSchema, location="query", unknown=RAISE)
     @blp.response(200, SessionResponseSchema(many=True))
     @blp.doc(security=BEARER_SECURITY)
     def get(self, args: dict[str, Any]) -> Any:
@@ -183,6 +204,8 @@ class SessionsView(MethodView):
                 session,
                 current_principal(),
                 status=args.get("status"),
+                search=args.get("search"),
+                ticket_ref=args.get("ticket_ref"),
                 limit=args["limit"],
                 offset=args["offset"],
             )
@@ -219,7 +242,8 @@ class SessionView(MethodView):
     @blp.response(200, SessionResponseSchema)
     @blp.doc(security=BEARER_SECURITY)
     def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
-        """Change the title or ticket reference. 409 while the session is resolved."""
+        """Change the title, ticket reference or problem statement. 409 while the session is
+        resolved."""
         with write_transaction() as session:
             result = sessions.update_session(session, current_principal(), session_id, data)
         return _versioned(result)
@@ -234,11 +258,19 @@ class ResolveView(MethodView):
     @blp.doc(security=BEARER_SECURITY)
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Resolve the session at its next state_version; the notes service writes the note
-        and delivers it (hence 202). Resolving twice is a 409; the session is read-only until
-        reopened."""
+        and delivers it (hence 202). `resolution` is recorded as a `resolution` fact in the
+        same write. 422 when nothing says what fixed it (no `resolution` fact, no fix decided
+        other than dismissed) unless `force: true`, and when the account has a ticketing
+        integration and there is no `ticket_ref`. Resolving twice is a 409; the session is
+        read-only until reopened."""
         with write_transaction() as session:
             result = sessions.resolve_session(
-                session, current_principal(), session_id, ticket_ref=data.get("ticket_ref")
+                session,
+                current_principal(),
+                session_id,
+                ticket_ref=data.get("ticket_ref"),
+                resolution=data.get("resolution"),
+                force=bool(data.get("force")),
             )
         row = result.obj
         return {

@@ -247,6 +247,8 @@ def offline_answer(grouped: dict[str, list[str]], active_fix_title: str | None) 
         ("ruled_out", "Ruled out"),
         ("observation", "Observations"),
         ("environment", "Environment"),
+        ("root_cause", "Root cause"),
+        ("resolution", "Resolution"),
     )
     for kind, heading in sections:
         items = grouped.get(kind) or []

@@ -41,6 +41,8 @@ FACT_KIND_ORDER: tuple[str, ...] = (
     "confirmed",
     "ruled_out",
     "environment",
+    "root_cause",
+    "resolution",
 )
 FACT_KIND_HEADINGS: dict[str, str] = {
     "symptom": "Symptoms",
@@ -48,6 +50,8 @@ FACT_KIND_HEADINGS: dict[str, str] = {
     "confirmed": "Confirmed",
     "ruled_out": "Ruled out",
     "environment": "Environment",
+    "root_cause": "Root cause",
+    "resolution": "Resolution",
 }
 
 MAX_FACT_CHARS = 1000

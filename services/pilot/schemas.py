@@ -12,6 +12,7 @@ from shared.powershell_check import check_script
 
 FACT_TEXT_MAX = 4000
 MESSAGE_MAX = 20000
+PROBLEM_MAX = 20000
 
 
 class StrictSchema(Schema):
@@ -52,22 +53,35 @@ def _at_least_one(data: dict[str, Any], names: tuple[str, ...]) -> None:
 class SessionCreateSchema(StrictSchema):
     title = TrimmedString(required=True, validate=validate.Length(min=1, max=300))
     ticket_ref = OptionalTrimmedString(allow_none=True, validate=validate.Length(max=200))
-    problem = TrimmedString(allow_none=True, validate=validate.Length(max=20000))
+    problem = TrimmedString(allow_none=True, validate=validate.Length(max=PROBLEM_MAX))
 
 
 class SessionUpdateSchema(StrictSchema):
     title = TrimmedString(validate=validate.Length(min=1, max=300))
     ticket_ref = OptionalTrimmedString(allow_none=True, validate=validate.Length(max=200))
+    problem = OptionalTrimmedString(
+        allow_none=True,
+        validate=validate.Length(max=PROBLEM_MAX),
+        metadata={"description": "the ticket's problem statement (blank or null clears it)"},
+    )
 
     @validates_schema
     def not_empty(self, data: dict[str, Any], **_: object) -> None:
-        _at_least_one(data, ("title", "ticket_ref"))
+        _at_least_one(data, ("title", "ticket_ref", "problem"))
 
 
 class SessionQueryArgsSchema(StrictSchema):
-    class Meta:
-        unknown = EXCLUDE
+    """Unknown query parameters are a 422 naming them (marshmallow's default RAISE), so a typo
+    such as `?stauts=active` is never silently ignored."""
 
+    search = TrimmedString(
+        validate=validate.Length(max=200),
+        metadata={"description": "case-insensitive text in the title, ticket ref or problem"},
+    )
+    ticket_ref = TrimmedString(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "exactly this ticket reference (case-insensitive)"},
+    )
     status = fields.String(validate=validate.OneOf(SESSION_STATUSES))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
@@ -93,6 +107,18 @@ class SessionResponseSchema(StrictSchema):
 
 class ResolveRequestSchema(StrictSchema):
     ticket_ref = OptionalTrimmedString(allow_none=True, validate=validate.Length(max=200))
+    resolution = OptionalTrimmedString(
+        allow_none=True,
+        validate=validate.Length(max=FACT_TEXT_MAX),
+        metadata={"description": "what fixed it: recorded as a `resolution` fact in this write"},
+    )
+    force = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "resolve even though nothing says what fixed it (the note then "
+            "says that no resolution was recorded)"
+        },
+    )
 
 
 class ResolveResponseSchema(StrictSchema):
@@ -199,6 +225,10 @@ class SuggestedFixSchema(StrictSchema):
     decision = fields.String(allow_none=True, metadata={"enum": list(FIX_DECISIONS)})
     decided_by = fields.UUID(allow_none=True)
     decided_at = fields.DateTime(allow_none=True)
+    decision_history = fields.List(
+        fields.Dict(),
+        metadata={"description": "every decision recorded on the fix, oldest first"},
+    )
     created_at = fields.DateTime()
 
     @staticmethod

@@ -18,13 +18,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.notes import bundle
 from shared import events
-from shared.errors import Conflict, NotFound, PermissionDenied
-from shared.models import AISession, ScriptTemplate, SessionFact, SuggestedFix
+from shared.errors import (
+    AI_SESSION_NOT_FOUND,
+    FACT_NOT_FOUND,
+    SUGGESTED_FIX_NOT_FOUND,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from shared.models import (
+    AISession,
+    ScriptTemplate,
+    SessionFact,
+    SuggestedFix,
+    TicketingIntegration,
+)
 from shared.permissions import can_create_content, template_visibility
 from shared.principal import Principal
 
@@ -67,7 +82,7 @@ def _scoped_session(session_id: uuid.UUID, principal: Principal) -> Any:
 def get_session(session: Session, principal: Principal, session_id: uuid.UUID) -> AISession:
     row = session.scalars(_scoped_session(session_id, principal)).one_or_none()
     if row is None:
-        raise NotFound("Session not found")
+        raise NotFound(AI_SESSION_NOT_FOUND)
     return row
 
 
@@ -100,7 +115,7 @@ def bump(
             extra_events=extra_events,
         )
     except events.SessionNotFound as exc:
-        raise NotFound("Session not found") from exc
+        raise NotFound(AI_SESSION_NOT_FOUND) from exc
     except events.SessionReadOnly as exc:
         raise Conflict("Session is resolved and read-only; reopen it first") from exc
 
@@ -111,7 +126,7 @@ def _locked_session(session: Session, principal: Principal, session_id: uuid.UUI
         _scoped_session(session_id, principal).execution_options(populate_existing=True)
     ).one_or_none()
     if row is None:  # pragma: no cover - the bump just found it under its row lock
-        raise NotFound("Session not found")
+        raise NotFound(AI_SESSION_NOT_FOUND)
     return row
 
 
@@ -148,13 +163,28 @@ def list_sessions(
     principal: Principal,
     *,
     status: str | None = None,
+    search: str | None = None,
+    ticket_ref: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[AISession], int]:
-    """The account's sessions, newest first, and their unpaged total."""
-    conditions = [AISession.account_id == principal.account_id]
+    """The account's sessions, newest first, and their unpaged total. `search` matches text in
+    the title, ticket ref or problem (case-insensitive, literally: `%` and `_` are not
+    wildcards); `ticket_ref` matches the whole reference, case-insensitively."""
+    conditions: list[Any] = [AISession.account_id == principal.account_id]
     if status is not None:
         conditions.append(AISession.status == status)
+    if search:
+        term = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(
+            or_(
+                AISession.title.ilike(term, escape="\\"),
+                AISession.ticket_ref.ilike(term, escape="\\"),
+                AISession.problem.ilike(term, escape="\\"),
+            )
+        )
+    if ticket_ref:
+        conditions.append(func.lower(AISession.ticket_ref) == ticket_ref.lower())
     total = session.execute(
         select(func.count()).select_from(AISession).where(*conditions)
     ).scalar_one()
@@ -174,7 +204,7 @@ def update_session(
     require_writer(session, principal, session_id)
     version = bump(session, principal, session_id, CAUSE_SESSION_UPDATED)
     row = _locked_session(session, principal, session_id)
-    for key in ("title", "ticket_ref"):
+    for key in ("title", "ticket_ref", "problem"):
         if key in changes:
             setattr(row, key, changes[key])
     session.flush()
@@ -182,13 +212,24 @@ def update_session(
 
 
 def resolve_session(
-    session: Session, principal: Principal, session_id: uuid.UUID, *, ticket_ref: str | None
+    session: Session,
+    principal: Principal,
+    session_id: uuid.UUID,
+    *,
+    ticket_ref: str | None,
+    resolution: str | None = None,
+    force: bool = False,
 ) -> Versioned:
     """Mark the session resolved at the version this write produces.
 
-    Resolving a resolved session is a 409 (the bump requires an active session). Besides the
-    `session.state_changed` event, a `session.resolved` event carries `resolved_version` and
-    `ticket_ref` for the notes service.
+    Resolving a resolved session is a 409 (the bump requires an active session). `resolution`
+    is recorded as a `resolution` fact in the same write. 422, writing nothing: the note would
+    have no resolution (no `resolution` fact and no fix decided other than `dismissed`) and
+    `force` is not set; or the account has a ticketing integration and there is no ticket
+    reference (the receiver could not place the note). Besides the `session.state_changed`
+    event, a `session.resolved` event carries `resolved_version` and `ticket_ref` for the
+    notes service, and the note rows are created here with a snapshot of what the note is made
+    from, so the final note comes from exactly this version's data.
     """
     require_writer(session, principal, session_id)
     try:
@@ -199,16 +240,49 @@ def resolve_session(
             cause=CAUSE_RESOLVED,
         )
     except events.SessionNotFound as exc:
-        raise NotFound("Session not found") from exc
+        raise NotFound(AI_SESSION_NOT_FOUND) from exc
     except events.SessionReadOnly as exc:
         raise Conflict("Session is already resolved") from exc
     row = _locked_session(session, principal, session_id)
+    if resolution:
+        session.add(
+            SessionFact(
+                session_id=session_id,
+                account_id=principal.account_id,
+                kind="resolution",
+                text=resolution,
+                source="engineer",
+                created_by=principal.id,
+            )
+        )
     if ticket_ref is not None:
         row.ticket_ref = ticket_ref
+    if row.ticket_ref is None and _has_ticketing(session, principal.account_id):
+        raise InvalidInput(
+            "a ticket reference is required: the account's ticketing system places the note by it",
+            errors={
+                "json": {"ticket_ref": ["required when the account has a ticketing integration"]}
+            },
+        )
     row.status = "resolved"
     row.resolved_at = _now()
     row.resolved_by = principal.id
     row.resolved_version = version
+    session.flush()
+    loaded = bundle.snapshot_resolution(session, session_id)
+    if not force and (loaded is None or not loaded.bundle.has_resolution()):
+        raise InvalidInput(
+            "nothing says what fixed this: record a resolution (a `resolution` fact, or "
+            "`resolution` here), decide the suggested fix, or resolve with force: true",
+            errors={
+                "json": {
+                    "resolution": [
+                        "missing: no resolution fact and no suggested fix decided other than "
+                        "dismissed"
+                    ]
+                }
+            },
+        )
     # Written here rather than through bump(extra_events=...) because its payload names the
     # version the bump has just produced.
     events.enqueue_event(
@@ -221,10 +295,20 @@ def resolve_session(
             "resolved_version": version,
             "ticket_ref": row.ticket_ref,
             "resolved_by": str(principal.id),
+            "forced": bool(force and not (loaded and loaded.bundle.has_resolution())),
         },
     )
     session.flush()
     return Versioned(row, version)
+
+
+def _has_ticketing(session: Session, account_id: uuid.UUID) -> bool:
+    return (
+        session.scalars(
+            select(TicketingIntegration.id).where(TicketingIntegration.account_id == account_id)
+        ).first()
+        is not None
+    )
 
 
 def reopen_session(session: Session, principal: Principal, session_id: uuid.UUID) -> Versioned:
@@ -289,7 +373,7 @@ def _get_fact(
         )
     ).one_or_none()
     if fact is None:
-        raise NotFound("Fact not found")
+        raise NotFound(FACT_NOT_FOUND)
     return fact
 
 
@@ -450,8 +534,9 @@ def decide_fix(
     """Record the engineer's decision on the active fix. `dismissed` also supersedes it.
 
     A superseded fix (dismissed, or replaced by a newer proposal) cannot be decided: 409. A
-    fix already decided cannot be decided again either (409): a decision is a record of what
-    was done, so changing course means a new proposal, which supersedes this one.
+    fix already decided cannot be decided again (409), except `dismissed` after `one_off`,
+    `draft_template` or `build_template`: it was tried and did not work, so it is superseded
+    and explains nothing in the note any more. Every decision is kept in `decision_history`.
     """
     require_writer(session, principal, session_id)
     version = bump(
@@ -476,15 +561,19 @@ def decide_fix(
         .with_for_update()
     ).one_or_none()
     if fix is None:
-        raise NotFound("Suggested fix not found")
+        raise NotFound(SUGGESTED_FIX_NOT_FOUND)
     if fix.superseded_at is not None:
         raise Conflict("This fix has been superseded; decide on the active fix")
-    if fix.decision is not None:
+    if fix.decision is not None and decision != "dismissed":
         raise Conflict(f"A decision was already recorded on this fix ({fix.decision})")
     now = _now()
     fix.decision = decision
     fix.decided_by = principal.id
     fix.decided_at = now
+    fix.decision_history = [
+        *(fix.decision_history or []),
+        {"decision": decision, "decided_by": str(principal.id), "decided_at": now.isoformat()},
+    ]
     if decision == "dismissed":
         fix.superseded_at = now
     session.flush()

@@ -8,7 +8,7 @@ from shared.config import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from services.scripts.api import auth_blp, scripts_blp
+    from services.scripts.api import ERROR_RESPONSES, auth_blp, scripts_blp
     from shared.web import create_service_app
 
     return create_service_app(
@@ -16,5 +16,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         title="ResolutionFlow script library",
         description="Categories, parameterised PowerShell templates, rendering and history.",
         blueprints=[auth_blp, scripts_blp],
+        error_responses=ERROR_RESPONSES,
         settings=settings,
     )

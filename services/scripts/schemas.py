@@ -199,10 +199,17 @@ class TemplateVersionSchema(StrictSchema):
 
 
 class GenerateRequestSchema(StrictSchema):
+    """`ai_session_id` links the run to a FlowPilot session. There is no other kind of session
+    to link: any other field (the seed's `session_id` included) is a 422 naming it, so a
+    session id sent under the wrong name is never silently left unlinked."""
+
     template_id = fields.UUID(required=True)
     parameters = fields.Dict(keys=fields.String(), load_default=dict)
-    session_id = fields.UUID(allow_none=True, load_default=None)
-    ai_session_id = fields.UUID(allow_none=True, load_default=None)
+    ai_session_id = fields.UUID(
+        allow_none=True,
+        load_default=None,
+        metadata={"description": "a FlowPilot session to link the run to (write access needed)"},
+    )
     secret_delivery = fields.String(
         allow_none=True,
         load_default=None,
@@ -267,6 +274,5 @@ class GenerationRecordSchema(StrictSchema):
     template_version = fields.Integer()
     parameters_used = fields.Dict()
     secret_delivery = fields.String()
-    session_id = fields.UUID(allow_none=True)
     ai_session_id = fields.UUID(allow_none=True)
     created_at = fields.DateTime()

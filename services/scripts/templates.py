@@ -22,7 +22,15 @@ from services.scripts.engine import (
     TemplateDefinitionError,
 )
 from shared import events, powershell_check
-from shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shared.errors import (
+    AI_SESSION_NOT_FOUND,
+    CATEGORY_NOT_FOUND,
+    TEMPLATE_NOT_FOUND,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from shared.models import (
     Account,
     AISession,
@@ -293,7 +301,7 @@ def get_template_by_slug(session: Session, principal: Principal, slug: str) -> S
         .limit(1)
     ).first()
     if template is None:
-        raise NotFound("Template not found", errors={"slug": [f"no template '{slug}'"]})
+        raise NotFound(TEMPLATE_NOT_FOUND, errors={"slug": [f"no template '{slug}'"]})
     return template
 
 
@@ -305,7 +313,7 @@ def get_template(
         query = query.with_for_update()
     template = session.scalars(query).one_or_none()
     if template is None:
-        raise NotFound("Template not found")
+        raise NotFound(TEMPLATE_NOT_FOUND)
     return template
 
 
@@ -401,7 +409,7 @@ def _require_category(session: Session, category_id: uuid.UUID) -> None:
         )
     ).first()
     if exists is None:
-        raise NotFound("Category not found", errors={"category_id": ["no such category"]})
+        raise NotFound(CATEGORY_NOT_FOUND, errors={"category_id": ["no such category"]})
 
 
 def _snapshot(session: Session, template: ScriptTemplate, actor: uuid.UUID | None) -> None:
@@ -739,7 +747,7 @@ def generate_script(
             )
         except events.SessionNotFound as exc:
             raise NotFound(
-                "AI session not found", errors={"ai_session_id": ["no such session"]}
+                AI_SESSION_NOT_FOUND, errors={"ai_session_id": ["no such session"]}
             ) from exc
         except events.SessionReadOnly as exc:
             raise Conflict(
@@ -825,18 +833,21 @@ def update_script_settings(
 
 def list_generations(
     session: Session, principal: Principal, *, limit: int, offset: int
-) -> list[tuple[ScriptGeneration, str]]:
+) -> tuple[list[tuple[ScriptGeneration, str]], int]:
+    """The caller's generations, newest first, and their unpaged total."""
+    mine = and_(
+        ScriptGeneration.user_id == principal.id,
+        ScriptGeneration.account_id == principal.account_id,
+    )
+    total = session.execute(
+        select(func.count()).select_from(ScriptGeneration).where(mine)
+    ).scalar_one()
     rows = session.execute(
         select(ScriptGeneration, ScriptTemplate.name)
         .join(ScriptTemplate, ScriptGeneration.template_id == ScriptTemplate.id)
-        .where(
-            and_(
-                ScriptGeneration.user_id == principal.id,
-                ScriptGeneration.account_id == principal.account_id,
-            )
-        )
+        .where(mine)
         .order_by(ScriptGeneration.created_at.desc(), ScriptGeneration.id.desc())
         .limit(limit)
         .offset(offset)
     ).all()
-    return [(gen, name) for gen, name in rows]
+    return [(gen, name) for gen, name in rows], int(total)

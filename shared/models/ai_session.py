@@ -13,7 +13,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
 
 SESSION_STATUSES = ("active", "resolved")
-FACT_KINDS = ("symptom", "observation", "confirmed", "ruled_out", "environment")
+FACT_KINDS = (
+    "symptom",
+    "observation",
+    "confirmed",
+    "ruled_out",
+    "environment",
+    "root_cause",
+    "resolution",
+)
 FIX_DECISIONS = ("one_off", "draft_template", "build_template", "dismissed")
 
 
@@ -47,7 +55,8 @@ class SessionFact(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "session_facts"
     __table_args__ = (
         CheckConstraint(
-            "kind IN ('symptom', 'observation', 'confirmed', 'ruled_out', 'environment')",
+            "kind IN ('symptom', 'observation', 'confirmed', 'ruled_out', 'environment', "
+            "'root_cause', 'resolution')",
             name="kind_valid",
         ),
         Index("ix_session_facts_session_created", "session_id", "created_at"),
@@ -122,3 +131,9 @@ class SuggestedFix(UUIDPrimaryKey, Timestamps, Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     decided_at: Mapped[datetime | None] = mapped_column()
+    # Every decision recorded on the fix, oldest first ({decision, decided_by, decided_at}):
+    # a later `dismissed` (tried, did not work) supersedes the fix without erasing what was
+    # decided before it.
+    decision_history: Mapped[list[Any]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'")
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
@@ -45,6 +47,13 @@ class TicketingIntegration(UUIDPrimaryKey, Timestamps, Base):
     secret: Mapped[str] = mapped_column(EncryptedText())
     status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
     disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # Which adapter delivers (services.notes.adapters); the webhook keeps url + secret above.
+    kind: Mapped[str] = mapped_column(String(40), default="webhook", server_default="webhook")
+    # The kind's credential fields as JSON, encrypted at rest like the secret.
+    credentials: Mapped[str | None] = mapped_column(EncryptedText())
+    options: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
 
 
 class ResolutionNote(UUIDPrimaryKey, Timestamps, Base):
@@ -80,6 +89,11 @@ class ResolutionNote(UUIDPrimaryKey, Timestamps, Base):
     generator: Mapped[str | None] = mapped_column(String(40))
     model: Mapped[str | None] = mapped_column(String(100))
     fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # Which facts each sentence or bullet of the note rests on (see services.notes.generator).
+    citations: Mapped[list[Any] | None] = mapped_column(JSONB)
+    # What the note is made from, captured in the Resolve transaction: the final note is
+    # generated from exactly the resolved version's data, whatever happens to the session later.
+    bundle: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     generated_at: Mapped[datetime | None] = mapped_column()
     delivery_status: Mapped[str] = mapped_column(
         String(20), default="pending", server_default="pending"
@@ -90,6 +104,12 @@ class ResolutionNote(UUIDPrimaryKey, Timestamps, Base):
     # A bounded, sanitised excerpt of the target's answer (owners only).
     last_error_detail: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column()
+    # Where the note landed: the adapter's kind, the ticket, the target's id of the note and a
+    # link a person can open (when the target gives one).
+    delivery_kind: Mapped[str | None] = mapped_column(String(40))
+    delivered_ticket: Mapped[str | None] = mapped_column(String(200))
+    delivered_ref: Mapped[str | None] = mapped_column(String(200))
+    delivered_link: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column()
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     lease_owner: Mapped[str | None] = mapped_column(String(200))
@@ -111,4 +131,7 @@ class WebhookAttempt(UUIDPrimaryKey, Timestamps, Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(String(40))
+    # The target's own id of the request (x-request-id and the like), for its support desk.
+    request_id: Mapped[str | None] = mapped_column(String(200))
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)

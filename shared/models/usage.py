@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, Numeric, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
@@ -47,6 +48,8 @@ class LLMUsageRecord(UUIDPrimaryKey, Timestamps, Base):
     fallback_reason: Mapped[str | None] = mapped_column(String(40))
     # The API's error (type: message), when a call was refused or failed for good.
     error: Mapped[str | None] = mapped_column(String(300))
+    # Answers the note validator rejected during this call's generation: the reasons of each.
+    rejections: Mapped[list[Any] | None] = mapped_column(JSONB)
 
 
 class NoteReuse(UUIDPrimaryKey, Timestamps, Base):

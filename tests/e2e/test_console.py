@@ -62,7 +62,7 @@ DEMO_PASSWORD = "demo-password"
 ENGINEER = "engineer@demo.resolutionflow.local"
 OWNER = "owner@demo.resolutionflow.local"
 # What a page may request: its own shell and assets, and the public API. Nothing else.
-ALLOWED_PATHS = re.compile(r"^/($|\?|static/console/|favicon\.ico$|api/v1/)")
+ALLOWED_PATHS = re.compile(r"^/($|\?|static/console/|favicon\.ico$|api/v1/|api/docs)")
 
 RESET_TEMPLATE_BODY = r"""$ErrorActionPreference = 'Stop'
 $secure = ConvertTo-SecureString -String {{new_password}} -AsPlainText -Force
@@ -139,21 +139,55 @@ RESET_TEMPLATE: dict[str, Any] = {
 }
 
 
-REALISTIC_NOTE = """## Problem
-Outlook prompted for the user's password every few minutes (INC-1042).
+def _item(text: str, cites: list[str], fmt: str = "sentence") -> dict[str, Any]:
+    return {"text": text, "format": fmt, "cites": cites}
 
-## What we confirmed
-- Microsoft 365 Apps 2408 on Windows 11 23H2.
-- Modern authentication was disabled in the registry (`EnableADAL=0`).
 
-## Root cause
-With modern authentication off, Outlook fell back to basic authentication, which Microsoft 365
-no longer accepts, so every token refresh ended in a new password prompt.
-
-## Resolution
-Set `EnableADAL` back to 1 under the Office Identity key and restarted Outlook; the prompts
-stopped and the mailbox stayed connected.
-"""
+# The structured answer (four sections of cited items) the way Sonnet writes one.
+REALISTIC_NOTE = json.dumps(
+    {
+        "sections": [
+            {
+                "title": "Problem",
+                "items": [
+                    _item("Outlook prompted for the user's password every few minutes.", ["F1"])
+                ],
+            },
+            {
+                "title": "What we confirmed",
+                "items": [
+                    _item("Microsoft 365 Apps 2408 on Windows 11 23H2.", ["F2"], "bullet"),
+                    _item(
+                        "Modern authentication was disabled in the registry (EnableADAL).",
+                        ["F3"],
+                        "bullet",
+                    ),
+                ],
+            },
+            {
+                "title": "Root cause",
+                "items": [
+                    _item(
+                        "With modern authentication off, Outlook fell back to basic "
+                        "authentication, which Microsoft 365 no longer accepts, so every token "
+                        "refresh ended in a new password prompt.",
+                        ["F3", "F4"],
+                    )
+                ],
+            },
+            {
+                "title": "Resolution",
+                "items": [
+                    _item(
+                        "Set EnableADAL back to 1 under the Office Identity key and restarted "
+                        "Outlook; the prompts stopped and the mailbox stayed connected.",
+                        ["F5", "X1"],
+                    )
+                ],
+            },
+        ]
+    }
+)
 
 
 # ── Processes ──────────────────────────────────────────────────────────────
@@ -561,11 +595,12 @@ def _notes_available(stack: Stack, demo: Demo, session_id: str) -> bool:
 
 
 def _stub_note_calls(stack: Stack) -> int:
-    from tests.support.stub_anthropic import NOTE_MARKER, StubClient, system_text
+    from tests.support.stub_anthropic import StubClient, wants_json_schema
 
     client = StubClient(stack.stub_url)
     try:
-        return sum(1 for call in client.calls() if NOTE_MARKER in system_text(call["json"]))
+        # Note generations are the calls that ask for the note's structured output.
+        return sum(1 for call in client.calls() if wants_json_schema(call["json"]))
     finally:
         client.close()
 
@@ -614,14 +649,26 @@ def test_shell_is_served_with_strict_headers_and_adds_no_api(stack: Stack) -> No
 
 def test_api_client_parses_sse_and_normalises_404(tab: Tab, demo: Demo) -> None:
     """api.js on its own: the SSE parser (split chunks, CRLF, multi-line data, comments),
-    sendMessage's JSON fallback and getActiveFix turning 404 into null."""
+    sendMessage's JSON fallback and getActiveFix reading the list of fixes (null when none is
+    active) instead of asking for a 404."""
     page = tab.page
     sign_in(page, ENGINEER)
     session_id = str(uuid.uuid4())
+    other_session = str(uuid.uuid4())
+    fixes = [
+        {"id": "new", "title": "Active", "superseded_at": None},
+        {"id": "old", "title": "Earlier", "superseded_at": "2026-01-01T00:00:00Z"},
+    ]
     page.route(
-        f"**/api/v1/ai-sessions/{session_id}/suggested-fixes/active",
+        f"**/api/v1/ai-sessions/{session_id}/suggested-fixes",
         lambda route: route.fulfill(
-            status=404, content_type="application/json", body='{"code":404,"message":"none"}'
+            status=200, content_type="application/json", body=json.dumps(fixes[1:])
+        ),
+    )
+    page.route(
+        f"**/api/v1/ai-sessions/{other_session}/suggested-fixes",
+        lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(fixes)
         ),
     )
     page.route(
@@ -633,7 +680,7 @@ def test_api_client_parses_sse_and_normalises_404(tab: Tab, demo: Demo) -> None:
         ),
     )
     result = page.evaluate(
-        """async (sessionId) => {
+        """async ([sessionId, otherSession]) => {
             const api = await import('/static/console/api.js');
             const enc = new TextEncoder();
             const chunks = [
@@ -650,11 +697,12 @@ def test_api_client_parses_sse_and_normalises_404(tab: Tab, demo: Demo) -> None:
             const events = [];
             for await (const e of api.parseEventStream(body)) events.push(e);
             const fix = await api.getActiveFix(sessionId);
+            const active = await api.getActiveFix(otherSession);
             const deltas = [];
             const reply = await api.sendMessage(sessionId, 'hi', {onDelta: (t) => deltas.push(t)});
-            return {events, fix, reply, deltas};
+            return {events, fix, active, reply, deltas};
         }""",
-        session_id,
+        [session_id, other_session],
     )
     assert [e["event"] for e in result["events"]] == ["delta", "delta", "done"]
     assert [json.loads(e["data"]) for e in result["events"][:2]] == [
@@ -662,7 +710,9 @@ def test_api_client_parses_sse_and_normalises_404(tab: Tab, demo: Demo) -> None:
         {"text": "lo"},
     ]
     assert result["events"][2]["data"] == '{"a":\n1}'
-    assert result["fix"] is None
+    assert result["fix"] is None  # only superseded fixes: no active one, and no 404 asked for
+    assert result["active"]["id"] == "new"
+    assert not [r for r in tab.requests if r.url.endswith("/suggested-fixes/active")]
     assert result["reply"]["state_version"] == 3 and result["deltas"] == []
 
 
@@ -916,6 +966,8 @@ def test_session_flow_from_facts_to_delivered_note(
         ("symptom", "Outlook prompts for the password every few minutes"),
         ("environment", "Microsoft 365 Apps 2408 on Windows 11 23H2"),
         ("confirmed", "Modern authentication is disabled in the registry (EnableADAL=0)"),
+        ("root_cause", "Outlook fell back to basic authentication, which Microsoft 365 refuses"),
+        ("resolution", "Set EnableADAL back to 1 and restarted Outlook"),
     ]
     for kind, fact in facts:
         page.get_by_label("Kind", exact=True).select_option(kind)
@@ -1045,7 +1097,12 @@ def test_session_flow_from_facts_to_delivered_note(
     finally:
         phone_tab.page.context.close()
 
-    # Resolve: the note is delivered to the receiver, and the page shows it.
+    # Resolve: the panel says what the note will give as the cause and the fix; a resolution
+    # fact exists, so it asks for none. The note is delivered and the page shows it.
+    expect(page.locator("#resolve-outline-cause")).to_contain_text("basic authentication")
+    expect(page.locator("#resolve-outline-fix")).to_contain_text("EnableADAL back to 1")
+    expect(page.locator("#resolve-resolution-field")).to_be_hidden()
+    expect(page.locator("#preview-sources li").first).to_contain_text("Symptom: Outlook prompts")
     expect(page.get_by_label("Ticket reference")).to_have_value("INC-1042")
     page.get_by_role("button", name="Resolve session").click()
     expect(page.locator("#session-status")).to_have_text("resolved")
@@ -1252,3 +1309,330 @@ def test_main_screens_pass_axe_wcag_aa(tab: Tab, stack: Stack, demo: Demo) -> No
         report["session"] = _axe_violations(page)
     found = {screen: problems for screen, problems in report.items() if problems}
     assert not found, json.dumps(found, indent=2)
+
+
+def test_settings_builds_the_form_from_kinds_tests_and_removes(
+    tab: Tab, stack: Stack, demo: Demo
+) -> None:
+    """The owner picks Zendesk, fills the fields the kinds endpoint describes, saves, tests
+    against the Zendesk fake and removes it; the API token never comes back to the page."""
+    from tests.support.fake_saas import ZendeskFake
+
+    page = tab.page
+    sign_in(page, OWNER)
+    page.goto("/#/settings")
+    expect(page.get_by_label("Endpoint URL")).to_be_visible()
+    with ZendeskFake() as fake:
+        page.get_by_label("Ticketing system").select_option("zendesk")
+        page.get_by_label("Base URL").fill(fake.base_url)
+        page.get_by_label("Agent e-mail").fill(fake.email)
+        page.get_by_label("API token").fill(fake.token)
+        page.get_by_role("button", name="Save Zendesk").click()
+        expect(page.locator("#ticketing-current")).to_contain_text("Zendesk")
+        expect(page.get_by_label("API token")).to_have_value("")
+        expect(page.locator("#ticketing-fields")).to_contain_text("Stored: leave empty to keep it.")
+        assert fake.token not in page.content()
+
+        page.get_by_label("Ticket to read (optional)").fill("4711")
+        page.get_by_role("button", name="Test").click()
+        expect(page.locator("#ticketing-test-result")).to_have_text(
+            "OK: ticket 4711 found: Printer offline"
+        )
+        assert not _axe_violations(page)
+
+        page.get_by_role("button", name="Remove").click()
+        expect(page.locator("#ticketing-current")).to_contain_text("No ticketing integration")
+    response = stack.api("GET", "/api/v1/integrations/ticketing", demo.tokens["owner"])
+    assert response.status_code == 404
+
+
+# ── What a new user tripped over in the first hour ─────────────────────────
+
+
+LONG_SCRIPT_LINE = (
+    "Get-WinEvent -FilterHashtable @{LogName='Microsoft-Windows-DNS-Client/Operational'; "
+    "Id=1014; StartTime=(Get-Date).AddHours(-24)} -MaxEvents 500 | Select-Object TimeCreated, "
+    "Id, LevelDisplayName, Message | Export-Csv -Path C:\\Temp\\dns-client-events.csv "
+    "-NoTypeInformation"
+)
+
+
+def _session_with_long_fix(stack: Stack, demo: Demo) -> str:
+    """A session whose active fix carries a script with one very long line (written the way
+    the assistant's [SUGGEST_FIX] block is stored)."""
+    from shared.db import db
+    from shared.models import SuggestedFix
+
+    session_id = _api_session(
+        stack,
+        demo,
+        "Name resolution fails for intranet",
+        [("symptom", "nslookup intranet.corp times out on three laptops")],
+    )
+    with db.transaction() as session:
+        session.add(
+            SuggestedFix(
+                session_id=uuid.UUID(session_id),
+                account_id=uuid.UUID(demo.account_id),
+                title="Collect the DNS client log",
+                summary="Export the last day of DNS client events.",
+                steps=["Run the script", "Attach the CSV to the ticket"],
+                script=f"$ErrorActionPreference = 'Stop'\n{LONG_SCRIPT_LINE}\n",
+            )
+        )
+    return session_id
+
+
+def _overlaps(boxes: dict[str, dict[str, float]]) -> list[str]:
+    names = list(boxes)
+    found = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            p, q = boxes[a], boxes[b]
+            dx = min(p["right"], q["right"]) - max(p["left"], q["left"])
+            dy = min(p["bottom"], q["bottom"]) - max(p["top"], q["top"])
+            if dx > 0.5 and dy > 0.5:
+                found.append(f"{a} overlaps {b} by {dx:.0f}x{dy:.0f}px")
+    return found
+
+
+def test_long_script_lines_scroll_inside_their_box_and_no_panel_overlaps_another(
+    browser: Any, stack: Stack, demo: Demo
+) -> None:
+    _require_session_services(stack, demo)
+    session_id = _session_with_long_fix(stack, demo)
+    for width in (375, 600, 860, 1024, 1280, 1600):
+        tab = _open(browser, stack, {"width": width, "height": 900})
+        page = tab.page
+        try:
+            page.goto("/")
+            page.evaluate(
+                "([t]) => sessionStorage.setItem('rf.console.token', t)",
+                [demo.tokens["engineer"]],
+            )
+            page.goto(f"/#/sessions/{session_id}")
+            expect(page.locator("#fix-card pre.code")).to_contain_text("Export-Csv")
+            measured = page.evaluate(
+                """() => {
+                    const box = (el) => {
+                        const r = el.getBoundingClientRect();
+                        return {left: r.left, right: r.right, top: r.top, bottom: r.bottom};
+                    };
+                    const panels = {};
+                    for (const el of document.querySelectorAll('.session-layout .panel')) {
+                        panels[el.id || el.className] = box(el);
+                    }
+                    const controls = '.fact-form textarea, .fact-actions button';
+                    for (const el of document.querySelectorAll(controls)) {
+                        panels[`control ${el.id || el.textContent}`] = box(el);
+                    }
+                    const pre = document.querySelector('#fix-card pre.code');
+                    const card = document.querySelector('#fix-card').getBoundingClientRect();
+                    return {
+                        panels,
+                        pageWidth: document.documentElement.scrollWidth,
+                        preScrolls: pre.scrollWidth > pre.clientWidth,
+                        preInside: pre.getBoundingClientRect().right <= card.right + 0.5,
+                    };
+                }"""
+            )
+            panels = {k: v for k, v in measured["panels"].items() if not k.startswith("control")}
+            assert len(panels) >= 4, measured
+            assert _overlaps(panels) == [], (width, measured["panels"])
+            chat = measured["panels"].get("panel chat-panel")
+            if chat:
+                for name, control in measured["panels"].items():
+                    if name.startswith("control"):
+                        assert _overlaps({"chat": chat, name: control}) == [], (width, name)
+            assert measured["pageWidth"] <= width, (width, measured["pageWidth"])
+            assert measured["preScrolls"] and measured["preInside"], (width, measured)
+        finally:
+            _check_requests(tab, stack)
+            page.context.close()
+
+
+def test_first_hour_console_fixes(tab: Tab, stack: Stack, demo: Demo) -> None:
+    """Login without developer text, honest runtime pills, the fact editor as a textarea,
+    editable details, a session list search box, Copy on the preview, no failed request."""
+    _require_session_services(stack, demo)
+    page = tab.page
+    page.goto("/")
+    login_text = page.locator("main").inner_text()
+    assert "`" not in login_text and "make run" not in login_text
+    sign_in(page, ENGINEER)
+
+    page.goto("/#/library")
+    expect(page.locator(".template-card").first).to_be_visible()
+    pills = page.locator(".template-card .pill").all_inner_texts()
+    assert pills and not [p for p in pills if re.match(r"^~\s*[<>~≤≥]", p)], pills
+    labels = page.evaluate(
+        """async () => {
+            const lib = await import('/static/console/views/library.js');
+            const s = await import('/static/console/views/session.js');
+            return {
+                runtime: [lib.runtimeLabel('< 1 min'), lib.runtimeLabel('5s')],
+                generator: [s.generatorLabel({generator: 'offline', model: 'offline'}),
+                            s.generatorLabel({generator: 'anthropic', model: 'claude-sonnet-4-6'})],
+                plain: s.markdownToPlainText(
+                    '## Problem\\n**Bold** and `code`, see [KB](https://kb.example/1)\\n* item'),
+            };
+        }"""
+    )
+    assert labels["runtime"] == ["< 1 min", "about 5s"]
+    assert labels["generator"] == ["offline", "anthropic · claude-sonnet-4-6"]
+    assert labels["plain"] == "Problem\nBold and code, see KB (https://kb.example/1)\n- item"
+
+    long_fact = "The VPN client logs 'IKE SA lifetime expired' every 300 seconds " * 3
+    session_id = _api_session(
+        stack, demo, "VPN drops every five minutes", [("observation", long_fact.strip())]
+    )
+    _api_session(stack, demo, "Printer offline on floor 2", [])
+    page.goto(f"/#/sessions/{session_id}")
+    expect(page.locator("#session-title-heading")).to_have_text("VPN drops every five minutes")
+    expect(page.locator("#fix-empty")).to_be_visible()
+
+    # The fact editor is the same kind of box as the add form, and holds the whole text.
+    page.locator(".fact").first.get_by_role("button", name=re.compile("^Edit fact")).click()
+    editor = page.locator(".fact-edit-input")
+    assert editor.evaluate("el => el.tagName") == "TEXTAREA"
+    assert editor.input_value() == long_fact.strip()
+    page.keyboard.press("Escape")
+
+    # Title, ticket reference and problem are editable on the session page.
+    page.get_by_role("button", name="Edit details").click()
+    page.get_by_label("Title").fill("VPN drops every 5 minutes")
+    page.get_by_label("Ticket reference", exact=True).first.fill("INC-2077")
+    page.get_by_label("Problem").fill("Users on the Cisco client lose the tunnel.")
+    page.get_by_role("button", name="Save details").click()
+    expect(page.locator("#session-title-heading")).to_have_text("VPN drops every 5 minutes")
+    expect(page.locator("#session-problem-text")).to_contain_text("lose the tunnel")
+    saved = stack.api("GET", f"/api/v1/ai-sessions/{session_id}", demo.tokens["engineer"]).json()
+    assert (saved["title"], saved["ticket_ref"], saved["problem"]) == (
+        "VPN drops every 5 minutes",
+        "INC-2077",
+        "Users on the Cisco client lose the tunnel.",
+    )
+
+    # Copy on the preview: markdown and plain text.
+    _expect_preview(page, saved["state_version"])
+    page.locator("#preview-copy-markdown").click()
+    expect(page.locator("#preview-copy .copy-status")).to_have_text("Copied.")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    preview = stack.api(
+        "GET",
+        f"/api/v1/ai-sessions/{session_id}/resolution-note/preview?wait=30",
+        demo.tokens["engineer"],
+    ).json()
+    assert copied == preview["markdown"] and "## Problem" in copied
+    page.locator("#preview-copy-text").click()
+    plain = page.evaluate("navigator.clipboard.readText()")
+    assert plain.startswith("Problem") and "##" not in plain and "**" not in plain
+    assert "offline · offline" not in page.locator("#preview-meta").inner_text()
+
+    # The session list has a search box.
+    page.goto("/#/sessions?status=all")
+    expect(page.locator("#session-list .session-link")).to_have_count(2)
+    page.get_by_label("Search sessions").fill("inc-2077")
+    expect(page.locator("#session-list .session-link")).to_have_count(1)
+    expect(page.locator("#session-list .session-link")).to_have_text("VPN drops every 5 minutes")
+
+    paths = [urlsplit(r.url).path for r in tab.requests]
+    assert not [p for p in paths if p.endswith("/suggested-fixes/active")]
+    assert tab.errors == [], tab.errors  # not even a failed request's console line
+
+
+def test_resolved_session_shows_the_final_note_once_with_copy(
+    tab: Tab, stack: Stack, demo: Demo
+) -> None:
+    _require_session_services(stack, demo)
+    session_id = _api_session(
+        stack, demo, "Outlook prompts for a password", [("confirmed", "ADAL is disabled")]
+    )
+    resolved = stack.api(
+        "POST", f"/api/v1/ai-sessions/{session_id}/resolve", demo.tokens["engineer"], json={}
+    )
+    assert resolved.status_code == 202, resolved.text
+
+    def final_note() -> Any:
+        answer = stack.api(
+            "GET", f"/api/v1/ai-sessions/{session_id}/resolution-note", demo.tokens["engineer"]
+        )
+        return (
+            answer.json() if answer.status_code == 200 and answer.json().get("markdown") else None
+        )
+
+    _wait_until(lambda: final_note() is not None, 90, "the final note")
+    note = final_note()
+    page = tab.page
+    sign_in(page, ENGINEER)
+    page.goto(f"/#/sessions/{session_id}")
+    expect(page.locator("#final-note-body")).to_be_visible(timeout=30_000)
+    expect(page.locator("#preview-panel")).to_be_hidden()
+    visible_notes = page.evaluate(
+        """() => [...document.querySelectorAll('.markdown')]
+                .filter((el) => el.offsetParent !== null && el.textContent.trim()).length"""
+    )
+    assert visible_notes == 1
+    page.locator("#final-note-copy-markdown").click()
+    expect(page.locator(".final-note .copy-status")).to_have_text("Copied.")
+    assert page.evaluate("navigator.clipboard.readText()") == note["markdown"]
+    page.locator("#final-note-copy-text").click()
+    assert "##" not in page.evaluate("navigator.clipboard.readText()")
+
+
+def test_history_generates_again_with_the_stored_values_sensitive_left_empty(
+    tab: Tab, stack: Stack, demo: Demo
+) -> None:
+    token = demo.tokens["engineer"]
+    values = {
+        "username": "kiosk07",
+        "new_password": "Sup3r-Secret-Canary-91",
+        "computer": "frontdesk-02",
+        "expire_days": 30,
+    }
+    generated = stack.api(
+        "POST",
+        "/api/v1/scripts/generate",
+        token,
+        json={"template_id": demo.template_id, "parameters": values},
+    )
+    assert generated.status_code == 200, generated.text
+    listed = stack.api("GET", "/api/v1/scripts/generations", token)
+    assert listed.headers["X-Total-Count"] == "1"
+    page = tab.page
+    sign_in(page, ENGINEER)
+    page.goto("/#/history")
+    expect(page.locator("#history-table tbody tr")).to_have_count(1)
+    expect(page.locator("main")).to_contain_text("1 of 1 shown")
+    page.get_by_role("link", name=re.compile("^Generate .* again with these values")).click()
+    form = page.locator("form").filter(has=page.get_by_label("Account name"))
+    expect(form.get_by_label("Account name")).to_have_value("kiosk07")
+    expect(form.get_by_label("Computer")).to_have_value("frontdesk-02")
+    expect(form.get_by_label("Password expires in (days)")).to_have_value("30")
+    expect(form.get_by_label("New password")).to_have_value("")
+    stored = page.evaluate("JSON.stringify({...sessionStorage})")
+    assert "Sup3r-Secret-Canary-91" not in stored and "rf.console.prefill" not in stored
+
+
+def test_api_docs_render_offline_from_the_products_own_origin(tab: Tab, stack: Stack) -> None:
+    """Swagger UI comes from the gateway (no CDN): it renders with every request on the
+    product's origin, and its Content-Security-Policy blocks nothing it needs."""
+    page = tab.page
+    outside: list[str] = []
+    origin = urlsplit(stack.base_url).netloc
+
+    def only_ours(route: Any) -> None:
+        if urlsplit(route.request.url).netloc != origin:
+            outside.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/*", only_ours)
+    page.goto("/api/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("ResolutionFlow")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    assert outside == []
+    csp = page.evaluate("fetch('/api/docs').then((r) => r.headers.get('content-security-policy'))")
+    assert "script-src 'self'" in csp and "http" not in csp
+    assert tab.errors == [], tab.errors  # a CSP violation is logged as an error

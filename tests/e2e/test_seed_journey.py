@@ -182,7 +182,9 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
         version = int(chat.json()["state_version"])
         wait_until(lambda v=version: _cached(gateway, sid, v), 20, message="pre-warm after chat")
         served_from_cache += bool(_preview(call, sid).json()["from_cache"])
-    resolved = call("POST", f"/api/v1/ai-sessions/{sid}/resolve", json={"ticket_ref": "T-7"})
+    resolved = call(
+        "POST", f"/api/v1/ai-sessions/{sid}/resolve", json={"ticket_ref": "T-7", "force": True}
+    )
     assert resolved.status_code == 202, resolved.text
 
     def final() -> Any:
@@ -215,7 +217,7 @@ def test_resolve_delivers_one_signed_webhook(gateway: Any, make_user: Any) -> No
         sid = _new_session(call, ticket_ref="INC-1001")["id"]
         _fact(call, sid, "Confirmed: the mailbox quota was exceeded")
         preview = _preview(call, sid).json()
-        resolved = call("POST", f"/api/v1/ai-sessions/{sid}/resolve", json={})
+        resolved = call("POST", f"/api/v1/ai-sessions/{sid}/resolve", json={"force": True})
         assert resolved.status_code == 202
         [delivery] = receiver.wait_for(1)
         wait_until(
@@ -249,8 +251,87 @@ def test_every_usage_row_has_cache_figures(gateway: Any, make_user: Any) -> None
         ).all()
         total = session.scalar(select(func.count()).select_from(LLMUsageRecord))
     assert len(rows) == 2 and total is not None
-    # Every row carries the cache figures the API reported. The note prompt (~460 tokens) is
+    # Every row carries the cache figures the API reported. The note prompt (~650 tokens) is
     # below every model's minimum cacheable length, so the API caches nothing and reports 0:
     # those calls pay plain input only, and a cost.
     assert all(r.cache_creation_input_tokens == r.cache_read_input_tokens == 0 for r in rows)
     assert all(r.input_tokens > 0 and r.cost_usd > 0 for r in rows)
+
+
+def _note_answer(cause: str) -> str:
+    def section(title: str, text: str, cites: list[str]) -> dict[str, Any]:
+        return {"title": title, "items": [{"text": text, "format": "sentence", "cites": cites}]}
+
+    return json.dumps(
+        {
+            "sections": [
+                section("Problem", "Jobs were stuck in the print queue.", ["F1"]),
+                section("What we confirmed", "The spooler had stopped processing jobs.", ["F2"]),
+                section("Root cause", cause, ["F3"]),
+                section(
+                    "Resolution", "The spool folder was cleared and the spooler restarted.", []
+                ),
+            ]
+        }
+    )
+
+
+def _grounded_session(call: Any) -> tuple[str, int]:
+    sid = _new_session(call, problem="Nobody can print on the second floor")["id"]
+    _fact(call, sid, "Jobs sit in the queue with status Error", "symptom")
+    _fact(call, sid, "The Print Spooler on PRINT-SRV01 stopped processing jobs", "confirmed")
+    _fact(call, sid, "A corrupt spool file blocked the queue", "root_cause")
+    version = _fact(call, sid, "Cleared the spool folder and restarted the spooler", "resolution")
+    return sid, version
+
+
+def test_an_invented_error_code_host_or_kb_is_never_served_or_delivered(
+    gateway: Any, make_user: Any
+) -> None:
+    call = _api(gateway, make_user("engineer"))
+    invented = ("0x80070005", "fs02.contoso.local", "KB5034441")
+    bad = _note_answer(f"Update {invented[2]} on {invented[1]} failed with {invented[0]}.")
+    gateway.stub.client.responses([bad, bad])
+    sid, version = _grounded_session(call)
+    preview = _preview(call, sid).json()
+    assert preview["state_version"] == version
+    assert preview["generator"] == "offline-fallback"
+    markdown = preview["markdown"]
+    assert all(token not in markdown for token in invented)
+    assert "A corrupt spool file blocked the queue" in markdown.split("## Root cause")[1]
+    assert "Cleared the spool folder" in markdown.split("## Resolution")[1]
+    assert "Not determined" not in markdown and "No resolution" not in markdown
+    assert {c["section"] for c in preview["citations"]} == {
+        "Problem",
+        "What we confirmed",
+        "Root cause",
+        "Resolution",
+    }
+    [usage] = _usage(sid)
+    assert usage.llm_calls == 2 and usage.rejections == [["ungrounded_token"]] * 2
+
+    resolved = call("POST", f"/api/v1/ai-sessions/{sid}/resolve", json={})
+    assert resolved.status_code == 202, resolved.text
+
+    def final() -> Any:
+        response = call("GET", f"/api/v1/ai-sessions/{sid}/resolution-note")
+        return response.status_code == 200 and response.json()["markdown"] and response.json()
+
+    note = wait_until(final, 20, message="the final note")
+    assert note["markdown"] == markdown and note["generator"] == "offline-fallback"
+    assert all(token not in note["markdown"] for token in invented)
+    assert "[F" not in note["markdown"]
+
+
+def test_a_json_dump_is_corrected_and_served_flagged(gateway: Any, make_user: Any) -> None:
+    call = _api(gateway, make_user("engineer"))
+    dump = _note_answer('{"spooler": "stopped", "queue_length": 214}')
+    good = _note_answer("A corrupt spool file blocked the queue.")
+    gateway.stub.client.responses([dump, good])
+    sid, _version = _grounded_session(call)
+    preview = _preview(call, sid).json()
+    assert preview["generator"] == "anthropic"
+    assert "queue_length" not in preview["markdown"] and "{" not in preview["markdown"]
+    assert "A corrupt spool file blocked the queue." in preview["markdown"]
+    [usage] = _usage(sid)
+    assert usage.llm_calls == 2 and usage.rejections == [["not_prose"]]

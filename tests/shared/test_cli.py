@@ -8,6 +8,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from shared.config import PROJECT_ROOT
 
 
@@ -40,7 +42,7 @@ def test_account_user_token_and_login_flow(migrated: Any, client: Any) -> None:
         "--team",
         "Field",
         "--password",
-        "s3cret-pass",
+        "s3cret-pass-phrase",
     )
     assert code == 0 and set(user) == {"id", "token"}
     me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {user['token']}"}).json
@@ -56,7 +58,7 @@ def test_account_user_token_and_login_flow(migrated: Any, client: Any) -> None:
     )
 
     login = client.post(
-        "/api/v1/auth/token", json={"email": "lead@acme.test", "password": "s3cret-pass"}
+        "/api/v1/auth/token", json={"email": "lead@acme.test", "password": "s3cret-pass-phrase"}
     )
     assert login.status_code == 200
     assert login.json["token_type"] == "bearer" and login.json["expires_in"] > 0
@@ -140,3 +142,164 @@ def test_expired_token_is_401(migrated: Any, client: Any, make_user: Any) -> Non
         client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {forged}"}).status_code
         == 401
     )
+
+
+def cli_raw(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args],
+        cwd=PROJECT_ROOT,
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=stdin,
+    )
+
+
+def assert_json_error(result: Any, *words: str) -> dict[str, Any]:
+    """Exit 2, nothing on stdout, exactly one JSON object on stderr naming `words`."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    error: dict[str, Any] = json.loads(lines[0])
+    assert set(error) == {"error"}
+    for word in words:
+        assert word in error["error"], error
+    return error
+
+
+def test_every_cli_error_is_one_json_object_on_stderr_exit_2(migrated: Any) -> None:
+    _, account = cli("create-account", "--name", "Errors Inc")
+    # argparse's own errors: an unknown choice, a missing option, an unknown command
+    bad_role = cli_raw(
+        "create-user", "--account", account["id"], "--email", "a@e.test", "--role", "admin"
+    )
+    assert_json_error(bad_role, "--role", "admin")
+    assert_json_error(cli_raw("token"), "--email")
+    assert_json_error(cli_raw("no-such-command"), "no-such-command")
+    assert_json_error(cli_raw("token", "--email", "a@e.test", "--ttl", "soon"), "--ttl")
+    # settings read from the environment
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    assert_json_error(cli_raw("list-users", env={**env, "RF_ENV": "production"}), "SECRET_KEY")
+    assert_json_error(
+        cli_raw("list-users", env={**os.environ, "GATEWAY_PORT": "eighty"}), "GATEWAY_PORT"
+    )
+    assert_json_error(
+        cli_raw("list-users", env={**os.environ, "EMBEDDED_REDIS_PORT": "70000"}),
+        "EMBEDDED_REDIS_PORT",
+    )
+    # --help still prints help and succeeds
+    assert cli_raw("--help").returncode == 0
+
+
+def test_token_ttl_must_be_positive(migrated: Any) -> None:
+    _, account = cli("create-account", "--name", "TTL Co")
+    cli("create-user", "--account", account["id"], "--email", "t@ttl.test", "--role", "viewer")
+    for ttl in ("0", "-60"):
+        assert_json_error(cli_raw("token", "--email", "t@ttl.test", "--ttl", ttl), "--ttl")
+    assert cli("token", "--email", "t@ttl.test", "--ttl", "30")[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("short-pw", "at least 12"),
+        ("password1234", "common"),
+        ("QazWsxEdcRfv", "common"),
+        ("weak@policy.test", "e-mail"),
+        ("x" * 300, "at most"),
+    ],
+)
+def test_password_policy_on_every_password_setting_path(
+    migrated: Any, password: str, why: str
+) -> None:
+    _, account = cli("create-account", "--name", "Policy Co")
+    create = cli_raw(
+        "create-user",
+        "--account",
+        account["id"],
+        "--email",
+        "weak@policy.test",
+        "--role",
+        "engineer",
+        "--password",
+        password,
+    )
+    error = assert_json_error(create, "--password", why)
+    assert password not in error["error"]
+    code, _ = cli(
+        "create-user", "--account", account["id"], "--email", "weak@policy.test", "--role", "owner"
+    )
+    assert code == 0
+    assert_json_error(
+        cli_raw("set-password", "--email", "weak@policy.test", "--password", password), why
+    )
+    assert_json_error(cli_raw("set-password", "--email", "weak@policy.test", stdin=password), why)
+
+
+def test_set_password_lets_a_user_created_without_one_sign_in(migrated: Any, client: Any) -> None:
+    _, account = cli("create-account", "--name", "Later Co")
+    cli("create-user", "--account", account["id"], "--email", "late@later.test", "--role", "owner")
+    login = {"email": "late@later.test", "password": "a-long-enough-phrase"}
+    assert client.post("/api/v1/auth/token", json=login).status_code == 401
+    code, result = cli(
+        "set-password", "--email", "LATE@later.test", "--password", login["password"]
+    )
+    assert code == 0 and result["password_set"] is True and login["password"] not in str(result)
+    assert client.post("/api/v1/auth/token", json=login).status_code == 200
+    # from standard input, so the password stays out of the process list
+    stdin_pw = "another-long-phrase-here"
+    done = cli_raw("set-password", "--email", "late@later.test", stdin=stdin_pw + "\n")
+    assert done.returncode == 0, done.stderr
+    assert client.post("/api/v1/auth/token", json=login).status_code == 401
+    login["password"] = stdin_pw
+    assert client.post("/api/v1/auth/token", json=login).status_code == 200
+    assert_json_error(
+        cli_raw("set-password", "--email", "ghost@later.test", stdin="x" * 20), "ghost"
+    )
+
+
+def test_list_disable_and_enable_users(migrated: Any, client: Any) -> None:
+    _, account = cli("create-account", "--name", "Roster Co")
+    _, other = cli("create-account", "--name", "Elsewhere")
+    cli(
+        "create-user",
+        "--account",
+        account["id"],
+        "--email",
+        "b@roster.test",
+        "--role",
+        "viewer",
+        "--password",
+        "roster-pass-phrase",
+    )
+    _, a = cli(
+        "create-user", "--account", account["id"], "--email", "a@roster.test", "--role", "owner"
+    )
+    cli("create-user", "--account", other["id"], "--email", "z@else.test", "--role", "owner")
+    code, listed = cli("list-users", "--account", account["id"])
+    assert code == 0
+    assert [u["email"] for u in listed["users"]] == ["a@roster.test", "b@roster.test"]
+    first = listed["users"][0]
+    assert first["role"] == "owner" and first["active"] is True and first["has_password"] is False
+    assert listed["users"][1]["has_password"] is True
+    assert "password_hash" not in json.dumps(listed)
+    _, everyone = cli("list-users")
+    assert {u["email"] for u in everyone["users"]} >= {"a@roster.test", "z@else.test"}
+
+    headers = {"Authorization": f"Bearer {a['token']}"}
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 200
+    code, disabled = cli("disable-user", "--email", "a@roster.test")
+    assert code == 0 and disabled["active"] is False
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 401
+    assert_json_error(cli_raw("token", "--email", "a@roster.test"), "a@roster.test")
+    login = {"email": "b@roster.test", "password": "roster-pass-phrase"}
+    cli("disable-user", "--email", "b@roster.test")
+    assert client.post("/api/v1/auth/token", json=login).status_code == 401
+    code, enabled = cli("enable-user", "--email", "a@roster.test")
+    assert code == 0 and enabled["active"] is True
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 200
+    cli("enable-user", "--email", "b@roster.test")
+    assert client.post("/api/v1/auth/token", json=login).status_code == 200
+    assert_json_error(cli_raw("disable-user", "--email", "nobody@roster.test"), "nobody")

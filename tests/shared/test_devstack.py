@@ -3,6 +3,7 @@ processes, workers and beat; Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -47,7 +48,7 @@ def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifact
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=90)
                 break
             except requests.ConnectionError:
                 time.sleep(0.2)  # waiting for gunicorn to bind, not synchronising the test
@@ -87,3 +88,62 @@ def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifact
             log.close()
     for child in children:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child.cmdline()
+
+
+def test_make_run_gateway_logs_json_only_and_opens_no_control_socket(
+    migrated: Any, artifacts_dir: Any, tmp_path: Any
+) -> None:
+    """The gateway `make run` starts logs one JSON object a line (gunicorn's own start-up lines
+    and the access lines included, redacted as in deploy/) and creates no gunicorn control
+    socket at the per-user path every stack on the host would share."""
+    from dataclasses import replace
+
+    from shared.devstack import stack_commands
+
+    port = free_port()
+    settings = replace(migrated, GATEWAY_PORT=port, WEB_CONCURRENCY=2)
+    command = stack_commands(settings)["gateway"]
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env.update(HOME=str(home), PROMETHEUS_MULTIPROC_DIR="", LOG_LEVEL="INFO")
+    env.pop("PROMETHEUS_MULTIPROC_DIR")
+    log_path = artifacts_dir / f"devstack-gateway-{port}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=60)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)  # waiting for gunicorn to bind, not synchronising the test
+        assert health is not None and health.status_code == 200, log_path.read_text()
+        secret = "hunter2-canary-password"
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/token",
+            json={"email": "nobody@example.com", "password": secret},
+            headers={"X-Request-ID": "readme-json-log-check"},
+            timeout=60,
+        )
+        assert answer.status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    assert len(lines) >= 3
+    entries = []
+    for line in lines:
+        entry = json.loads(line)  # every line, gunicorn's "Booting worker" included
+        assert isinstance(entry, dict) and "level" in entry and "timestamp" in entry, line
+        entries.append(entry)
+    assert any(e.get("logger", "").startswith("gunicorn") for e in entries)
+    access = [e for e in entries if e.get("request_id") == "readme-json-log-check"]
+    assert access and access[0]["route"] == "/api/v1/auth/token"
+    assert "hunter2-canary-password" not in log_path.read_text()
+    assert not (home / ".gunicorn").exists(), list(home.rglob("*"))
+    assert "--config" in command

@@ -182,8 +182,82 @@ def default_note(request: dict[str, Any]) -> str:
     )
 
 
+def _session_document(request: dict[str, Any]) -> dict[str, Any]:
+    text = last_user_text(request)
+    start, end = text.find("<session>\n"), text.rfind("\n</session>")
+    if start < 0 or end < start:
+        return {}
+    try:
+        found = json.loads(text[start + len("<session>\n") : end])
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def default_structured_note(request: dict[str, Any]) -> str:
+    """A resolution note as the JSON the note schema asks for (structured outputs), copied from
+    the session data in the first user message: each section's facts, each item citing its id."""
+    first = {"messages": (request.get("messages") or [])[:1]}
+    doc = _session_document(first)
+
+    def items(facts: Any, fmt: str = "bullet") -> list[dict[str, Any]]:
+        return [
+            {"text": str(f.get("text", "")), "format": fmt, "cites": [str(f.get("id", ""))]}
+            for f in facts or []
+            if isinstance(f, dict) and f.get("text")
+        ]
+
+    problem = doc.get("problem") or {}
+    confirmed = doc.get("what_we_confirmed") or {}
+    cause = doc.get("root_cause") or {}
+    resolution = doc.get("resolution") or {}
+    sections = [
+        (
+            "Problem",
+            (
+                [{"text": problem["statement"], "format": "sentence", "cites": []}]
+                if problem.get("statement")
+                else []
+            )
+            + items(problem.get("facts")),
+        ),
+        ("What we confirmed", items(confirmed.get("facts"))),
+        ("Root cause", items(cause.get("facts"), "sentence")),
+        ("Resolution", items(resolution.get("facts"), "sentence")),
+    ]
+    fallback = {
+        "Problem": "The reported problem was investigated.",
+        "What we confirmed": "No facts were confirmed during this session.",
+        "Root cause": "No root cause was confirmed during this session.",
+        "Resolution": "No resolution was recorded for this session.",
+    }
+    return json.dumps(
+        {
+            "sections": [
+                {
+                    "title": title,
+                    "items": found
+                    or [{"text": fallback[title], "format": "sentence", "cites": []}],
+                }
+                for title, found in sections
+            ]
+        }
+    )
+
+
+def wants_json_schema(request: dict[str, Any]) -> bool:
+    """Whether the request asks for structured output (``output_config.format``)."""
+    config = request.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
+
+
 def default_responder(request: dict[str, Any]) -> str:
     """The stub's default answer: a resolution note for note requests, else an echo."""
+    if wants_json_schema(request) and "<session>" in last_user_text(
+        {"messages": (request.get("messages") or [])[:1]}
+    ):
+        return default_structured_note(request)
     if NOTE_MARKER in system_text(request):
         return default_note(request)
     said = " ".join(last_user_text(request).split())

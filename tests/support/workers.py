@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.config import PROJECT_ROOT, Settings
+from shared.devstack import GUNICORN_CONF
 
 T = TypeVar("T")
 
@@ -46,7 +47,10 @@ def free_port() -> int:
 def running_gateway(env: Mapping[str, str], *, log_name: str = "gunicorn") -> Iterator[str]:
     """The gateway under gunicorn with two processes, as users run it, on a free loopback port;
     yields its base URL once `/healthz` answers 200 and stops it afterwards."""
-    with running_gunicorn(env, "services.gateway:create_app()", log_name=log_name) as base:
+    # The deploy's settings, as `make run` uses them (JSON logs, no control socket).
+    with running_gunicorn(
+        env, "services.gateway:create_app()", log_name=log_name, config=str(GUNICORN_CONF)
+    ) as base:
         yield base
 
 
@@ -528,6 +532,7 @@ def resolve_session(
     """Mark the session resolved with its bump and the `session.resolved` event."""
     from sqlalchemy import update
 
+    from services.notes.bundle import snapshot_resolution
     from shared.events import SESSION_RESOLVED, bump, write_transaction
     from shared.models import AISession
 
@@ -547,6 +552,8 @@ def resolve_session(
         if ticket_ref is not None:
             values["ticket_ref"] = ticket_ref
         session.execute(update(AISession).where(AISession.id == session_id).values(**values))
+        # As Resolve does: the note rows carry a snapshot of exactly this version's data.
+        snapshot_resolution(session, session_id)
         return version
 
 

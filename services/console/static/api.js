@@ -21,7 +21,7 @@
  * @typedef {{id: string, script: string, warnings: string[], metadata: Object,
  *            state_version: ?number}} GenerateResult
  * @typedef {{id: string, template_id: string, template_name: string, template_version: number,
- *            parameters_used: Object, session_id: ?string, ai_session_id: ?string,
+ *            parameters_used: Object, ai_session_id: ?string,
  *            created_at: string}} GenerationRecord
  * @typedef {{id: string, title: string, ticket_ref: ?string, problem?: ?string, status: string,
  *            state_version: number, created_at: string}} AISession
@@ -50,6 +50,8 @@ export const FACT_KINDS = /** @type {const} */ ([
   "confirmed",
   "ruled_out",
   "environment",
+  "root_cause",
+  "resolution",
 ]);
 
 export const FIX_DECISIONS = /** @type {const} */ ([
@@ -266,13 +268,19 @@ export const generateScript = (payload) => send("POST", "/scripts/generate", pay
 export const listGenerations = ({ limit = 20, offset = 0 } = {}) =>
   get("/scripts/generations", { limit, offset });
 
+/** @returns {Promise<{items: GenerationRecord[], total: number}>} */
+export async function pageGenerations({ limit = 20, offset = 0 } = {}) {
+  const { data, response } = await request("GET", "/scripts/generations", { params: { limit, offset } });
+  return { items: data, total: Number(response.headers.get("X-Total-Count") ?? data.length) };
+}
+
 // ── AI sessions ──────────────────────────────────────────────────────────
 
 const S = (id) => `/ai-sessions/${encodeURIComponent(id)}`;
 
 /** @returns {Promise<AISession[]>} */
-export const listSessions = ({ status, limit = 50, offset = 0 } = {}) =>
-  get("/ai-sessions", { status, limit, offset });
+export const listSessions = ({ status, search, ticket_ref, limit = 50, offset = 0 } = {}) =>
+  get("/ai-sessions", { status, search, ticket_ref, limit, offset });
 /** @returns {Promise<AISession>} */
 export const createSession = (payload) => send("POST", "/ai-sessions", payload);
 /** @returns {Promise<AISession>} */
@@ -389,13 +397,20 @@ export async function* parseEventStream(body) {
 
 // ── Suggested fixes ──────────────────────────────────────────────────────
 
+/** The active fix among a session's fixes (the one not superseded), or null. */
+export function activeFixOf(fixes) {
+  return (fixes || []).find((fix) => !fix.superseded_at) ?? null;
+}
+
 /**
- * The session's active fix, or null when it has none (the API answers 404).
+ * The session's active fix, or null when it has none. Read from the list of fixes, which is
+ * always a 200, so a session without a fix costs no failed request (and no console error);
+ * a missing session is null too.
  * @returns {Promise<?SuggestedFix>}
  */
 export async function getActiveFix(id, signal) {
   try {
-    return await get(`${S(id)}/suggested-fixes/active`, undefined, signal);
+    return activeFixOf(await listFixes(id, signal));
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) return null;
     throw error;
@@ -411,9 +426,17 @@ export const decideFix = (id, fixId, decision) =>
 
 // ── Resolve and notes ────────────────────────────────────────────────────
 
-/** @returns {Promise<{state_version: number}>} */
-export const resolveSession = (id, ticketRef) =>
-  send("POST", `${S(id)}/resolve`, ticketRef ? { ticket_ref: ticketRef } : {});
+/**
+ * Resolve. `resolution` is recorded as a resolution fact in the same write; `force` resolves
+ * even when nothing says what fixed it (the note then says no resolution was recorded).
+ * @returns {Promise<{state_version: number}>}
+ */
+export const resolveSession = (id, ticketRef, { resolution, force } = {}) =>
+  send("POST", `${S(id)}/resolve`, {
+    ...(ticketRef ? { ticket_ref: ticketRef } : {}),
+    ...(resolution ? { resolution } : {}),
+    ...(force ? { force: true } : {}),
+  });
 /** @returns {Promise<AISession>} */
 export const reopenSession = (id) => send("POST", `${S(id)}/reopen`, {});
 
@@ -460,7 +483,7 @@ export const redeliverNote = (id) => send("POST", `${S(id)}/resolution-note/rede
 
 // ── Integrations ─────────────────────────────────────────────────────────
 
-/** The account's ticketing webhook, or null when none is configured. */
+/** The account's ticketing integration, or null when none is configured. */
 export async function getTicketing() {
   try {
     return await get("/integrations/ticketing");
@@ -470,8 +493,20 @@ export async function getTicketing() {
   }
 }
 
-/** @param {{url: string, secret?: string}} payload */
+/**
+ * @param {{kind?: string, base_url?: string, url?: string, secret?: string,
+ *   credentials?: Object<string, string>, options?: Object<string, unknown>}} payload
+ */
 export const putTicketing = (payload) => send("PUT", "/integrations/ticketing", payload);
+
+/** Every ticketing kind with its fields, to build the settings form from. */
+export const getTicketingKinds = async () => (await get("/integrations/ticketing/kinds")).kinds;
+
+/** One harmless authenticated call with the stored configuration: {ok, detail}. */
+export const testTicketing = (ticketRef) =>
+  send("POST", "/integrations/ticketing/test", ticketRef ? { ticket_ref: ticketRef } : {});
+
+export const deleteTicketing = () => send("DELETE", "/integrations/ticketing");
 
 /** The account's LLM usage and cost for the current month so far (owners). */
 export const getUsage = () => get("/usage");

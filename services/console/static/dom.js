@@ -103,6 +103,8 @@ export const LABELS = {
   confirmed: "Confirmed",
   ruled_out: "Ruled out",
   environment: "Environment",
+  root_cause: "Root cause",
+  resolution: "Resolution",
   one_off: "Use once",
   draft_template: "Draft a template",
   build_template: "Build a template",
@@ -115,6 +117,8 @@ export const KIND_SINGULAR = {
   confirmed: "Confirmed",
   ruled_out: "Ruled out",
   environment: "Environment",
+  root_cause: "Root cause",
+  resolution: "Resolution",
 };
 
 /** Copies text to the clipboard; falls back to selecting the element's text. */

@@ -1,4 +1,5 @@
-"""services.notes.generator: fingerprint, validation, offline note, prompt and generate()."""
+"""services.notes.generator: section sources, fingerprint, validation (format, prose, citations,
+grounding), citations, the offline note, the prompt and generate() with its corrective retry."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import pytest
 
 from services.notes import generator as gen
 from services.notes.generator import (
-    NO_CONFIRMED_FACTS,
     NO_RESOLUTION,
-    PROMPT_VERSION,
+    NO_ROOT_CAUSE,
     SECTIONS,
     BundleFact,
     BundleFix,
@@ -24,12 +24,16 @@ from services.notes.generator import (
     ResolutionNoteGenerator,
     build_prompt,
     bundle_fingerprint,
+    bundle_from_dict,
+    bundle_to_dict,
+    offline_draft,
     offline_note,
+    render_markdown,
     scrub_text,
+    specific_tokens,
     validate_note,
 )
 from shared.llm import LLMClient, LLMResult, LLMUnavailable, LLMUsage
-from shared.llm_models import spec_for
 
 MODEL = os.environ.get("ANTHROPIC_MODEL") or "claude-sonnet-5-5"
 CANARY = "Canary-Secret-7f3a9"
@@ -42,33 +46,24 @@ def make_bundle(**overrides: Any) -> NoteBundle:
         "session_id": "11111111-1111-1111-1111-111111111111",
         "account_id": "22222222-2222-2222-2222-222222222222",
         "state_version": 7,
+        "title": "Outlook disconnected",
         "problem": "Outlook cannot connect to Exchange for one user.",
         "facts": (
+            BundleFact("symptom", "Outlook shows Disconnected in the status bar.", "t1", "f-1"),
+            BundleFact("observation", "Other users in the office seem fine.", "t2", "f-2"),
+            BundleFact("confirmed", "The AD password of jdoe expired yesterday.", "t3", "f-3"),
             BundleFact(
-                "symptom",
-                "Outlook shows 'Disconnected' in the status bar.",
-                "2026-01-01T10:00:00+00:00",
+                "ruled_out", "Ping to mail.contoso.com answers from 10.0.0.25.", "t4", "f-4"
             ),
+            BundleFact("environment", "Windows 11 23H2 with Outlook version 2410.", "t5", "f-5"),
+            BundleFact("root_cause", "Cached credentials were rejected after expiry.", "t6", "f-6"),
             BundleFact(
-                "observation",
-                "Other users in the office are not affected.",
-                "2026-01-01T10:01:00+00:00",
+                "resolution", "Reset the password and signed in to Outlook again.", "t7", "f-7"
             ),
-            BundleFact(
-                "confirmed",
-                "The user's AD password expired yesterday.",
-                "2026-01-01T10:02:00+00:00",
-            ),
-            BundleFact(
-                "ruled_out",
-                "Network connectivity: ping to the server works.",
-                "2026-01-01T10:03:00+00:00",
-            ),
-            BundleFact("environment", "Windows 11 23H2, Outlook 365.", "2026-01-01T10:04:00+00:00"),
         ),
         "active_fix": BundleFix(
             title="Reset the user's AD password",
-            summary="The cached credentials were rejected because the AD password had expired.",
+            summary="The cached credentials were rejected because the password had expired.",
             steps=("Reset the password in AD", "Have the user sign in to Outlook again"),
             script="Set-ADAccountPassword -Identity jdoe -Reset",
             confidence=85,
@@ -76,9 +71,7 @@ def make_bundle(**overrides: Any) -> NoteBundle:
         ),
         "script_runs": (
             BundleScriptRun(
-                "Reset AD password",
-                {"Identity": "jdoe", "NewPassword": "[REDACTED]"},
-                "2026-01-01T10:05:00+00:00",
+                "Reset AD password", {"Identity": "jdoe", "NewPassword": "[REDACTED]"}, "t8"
             ),
         ),
         "forbidden_values": frozenset({PASSWORD, CANARY}),
@@ -87,395 +80,317 @@ def make_bundle(**overrides: Any) -> NoteBundle:
     return NoteBundle(**base)
 
 
-def note(**bodies: str) -> str:
-    parts = {
-        "Problem": "Outlook could not connect.",
-        "What we confirmed": "- The AD password had expired.",
-        "Root cause": "The expired password was rejected.",
-        "Resolution": "The password was reset with the Reset AD password script.",
+def item(text: str, cites: list[str] | None = None, fmt: str = "sentence") -> dict[str, Any]:
+    return {"text": text, "format": fmt, "cites": cites or []}
+
+
+def answer(**sections: list[dict[str, Any]]) -> dict[str, Any]:
+    parts: dict[str, list[dict[str, Any]]] = {
+        "Problem": [item("Outlook could not connect to Exchange for one user.", [])],
+        "What we confirmed": [item("The AD password had expired.", ["F3"], "bullet")],
+        "Root cause": [item("Cached credentials were rejected after the expiry.", ["F6"])],
+        "Resolution": [item("The password was reset and Outlook signed in again.", ["F7", "S1"])],
     }
-    parts.update({k.replace("_", " "): v for k, v in bodies.items()})
-    return "\n\n".join(f"## {name}\n{parts[name]}" for name in SECTIONS) + "\n"
+    parts.update({k.replace("_", " "): v for k, v in sections.items()})
+    return {"sections": [{"title": name, "items": parts[name]} for name in parts]}
 
 
-GOOD = note()
+GOOD = json.dumps(answer())
 
 
-def problems_of(markdown: str, bundle: NoteBundle | None = None, **kwargs: Any) -> list[str]:
+def problems_of(doc: Any, bundle: NoteBundle | None = None, **kwargs: Any) -> list[gen.Problem]:
+    text = doc if isinstance(doc, str) else json.dumps(doc)
     with pytest.raises(NoteValidationError) as info:
-        validate_note(markdown, bundle or make_bundle(), **kwargs)
+        validate_note(text, bundle or make_bundle(), **kwargs)
     assert info.value.problems, "a validation error must list its problems"
     return info.value.problems
 
 
-# -- bundle and fingerprint ----------------------------------------------------------------------
+def reasons_of(doc: Any, **kwargs: Any) -> set[str]:
+    return {p.reason for p in problems_of(doc, **kwargs)}
 
 
-def test_facts_by_kind_groups_in_order_with_every_kind_present() -> None:
-    bundle = make_bundle(
-        facts=(
-            BundleFact("confirmed", "a", "t1"),
-            BundleFact("symptom", "b", "t2"),
-            BundleFact("confirmed", "c", "t3"),
-        )
-    )
-    grouped = bundle.facts_by_kind()
-    assert list(grouped)[:5] == list(gen.FACT_KINDS)
-    assert [f.text for f in grouped["confirmed"]] == ["a", "c"]
-    assert [f.text for f in grouped["symptom"]] == ["b"]
-    assert grouped["environment"] == []
+# -- bundle, sources and fingerprint -------------------------------------------------------------
 
 
-def test_fingerprint_ignores_version_ids_and_timestamps() -> None:
+def test_the_prompt_carries_each_section_s_sources_with_short_ids() -> None:
+    system, messages = build_prompt(make_bundle())
+    assert system == gen.note_prompt().text and "cites" in system
+    body = messages[0]["content"]
+    doc = json.loads(body[body.index("<session>\n") + 10 : body.rindex("\n</session>")])
+    assert doc["problem"]["statement"] == "Outlook cannot connect to Exchange for one user."
+    assert [f["id"] for f in doc["problem"]["facts"]] == ["F1"]
+    assert [f["id"] for f in doc["what_we_confirmed"]["facts"]] == ["F3", "F4", "F5"]
+    assert doc["what_we_confirmed"]["script_runs"][0]["id"] == "S1"
+    assert doc["root_cause"]["facts"][0]["id"] == "F6"
+    assert doc["resolution"]["facts"][0]["id"] == "F7"
+    assert doc["resolution"]["decided_fix"]["id"] == "X1"
+    assert doc["resolution"]["resolution_recorded"] is True
+    # Observations are in no section; database ids and timestamps are not sent.
+    assert "seem fine" not in body and "f-3" not in body and "t3" not in body
+
+
+def test_problem_falls_back_to_the_title() -> None:
+    system, messages = build_prompt(make_bundle(problem=None))
+    assert '"statement": "Outlook disconnected"' in messages[0]["content"]
+
+
+def test_the_prompt_is_a_data_file_whose_version_feeds_the_fingerprint() -> None:
+    prompt = gen.note_prompt()
+    assert gen.PROMPT_FILE.name == "note_prompt.txt" and prompt.version.startswith("note-v2+")
+    assert "prompt-version" not in prompt.text
+    assert gen.note_prompt() is prompt  # loaded once
+
+
+def test_fingerprint_ignores_versions_ids_timestamps_and_observations() -> None:
     bundle = make_bundle()
-    same = dataclasses.replace(
-        bundle,
+    other = make_bundle(
         state_version=99,
         facts=tuple(
-            dataclasses.replace(f, created_at="2030-05-05T00:00:00Z") for f in bundle.facts
-        ),
-        script_runs=tuple(
-            dataclasses.replace(r, created_at="2030-05-05T00:00:00Z") for r in bundle.script_runs
-        ),
-        forbidden_values=frozenset({"another-value"}),
-    )
-    fp = bundle_fingerprint(bundle, model=MODEL)
-    assert len(fp) == 64 and int(fp, 16) >= 0
-    assert bundle_fingerprint(same, model=MODEL) == fp
-    # Parameter order inside a run does not matter either (canonical JSON).
-    reordered = dataclasses.replace(
-        bundle,
-        script_runs=(
-            BundleScriptRun(
-                "Reset AD password", {"NewPassword": "[REDACTED]", "Identity": "jdoe"}, "x"
-            ),
+            dataclasses.replace(f, created_at="later", id="other")
+            if f.kind != "observation"
+            else dataclasses.replace(f, text="something else entirely")
+            for f in bundle.facts
         ),
     )
-    assert bundle_fingerprint(reordered, model=MODEL) == fp
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        "fact_text",
-        "fact_kind",
-        "fact_added",
-        "fact_order",
-        "problem",
-        "fix_summary",
-        "fix_decision",
-        "fix_removed",
-        "run_added",
-        "run_parameter",
-        "kind",
-    ],
-)
-def test_fingerprint_changes_with_note_inputs(change: str) -> None:
-    bundle = make_bundle()
-    facts = list(bundle.facts)
-    fix = bundle.active_fix
-    assert fix is not None
-    changed: NoteBundle
-    if change == "fact_text":
-        facts[2] = dataclasses.replace(facts[2], text="The password expired last week.")
-        changed = dataclasses.replace(bundle, facts=tuple(facts))
-    elif change == "fact_kind":
-        facts[1] = dataclasses.replace(facts[1], kind="confirmed")
-        changed = dataclasses.replace(bundle, facts=tuple(facts))
-    elif change == "fact_added":
-        changed = dataclasses.replace(bundle, facts=(*facts, BundleFact("confirmed", "New.", "t")))
-    elif change == "fact_order":
-        changed = dataclasses.replace(bundle, facts=tuple(reversed(facts)))
-    elif change == "problem":
-        changed = dataclasses.replace(bundle, problem="Something else")
-    elif change == "fix_summary":
-        changed = dataclasses.replace(bundle, active_fix=dataclasses.replace(fix, summary="Other"))
-    elif change == "fix_decision":
-        changed = dataclasses.replace(
-            bundle, active_fix=dataclasses.replace(fix, decision="dismissed")
-        )
-    elif change == "fix_removed":
-        changed = dataclasses.replace(bundle, active_fix=None)
-    elif change == "run_added":
-        changed = dataclasses.replace(
-            bundle, script_runs=(*bundle.script_runs, BundleScriptRun("Flush DNS", {}, "t"))
-        )
-    elif change == "run_parameter":
-        changed = dataclasses.replace(
-            bundle,
-            script_runs=(
-                BundleScriptRun(
-                    "Reset AD password", {"Identity": "asmith", "NewPassword": "[REDACTED]"}, "t"
-                ),
-            ),
-        )
-    else:
-        changed = dataclasses.replace(bundle, kind="other_note")
+    assert bundle_fingerprint(bundle, model=MODEL) == bundle_fingerprint(other, model=MODEL)
+    changed = make_bundle(facts=(*bundle.facts, BundleFact("confirmed", "New", "t9")))
     assert bundle_fingerprint(changed, model=MODEL) != bundle_fingerprint(bundle, model=MODEL)
+    assert bundle_fingerprint(bundle, model="other") != bundle_fingerprint(bundle, model=MODEL)
 
 
-def test_fingerprint_changes_with_model_and_prompt_version(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_snapshot_round_trips() -> None:
+    bundle = make_bundle(forbidden_values=frozenset())
+    assert bundle_from_dict(json.loads(json.dumps(bundle_to_dict(bundle)))) == bundle
+
+
+@pytest.mark.parametrize(
+    ("fix", "facts_kinds", "expected"),
+    [
+        (None, ("resolution",), True),
+        (None, ("confirmed",), False),
+        ("one_off", (), True),
+        ("dismissed", (), False),
+        (None, (), False),
+    ],
+)
+def test_has_resolution(fix: str | None, facts_kinds: tuple[str, ...], expected: bool) -> None:
+    bundle = make_bundle(
+        facts=tuple(BundleFact(k, "text", "t") for k in facts_kinds),
+        active_fix=None
+        if fix is None
+        else dataclasses.replace(make_bundle().active_fix, decision=fix),  # type: ignore[arg-type]
+    )
+    assert bundle.has_resolution() is expected
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+
+def test_a_good_answer_validates_and_renders_without_citation_markers() -> None:
+    draft = validate_note(GOOD, make_bundle())
+    markdown = render_markdown(draft)
+    assert markdown.startswith("## Problem\nOutlook could not connect")
+    assert "- The AD password had expired." in markdown
+    assert "[F" not in markdown and "F3" not in markdown
+    assert [s for s, _ in draft.sections] == list(SECTIONS)
+    cites = gen.citations(draft, make_bundle())
+    assert cites[3] == {
+        "section": "Resolution",
+        "text": "The password was reset and Outlook signed in again.",
+        "cites": ["F7", "S1"],
+        "fact_ids": ["f-7"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ("not json at all", "not_json"),
+        ({"note": "x"}, "not_json"),
+        ({"sections": answer()["sections"][:3]}, "missing_section"),
+        ({"sections": [answer()["sections"][i] for i in (0, 2, 1, 3)]}, "out_of_order"),
+        (answer(Root_cause=[]), "empty_section"),
+        (answer(Root_cause=[item("   ")]), "empty_section"),
+        (
+            {"sections": [*answer()["sections"], {"title": "Next steps", "items": []}]},
+            "unknown_section",
+        ),
+        (answer(Problem=[item('{"status": "failed", "code": 5}')]), "not_prose"),
+        (answer(Problem=[item('["spooler", "restart"]')]), "not_prose"),
+        (answer(Problem=[item("status=failed retries=3 user=jdoe")]), "not_prose"),
+        (answer(Problem=[item("host: a; port: b; mode: c; user: d")]), "not_prose"),
+        (answer(Problem=[item("```json {} ```")]), "not_prose"),
+        (answer(Problem=[item("| key | value |")]), "not_prose"),
+        (answer(Problem=[item("The password expired [F3].")]), "citation_marker"),
+        (answer(Root_cause=[item("Expired password.", ["F42"])]), "unknown_citation"),
+        (answer(Root_cause=[item("Expired password.", ["S9"])]), "unknown_citation"),
+    ],
+)
+def test_validation_rejects_format_and_prose_problems(doc: Any, reason: str) -> None:
+    assert reason in reasons_of(doc)
+
+
+@pytest.mark.parametrize(
+    "invented",
+    [
+        "the server at 192.168.77.12",
+        "the host fs02.contoso.local",
+        "the host PRN-FL9-22",
+        "mail from helpdesk@fabrikam.com",
+        "the page https://support.example.org/kb/123",
+        "update KB5034441",
+        "vulnerability CVE-2024-21413",
+        "error 0x80070005",
+        r"the key HKLM\Software\Policies\Microsoft\Office",
+        r"the folder C:\ProgramData\Vendor\Cache",
+        r"the share \\FS09\public",
+        "version 16.0.17928",
+        "a 50 GB mailbox",
+        "after 15 minutes",
+        "95% disk usage",
+    ],
+)
+def test_validation_rejects_specific_tokens_not_in_the_bundle(invented: str) -> None:
+    doc = answer(Root_cause=[item(f"It was caused by {invented}.", ["F6"])])
+    problems = problems_of(doc)
+    assert {p.reason for p in problems} == {"ungrounded_token"}
+    assert "does not occur in the session data" in problems[0].message
+
+
+def test_specific_tokens_from_the_bundle_are_allowed() -> None:
+    doc = answer(
+        What_we_confirmed=[
+            item("Ping to mail.contoso.com answered from 10.0.0.25.", ["F4"], "bullet"),
+            item("The machine runs Windows 11 23H2 with Outlook version 2410.", ["F5"], "bullet"),
+        ]
+    )
+    validate_note(json.dumps(doc), make_bundle())
+
+
+def test_the_token_finder_sees_each_category() -> None:
+    found = {c for c, _ in specific_tokens(r"10.1.2.3 a.example.com x@y.org KB123456 0xDEADBEEF")}
+    assert {"ip_address", "host_name", "email", "kb_number", "error_code"} <= found
+    assert specific_tokens("Outlook was restarted, e.g. twice, by the user.") == []
+
+
+@pytest.mark.parametrize("leak", [PASSWORD, CANARY, PASSWORD.upper()])
+def test_validation_rejects_forbidden_values_without_quoting_them(leak: str) -> None:
+    problems = problems_of(answer(Resolution=[item(f"Set the password to {leak}.", ["F7"])]))
+    assert any(p.reason == "forbidden_value" for p in problems)
+    assert all(leak.casefold() not in p.message.casefold() for p in problems)
+
+
+def test_validation_rejects_a_value_after_a_redacted_parameter() -> None:
+    problems = problems_of(answer(Resolution=[item("Ran the script with NewPassword: abc123.")]))
+    assert any("NewPassword" in p.message for p in problems)
+
+
+def test_validation_collects_every_problem() -> None:
+    doc = {"sections": [{"title": "Problem", "items": [item('{"a": 1}', ["F99"])]}]}
+    reasons = reasons_of(doc)
+    assert {"not_prose", "unknown_citation", "missing_section"} <= reasons
+
+
+def test_validation_rejects_a_note_that_is_too_long() -> None:
+    doc = answer(Problem=[item("Outlook could not connect. " * 400)])
+    assert "too_long" in reasons_of(doc)
+
+
+# -- offline note ----------------------------------------------------------------------------------
+
+
+def test_offline_note_builds_each_section_from_its_sources() -> None:
     bundle = make_bundle()
-    fp = bundle_fingerprint(bundle, model=MODEL)
-    assert bundle_fingerprint(bundle, model="claude-opus-4-1") != fp
-    monkeypatch.setattr(gen, "PROMPT_VERSION", PROMPT_VERSION + "-next")
-    assert bundle_fingerprint(bundle, model=MODEL) != fp
-
-
-# -- validate_note ------------------------------------------------------------------------------
-
-
-def test_validate_accepts_and_normalises_a_good_note() -> None:
-    assert validate_note(GOOD, make_bundle()) == GOOD
-    messy = (
-        "\r\n" + GOOD.replace("\n", "\r\n").replace("## Root cause", "##   root CAUSE:") + "\n\n\n"
+    markdown = offline_note(bundle)
+    validate_note(offline_draft(bundle).to_json(), bundle)
+    sections = dict(
+        (block.split("\n", 1)[0], block.split("\n", 1)[1]) for block in markdown.split("## ")[1:]
     )
-    assert validate_note(messy, make_bundle()) == GOOD
+    assert "Outlook cannot connect to Exchange" in sections["Problem"]
+    assert "Outlook shows Disconnected" in sections["Problem"]
+    assert "The AD password of jdoe expired" in sections["What we confirmed"]
+    assert "Ruled out: Ping to mail.contoso.com" in sections["What we confirmed"]
+    assert "Environment: Windows 11 23H2" in sections["What we confirmed"]
+    assert "Reset AD password" in sections["What we confirmed"]
+    assert "NewPassword [REDACTED]" in sections["What we confirmed"]
+    assert sections["Root cause"].strip() == "Cached credentials were rejected after expiry."
+    assert "Reset the password and signed in to Outlook again." in sections["Resolution"]
+    assert "Reset the user's AD password" in sections["Resolution"]
+    assert "seem fine" not in markdown  # observations are in no section
+    assert "Not determined" not in markdown and NO_RESOLUTION not in markdown
 
 
-def test_validate_strips_a_leading_title_and_an_outer_code_fence() -> None:
-    assert validate_note("# Resolution note for INC-1\n\n" + GOOD, make_bundle()) == GOOD
-    assert validate_note("```markdown\n" + GOOD + "```", make_bundle()) == GOOD
-
-
-def test_validate_allows_redacted_literal_and_subheadings_and_code() -> None:
-    body = (
-        "Ran the script with NewPassword: [REDACTED] and **NewPassword** = `[REDACTED]`.\n\n"
-        "### Steps\n1. Reset\n\n```powershell\n## not a heading inside code\n"
-        "Set-ADAccountPassword -Identity jdoe -NewPassword $secure\n```"
-    )
-    result = validate_note(note(Resolution=body), make_bundle())
-    assert "## not a heading inside code" in result
-    assert "[REDACTED]" in result
-
-
-@pytest.mark.parametrize(
-    ("markdown", "expected"),
-    [
-        (
-            GOOD.replace("## Root cause\nThe expired password was rejected.\n\n", ""),
-            "missing section '## Root cause'",
-        ),
-        (
-            note()
-            .replace("## Problem", "## TMP")
-            .replace("## Resolution", "## Problem")
-            .replace("## TMP", "## Resolution"),
-            "out of order",
-        ),
-        (note(Root_cause="   \n"), "section '## Root cause' is empty"),
-        (GOOD + "\n## Next steps\nCall us.\n", "unexpected heading '## Next steps'"),
-        ("Here is your note:\n\n" + GOOD, "text before the first heading"),
-        (GOOD + "\n## Problem\nAgain.\n", "appears 2 times"),
-        (note(Resolution="Done.\n\n# Appendix\nMore."), "unexpected '# Appendix' heading"),
-    ],
-    ids=["missing", "order", "empty", "extra-h2", "preamble", "duplicate", "h1-inside"],
-)
-def test_validate_rejects_format_problems(markdown: str, expected: str) -> None:
-    problems = problems_of(markdown)
-    assert any(expected in p for p in problems), problems
-
-
-def test_validate_rejects_a_note_that_is_too_long() -> None:
-    long_note = note(Resolution="x" * 9000)
-    problems = problems_of(long_note)
-    assert any("the limit is 8000" in p for p in problems), problems
-    assert validate_note(note(Resolution="x" * 100), make_bundle(), max_chars=400)
-    assert any("the limit is 200" in p for p in problems_of(GOOD, max_chars=200))
-
-
-@pytest.mark.parametrize("leak", [CANARY, CANARY.upper(), PASSWORD])
-def test_validate_rejects_forbidden_values_without_quoting_them(leak: str) -> None:
-    problems = problems_of(note(Root_cause=f"The password was {leak} all along."))
-    assert any("sensitive value" in p for p in problems), problems
-    assert all(leak.lower() not in p.lower() for p in problems)
-
-
-def test_validate_ignores_forbidden_values_too_short_to_search() -> None:
-    bundle = make_bundle(forbidden_values=frozenset({"the", ""}))
-    assert validate_note(GOOD, bundle) == GOOD
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "NewPassword: hunter2",
-        "**NewPassword**: hunter2",
-        "`NewPassword` = 'hunter2'",
-        "newpassword=hunter2",
-        "Set-ADAccountPassword -NewPassword 'hunter2'",
-        '$NewPassword = "hunter2"',
-    ],
-)
-def test_validate_rejects_a_value_after_a_redacted_parameter(text: str) -> None:
-    problems = problems_of(note(Resolution=f"We ran it. {text}"))
-    assert any("sensitive parameter 'NewPassword'" in p for p in problems), problems
-
-
-def test_sensitive_check_only_applies_to_redacted_parameters() -> None:
-    # Identity was not redacted: its value may be mentioned; prose about the parameter is fine.
-    text = "Identity: jdoe. The NewPassword parameter was set to a temporary value."
-    assert validate_note(note(Resolution=text), make_bundle())
-
-
-def test_validation_error_collects_every_problem() -> None:
-    bad = f"Intro\n\n## Problem\n\n## Resolution\nNewPassword: x {CANARY}\n"
-    problems = problems_of(bad)
-    joined = " | ".join(problems)
-    for expected in (
-        "text before",
-        "missing section",
-        "is empty",
-        "sensitive value",
-        "sensitive parameter",
-    ):
-        assert expected in joined, joined
-
-
-def test_scrub_text_removes_forbidden_and_redacted_values() -> None:
-    scrubbed = scrub_text(
-        f"pw {PASSWORD.upper()} and NewPassword: abc123 and {CANARY}", make_bundle()
-    )
+def test_offline_root_cause_falls_back_to_the_fix_then_says_none_was_confirmed() -> None:
+    without = tuple(f for f in make_bundle().facts if f.kind != "root_cause")
     assert (
-        PASSWORD.lower() not in scrubbed.lower()
-        and CANARY not in scrubbed
-        and "abc123" not in scrubbed
+        "password had expired" in offline_note(make_bundle(facts=without)).split("## Root cause")[1]
     )
-    assert scrubbed.count("[REDACTED]") == 3
+    none = offline_note(make_bundle(facts=without, active_fix=None))
+    assert NO_ROOT_CAUSE in none
 
 
-# -- offline note -------------------------------------------------------------------------------
+def test_offline_note_says_plainly_that_no_resolution_was_recorded() -> None:
+    facts = tuple(f for f in make_bundle().facts if f.kind != "resolution")
+    fix = dataclasses.replace(make_bundle().active_fix, decision="dismissed")  # type: ignore[arg-type]
+    markdown = offline_note(make_bundle(facts=facts, active_fix=fix))
+    assert markdown.rstrip().endswith(NO_RESOLUTION)
+    assert "Reset the user's AD password" not in markdown  # a dismissed fix explains nothing
 
 
-def test_offline_note_is_valid_deterministic_and_extractive() -> None:
+def test_offline_citations_point_at_what_each_line_copies() -> None:
     bundle = make_bundle()
-    first = offline_note(bundle)
-    assert first == offline_note(bundle)
-    assert validate_note(first, bundle) == first
-    assert "Outlook cannot connect to Exchange" in first
-    assert "- The user's AD password expired yesterday." in first
-    assert "Observed (not confirmed): Other users" in first
-    assert "Ruled out: Network connectivity" in first
-    assert "Environment: Windows 11" in first
-    assert "The cached credentials were rejected" in first  # root cause from the fix summary
-    assert "1. Reset the password in AD" in first
-    assert "- Reset AD password" in first  # the template name...
-    assert "jdoe" not in first  # ...but never parameter values
-    assert "[REDACTED]" not in first
+    cites = gen.citations(offline_draft(bundle), bundle)
+    by_text = {c["text"]: c for c in cites}
+    assert by_text["Cached credentials were rejected after expiry."]["fact_ids"] == ["f-6"]
+    assert by_text["The AD password of jdoe expired yesterday."]["cites"] == ["F3"]
 
 
-def test_offline_note_without_confirmed_facts_or_fix_says_so() -> None:
-    bundle = make_bundle(
-        facts=(BundleFact("observation", "The screen flickers.", "t"),),
-        active_fix=None,
-        script_runs=(),
-        problem=None,
+def test_offline_note_scrubs_leaks_and_still_validates() -> None:
+    facts = (
+        BundleFact("confirmed", f"The temporary password was {PASSWORD} and {CANARY}", "t"),
+        BundleFact("resolution", "## Heading injection\n```\nNewPassword: abc\n```", "t"),
     )
-    text = offline_note(bundle)
-    validate_note(text, bundle)
-    assert NO_CONFIRMED_FACTS in text
-    assert "Observed (not confirmed): The screen flickers." in text
-    assert "Not determined" in text
-    assert NO_RESOLUTION in text
-    assert "No problem description was recorded." in text
-
-
-def test_offline_note_leaves_out_a_dismissed_fix() -> None:
-    fix = make_bundle().active_fix
-    assert fix is not None
-    bundle = make_bundle(active_fix=dataclasses.replace(fix, decision="dismissed"), script_runs=())
-    text = offline_note(bundle)
-    validate_note(text, bundle)
-    assert "Reset the user's AD password" not in text
-    assert NO_RESOLUTION in text
-
-
-def test_offline_note_scrubs_leaks_and_hostile_text_and_still_validates() -> None:
-    bundle = make_bundle(
-        problem=f"## Resolution\nUser typed {PASSWORD} into chat",
-        facts=(
-            BundleFact("confirmed", f"NewPassword: {PASSWORD}x was tried", "t"),
-            BundleFact("confirmed", "```\n# not a title", "t"),
-            BundleFact("confirmed", f"canary {CANARY.lower()}", "t"),
-        ),
-    )
-    text = offline_note(bundle)
-    assert validate_note(text, bundle) == text
-    assert PASSWORD.lower() not in text.lower() and CANARY.lower() not in text.lower()
+    bundle = make_bundle(facts=facts)
+    markdown = offline_note(bundle)
+    assert PASSWORD not in markdown and CANARY not in markdown and "abc" not in markdown
+    validate_note(offline_draft(bundle).to_json(), bundle)
 
 
 def test_offline_note_fits_max_chars() -> None:
-    facts = tuple(BundleFact("confirmed", f"Fact {i} " + "y" * 500, "t") for i in range(60))
+    facts = tuple(BundleFact("confirmed", f"Fact number {n} " + "x" * 500, "t") for n in range(60))
     bundle = make_bundle(facts=facts)
-    text = offline_note(bundle, max_chars=3000)
-    assert len(text) <= 3000
-    assert validate_note(text, bundle, max_chars=3000) == text
-    assert "more" in text  # the list says it was shortened
+    assert len(offline_note(bundle, max_chars=3000)) <= 3000
 
 
-# -- prompt -------------------------------------------------------------------------------------
+def test_scrub_text_removes_forbidden_and_redacted_values() -> None:
+    text = f"password {PASSWORD}; NewPassword: abc; -NewPassword 'xyz'"
+    scrubbed = scrub_text(text, make_bundle())
+    assert PASSWORD not in scrubbed and "abc" not in scrubbed and "xyz" not in scrubbed
 
 
-def test_build_prompt_states_the_rules_and_carries_the_scrubbed_bundle() -> None:
-    bundle = make_bundle(
-        facts=(*make_bundle().facts, BundleFact("confirmed", f"Leaked {CANARY} in a fact", "t"))
-    )
-    system, messages = build_prompt(bundle)
-    for section in SECTIONS:
-        assert f"## {section}" in system
-    assert (
-        system.index("## Problem")
-        < system.index("## What we confirmed")
-        < system.index("## Root cause")
-        < system.index("## Resolution")
-    )
-    assert "No facts were confirmed during this session." in system
-    assert "Never invent facts" in system and "Never reveal, guess" in system
-    assert len(messages) == 1 and messages[0]["role"] == "user"
-    content = messages[0]["content"]
-    assert CANARY not in content and PASSWORD not in content and CANARY not in system
-    payload = json.loads(content.split("<session>\n", 1)[1].split("\n</session>", 1)[0])
-    assert payload["facts"]["confirmed"] == [
-        "The user's AD password expired yesterday.",
-        "Leaked [REDACTED] in a fact",
-    ]
-    assert payload["facts"]["symptom"] == ["Outlook shows 'Disconnected' in the status bar."]
-    assert payload["script_runs"] == [
-        {
-            "template_name": "Reset AD password",
-            "parameters": {"Identity": "jdoe", "NewPassword": "[REDACTED]"},
-        }
-    ]
-    assert payload["suggested_fix"]["title"] == "Reset the user's AD password"
-    assert "2026-01-01" not in content  # no timestamps: the fingerprint ignores them too
-    # The system prompt is the same for every bundle (prompt caching).
-    assert build_prompt(make_bundle(problem="Other"))[0] == system
-
-
-# -- generate() with a fake client -------------------------------------------------------------
+# -- generate() ----------------------------------------------------------------------------------
 
 
 class FakeLLM:
-    """Implements LLMClient.complete: answers from a list, records every call."""
-
     def __init__(self, answers: list[str], *, online: bool = True, model: str = MODEL) -> None:
         self.answers = list(answers)
         self.online = online
         self.model = model
         self.calls: list[dict[str, Any]] = []
 
-    def complete(
+    def complete_json(
         self,
         *,
         system: str | list[dict[str, Any]],
         messages: list[dict[str, Any]],
         max_tokens: int,
+        schema: dict[str, Any],
         offline: Callable[[], str],
         cache_system: bool = True,
-        temperature: float | None = None,
     ) -> LLMResult:
         self.calls.append(
-            {"system": system, "messages": [dict(m) for m in messages], "max_tokens": max_tokens}
+            {"system": system, "messages": [dict(m) for m in messages], "schema": schema}
         )
         if not self.online:
             return LLMResult(offline(), "offline", "offline", LLMUsage(), 0)
@@ -497,65 +412,60 @@ def test_generate_valid_first_time() -> None:
     fake = FakeLLM([GOOD])
     bundle = make_bundle()
     result = make_generator(fake).generate(bundle)
-    assert result.markdown == GOOD
+    assert result.markdown == render_markdown(validate_note(GOOD, bundle))
     assert (result.generator, result.model, result.attempts, result.llm_calls) == (
         "anthropic",
         MODEL,
         1,
         1,
     )
-    assert result.usage == LLMUsage(100, 50, 0, 10)
+    assert result.rejections == [] and len(result.citations) == 4
     assert result.fingerprint == bundle_fingerprint(bundle, model=MODEL)
-    assert len(fake.calls) == 1 and 0 < fake.calls[0]["max_tokens"] <= 2000
+    assert fake.calls[0]["schema"] == gen.NOTE_SCHEMA
 
 
-def test_generate_corrects_an_invalid_answer_once() -> None:
-    bad = f"Sure! Here it is.\n\n## Problem\nX\n\n## Resolution\nNewPassword: {PASSWORD}\n"
+def test_generate_corrects_an_invalid_answer_once_naming_each_problem() -> None:
+    bad = json.dumps(
+        answer(
+            Root_cause=[item("Error 0x80070005 on fs02.contoso.local.", ["F6"])],
+            Resolution=[item(f"NewPassword: {PASSWORD}", ["F77"])],
+        )
+    )
     fake = FakeLLM([bad, GOOD])
     result = make_generator(fake).generate(make_bundle())
     assert (result.generator, result.attempts, result.llm_calls) == ("anthropic", 2, 2)
-    assert result.markdown == GOOD
+    assert result.rejections == [["forbidden_value", "ungrounded_token", "unknown_citation"]]
     assert result.usage == LLMUsage(200, 100, 0, 20)
     retry = fake.calls[1]["messages"]
     assert [m["role"] for m in retry] == ["user", "assistant", "user"]
-    assert retry[0] == fake.calls[0]["messages"][0]
     assert PASSWORD not in retry[1]["content"]  # the bad answer is sent back scrubbed
     feedback = retry[2]["content"]
-    assert "missing section '## What we confirmed'" in feedback
-    assert "text before the first heading" in feedback
-    assert all(f"'## {s}'" in feedback for s in SECTIONS)
+    assert "'0x80070005'" in feedback and "'fs02.contoso.local'" in feedback
+    assert "'F77'" in feedback and "NewPassword" in feedback
 
 
 def test_generate_falls_back_to_the_offline_note_after_two_invalid_answers() -> None:
-    fake = FakeLLM(["just text", "## Problem\nstill wrong"])
+    fake = FakeLLM(["just text", json.dumps(answer(Problem=[item('{"a": 1}')]))])
     bundle = make_bundle()
     result = make_generator(fake).generate(bundle)
     assert result.generator == "offline-fallback"
-    assert result.model == MODEL
     assert (result.attempts, result.llm_calls) == (2, 2)
     assert result.markdown == offline_note(bundle)
-    assert result.usage.input_tokens == 200
+    assert result.rejections == [["not_json"], ["not_prose"]]
 
 
 def test_generate_offline_client_makes_no_calls() -> None:
     fake = FakeLLM([], online=False)
     bundle = make_bundle()
     result = make_generator(fake).generate(bundle)
-    assert (result.generator, result.model, result.attempts, result.llm_calls) == (
-        "offline",
-        "offline",
-        0,
-        0,
-    )
-    assert fake.calls == []
-    assert result.markdown == offline_note(bundle)
-    assert result.usage == LLMUsage()
+    assert (result.generator, result.model, result.llm_calls) == ("offline", "offline", 0)
+    assert fake.calls == [] and result.markdown == offline_note(bundle)
     assert result.fingerprint == bundle_fingerprint(bundle, model="offline")
 
 
 def test_generate_lets_llm_unavailable_propagate() -> None:
     class Down(FakeLLM):
-        def complete(self, **kwargs: Any) -> LLMResult:
+        def complete_json(self, **kwargs: Any) -> LLMResult:
             raise LLMUnavailable("overloaded", status_code=529)
 
     with pytest.raises(LLMUnavailable):
@@ -565,48 +475,79 @@ def test_generate_lets_llm_unavailable_propagate() -> None:
 def test_cache_payload_shape() -> None:
     result = make_generator(FakeLLM([GOOD])).generate(make_bundle())
     payload = result.cache_payload(state_version=7, generated_at="2026-01-01T00:00:00+00:00")
-    assert set(payload) == {
-        "markdown",
-        "generator",
-        "model",
-        "generated_at",
-        "state_version",
-        "usage",
-        "fingerprint",
-    }
-    assert payload["usage"]["input_tokens"] == 100
+    assert {"markdown", "citations", "generator", "fingerprint", "rejections"} <= set(payload)
     assert json.loads(json.dumps(payload)) == payload
 
 
-# -- end to end through the real SDK against the local stub --------------------------------------
+# -- end to end through the real SDK against the strict local stub -------------------------------
 
 
-def test_generate_end_to_end_with_the_sdk_and_stub() -> None:
-    stub_module = pytest.importorskip("tests.support.stub_anthropic")
-    bundle = make_bundle(
-        facts=(*make_bundle().facts, BundleFact("confirmed", f"The token {CANARY} was seen", "t"))
-    )
-    answers = iter(["Here you go: a note without headings.", GOOD])
-    with stub_module.StubAnthropic(responder=lambda request: next(answers)) as stub:
+def _through_stub(bundle: NoteBundle, answers: list[str]) -> tuple[Any, list[dict[str, Any]]]:
+    from tests.support.stub_anthropic import StubAnthropic
+
+    queue = iter(answers)
+    with StubAnthropic(responder=lambda request: next(queue)) as stub:
         llm = LLMClient(api_key="test", base_url=stub.url, model=MODEL, timeout_s=5, max_retries=0)
         try:
             result = ResolutionNoteGenerator(llm).generate(bundle)
         finally:
             llm.close()
-        calls = stub.calls
-        refused = stub.refusals
-    # The note and its corrective retry are both accepted as the model under test takes them.
-    assert refused == []
-    takes_sampling = spec_for(MODEL).sampling_params
-    assert all(("temperature" in c["json"]) is takes_sampling for c in calls)
-    assert result.generator == "anthropic" and result.markdown == GOOD
-    assert result.llm_calls == 2 == len(calls)
+        # Every request is one the model under test accepts.
+        assert stub.refusals == []
+        return result, stub.calls
+
+
+@pytest.mark.parametrize(
+    ("bad_item", "token"),
+    [
+        (item("The update KB5034441 broke the profile.", ["F6"]), "KB5034441"),
+        (item("The host fs02.contoso.local rejected it.", ["F6"]), "fs02.contoso.local"),
+        (item("Exchange answered 0x80070005.", ["F6"]), "0x80070005"),
+        (item('{"cause": "password", "severity": 3}', ["F6"]), '"severity"'),
+        (item("Cached credentials were rejected.", ["F12"]), "F12"),
+    ],
+)
+def test_a_hallucination_a_json_dump_or_an_unknown_citation_is_never_served(
+    bad_item: dict[str, Any], token: str
+) -> None:
+    bundle = make_bundle()
+    bad = json.dumps(answer(Root_cause=[bad_item]))
+    # Rejected, corrected once: the correction is served.
+    result, calls = _through_stub(bundle, [bad, GOOD])
+    assert result.generator == "anthropic" and len(calls) == 2
+    assert token not in result.markdown and token not in json.dumps(result.citations)
     first = calls[0]["json"]
-    body = json.dumps(first)
-    assert "The user's AD password expired yesterday." in body
-    assert CANARY not in json.dumps([c["json"] for c in calls])
-    assert PASSWORD not in json.dumps([c["json"] for c in calls])
-    assert first["system"][0]["text"] == build_prompt(bundle)[0]
-    assert first["system"][0].get("cache_control") == {"type": "ephemeral"}
-    assert result.usage.input_tokens > 0 and result.usage.output_tokens > 0
-    assert [m["role"] for m in calls[1]["json"]["messages"]] == ["user", "assistant", "user"]
+    assert first["output_config"]["format"]["type"] == "json_schema"
+    for refused in ("temperature", "top_p", "top_k", "tool_choice", "thinking"):
+        assert refused not in first
+    assert first["messages"][-1]["role"] == "user"  # no assistant prefill
+    # Rejected twice: the offline note is served, flagged as such.
+    result, calls = _through_stub(bundle, [bad, bad])
+    assert result.generator == "offline-fallback" and len(calls) == 2
+    assert token not in result.markdown
+    assert result.markdown == offline_note(bundle)
+
+
+def test_secrets_never_reach_the_api() -> None:
+    bundle = make_bundle(
+        facts=(*make_bundle().facts, BundleFact("confirmed", f"The token {CANARY} was seen", "t"))
+    )
+    result, calls = _through_stub(bundle, [GOOD])
+    sent = json.dumps([c["json"] for c in calls])
+    assert CANARY not in sent and PASSWORD not in sent
+    assert calls[0]["json"]["system"][0]["text"] == gen.note_prompt().text
+    assert result.usage.input_tokens > 0
+
+
+def test_key_value_looking_text_copied_from_the_session_is_prose() -> None:
+    dn = "OU=Finance,OU=Staff,DC=contoso,DC=local"
+    bundle = make_bundle(
+        facts=(*make_bundle().facts, BundleFact("confirmed", f"Users moved to {dn}.", "t9", "x"))
+    )
+    validate_note(
+        json.dumps(answer(What_we_confirmed=[item(f"The users were moved to {dn}.", ["F8"])])),
+        bundle,
+    )
+    invented = answer(What_we_confirmed=[item("Moved to OU=Sales,DC=fabrikam,DC=com.", ["F8"])])
+    with pytest.raises(NoteValidationError):
+        validate_note(json.dumps(invented), bundle)

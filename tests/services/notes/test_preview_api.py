@@ -52,7 +52,7 @@ def test_preview_generates_once_then_serves_from_cache(notes_stack: Any, make_us
     marker = f"spooler-{uuid.uuid4().hex[:8]}"
     sid = create_session(user.account_id, problem=f"Printing fails ({marker})")
     add_fact(sid, user.account_id, f"Confirmed: the print spooler {marker} crashes on start")
-    version = add_fact(sid, user.account_id, "Observed event 7031 in the system log", "observation")
+    version = add_fact(sid, user.account_id, "Observed event 7031 in the system log", "environment")
     client = notes_stack.client()
 
     first = client.get(_url(sid, wait=15), headers=user.headers)
@@ -65,7 +65,12 @@ def test_preview_generates_once_then_serves_from_cache(notes_stack: Any, make_us
     assert positions == sorted(positions)
     assert marker in body["markdown"]
     assert _calls(notes_stack, marker) == 1
-    # The prompt carried the facts, grouped by kind.
+    # Each line of the note says which facts it rests on; the markdown carries no markers.
+    cited = [c for c in body["citations"] if c["section"] == "What we confirmed"]
+    assert cited and marker in cited[0]["text"] and cited[0]["cites"] == ["F1"]
+    assert len(cited[0]["fact_ids"]) == 1
+    assert "[F1]" not in body["markdown"] and "F1" not in body["markdown"]
+    # The prompt carried the facts, grouped by the section that uses them.
     sent = notes_stack.stub_client.calls()[-1]["json"]["messages"][0]["content"]
     assert "Observed event 7031" in sent and marker in sent
 

@@ -418,7 +418,9 @@ def test_a_session_resolved_while_the_llm_answers_keeps_the_ledger_row(
     )
     prepared = chat.start_turn(principal, uuid.UUID(sid), "hello", history_budget=1000)
     assert prepared.state_version == 2
-    resolved = pilot_client.post(f"{helpers.base}/{sid}/resolve", json={}, headers=engineer.headers)
+    resolved = pilot_client.post(
+        f"{helpers.base}/{sid}/resolve", json={"force": True}, headers=engineer.headers
+    )
     assert resolved.status_code == 202
     answer = LLMResult(
         text="Late answer", generator="anthropic", model="m", usage=LLMUsage(5, 7), latency_ms=9

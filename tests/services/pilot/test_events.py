@@ -89,7 +89,7 @@ def test_every_write_leaves_one_state_change_in_the_outbox_and_on_the_broker(
     write("post", f"{base}/messages", {"content": "What next?"}, 201)
     fix_id = _seed_fix(sid, engineer.account_id, "Restart the spooler")
     write("post", f"{base}/suggested-fixes/{fix_id}/decision", {"decision": "one_off"})
-    write("post", f"{base}/resolve", {"ticket_ref": "INC-2"}, 202)
+    write("post", f"{base}/resolve", {"ticket_ref": "INC-2", "force": True}, 202)
     write("post", f"{base}/reopen")
 
     # The chat turn is two writes; its response carries the final version.

@@ -92,11 +92,35 @@ def test_decisions_are_recorded_once_and_bump(
     assert body["active"] is True and body["superseded_at"] is None
     assert body["state_version"] == 2
 
-    again = _decide(pilot_client, engineer, sid, fix_id, "dismissed")
+    again = _decide(pilot_client, engineer, sid, fix_id, "draft_template")
     assert again.status_code == 409
     assert "already" in again.get_json()["message"]
     assert helpers.session_version(sid) == 2
     assert _fixes(sid)[0].decision == "one_off"
+
+
+@pytest.mark.parametrize("first", ["one_off", "draft_template", "build_template"])
+def test_a_decided_fix_can_still_be_dismissed_and_keeps_its_history(
+    pilot_client: Any, engineer: Any, helpers: SimpleNamespace, first: str
+) -> None:
+    sid = helpers.create_session(pilot_client, engineer)["id"]
+    fix_id = _seed_fix(sid, engineer.account_id, "Re-register the spooler")
+    assert _decide(pilot_client, engineer, sid, fix_id, first).status_code == 200
+
+    dismissed = _decide(pilot_client, engineer, sid, fix_id, "dismissed")
+    assert dismissed.status_code == 200
+    body = dismissed.get_json()
+    assert body["decision"] == "dismissed" and body["active"] is False
+    assert body["superseded_at"] is not None and body["state_version"] == 3
+    assert [h["decision"] for h in body["decision_history"]] == [first, "dismissed"]
+    assert all(h["decided_by"] == str(engineer.id) for h in body["decision_history"])
+
+    # Superseded now: re-deciding it is a 409 and writes nothing.
+    for decision in ("one_off", "dismissed"):
+        again = _decide(pilot_client, engineer, sid, fix_id, decision)
+        assert again.status_code == 409
+    assert helpers.session_version(sid) == 3
+    assert _fixes(sid)[0].decision_history[-1]["decision"] == "dismissed"
 
 
 @pytest.mark.parametrize("decision", ["draft_template", "build_template"])
@@ -184,7 +208,9 @@ def test_viewers_and_resolved_sessions_cannot_decide(
     assert pilot_client.get(base, headers=viewer.headers).status_code == 200
     assert _decide(pilot_client, viewer, sid, fix_id, "one_off").status_code == 403
 
-    pilot_client.post(f"{helpers.base}/{sid}/resolve", json={}, headers=engineer.headers)
+    pilot_client.post(
+        f"{helpers.base}/{sid}/resolve", json={"force": True}, headers=engineer.headers
+    )
     resolved = _decide(pilot_client, engineer, sid, fix_id, "one_off")
     assert resolved.status_code == 409
     assert helpers.session_version(sid) == 2

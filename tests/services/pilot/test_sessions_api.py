@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from shared.db import db
 from shared.models import AISession, OutboxEvent
+from tests.services.pilot.conftest import BASE
 
 
 def _count_sessions() -> int:
@@ -105,7 +106,9 @@ def test_list_is_scoped_to_the_account_and_filters_and_pages(
 ) -> None:
     ids = [helpers.create_session(pilot_client, engineer, title=f"s{i}")["id"] for i in range(3)]
     helpers.create_session(pilot_client, outsider, title="theirs")
-    pilot_client.post(f"{helpers.base}/{ids[0]}/resolve", json={}, headers=engineer.headers)
+    pilot_client.post(
+        f"{helpers.base}/{ids[0]}/resolve", json={"force": True}, headers=engineer.headers
+    )
 
     response = pilot_client.get(helpers.base, headers=engineer.headers)
     assert response.status_code == 200
@@ -179,7 +182,7 @@ def test_resolve_then_read_only_then_reopen(
     base = f"{helpers.base}/{sid}"
 
     response = pilot_client.post(
-        f"{base}/resolve", json={"ticket_ref": "INC-7"}, headers=engineer.headers
+        f"{base}/resolve", json={"ticket_ref": "INC-7", "force": True}, headers=engineer.headers
     )
     assert response.status_code == 202
     assert response.get_json() == {
@@ -194,7 +197,7 @@ def test_resolve_then_read_only_then_reopen(
     assert session["resolved_by"] == str(engineer.id)
     assert session["resolved_at"] is not None and session["resolved_version"] == 3
 
-    again = pilot_client.post(f"{base}/resolve", json={}, headers=engineer.headers)
+    again = pilot_client.post(f"{base}/resolve", json={"force": True}, headers=engineer.headers)
     assert again.status_code == 409
     assert again.get_json()["code"] == 409
 
@@ -232,7 +235,9 @@ def test_resolve_without_ticket_ref_keeps_the_existing_one(
     pilot_client: Any, engineer: Any, helpers: SimpleNamespace
 ) -> None:
     sid = helpers.create_session(pilot_client, engineer, ticket_ref="INC-9")["id"]
-    body = pilot_client.post(f"{helpers.base}/{sid}/resolve", json={}, headers=engineer.headers)
+    body = pilot_client.post(
+        f"{helpers.base}/{sid}/resolve", json={"force": True}, headers=engineer.headers
+    )
     assert body.status_code == 202
     assert body.get_json()["ticket_ref"] == "INC-9"
     bad = pilot_client.post(
@@ -301,3 +306,89 @@ def test_openapi_documents_every_route(pilot_client: Any) -> None:
     assert "202" in paths["/api/v1/ai-sessions/{session_id}/resolve"]["post"]["responses"]
     schemas = spec["components"]["schemas"]
     assert {"ChatTurnResponse", "SuggestedFix", "FactCreate", "DecisionRequest"} <= set(schemas)
+
+
+def test_list_searches_title_ticket_ref_and_problem_and_refuses_unknown_params(
+    pilot_client: Any, engineer: Any, outsider: Any, helpers: SimpleNamespace
+) -> None:
+    def make(**body: Any) -> str:
+        return str(helpers.create_session(pilot_client, engineer, **body)["id"])
+
+    printer = make(title="Printer offline", ticket_ref="INC-100", problem="Spooler stuck")
+    vpn = make(title="VPN drops", ticket_ref="inc-200", problem="Tunnel resets every 5 min")
+    literal = make(title="50% packet loss_on wifi", ticket_ref="INC-300")
+    helpers.create_session(pilot_client, outsider, title="Printer in their account")
+
+    def ids(query: str) -> list[str]:
+        response = pilot_client.get(f"{helpers.base}?{query}", headers=engineer.headers)
+        assert response.status_code == 200, response.get_json()
+        assert response.headers["X-Total-Count"] == str(len(response.get_json()))
+        return [s["id"] for s in response.get_json()]
+
+    assert ids("search=printer") == [printer]  # title, case-insensitive, own account only
+    assert ids("search=TUNNEL") == [vpn]  # problem
+    assert ids("search=inc-") == [literal, vpn, printer]  # ticket ref
+    assert ids("search=50%25") == [literal]  # % is literal text, not a wildcard
+    assert ids("search=s_on") == [literal]  # so is _
+    assert ids("search=%25") == [literal]
+    assert ids("ticket_ref=INC-200") == [vpn]  # whole reference, case-insensitive
+    assert ids("ticket_ref=INC-2") == []
+    pilot_client.post(f"{helpers.base}/{vpn}/resolve", json={}, headers=engineer.headers)
+    assert ids("search=inc&status=active") == [literal, printer]
+    assert ids("search=inc&status=resolved&ticket_ref=inc-200") == [vpn]
+
+    for query, field in (("stauts=active", "stauts"), ("q=printer", "q"), ("title=x", "title")):
+        bad = pilot_client.get(f"{helpers.base}?{query}", headers=engineer.headers)
+        assert bad.status_code == 422, query
+        body = bad.get_json()
+        assert field in body["errors"]["query"] and f"query.{field}" in body["message"]
+    long = pilot_client.get(f"{helpers.base}?search={'x' * 201}", headers=engineer.headers)
+    assert long.status_code == 422 and "search" in long.get_json()["errors"]["query"]
+
+
+def test_patch_edits_the_problem(
+    pilot_client: Any, engineer: Any, helpers: SimpleNamespace
+) -> None:
+    sid = helpers.create_session(pilot_client, engineer, problem="old")["id"]
+    url = f"{helpers.base}/{sid}"
+    response = pilot_client.patch(
+        url, json={"problem": "  new problem  "}, headers=engineer.headers
+    )
+    assert response.status_code == 200
+    assert response.get_json()["problem"] == "new problem"
+    assert response.get_json()["state_version"] == 2
+    too_long = pilot_client.patch(url, json={"problem": "x" * 20001}, headers=engineer.headers)
+    assert too_long.status_code == 422 and "problem" in too_long.get_json()["errors"]["json"]
+
+
+def test_one_404_wording_per_kind_of_object(
+    pilot_client: Any, engineer: Any, make_user: Any
+) -> None:
+    from services.notes import create_app as notes_app
+    from services.scripts import create_app as scripts_app
+    from shared import runtime
+
+    missing = uuid.uuid4()
+    answers = [
+        pilot_client.get(f"{BASE}/{missing}", headers=engineer.headers),
+        pilot_client.post(f"{BASE}/{missing}/facts", json={"text": "x"}, headers=engineer.headers),
+        pilot_client.patch(f"{BASE}/{missing}", json={"title": "x"}, headers=engineer.headers),
+    ]
+    settings = runtime.require_settings()
+    notes = notes_app(settings).test_client()
+    answers.append(
+        notes.get(f"{BASE}/{missing}/resolution-note/preview?wait=0", headers=engineer.headers)
+    )
+    answers.append(notes.get(f"{BASE}/{missing}/resolution-note", headers=engineer.headers))
+    scripts = scripts_app(settings).test_client()
+    template = scripts.get("/api/v1/scripts/templates", headers=engineer.headers).get_json()
+    if template:
+        answers.append(
+            scripts.post(
+                "/api/v1/scripts/generate",
+                json={"template_id": template[0]["id"], "ai_session_id": str(missing)},
+                headers=engineer.headers,
+            )
+        )
+    messages = {(a.status_code, a.get_json()["message"]) for a in answers}
+    assert messages == {(404, "AI session not found")}, messages

@@ -198,8 +198,11 @@ def test_generations_are_the_callers_own_newest_first_and_paged(
         json={"template_id": template["id"], "parameters": {"target": "other", "service": "x"}},
         headers=colleague.headers,
     )
-    history = client.get(f"{BASE}/generations?limit=3&offset=1", headers=engineer.headers).json
-    assert [h["id"] for h in history] == list(reversed(made))[1:4]
+    page = client.get(f"{BASE}/generations?limit=3&offset=1", headers=engineer.headers)
+    assert [h["id"] for h in page.json] == list(reversed(made))[1:4]
+    assert page.headers["X-Total-Count"] == "5"  # the unpaged total of the caller's own
+    empty = client.get(f"{BASE}/generations?offset=50", headers=engineer.headers)
+    assert empty.json == [] and empty.headers["X-Total-Count"] == "5"
     for bad in ("limit=0", "limit=101", "offset=-1"):
         r = client.get(f"{BASE}/generations?{bad}", headers=engineer.headers)
         assert r.status_code == 422, bad
@@ -226,3 +229,33 @@ def test_unknown_template_is_404_json(client: Any, make_user: Any) -> None:
     response = client.get(f"{BASE}/templates/{uuid.uuid4()}", headers=user.headers)
     assert response.status_code == 404
     assert response.json["message"] == "Template not found"
+
+
+def test_generate_refuses_the_undocumented_session_id(
+    client: Any, make_user: Any, create_template: Any
+) -> None:
+    """`session_id` used to be accepted and stored, so an AI session's id sent there was
+    silently not linked: it is now a 422 naming the field, and nothing is written."""
+    engineer = make_user("engineer")
+    template = create_template(engineer)
+    response = client.post(
+        f"{BASE}/generate",
+        json={
+            "template_id": template["id"],
+            "parameters": {"target": "srv01", "service": "Spooler"},
+            "session_id": str(uuid.uuid4()),
+        },
+        headers=engineer.headers,
+    )
+    assert response.status_code == 422
+    assert "session_id" in response.json["errors"]["json"]
+    assert "json.session_id" in response.json["message"]
+    history = client.get(f"{BASE}/generations", headers=engineer.headers)
+    assert history.json == [] and history.headers["X-Total-Count"] == "0"
+    spec = client.get("/api/v1/openapi/scripts.json").json
+    schema_name = spec["paths"]["/api/v1/scripts/generate"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]["$ref"].rsplit("/", 1)[-1]
+    properties = set(spec["components"]["schemas"][schema_name]["properties"])
+    assert {"template_id", "parameters", "ai_session_id"} <= properties
+    assert "session_id" not in properties

@@ -148,6 +148,33 @@ function scrub(text, secrets) {
  * The rendered script is shown once, in #script-output, and removed from the page when the
  * view is left; sensitive inputs are emptied after every submit.
  */
+const PREFILL_KEY = "rf.console.prefill";
+const REDACTED = "[REDACTED]";
+
+/**
+ * Remember a past run's values for the generate page ("generate again with these values").
+ * Sensitive values never reach storage: the stored copy of a run has them as [REDACTED], and
+ * those are dropped here, so their fields come up empty.
+ * @param {string} templateId
+ * @param {Object} values
+ */
+export function rememberValues(templateId, values) {
+  const kept = Object.fromEntries(Object.entries(values || {}).filter(([, v]) => v !== REDACTED && !(Array.isArray(v) && v.includes(REDACTED))));
+  sessionStorage.setItem(PREFILL_KEY, JSON.stringify({ template_id: templateId, values: kept }));
+}
+
+/** The remembered values for this template, once (they are forgotten when read). */
+function takeValues(templateId) {
+  const raw = sessionStorage.getItem(PREFILL_KEY);
+  sessionStorage.removeItem(PREFILL_KEY);
+  try {
+    const parsed = raw ? JSON.parse(raw) : null;
+    return parsed && parsed.template_id === templateId && parsed.values ? parsed.values : {};
+  } catch {
+    return {};
+  }
+}
+
 export function renderGenerate(main, { params: [templateId], query }, ctx) {
   let disposed = false;
   const status = h("p", { class: "status-line", role: "status", "aria-live": "polite" });
@@ -186,6 +213,7 @@ export function renderGenerate(main, { params: [templateId], query }, ctx) {
     document.title = `${template.name} · ResolutionFlow`;
     const parameters = template.parameters_schema?.parameters || [];
     const defaults = template.default_values || {};
+    const previous = query.get("again") ? takeValues(template.id) : {};
     /** @type {Map<string, {param: any, el: HTMLElement, error: HTMLElement, field: HTMLElement}>} */
     const fields = new Map();
 
@@ -202,7 +230,7 @@ export function renderGenerate(main, { params: [templateId], query }, ctx) {
         .join(" ");
       const helpId = helpText ? `${id}-help` : null;
       const errorId = `${id}-error`;
-      const fallback = param.default ?? defaults[param.key];
+      const fallback = Object.hasOwn(previous, param.key) ? previous[param.key] : param.default ?? defaults[param.key];
       const el = control(param, id, [helpId].filter(Boolean).join(" "), isSensitive(param) ? undefined : fallback);
       const error = h("p", { class: "field-error", id: errorId, hidden: true });
       const label = h(

@@ -1,5 +1,6 @@
 import * as api from "../api.js";
 import { errorBox, h, mount, when } from "../dom.js";
+import { rememberValues } from "./generate.js";
 
 const PAGE = 20;
 
@@ -31,6 +32,7 @@ export function renderHistory(main) {
         h("th", { scope: "col", text: "Template" }),
         h("th", { scope: "col", text: "Parameters (as stored)" }),
         h("th", { scope: "col", text: "Session" }),
+        h("th", { scope: "col", text: "Again" }),
       ),
     ),
     tbody,
@@ -49,7 +51,7 @@ export function renderHistory(main) {
     more.disabled = true;
     status.textContent = "Loading…";
     try {
-      const rows = await api.listGenerations({ limit: PAGE, offset });
+      const { items: rows, total } = await api.pageGenerations({ limit: PAGE, offset });
       if (disposed) return;
       for (const row of rows) {
         const params = Object.entries(row.parameters_used || {});
@@ -82,12 +84,24 @@ export function renderHistory(main) {
                 ? h("a", { href: `#/sessions/${row.ai_session_id}`, text: "Open session" })
                 : h("span", { class: "muted", text: "—" }),
             ),
+            h(
+              "td",
+              {},
+              h("a", {
+                href: `#/templates/${row.template_id}?again=1${row.ai_session_id ? `&session=${row.ai_session_id}` : ""}`,
+                class: "button button-small",
+                dataset: { again: row.id },
+                "aria-label": `Generate ${row.template_name} again with these values`,
+                text: "Generate again",
+                onClick: () => rememberValues(row.template_id, row.parameters_used),
+              }),
+            ),
           ),
         );
       }
       offset += rows.length;
-      more.hidden = rows.length < PAGE;
-      status.textContent = offset === 0 ? "No scripts generated yet." : `${offset} shown.`;
+      more.hidden = offset >= total || rows.length === 0;
+      status.textContent = offset === 0 ? "No scripts generated yet." : `${offset} of ${total} shown.`;
     } catch (error) {
       if (disposed) return;
       status.textContent = "";

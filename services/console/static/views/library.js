@@ -138,7 +138,13 @@ export function renderLibrary(main, { query }, ctx) {
         "p",
         { class: "template-meta" },
         t.complexity ? h("span", { class: "pill", text: t.complexity }) : null,
-        t.estimated_runtime ? h("span", { class: "pill", text: `~${t.estimated_runtime}` }) : null,
+        t.estimated_runtime
+          ? h("span", {
+              class: "pill",
+              "aria-label": `Estimated runtime: ${runtimeLabel(t.estimated_runtime)}`,
+              text: runtimeLabel(t.estimated_runtime),
+            })
+          : null,
         t.requires_elevation ? h("span", { class: "pill pill-warn", text: "Admin" }) : null,
         h("span", { class: "pill pill-quiet", text: `v${t.version}` }),
       ),
@@ -265,4 +271,15 @@ export function renderLibrary(main, { query }, ctx) {
     controller?.abort();
     searchLater.cancel();
   };
+}
+
+/**
+ * A template's estimated runtime as a card shows it: "5s" reads "about 5s", while a value that
+ * already says how precise it is ("< 1 min", "~2 min", "about an hour") is shown as written.
+ * @param {string} value
+ */
+export function runtimeLabel(value) {
+  const text = String(value).trim();
+  if (/^(~|<|>|≤|≥|about\b|up to\b|under\b|over\b)/i.test(text)) return text;
+  return `about ${text}`;
 }

@@ -75,7 +75,7 @@ export function renderLogin(main, { next }, { onSignedIn }) {
       h("p", {
         id: "login-help",
         class: "muted",
-        text: "Use your engineer account. `make run` prints the demo users.",
+        text: "Sign in with your ResolutionFlow account.",
       }),
       form,
     ),

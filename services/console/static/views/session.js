@@ -25,9 +25,19 @@ const DELIVERY_TEXT = {
   retrying: "Retrying delivery",
   delivered: "Delivered to the ticketing system",
   failed: "Delivery failed",
-  not_configured: "Kept here: no ticketing webhook is configured",
-  disabled: "Not sent: the ticketing webhook is disabled",
+  not_configured: "Kept here: no ticketing integration is configured",
+  disabled: "Not sent: the ticketing integration is disabled",
 };
+
+/** "Posted to Zendesk ticket 4711", linked when the target gave a link. */
+function deliveredTo(status, target) {
+  if (status !== "delivered" || !target || !target.label) return null;
+  if (target.kind === "webhook") return "Delivered to the ticketing webhook";
+  const ticket = target.ticket ? ` ticket ${target.ticket}` : "";
+  const text = `Posted to ${target.label}${ticket}`;
+  if (!target.link || !/^https?:\/\//i.test(target.link)) return text;
+  return h("a", { href: target.link, target: "_blank", rel: "noopener noreferrer", class: "delivered-link", text });
+}
 
 function confidenceBadge(confidence) {
   if (confidence === null || confidence === undefined) {
@@ -39,6 +49,56 @@ function confidenceBadge(confidence) {
     "data-confidence": String(confidence),
     text: `${confidence}% confidence`,
   });
+}
+
+/** "offline", or "anthropic · claude-sonnet-4-6": the model only when it says something more. */
+export function generatorLabel(note) {
+  if (!note.generator) return "";
+  return note.model && note.model !== note.generator ? `${note.generator} · ${note.model}` : note.generator;
+}
+
+/**
+ * A note's markdown as plain text for a ticket field that shows no markdown: headings without
+ * their #, no emphasis or code marks, links as "text (url)", list items kept.
+ * @param {string} markdown
+ */
+export function markdownToPlainText(markdown) {
+  return String(markdown)
+    .split(/\r?\n/)
+    .map((line) =>
+      line
+        .replace(/^\s{0,3}#{1,6}\s+/, "")
+        .replace(/^(\s*)[*+]\s+/, "$1- ")
+        .replace(/\[([^\]]+)\]\(([^)\s]+)\)/g, "$1 ($2)")
+        .replace(/(\*\*|__)(.+?)\1/g, "$2")
+        .replace(/(^|[^*\w])[*_]([^*_\s][^*_]*?)[*_](?=[^*\w]|$)/g, "$1$2")
+        .replace(/`([^`]*)`/g, "$1"),
+    )
+    .join("\n")
+    .replace(/\n{3,}/g, "\n\n")
+    .trim();
+}
+
+/** "Copy markdown" and "Copy plain text" for a note, with a status line. */
+function copyButtons(prefix, markdown, fallbackEl) {
+  const status = h("span", { class: "copy-status", role: "status", "aria-live": "polite" });
+  const button = (label, id, text) =>
+    h("button", {
+      type: "button",
+      class: "button button-small",
+      id,
+      text: label,
+      onClick: async () => {
+        status.textContent = (await copyText(text, fallbackEl)) ? "Copied." : "Selected: press Ctrl+C.";
+      },
+    });
+  return h(
+    "div",
+    { class: "copy-row" },
+    button("Copy markdown", `${prefix}-copy-markdown`, markdown),
+    button("Copy plain text", `${prefix}-copy-text`, markdownToPlainText(markdown)),
+    status,
+  );
 }
 
 /**
@@ -85,6 +145,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   const headerMeta = h("p", { class: "session-header-meta" });
   const versionBadge = h("span", { class: "pill pill-quiet", id: "state-version", "aria-label": "State version" });
   const readOnlyNote = h("p", { class: "notice", hidden: true });
+  const detailsBox = h("div", { class: "session-details", id: "session-details" });
 
   // Facts
   const factKind = h("select", { id: "fact-kind", name: "kind" }, api.FACT_KINDS.map((k) => h("option", { value: k, text: KIND_SINGULAR[k], selected: k === "observation" })));
@@ -119,13 +180,44 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   );
 
   // Resolve
+  /** The preview last shown (the Resolve panel reads the cause and fix from it). */
+  let shownNote = null;
   const resolveTicket = h("input", { id: "resolve-ticket", name: "ticket_ref", maxlength: 200, autocomplete: "off" });
   const resolveSubmit = h("button", { type: "submit", class: "button button-resolve", id: "resolve-button", text: "Resolve session" });
   const resolveError = h("div", { class: "error-box", role: "alert", hidden: true });
+  // What the note will say the cause and the fix were, from the latest preview.
+  const outlineCause = h("dd", { id: "resolve-outline-cause" });
+  const outlineFix = h("dd", { id: "resolve-outline-fix" });
+  const resolveOutline = h(
+    "dl",
+    { class: "resolve-outline", id: "resolve-outline" },
+    h("dt", { text: "The note will say the root cause was" }),
+    outlineCause,
+    h("dt", { text: "and that it was fixed by" }),
+    outlineFix,
+  );
+  const resolveResolution = h("textarea", { id: "resolve-resolution", name: "resolution", rows: 2, maxlength: 4000, "aria-describedby": "resolve-resolution-help" });
+  const resolveResolutionField = h(
+    "div",
+    { class: "field", id: "resolve-resolution-field", hidden: true },
+    h("label", { for: "resolve-resolution", text: "What fixed it" }),
+    resolveResolution,
+    h("p", { id: "resolve-resolution-help", class: "hint", text: "No resolution is recorded yet. This is saved as a resolution fact when you resolve." }),
+  );
+  const resolveForce = h("input", { type: "checkbox", id: "resolve-force", name: "force" });
+  const resolveForceField = h(
+    "div",
+    { class: "field field-checkbox", id: "resolve-force-field", hidden: true },
+    resolveForce,
+    h("label", { for: "resolve-force", text: "Resolve without a resolution (the note will say none was recorded)" }),
+  );
   const resolveForm = h(
     "form",
     { class: "resolve-form", novalidate: true, "aria-label": "Resolve the session" },
+    resolveOutline,
     h("div", { class: "field" }, h("label", { for: "resolve-ticket", text: "Ticket reference" }), resolveTicket),
+    resolveResolutionField,
+    resolveForceField,
     resolveError,
     h("div", { class: "form-actions" }, resolveSubmit),
   );
@@ -172,8 +264,10 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   const previewTicket = h("span", { class: "pill pill-quiet", id: "preview-ticket", hidden: true });
   const previewStatus = h("p", { class: "status-line", id: "preview-status", role: "status", "aria-live": "polite" });
   const previewBody = h("div", { class: "preview-body markdown", id: "preview-body" });
+  const previewSources = h("details", { class: "preview-sources", id: "preview-sources", hidden: true });
   const previewMeta = h("p", { class: "muted small", id: "preview-meta" });
   const previewRefresh = h("button", { type: "button", class: "button", id: "preview-refresh", text: "Refresh" });
+  const previewCopy = h("div", { class: "copy-row", id: "preview-copy", hidden: true });
   const previewSection = h(
     "aside",
     { class: "panel preview-panel", id: "preview-panel", "aria-labelledby": "preview-title" },
@@ -185,7 +279,9 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     ),
     h("p", { class: "badges" }, previewCache, previewVersion, previewTicket),
     previewStatus,
+    previewCopy,
     previewBody,
+    previewSources,
     previewMeta,
   );
 
@@ -217,8 +313,98 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     resolveForm.hidden = resolved;
     reopenButton.hidden = !resolved;
     if (!resolveTicket.value && s.ticket_ref) resolveTicket.value = s.ticket_ref;
+    renderDetails();
     renderFacts();
     renderFix();
+  }
+
+  // Title, ticket reference and problem: shown under the title, edited in place.
+  let editingDetails = false;
+  function renderDetails() {
+    if (editingDetails) return;
+    const s = state.session;
+    const edit = h("button", {
+      type: "button",
+      class: "button button-small",
+      id: "session-edit",
+      text: "Edit details",
+      disabled: s.status !== "active",
+      onClick: showDetailsEditor,
+    });
+    mount(
+      detailsBox,
+      s.problem ? h("p", { class: "session-problem", id: "session-problem-text" }, h("strong", { text: "Problem: " }), s.problem) : null,
+      h("p", {}, edit),
+    );
+  }
+
+  function showDetailsEditor() {
+    const s = state.session;
+    editingDetails = true;
+    const title = h("input", { id: "edit-title", name: "title", maxlength: 300, required: true, autocomplete: "off" });
+    const ticket = h("input", { id: "edit-ticket", name: "ticket_ref", maxlength: 200, autocomplete: "off" });
+    const problem = h("textarea", { id: "edit-problem", name: "problem", rows: 4, maxlength: 20000 });
+    title.value = s.title;
+    ticket.value = s.ticket_ref || "";
+    problem.value = s.problem || "";
+    const error = h("div", { class: "error-box", role: "alert", hidden: true });
+    const save = h("button", { type: "submit", class: "button button-primary button-small", text: "Save details" });
+    const cancelEdit = h("button", { type: "button", class: "button button-small", text: "Cancel" });
+    const form = h(
+      "form",
+      { class: "session-edit", id: "session-edit-form", novalidate: true, "aria-label": "Edit the session's details" },
+      h("div", { class: "field" }, h("label", { for: "edit-title", text: "Title" }), title),
+      h("div", { class: "field" }, h("label", { for: "edit-ticket", text: "Ticket reference" }), ticket),
+      h("div", { class: "field" }, h("label", { for: "edit-problem", text: "Problem" }), problem),
+      error,
+      h("div", { class: "form-actions" }, save, cancelEdit),
+    );
+    const close = () => {
+      editingDetails = false;
+      renderDetails();
+      detailsBox.querySelector("#session-edit")?.focus();
+    };
+    cancelEdit.addEventListener("click", close);
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        close();
+      }
+    });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      if (!title.value.trim()) {
+        error.textContent = "The session needs a title.";
+        error.hidden = false;
+        title.focus();
+        return;
+      }
+      const patch = {};
+      if (title.value.trim() !== s.title) patch.title = title.value.trim();
+      if ((ticket.value.trim() || null) !== (s.ticket_ref || null)) patch.ticket_ref = ticket.value.trim() || null;
+      if ((problem.value.trim() || null) !== (s.problem || null)) patch.problem = problem.value.trim() || null;
+      if (!Object.keys(patch).length) return close();
+      save.disabled = true;
+      try {
+        const updated = await api.updateSession(sessionId, patch);
+        if (disposed) return;
+        state.session = { ...state.session, ...updated };
+        editingDetails = false;
+        renderHeader();
+        announce("Session details saved");
+        schedulePreview();
+        detailsBox.querySelector("#session-edit")?.focus();
+      } catch (err) {
+        save.disabled = false;
+        const fields = err.fieldErrors ? err.fieldErrors("json") : {};
+        const named = Object.entries(fields).map(([k, v]) => `${k}: ${v.join(" ")}`);
+        error.textContent = named.length ? named.join("; ") : describeError(err);
+        error.hidden = false;
+      }
+    });
+    mount(detailsBox, form);
+    title.focus();
   }
 
   const isReadOnly = () => state.session && state.session.status !== "active";
@@ -242,6 +428,47 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       );
     });
     mount(factGroups, groups);
+    renderOutline();
+  }
+
+  /** The note's text of one section ("" when the preview has none yet). */
+  function noteSection(markdown, title) {
+    const parts = String(markdown || "").split(/^## /m);
+    const found = parts.find((part) => part.startsWith(`${title}\n`));
+    return found ? found.slice(title.length + 1).trim() : "";
+  }
+
+  /** The Resolve panel: what the note will say the cause and fix were; a resolution field when
+   * nothing records one. */
+  function renderOutline() {
+    const note = shownNote?.markdown;
+    outlineCause.textContent = note ? noteSection(note, "Root cause") : "Waiting for the preview…";
+    outlineFix.textContent = note ? noteSection(note, "Resolution") : "Waiting for the preview…";
+    const hasResolution = state.facts.some((f) => f.kind === "resolution");
+    resolveResolutionField.hidden = hasResolution;
+  }
+
+  /** Which facts each line of the note rests on. */
+  function renderSources(note) {
+    const cites = Array.isArray(note.citations) ? note.citations : [];
+    previewSources.hidden = !cites.length;
+    if (!cites.length) return;
+    const byId = new Map(state.facts.map((f) => [f.id, f]));
+    mount(
+      previewSources,
+      h("summary", { text: "What each line rests on" }),
+      h(
+        "ul",
+        { class: "source-list" },
+        cites.map((c) => {
+          const facts = (c.fact_ids || []).map((id) => byId.get(id)).filter(Boolean);
+          const rest = facts.length
+            ? facts.map((f) => `${KIND_SINGULAR[f.kind] || f.kind}: ${f.text}`).join("; ")
+            : (c.cites || []).length ? `${c.cites.join(", ")} (a script run or the suggested fix)` : "no fact";
+          return h("li", { dataset: { section: c.section } }, h("span", { class: "source-line", text: c.text }), h("span", { class: "muted small", text: ` ← ${rest}` }));
+        }),
+      ),
+    );
   }
 
   function factNode(fact) {
@@ -284,7 +511,8 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       node.mode = "edit";
       const inputId = `fact-edit-${factId}`;
       const kindId = `fact-edit-kind-${factId}`;
-      const input = h("input", { id: inputId, class: "fact-edit-input", value: fact.text, maxlength: 4000, autocomplete: "off" });
+      const input = h("textarea", { id: inputId, class: "fact-edit-input", rows: 3, maxlength: 4000 });
+      input.value = fact.text;
       const kind = h("select", { id: kindId }, api.FACT_KINDS.map((k) => h("option", { value: k, text: KIND_SINGULAR[k], selected: k === fact.kind })));
       const error = h("p", { class: "field-error", hidden: true });
       const save = h("button", { type: "submit", class: "button button-small button-primary", text: "Save" });
@@ -294,13 +522,16 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
         { class: "fact-edit", novalidate: true },
         h("label", { for: inputId, class: "visually-hidden", text: "Fact text" }),
         input,
-        h("label", { for: kindId, class: "visually-hidden", text: "Kind" }),
-        kind,
-        save,
-        cancelButton,
+        h("div", { class: "form-actions" }, h("label", { for: kindId, class: "visually-hidden", text: "Kind" }), kind, save, cancelButton),
         error,
       );
       const close = () => showView()?.focus();
+      input.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          form.requestSubmit();
+        }
+      });
       cancelButton.addEventListener("click", close);
       form.addEventListener("keydown", (event) => {
         if (event.key === "Escape") {
@@ -553,10 +784,10 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   }
 
   async function refreshFixes() {
-    const [active, all] = await Promise.all([api.getActiveFix(sessionId), api.listFixes(sessionId).catch(() => state.fixes)]);
+    const all = await api.listFixes(sessionId).catch(() => state.fixes);
     if (disposed) return;
-    state.activeFix = active;
     state.fixes = all || [];
+    state.activeFix = api.activeFixOf(state.fixes);
     renderFix();
   }
 
@@ -661,7 +892,6 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   let previewSeq = 0;
   let previewController = null;
   let previewRetry = null;
-  let shownNote = null;
   // The ETag of the note on screen: polling sends it back, and a 304 costs no body.
   let shownTag = null;
 
@@ -685,9 +915,13 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     previewTicket.hidden = !note.ticket_ref;
     previewTicket.textContent = note.ticket_ref ? `Ticket ${note.ticket_ref}` : "";
     mount(previewBody, renderMarkdown(note.markdown, { headingLevelOffset: 1 }));
+    renderSources(note);
+    renderOutline();
+    previewCopy.hidden = false;
+    mount(previewCopy, [...copyButtons("preview", note.markdown, previewBody).childNodes]);
     mount(
       previewMeta,
-      note.generator ? `${note.generator}${note.model ? ` · ${note.model}` : ""}` : "",
+      generatorLabel(note),
       note.generated_at ? [" · generated ", when(note.generated_at)] : null,
     );
     markPreviewStaleness();
@@ -771,7 +1005,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
         { class: `delivery-line delivery-${status}`, dataset: { delivery: status } },
         h("span", { class: `pill delivery-pill delivery-${status}`, text: status.replace("_", " ") }),
         " ",
-        DELIVERY_TEXT[status] || status,
+        deliveredTo(status, note.delivered_to) || DELIVERY_TEXT[status] || status,
         attempts ? ` · ${attempts} attempt${attempts === 1 ? "" : "s"}` : "",
         note.delivered_at ? [" · ", when(note.delivered_at)] : null,
       ),
@@ -793,17 +1027,22 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
           })
         : null,
     );
-    if (note.markdown) {
+    if (note.markdown && finalNote.dataset.shown !== `${note.state_version}|${note.markdown}`) {
+      const rendered = h("div", { class: "markdown", id: "final-note-body" }, renderMarkdown(note.markdown, { headingLevelOffset: 2 }));
+      finalNote.dataset.shown = `${note.state_version}|${note.markdown}`;
       mount(
         finalNote,
         h(
           "details",
           { class: "final-note-details", open: true },
           h("summary", { text: `Final note (v${note.state_version})` }),
-          h("div", { class: "markdown" }, renderMarkdown(note.markdown, { headingLevelOffset: 2 })),
+          copyButtons("final-note", note.markdown, rendered),
+          rendered,
         ),
       );
     }
+    // The final note replaces the preview: a resolved session shows its note once.
+    previewSection.hidden = Boolean(note.markdown);
     return FINAL_DELIVERY.has(status);
   }
 
@@ -831,7 +1070,13 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     resolveSubmit.disabled = true;
     try {
       schedulePreview.cancel();
-      const result = await api.resolveSession(sessionId, resolveTicket.value.trim() || undefined);
+      const result = await api.resolveSession(sessionId, resolveTicket.value.trim() || undefined, {
+        resolution: resolveResolutionField.hidden ? undefined : resolveResolution.value.trim() || undefined,
+        force: resolveForce.checked,
+      });
+      resolveResolution.value = "";
+      resolveForce.checked = false;
+      resolveForceField.hidden = true;
       setVersion(result?.state_version);
       state.session = { ...state.session, status: "resolved", ticket_ref: resolveTicket.value.trim() || state.session.ticket_ref };
       renderHeader();
@@ -850,6 +1095,12 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       resolveError.textContent = describeError(err);
       resolveError.hidden = false;
       resolveSubmit.disabled = false;
+      // Refused for want of a resolution: offer to record one, or to resolve anyway.
+      if (err?.body?.errors?.json?.resolution) {
+        resolveResolutionField.hidden = false;
+        resolveForceField.hidden = false;
+        resolveResolution.focus();
+      }
     }
   });
 
@@ -861,6 +1112,8 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       state.session = session && session.id ? session : await api.getSession(sessionId);
       deliveryStatus.replaceChildren();
       finalNote.replaceChildren();
+      delete finalNote.dataset.shown;
+      previewSection.hidden = false;
       renderHeader();
       announce("Session reopened");
       factText.focus();
@@ -876,21 +1129,21 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     api.getSession(sessionId),
     api.listFacts(sessionId),
     api.listMessages(sessionId).catch(() => []),
-    api.getActiveFix(sessionId).catch(() => null),
     api.listFixes(sessionId).catch(() => []),
   ])
-    .then(([session, facts, messages, activeFix, fixes]) => {
+    .then(([session, facts, messages, fixes]) => {
       if (disposed) return;
       state.session = session;
       state.facts = facts || [];
       state.messages = messages || [];
-      state.activeFix = activeFix;
       state.fixes = fixes || [];
+      state.activeFix = api.activeFixOf(state.fixes);
       const hadFocus = !main.contains(document.activeElement) || document.activeElement?.tagName === "H1";
       mount(
         main,
         h("p", { class: "breadcrumb" }, h("a", { href: "#/sessions", text: "← Sessions" })),
         h("div", { class: "session-header" }, titleEl, headerMeta),
+        detailsBox,
         readOnlyNote,
         pageStatus,
         h(

@@ -1,10 +1,25 @@
 import * as api from "../api.js";
-import { announce, describeError, errorBox, h, mount, when } from "../dom.js";
+import { announce, debounce, describeError, errorBox, h, mount, when } from "../dom.js";
 
 /** Troubleshooting sessions of your account, and a form to open a new one. */
 export function renderSessions(main, { query }, ctx) {
   let disposed = false;
   const filter = query.get("status") || "active";
+  const searchInput = h("input", {
+    id: "session-search",
+    name: "search",
+    type: "search",
+    maxlength: 200,
+    autocomplete: "off",
+    placeholder: "Title, ticket reference or problem",
+    value: query.get("search") || "",
+  });
+  const searchForm = h(
+    "form",
+    { class: "session-search", role: "search", "aria-label": "Session search", novalidate: true },
+    h("div", { class: "field" }, h("label", { for: "session-search", text: "Search sessions" }), searchInput),
+  );
+  let loadSeq = 0;
   const status = h("p", { class: "status-line", role: "status", "aria-live": "polite" });
   const list = h("ul", { class: "session-list", id: "session-list" });
 
@@ -70,17 +85,23 @@ export function renderSessions(main, { query }, ctx) {
     h(
       "div",
       { class: "sessions-layout" },
-      h("section", { "aria-labelledby": "session-list-title" }, h("h2", { id: "session-list-title", class: "visually-hidden", text: "Sessions" }), tabs, status, list),
+      h("section", { "aria-labelledby": "session-list-title" }, h("h2", { id: "session-list-title", class: "visually-hidden", text: "Sessions" }), tabs, searchForm, status, list),
       form,
     ),
   );
 
+  function load() {
+  const seq = ++loadSeq;
+  const search = searchInput.value.trim();
   status.textContent = "Loading sessions…";
   api
-    .listSessions({ status: filter === "all" ? undefined : filter, limit: 100 })
+    .listSessions({ status: filter === "all" ? undefined : filter, search: search || undefined, limit: 100 })
     .then((sessions) => {
-      if (disposed) return;
-      status.textContent = sessions.length ? `${sessions.length} session${sessions.length === 1 ? "" : "s"}` : "No sessions here yet.";
+      if (disposed || seq !== loadSeq) return;
+      const count = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
+      status.textContent = sessions.length
+        ? search ? `${count} matching “${search}”` : count
+        : search ? `No sessions match “${search}”.` : "No sessions here yet.";
       mount(
         list,
         sessions.map((s) =>
@@ -100,12 +121,23 @@ export function renderSessions(main, { query }, ctx) {
       );
     })
     .catch((error) => {
-      if (disposed) return;
+      if (disposed || seq !== loadSeq) return;
       status.textContent = "";
       mount(list, h("li", {}, errorBox(error)));
     });
+  }
+
+  const searchLater = debounce(load, 300);
+  searchInput.addEventListener("input", () => searchLater());
+  searchForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    searchLater.cancel();
+    load();
+  });
+  load();
 
   return () => {
     disposed = true;
+    searchLater.cancel();
   };
 }
