@@ -15,7 +15,7 @@ from flask import Flask, Response, jsonify
 
 from shared import runtime
 from shared.config import Settings
-from shared.web import check_dependencies
+from shared.web import health
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -74,13 +74,8 @@ def create_web_app(settings: Settings) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Any:
-        healthy, checks = check_dependencies(settings)
-        body = {
-            "status": "ok" if healthy else "unavailable",
-            "service": "gateway",
-            "checks": checks,
-        }
-        return jsonify(body), 200 if healthy else 503
+        body, status = health(settings, "gateway")
+        return jsonify(body), status
 
     @app.get("/api/docs")
     def docs() -> Response:

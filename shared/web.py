@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import redis.exceptions as redis_exc
+import sqlalchemy.exc as sa_exc
 from flask import Flask, jsonify
 from flask_smorest import Api, Blueprint
 from werkzeug.http import HTTP_STATUS_CODES
@@ -14,9 +16,32 @@ from shared import runtime
 from shared.config import Settings
 from shared.db import db
 from shared.errors import DomainError
+from shared.observability import get_logger
 from shared.redis_client import get_redis
 
+log = get_logger(__name__)
+
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+# What a client is told to wait when PostgreSQL or Redis is unreachable: about the time a
+# restarted server or a Sentinel failover takes to answer again.
+OUTAGE_RETRY_AFTER_S = 5
+
+
+def outage_response(exc: Exception) -> Any:
+    """503 JSON with Retry-After for a request that met a database or Redis outage (a failover,
+    a restart, every backend terminated), never a 500 or a hung request. The pool reconnects
+    (pre-ping) on the next request, so the client's retry succeeds once the server is back."""
+    dependency = "redis" if isinstance(exc, redis_exc.RedisError) else "database"
+    log.warning("dependency unavailable", dependency=dependency, error=type(exc).__name__)
+    body = {
+        "code": 503,
+        "status": HTTP_STATUS_CODES[503],
+        "message": f"The {dependency} is unavailable for a moment; retry shortly.",
+    }
+    response = jsonify(body)
+    response.status_code = 503
+    response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER_S)
+    return response
 
 
 def check_dependencies(settings: Settings) -> tuple[bool, dict[str, str]]:
@@ -33,6 +58,23 @@ def check_dependencies(settings: Settings) -> tuple[bool, dict[str, str]]:
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = f"error: {type(exc).__name__}"
     return all(v == "ok" for v in checks.values()), checks
+
+
+def health(settings: Settings, service: str) -> tuple[dict[str, Any], int]:
+    """`/healthz`: 200 `ok` when PostgreSQL and Redis answer, 503 `unavailable` naming the one
+    that does not; under `make run`'s supervisor, 200 `degraded` naming any program that is
+    restarting or crash-looping (the API still serves)."""
+    from shared.supervisor import degraded_processes
+
+    healthy, checks = check_dependencies(settings)
+    body: dict[str, Any] = {"status": "ok" if healthy else "unavailable", "service": service}
+    body["checks"] = checks
+    processes = degraded_processes()
+    if processes:
+        body["degraded"] = processes
+        if healthy:
+            body["status"] = "degraded"
+    return body, 200 if healthy else 503
 
 
 def create_service_app(
@@ -72,12 +114,19 @@ def create_service_app(
 
     @app.get("/healthz")
     def healthz() -> Any:
-        healthy, checks = check_dependencies(settings)
-        body = {"status": "ok" if healthy else "unavailable", "service": name, "checks": checks}
-        return jsonify(body), 200 if healthy else 503
+        body, status = health(settings, name)
+        return jsonify(body), status
 
     # flask-smorest already answers every HTTPException (unknown routes and methods included) with
     # JSON {code, status, message, errors}; domain errors get the same shape.
+    @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.InterfaceError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    @app.errorhandler(redis_exc.ConnectionError)
+    @app.errorhandler(redis_exc.TimeoutError)
+    def dependency_down(exc: Exception) -> Any:
+        return outage_response(exc)
+
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError) -> Any:
         body: dict[str, Any] = {
