@@ -116,7 +116,10 @@ class Settings:
 
     NOTES_PREWARM: bool = True
     NOTES_PREWARM_QUIET_S: float = 2.0
-    NOTES_LOCK_TTL_S: float = 120.0
+    # The single-flight lock's expiry if its holder dies; a live holder's heartbeat renews it
+    # every third of it. Kept below JOB_LEASE_S + SWEEP_INTERVAL_S so that a kill during a
+    # generation delays the note by no more than the lease and the sweeper do.
+    NOTES_LOCK_TTL_S: float = 30.0
     NOTES_PREVIEW_WAIT_S: float = 30.0
     # How long a claimed job (note materialisation, delivery) may go silent before the sweeper
     # hands it to another worker: the recovery time after a SIGKILL.

@@ -44,10 +44,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     generation_limit = settings.LLM_TIMEOUT_S * (settings.LLM_MAX_RETRIES + 1) * 2 + 60
     return {
         "broker_url": broker_url(settings),
+        # A broker that restarts (or fails over) must find its workers again by itself: retry
+        # the connection for ever, at start-up and after a loss. Where kombu still crashes on
+        # the way back, `make run`'s supervisor and the container's restart policy restart it.
         "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        "broker_channel_error_retry": True,
         "broker_transport_options": {
             "visibility_timeout": VISIBILITY_TIMEOUT_S,
             "socket_connect_timeout": 5,
+            # A silently dead connection (the primary gone, no RST) is noticed within seconds.
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+            "retry_on_timeout": True,
         },
         # Results are not used: state lives in PostgreSQL and the note cache.
         "task_ignore_result": True,
