@@ -21,6 +21,7 @@ from shared import runtime
 from shared.auth import hash_password, issue_token
 from shared.config import PROJECT_ROOT, Settings
 from shared.db import db
+from shared.embedded import DataDirInUse
 from shared.models import ACCOUNT_ROLES, Account, Team, User
 
 
@@ -240,9 +241,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = run(argv)
-    except CLIError as exc:
+    except (CLIError, DataDirInUse) as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr)
         return 2
+    finally:
+        # An embedded Redis this command started is stopped; a running stack's is left alone.
+        runtime.release_servers()
     print(json.dumps(result))
     return 0
 

@@ -19,6 +19,7 @@ import sys
 from shared import runtime
 from shared.cli import ensure_demo, load_library, migrate
 from shared.config import PROJECT_ROOT, Settings
+from shared.embedded import DataDirInUse
 from shared.supervisor import Supervisor
 
 
@@ -149,10 +150,10 @@ def main() -> int:
     settings = Settings.from_env()
     try:
         check_port_free(settings.GATEWAY_PORT)
-    except PortInUse as exc:
+        settings = runtime.configure(settings)
+    except (PortInUse, DataDirInUse) as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr)
         return 2
-    settings = runtime.configure(settings)
     migrate(settings)
     library = load_library()
     demo = ensure_demo(settings)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import DEFAULT_WEBHOOK_RETRY_SCHEDULE, ConfigError, Settings
+from shared.config import DEFAULT_WEBHOOK_RETRY_SCHEDULE, PROJECT_ROOT, ConfigError, Settings
 
 
 def test_missing_secret_key_outside_dev_is_a_startup_error() -> None:
@@ -51,3 +51,14 @@ def test_default_model_is_a_current_sonnet_from_the_sdk_list() -> None:
     model = Settings.from_env({}).ANTHROPIC_MODEL
     assert model in known and "sonnet" in model
     assert model not in ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929")
+
+
+def test_a_kill_during_generation_is_recovered_within_the_readmes_bound() -> None:
+    """The lock a killed generation held must expire before the lease and the sweeper hand the
+    job on, or it (not they) sets the delay: 120 s once, against the README's 55 s."""
+    defaults = Settings.from_env({})
+    bound = defaults.JOB_LEASE_S + defaults.SWEEP_INTERVAL_S
+    assert defaults.NOTES_LOCK_TTL_S < bound
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert f"`JOB_LEASE_S + SWEEP_INTERVAL_S` = **{bound:g} s**" in readme
+    assert f"| `NOTES_LOCK_TTL_S` | `{defaults.NOTES_LOCK_TTL_S:g}` |" in readme

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -341,3 +342,26 @@ def test_quiet_timer_becomes_quiet_after_the_interval(
     until(lambda: server_ms() - recorded >= 50)
     assert cache.is_quiet(SID, 1, 0.05) is True
     assert cache.quiet_remaining(SID, 1, 0.05) == 0.0
+
+
+def test_a_short_lock_outlives_a_slow_generation_while_its_heartbeat_runs(
+    redis_client: Any,
+) -> None:
+    """The lock's TTL is short so that a dead holder's lock lapses fast; a live holder's
+    heartbeat keeps it for as long as the generation takes, and stops renewing it when the
+    holder goes away."""
+    from services.notes.cache import NoteCache
+    from services.notes.preview import heartbeat
+    from tests.support.workers import stays_false, wait_until
+
+    cache = NoteCache(redis_client, prefix=f"hb{uuid.uuid4().hex[:6]}")
+    ttl_s = 0.6
+    sid = str(uuid.uuid4())
+    lock = cache.acquire("resolution_note", sid, 1, ttl_s)
+    assert lock is not None
+    with heartbeat(ttl_s / 3, lambda: cache.extend(lock, ttl_s)):
+        # Four lifetimes of the lock, and it never lapsed.
+        assert stays_false(lambda: cache.lock_holder("resolution_note", sid, 1) is None, 4 * ttl_s)
+    # The holder is gone (its heartbeat with it): the lock lapses within one lifetime.
+    wait_until(lambda: cache.lock_holder("resolution_note", sid, 1) is None, 5, message="the lapse")
+    assert cache.acquire("resolution_note", sid, 1, ttl_s) is not None
