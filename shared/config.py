@@ -204,6 +204,15 @@ class Settings:
             )
         if self.SECRET_KEY is not None and len(self.SECRET_KEY) < 32:
             raise ConfigError("SECRET_KEY must be at least 32 characters (HS256 key)")
+        from shared.redis_client import RedisURLError, is_sentinel_url, parse_sentinel_url
+
+        for name in ("REDIS_URL", "CACHE_REDIS_URL"):
+            url = getattr(self, name)
+            if url and is_sentinel_url(url):
+                try:
+                    parse_sentinel_url(url)
+                except RedisURLError as exc:
+                    raise ConfigError(f"{name}: {exc}") from exc
         if self.WEB_CONCURRENCY < 1 or self.WORKER_CONCURRENCY < 1:
             raise ConfigError("WEB_CONCURRENCY and WORKER_CONCURRENCY must be at least 1")
         return self

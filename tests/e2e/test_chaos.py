@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -29,15 +28,14 @@ from sqlalchemy.engine import make_url
 
 from shared.config import PROJECT_ROOT, Settings
 from shared.db import db
-from shared.embedded import redis_server_binary
 from shared.models import AISession, OutboxEvent, SessionFact
 from shared.supervisor import Policy, Supervisor
 from tests.support.receiver import WebhookReceiver
+from tests.support.redis_servers import RedisServer
 from tests.support.workers import (
     CeleryBeat,
     CeleryWorker,
     child_env,
-    free_port,
     running_gateway,
     wait_until,
 )
@@ -50,54 +48,6 @@ LOAD_THREADS = 4
 REDIS_DOWN_S = 2.0
 # After a fault ends, how long a 503 is still the honest answer (pools reconnecting).
 GRACE_S = 10.0
-
-
-class OwnRedis:
-    """A redis-server of this test only, with the deploy's persistence (AOF, fsync every s)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> OwnRedis:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        def up() -> bool:
-            try:
-                return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
-            except redis.RedisError:
-                return False
-
-        wait_until(up, 20, message="the test's redis-server")
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @dataclass
@@ -205,7 +155,7 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
 
     from services.notes.integrations import configure_ticketing
 
-    redis_server = OwnRedis(tmp_path / "redis").start()
+    redis_server = RedisServer(tmp_path / "redis").start()
     settings = replace(
         migrated,
         REDIS_URL=redis_server.url,

@@ -62,3 +62,22 @@ def test_a_kill_during_generation_is_recovered_within_the_readmes_bound() -> Non
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert f"`JOB_LEASE_S + SWEEP_INTERVAL_S` = **{bound:g} s**" in readme
     assert f"| `NOTES_LOCK_TTL_S` | `{defaults.NOTES_LOCK_TTL_S:g}` |" in readme
+
+
+def test_sentinel_urls_are_parsed_for_redis_py_and_kombu() -> None:
+    from shared.redis_client import broker_options, parse_sentinel_url
+
+    url = "sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26380;sentinel://10.0.0.3/2?master_name=rf"
+    target = parse_sentinel_url(url)
+    assert target.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26380), ("10.0.0.3", 26379))
+    assert (target.master_name, target.db) == ("rf", 2)
+    broker, options = broker_options(url)
+    assert (
+        broker == "sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26380;sentinel://10.0.0.3:26379/2"
+    )
+    assert options["master_name"] == "rf"
+    assert broker_options("redis://127.0.0.1:6379/0") == ("redis://127.0.0.1:6379/0", {})
+    with pytest.raises(ConfigError, match="REDIS_URL: .*master name"):
+        Settings.from_env({"REDIS_URL": "sentinel://10.0.0.1:26379/0"}).validate()
+    with pytest.raises(ConfigError, match="CACHE_REDIS_URL"):
+        Settings.from_env({"CACHE_REDIS_URL": "sentinel://;redis://x/0?master_name=a"}).validate()

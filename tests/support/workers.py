@@ -188,8 +188,12 @@ def _log_file(name: str) -> Path:
 def _control_app(broker_url: str) -> Any:
     from celery import Celery
 
-    app = Celery("rf-test-control", broker=broker_url, set_as_current=False)
+    from shared.redis_client import broker_options
+
+    url, transport_options = broker_options(broker_url)
+    app = Celery("rf-test-control", broker=url, set_as_current=False)
     app.conf.update(
+        broker_transport_options=transport_options,
         broker_connection_retry_on_startup=False,
         broker_connection_timeout=2,
         task_ignore_result=True,
