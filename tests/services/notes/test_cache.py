@@ -214,7 +214,8 @@ def test_lock_expires_and_can_be_taken_again(cache: NoteCache, redis_client: red
 def test_wait_timeout_zero_is_a_plain_get(cache: NoteCache) -> None:
     start = time.monotonic()
     assert cache.wait(KIND, SID, 1, 0) is None
-    assert time.monotonic() - start < 0.5
+    # No subscription, no waiting (a busy machine may still take a while over one GET).
+    assert time.monotonic() - start < 5
     cache.put(KIND, SID, 1, payload(1))
     assert cache.wait(KIND, SID, 1, 0) == payload(1)
 
@@ -223,14 +224,15 @@ def test_wait_returns_at_once_when_the_payload_exists(cache: NoteCache) -> None:
     cache.put(KIND, SID, 1, payload(1))
     start = time.monotonic()
     assert cache.wait(KIND, SID, 1, 30) == payload(1)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 15  # well before its 30 s timeout
 
 
 def test_wait_times_out_with_none(cache: NoteCache) -> None:
     start = time.monotonic()
     assert cache.wait(KIND, SID, 1, 0.3) is None
     elapsed = time.monotonic() - start
-    assert 0.25 <= elapsed < 2.0
+    # Not before its timeout; the upper bound only says it does not hang.
+    assert 0.25 <= elapsed < 10
 
 
 def test_wait_receives_a_payload_put_by_another_thread(
@@ -287,7 +289,7 @@ def test_wait_stops_early_when_the_lock_owner_dies(cache: NoteCache) -> None:
     # Without a lock at all it returns straight away.
     start = time.monotonic()
     assert cache.wait(KIND, SID, 3, 20, stop_when_unlocked=True) is None
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 10  # well before its 20 s timeout
 
 
 def test_wait_with_stop_when_unlocked_still_gets_the_payload(
