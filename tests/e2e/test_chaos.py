@@ -130,6 +130,27 @@ def _answers(base: str, headers: dict[str, str], sid: uuid.UUID) -> bool:
     return answer.status_code in (200, 202)
 
 
+def _generates(base: str, headers: dict[str, str], sid: uuid.UUID) -> bool:
+    """A worker generates again: a new version of the probe session gets its note."""
+    try:
+        fact = requests.post(
+            f"{base}/api/v1/ai-sessions/{sid}/facts",
+            json={"text": "Probe: the spooler restarted", "kind": "confirmed"},
+            headers=headers,
+            timeout=10,
+        )
+        if fact.status_code != 201:
+            return False
+        answer = requests.get(
+            f"{base}/api/v1/ai-sessions/{sid}/resolution-note/preview?wait=5",
+            headers=headers,
+            timeout=30,
+        )
+    except requests.RequestException:
+        return False
+    return answer.status_code == 200
+
+
 def _terminate_backends(settings: Settings) -> int:
     url = make_url(settings.DATABASE_URL or "")
     conn = psycopg2.connect(
@@ -216,13 +237,18 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
                 thread.start()
             wait_until(lambda: len(rec.answers) >= 20, 60, message="the load to start")
 
-            def fault(name: str, inject: Any, heal: Any) -> None:
+            def fault(name: str, inject: Any, heal: Any, *, generated: bool = False) -> None:
                 start = time.monotonic()
                 inject()
                 heal()
                 healed = time.monotonic()
+                check = (
+                    (lambda: _generates(base, user.headers, probe))
+                    if generated
+                    else (lambda: _answers(base, user.headers, probe))
+                )
                 wait_until(
-                    lambda: _answers(base, user.headers, probe),
+                    check,
                     60,
                     interval_s=0.1,
                     message=f"recovery after {name}",
@@ -254,6 +280,7 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
                     lambda pid=killed: wait_until(
                         lambda: worker_pid() not in (None, pid), 10, message="worker back"
                     ),
+                    generated=True,
                 )
             stop.set()
             for thread in loaders:
@@ -332,7 +359,7 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
         f"{len(resolved)}, notes delivered {len(per_session)} (redeliveries of one id: "
         f"{duplicates})"
         + "".join(
-            f"\n  {name}: down for max {max(o for o, _ in v):.2f} s, then answering again "
+            f"\n  {name}: down for max {max(o for o, _ in v):.2f} s, then whole again "
             f"after max {max(r for _, r in v):.2f} s (mean {sum(r for _, r in v) / len(v):.2f} s)"
             for name, v in recovery.items()
         )
