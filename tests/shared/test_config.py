@@ -81,3 +81,19 @@ def test_sentinel_urls_are_parsed_for_redis_py_and_kombu() -> None:
         Settings.from_env({"REDIS_URL": "sentinel://10.0.0.1:26379/0"}).validate()
     with pytest.raises(ConfigError, match="CACHE_REDIS_URL"):
         Settings.from_env({"CACHE_REDIS_URL": "sentinel://;redis://x/0?master_name=a"}).validate()
+
+
+def test_workers_retry_the_broker_for_ever_and_follow_a_sentinel_group() -> None:
+    from services.notes.worker import celery_config
+
+    plain = celery_config(Settings.from_env({"REDIS_URL": "redis://127.0.0.1:6390/0"}))
+    assert plain["broker_url"] == "redis://127.0.0.1:6390/0"
+    assert plain["broker_connection_retry"] is True
+    assert plain["broker_connection_retry_on_startup"] is True
+    assert plain["broker_connection_max_retries"] is None  # for ever
+    assert "master_name" not in plain["broker_transport_options"]
+    url = "sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380/0?master_name=rf"
+    sentinel = celery_config(Settings.from_env({"REDIS_URL": url}))
+    assert sentinel["broker_url"] == "sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380/0"
+    assert sentinel["broker_transport_options"]["master_name"] == "rf"
+    assert sentinel["broker_transport_options"]["visibility_timeout"] == 3600
