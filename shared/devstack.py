@@ -170,7 +170,6 @@ def main() -> int:
     try:
         supervisor.run()
     finally:
-        print("\nstopping ...", flush=True)
         runtime.release_servers()
     return 0
 

@@ -114,6 +114,9 @@ class Supervisor:
 
     def poll(self) -> None:
         """One pass: notice exits, schedule and perform restarts, refresh the status file."""
+        if self._stop.is_set():
+            # Ctrl-C reaches the whole process group: children exiting now are not crashes.
+            return
         now = self.clock()
         changed = False
         for program in self.programs.values():
@@ -139,6 +142,7 @@ class Supervisor:
             self._write_status()
 
     def stop(self) -> None:
+        self._say("supervisor: stopping every program ...")
         procs = [p.proc for p in self.programs.values() if p.proc is not None]
         for proc in procs:
             if proc.poll() is None:
