@@ -176,6 +176,7 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
 
     from services.notes.integrations import configure_ticketing
 
+    user = make_user("owner")
     redis_server = RedisServer(tmp_path / "redis").start()
     settings = replace(
         migrated,
@@ -189,7 +190,6 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
         WEBHOOK_TIMEOUT_S=5.0,
     )
     env = child_env(settings)
-    user = make_user("owner")
     rec = Record()
     stop = threading.Event()
     worker = CeleryWorker(env, concurrency=4)
@@ -199,10 +199,11 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
         env=env,
         policy=Policy(initial_backoff_s=0.5, max_backoff_s=2.0, crash_limit=50),
         log=open(tmp_path / "supervisor.log", "w"),  # noqa: SIM115 - closed with the test dir
-    ).start()
+    )
     supervising = threading.Thread(target=supervisor.run, daemon=True)
-    supervising.start()
     try:
+        supervisor.start()
+        supervising.start()
         with (
             WebhookReceiver() as receiver,
             CeleryBeat(env),
@@ -308,7 +309,10 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
     finally:
         stop.set()
         supervisor.request_stop()
-        supervising.join(timeout=60)
+        if supervising.is_alive():
+            supervising.join(timeout=60)
+        else:
+            supervisor.stop()
         redis_server.kill()
 
     # Every resolved session: one note, one webhook-id, delivered (retried with the same id).

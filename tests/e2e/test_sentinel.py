@@ -42,7 +42,7 @@ def test_a_sentinel_failover_during_load_loses_nothing(
 ) -> None:
     from services.notes.integrations import configure_ticketing
 
-    group = SentinelGroup(tmp_path / "sentinel").start()
+    group = SentinelGroup(tmp_path / "sentinel")
     settings = replace(
         migrated,
         REDIS_URL=group.url,
@@ -63,6 +63,7 @@ def test_a_sentinel_failover_during_load_loses_nothing(
     lock = threading.Lock()
     todo: queue.Queue[uuid.UUID] = queue.Queue()
     try:
+        group.start()
         with (
             WebhookReceiver() as receiver,
             CeleryWorker(env, concurrency=4),

@@ -58,7 +58,11 @@ class RedisServer:
             except redis.RedisError:
                 return False
 
-        wait_until(up, 20, message=f"redis-server on {self.port}")
+        try:
+            wait_until(up, 20, message=f"redis-server on {self.port}")
+        except BaseException:
+            self.kill()
+            raise
         return self
 
     def kill(self) -> None:
@@ -89,6 +93,13 @@ class SentinelGroup:
         return redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=2)
 
     def start(self) -> SentinelGroup:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # never leave a half-started group behind
+            raise
+
+    def _start(self) -> SentinelGroup:
         self.primary.start()
         self.replica.start()
         wait_until(
