@@ -250,7 +250,8 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
                 )
                 wait_until(
                     check,
-                    60,
+                    # A deadline, not a figure: the figures are printed below.
+                    180,
                     interval_s=0.1,
                     message=f"recovery after {name}",
                 )

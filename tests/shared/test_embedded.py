@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.config import PROJECT_ROOT
+from shared.config import PROJECT_ROOT, Settings
 from shared.embedded import DataDirInUse, redis_owner, start_redis, stop_redis
 from tests.support.workers import free_port
 
@@ -60,15 +60,22 @@ def test_cli_starts_embedded_servers_on_demand(tmp_path: Path) -> None:
 
 
 def test_the_cli_joins_a_running_redis_on_its_folder_and_leaves_it_running(
-    tmp_path: Path,
+    tmp_path: Path, settings: Settings
 ) -> None:
     port = free_port()
     start_redis(tmp_path, port)
     try:
         owner = redis_owner(tmp_path)
         assert owner is not None and owner[1] == port
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        env.update(RF_DATA_DIR=str(tmp_path), EMBEDDED_REDIS_PORT=str(port), RF_ENV="dev")
+        # Redis is the subject here; the suite's PostgreSQL spares starting an embedded one.
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        assert settings.DATABASE_URL is not None
+        env.update(
+            DATABASE_URL=settings.DATABASE_URL,
+            RF_DATA_DIR=str(tmp_path),
+            EMBEDDED_REDIS_PORT=str(port),
+            RF_ENV="dev",
+        )
         assert _cli(env, "migrate") == {"migrated": True}
         # A running stack's Redis: the command used it and left it alone.
         assert redis_owner(tmp_path) == owner
@@ -78,7 +85,7 @@ def test_the_cli_joins_a_running_redis_on_its_folder_and_leaves_it_running(
     assert redis_owner(tmp_path) is None
 
 
-def test_a_second_redis_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+def test_a_second_redis_on_the_same_folder_is_refused(tmp_path: Path, settings: Settings) -> None:
     port, other = free_port(), free_port()
     start_redis(tmp_path, port)
     try:
@@ -89,7 +96,13 @@ def test_a_second_redis_on_the_same_folder_is_refused(tmp_path: Path) -> None:
             redis.Redis(port=other, socket_connect_timeout=1).ping()
         # Through the CLI: one JSON error, exit code 2, naming the folder's server.
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        env.update(RF_DATA_DIR=str(tmp_path), EMBEDDED_REDIS_PORT=str(other), RF_ENV="dev")
+        assert settings.DATABASE_URL is not None
+        env.update(
+            DATABASE_URL=settings.DATABASE_URL,
+            RF_DATA_DIR=str(tmp_path),
+            EMBEDDED_REDIS_PORT=str(other),
+            RF_ENV="dev",
+        )
         result = subprocess.run(
             [sys.executable, "-m", "shared.cli", "migrate"],
             cwd=PROJECT_ROOT,

@@ -248,7 +248,9 @@ class CeleryWorker:
             self.env.get("LOG_LEVEL", "WARNING"),
         ]
 
-    def start(self, timeout_s: float = 30.0) -> CeleryWorker:
+    def start(self, timeout_s: float = 120.0) -> CeleryWorker:
+        # Generous: a worker boots in seconds, but on a machine whose cores are busy it can
+        # take a minute before it answers a ping.
         self.log_path = _log_file(self.name)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
