@@ -409,6 +409,11 @@ def preview_note(
 
         if enqueued < MAX_ENQUEUES_PER_PREVIEW:
             lock = ctx.cache.acquire(kind, sid, version, ctx.handover_lock_ttl_s)
+            found = ctx.cache.get(kind, sid, version) if lock is not None else None
+            if lock is not None and found is not None:
+                # Stored (and its lock released) between our last look and the lock: no task.
+                ctx.cache.release(lock)
+                return PreviewOutcome(kind, session_id, version, ticket_ref, found, not enqueued)
             if lock is not None:
                 try:
                     ctx.enqueue(TASK_GENERATE, kind, sid, version, lock.token)
