@@ -29,7 +29,8 @@ run: install
 test: install-dev test-tools
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-# System tools some tests drive (nginx for the gateway routing tests, Chromium for the console).
+# System tools some tests drive (nginx for the gateway routing tests, Chromium for the console)
+# and wrk, which `make bench` drives.
 test-tools:
 	@bash deploy/ci/ensure-test-tools.sh
 
@@ -45,8 +46,11 @@ format: install-dev
 migrate: install
 	$(BIN)/python -m shared.cli migrate
 
-bench: install-dev
-	$(BIN)/python -m pytest bench -p no:xdist --benchmark-only --benchmark-columns=min,median,mean,ops,rounds
+## bench: every hot path beside a baseline measured in the same run (figures in extra_info)
+bench: install-dev test-tools
+	@mkdir -p .benchmarks
+	$(BIN)/python -m pytest bench -p no:xdist --benchmark-only -s \
+		--benchmark-columns=min,median,mean,ops,rounds --benchmark-json=.benchmarks/bench.json
 
 clean:
 	rm -rf $(VENV) .data .test-artifacts .benchmarks .mypy_cache .ruff_cache *.egg-info

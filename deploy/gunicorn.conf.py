@@ -7,10 +7,16 @@ container sets PORT. Every value can be overridden from the environment (names b
 rebuilding the image.
 
 Why these values
-* worker_class gthread: the API is I/O bound. A FlowPilot chat turn waits seconds on the LLM and
-  may stream it back as Server-Sent Events, so a request must not pin a whole process. Threads
-  give concurrency per process with plain blocking code (psycopg2, redis-py, requests), and
-  gthread parks idle keep-alive connections in its poller instead of a thread.
+* worker_class gthread, chosen by measurement (bench/test_bench_gateway.py measures sync,
+  gthread and gevent, each against a bare Flask route under the same settings in the same run;
+  deploy/README.md has the figures). sync answers a tiny request fastest, but the API's
+  requests are not all tiny: a preview long-polls for its note (up to `wait`, 30 s by default)
+  and a FlowPilot chat turn streams the LLM's answer as Server-Sent Events, and each of those
+  would pin a whole sync process. gevent measured no faster than gthread here and would need
+  monkey-patching plus psycopg2's green wait callback (psycogreen) so that a query does not
+  block every other request of the process. Threads give concurrency per process with plain
+  blocking code (psycopg2, redis-py, requests), and gthread parks idle keep-alive connections
+  in its poller instead of a thread.
 * workers: WEB_CONCURRENCY, else 2 x CPUs + 1 capped at GUNICORN_MAX_WORKERS (8). CPUs are read
   from the cgroup quota, so a pod limited to 1 CPU on a 64-core node starts 3, not 129.
 * threads: GUNICORN_THREADS (8). Concurrent requests per pod = workers x threads; size the DB

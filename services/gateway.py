@@ -28,6 +28,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     (r"^/api/v1/ai-sessions/[^/]+/resolution-note(/|$)", "notes"),
     (r"^/api/v1/integrations(/|$)", "notes"),
     (r"^/api/v1/ai-sessions(/|$)", "pilot"),
+    (r"^/api/v1/usage(/|$)", "pilot"),
 )
 
 DOCS_PAGE = """<!doctype html>
@@ -76,6 +77,12 @@ def create_web_app(settings: Settings) -> Flask:
     def healthz() -> Any:
         body, status = health(settings, "gateway")
         return jsonify(body), status
+
+    @app.get("/livez")
+    def livez() -> Any:
+        # Liveness: this process answers. No dependency is checked (that is /healthz), so it
+        # is also what the benchmarks use to measure the gateway's own cost per request.
+        return jsonify({"status": "ok", "service": "gateway"})
 
     @app.get("/api/docs")
     def docs() -> Response:

@@ -12,7 +12,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g, request
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from shared.errors import Unauthenticated
@@ -76,22 +76,57 @@ def load_principal(session: Session, user_id: uuid.UUID) -> Principal | None:
     return Principal.from_user(row) if row is not None else None
 
 
-def authenticate_request() -> Principal:
-    from shared.db import db
+def principal_select(user_id: uuid.UUID) -> Select[Any]:
+    """Core SELECT of the principal's columns: the user, if it and its account are active.
+    Read on every request (no cache), so a disabled user or a changed role takes effect at
+    the next request. Other columns may be added to it (see the notes preview)."""
+    users, accounts = User.__table__, Account.__table__
+    return (
+        select(
+            users.c.id,
+            users.c.account_id,
+            users.c.team_id,
+            users.c.account_role,
+            users.c.is_super_admin,
+            users.c.email,
+        )
+        .select_from(users)
+        .join(accounts, accounts.c.id == users.c.account_id)
+        .where(users.c.id == user_id, users.c.is_active.is_(True), accounts.c.is_active.is_(True))
+    )
 
+
+def principal_from_row(row: Row[Any]) -> Principal:
+    return Principal(
+        id=row.id,
+        account_id=row.account_id,
+        team_id=row.team_id,
+        role=row.account_role,
+        is_super_admin=row.is_super_admin,
+        email=row.email,
+    )
+
+
+def bearer_user_id() -> uuid.UUID:
+    """The user id of the request's valid bearer token (nothing is read from the database)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing bearer token")
     try:
-        user_id = decode_token(current_app.config["SETTINGS"].secret_key, token.strip())
+        return decode_token(current_app.config["SETTINGS"].secret_key, token.strip())
     except InvalidToken as exc:
         raise Unauthenticated("invalid or expired token") from exc
-    with db.session() as session:
-        principal = load_principal(session, user_id)
-    if principal is None:
+
+
+def authenticate_request() -> Principal:
+    from shared.db import db
+
+    # One statement, one round trip, no ORM object: this runs on every API request.
+    row = db.read_row(principal_select(bearer_user_id()))
+    if row is None:
         raise Unauthenticated("user is inactive or unknown")
-    return principal
+    return principal_from_row(row)
 
 
 def auth_required(view: F) -> F:

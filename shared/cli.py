@@ -11,6 +11,7 @@ import json
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,54 @@ def set_ticketing(
     return {"secret": result.secret, "url": result.url}
 
 
+def _day(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise CLIError(f"{name} must be a date (YYYY-MM-DD)") from exc
+
+
+def usage(*, account: str, start: str | None, end: str | None) -> dict[str, Any]:
+    """The account's LLM usage report (what ``GET /api/v1/usage`` answers), all time unless
+    ``--from`` / ``--to`` narrow it."""
+    from shared.usage import budget_status, usage_report
+
+    try:
+        account_id = uuid.UUID(account)
+    except ValueError as exc:
+        raise CLIError("--account must be an account id (UUID)") from exc
+    first, last = _day(start, "--from"), _day(end, "--to")
+    if first and last and last < first:
+        raise CLIError("--to must not be before --from")
+    with db.transaction() as session:
+        if session.get(Account, account_id) is None:
+            raise CLIError(f"no account {account_id}")
+        report = usage_report(session, account_id=account_id, start=first, end=last)
+        report["budget"] = budget_status(session, account_id).body()
+    return {"account_id": str(account_id), **report}
+
+
+def backfill_notes(settings: Settings, *, account: str, session: str | None) -> dict[str, Any]:
+    """Queue note re-generations for the batch lane (the account's resolved sessions, or one
+    session); beat submits them and stores the results."""
+    from services.notes.batch import queue_backfill
+    from services.notes.preview import context_for
+    from shared.llm import LLMUnavailable
+
+    try:
+        account_id = uuid.UUID(account)
+        session_ids = [uuid.UUID(session)] if session else None
+    except ValueError as exc:
+        raise CLIError("--account and --session must be ids (UUID)") from exc
+    try:
+        queued = queue_backfill(context_for(settings), account_id, session_ids=session_ids)
+    except LLMUnavailable as exc:
+        raise CLIError(f"the batch lane needs an LLM: {exc}") from exc
+    return {"queued": queued}
+
+
 def ensure_demo(settings: Settings) -> dict[str, Any]:
     """The demo account `make run` prints tokens for; idempotent."""
     demo_users = (
@@ -210,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", required=True)
     p.add_argument("--secret")
     sub.add_parser("demo", help="create the demo account and print its users' tokens")
+    p = sub.add_parser("backfill-notes", help="queue note re-generations for the batch lane")
+    p.add_argument("--account", required=True)
+    p.add_argument("--session")
+    p = sub.add_parser("usage", help="an account's LLM usage and cost, as JSON")
+    p.add_argument("--account", required=True)
+    p.add_argument("--from", dest="start", help="first UTC day (YYYY-MM-DD), inclusive")
+    p.add_argument("--to", dest="end", help="last UTC day (YYYY-MM-DD), inclusive")
     return parser
 
 
@@ -234,6 +290,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             settings, account=args.account, url=args.url, secret=args.secret
         ),
         "demo": lambda: ensure_demo(settings),
+        "backfill-notes": lambda: backfill_notes(
+            settings, account=args.account, session=args.session
+        ),
+        "usage": lambda: usage(account=args.account, start=args.start, end=args.end),
     }
     return commands[args.command]()
 

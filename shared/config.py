@@ -16,7 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # A current Sonnet id from the anthropic SDK's own model list; the seed's Sonnet 4.5 retires
 # on 2026-11-30.
-DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-4-6"
+DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-5-5"
 
 # immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: the schedule the established webhook
 # providers (Svix, Standard Webhooks) use.
@@ -125,6 +125,8 @@ class Settings:
     # hands it to another worker: the recovery time after a SIGKILL.
     JOB_LEASE_S: int = 45
     SWEEP_INTERVAL_S: float = 10.0
+    # How often beat submits queued batch generations and polls the Message Batches API.
+    BATCH_INTERVAL_S: float = 60.0
     OUTBOX_RELAY_INTERVAL_S: float = 5.0
 
     WEBHOOK_RETRY_SCHEDULE_S: tuple[int, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
@@ -169,6 +171,7 @@ class Settings:
             NOTES_PREVIEW_WAIT_S=_float(env, "NOTES_PREVIEW_WAIT_S", cls.NOTES_PREVIEW_WAIT_S),
             JOB_LEASE_S=_int(env, "JOB_LEASE_S", cls.JOB_LEASE_S),
             SWEEP_INTERVAL_S=_float(env, "SWEEP_INTERVAL_S", cls.SWEEP_INTERVAL_S),
+            BATCH_INTERVAL_S=_float(env, "BATCH_INTERVAL_S", cls.BATCH_INTERVAL_S),
             OUTBOX_RELAY_INTERVAL_S=_float(
                 env, "OUTBOX_RELAY_INTERVAL_S", cls.OUTBOX_RELAY_INTERVAL_S
             ),

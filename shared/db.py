@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, Executable, Row, create_engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -23,6 +24,7 @@ class Database:
 
     def __init__(self) -> None:
         self._engine: Engine | None = None
+        self._read_engine: Engine | None = None
         self._sessionmaker: sessionmaker[Session] | None = None
         self.url: str | None = None
 
@@ -45,6 +47,11 @@ class Database:
         }
         options.update(engine_options)
         self._engine = create_engine(self.url, **options)
+        # The hot read path (see read_row): autocommit, so a statement is one round trip with
+        # no BEGIN/ROLLBACK around it, and no pre-ping, which would be a second one. A
+        # connection that died is noticed by the statement itself and retried once instead.
+        read_options = {**options, "pool_pre_ping": False, "isolation_level": "AUTOCOMMIT"}
+        self._read_engine = create_engine(self.url, **read_options)
         self._sessionmaker = sessionmaker(bind=self._engine, expire_on_commit=False)
         return self
 
@@ -72,6 +79,24 @@ class Database:
                 session.connection(execution_options={"isolation_level": isolation_level})
             yield session
 
+    def read_row(self, statement: Executable) -> Row[Any] | None:
+        """The first row of one read-only statement, in one round trip to PostgreSQL, outside
+        any transaction (each statement sees the latest committed data). For the hottest
+        requests only; everything else uses :meth:`session` / :meth:`transaction`.
+
+        A pooled connection the server closed (restart, failover) fails its statement and
+        invalidates the pool; the statement then runs once more on a fresh connection."""
+        if self._read_engine is None:
+            raise RuntimeError("database is not configured; call db.configure(url) first")
+        try:
+            with self._read_engine.connect() as conn:
+                return conn.execute(statement).first()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        with self._read_engine.connect() as conn:
+            return conn.execute(statement).first()
+
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -79,7 +104,10 @@ class Database:
     def dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
         self._engine = None
+        self._read_engine = None
         self._sessionmaker = None
 
 

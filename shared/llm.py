@@ -6,9 +6,18 @@ configured from :class:`shared.config.Settings`: ``ANTHROPIC_API_KEY``, ``ANTHRO
 connection errors, 408/409/429/5xx/529, honouring ``retry-after``) are the SDK's own; whatever
 still fails afterwards surfaces as :class:`LLMUnavailable`.
 
+Every request is passed through :func:`shared.llm_models.conform_request` before it is sent,
+so nothing the target model refuses (sampling parameters on Sonnet 5.x, a prefill, a thinking
+mode or effort level it does not have, ``max_tokens`` above its limit, more than four cache
+breakpoints) ever leaves the process: what can be dropped is dropped (and logged), what cannot
+is refused locally as a permanent :class:`LLMUnavailable`. A refusal by the API itself (400,
+401, 402, 403, 404, 413) is permanent too: the SDK does not retry it, and ``error`` carries the
+API's error type and message for the ledger.
+
 The stable system prompt is sent as a text block marked ``cache_control: ephemeral`` so the
 API caches it (prompt caching); the usage figures of every call, cache reads and writes
-included, come back on :class:`LLMResult` and are logged (never the prompt or the answer).
+(split by TTL) included, come back on :class:`LLMResult` and are logged (never the prompt or
+the answer).
 
 Without an API key the client is *offline*: each call returns the caller's ``offline()``
 text, so the product stays usable without the LLM.
@@ -26,6 +35,8 @@ from typing import TYPE_CHECKING, Any, cast
 import anthropic
 import httpx2
 
+from shared.llm_models import ModelSpec, RequestNotSupported, conform_request, spec_for
+
 if TYPE_CHECKING:
     from shared.config import Settings
 
@@ -40,7 +51,18 @@ OFFLINE_MODEL = "offline"
 TRANSIENT_REASONS = frozenset(
     {"timeout", "connection_error", "rate_limited", "overloaded", "server_error"}
 )
-PERMANENT_REASONS = frozenset({"auth_error", "invalid_request", "api_error"})
+PERMANENT_REASONS = frozenset(
+    {
+        "auth_error",
+        "billing_error",
+        "invalid_request",
+        "unsupported_request",
+        "api_error",
+        "offline",
+    }
+)
+# The API's error texts are stored in the ledger: bounded, never a prompt.
+MAX_ERROR_CHARS = 300
 
 # Rough per-message framing overhead used by fit_history, in tokens.
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -62,6 +84,8 @@ class LLMUsage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    # The 1-hour-TTL part of cache_creation_input_tokens (priced higher than 5-minute writes).
+    cache_creation_1h_input_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,10 +105,18 @@ class LLMUnavailable(RuntimeError):
     ``rate_limited``, ``overloaded``, ``server_error``: try again later) or
     :data:`PERMANENT_REASONS` (``auth_error`` for 401/403, ``invalid_request`` for other
     4xx, ``api_error`` for anything else the SDK raised: retrying will not help).
-    ``status_code`` is the HTTP status when there was one.
+    ``status_code`` is the HTTP status when there was one; ``error`` is the API's own
+    ``error.type: error.message`` (or the local refusal), bounded, for the ledger.
     """
 
-    def __init__(self, reason: str, *, status_code: int | None = None, detail: str = "") -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status_code: int | None = None,
+        detail: str = "",
+        error: str = "",
+    ) -> None:
         message = f"LLM unavailable: {reason}"
         if status_code is not None:
             message += f" (HTTP {status_code})"
@@ -93,6 +125,7 @@ class LLMUnavailable(RuntimeError):
         super().__init__(message)
         self.reason = reason
         self.status_code = status_code
+        self.error = (error or detail or reason)[:MAX_ERROR_CHARS]
 
     @property
     def retryable(self) -> bool:
@@ -233,19 +266,47 @@ def _classify(exc: Exception) -> tuple[str, int | None]:
             return "server_error", status
         if status in (401, 403):
             return "auth_error", status
+        if status == 402:
+            return "billing_error", status
         return "invalid_request", status
     return "api_error", None
 
 
-def _usage(raw: Any) -> LLMUsage:
+def _api_error_text(exc: Exception) -> str:
+    """``error.type: error.message`` from the API's error body, when it sent one."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        nested = body.get("error")
+        error: dict[str, Any] = nested if isinstance(nested, dict) else body
+        etype = str(error.get("type") or "")
+        message = str(error.get("message") or "")
+        if etype or message:
+            return f"{etype}: {message}"[:MAX_ERROR_CHARS]
+    return type(exc).__name__
+
+
+def _get(raw: Any, name: str) -> Any:
+    if isinstance(raw, dict):
+        return raw.get(name)
+    return getattr(raw, name, None)
+
+
+def usage_from(raw: Any) -> LLMUsage:
+    """:class:`LLMUsage` from a ``usage`` block (an SDK object or its JSON dict)."""
     if raw is None:
         return LLMUsage()
+    split = _get(raw, "cache_creation")
+    one_hour = int(_get(split, "ephemeral_1h_input_tokens") or 0) if split is not None else 0
     return LLMUsage(
-        input_tokens=getattr(raw, "input_tokens", None) or 0,
-        output_tokens=getattr(raw, "output_tokens", None) or 0,
-        cache_creation_input_tokens=getattr(raw, "cache_creation_input_tokens", None) or 0,
-        cache_read_input_tokens=getattr(raw, "cache_read_input_tokens", None) or 0,
+        input_tokens=int(_get(raw, "input_tokens") or 0),
+        output_tokens=int(_get(raw, "output_tokens") or 0),
+        cache_creation_input_tokens=int(_get(raw, "cache_creation_input_tokens") or 0),
+        cache_read_input_tokens=int(_get(raw, "cache_read_input_tokens") or 0),
+        cache_creation_1h_input_tokens=one_hour,
     )
+
+
+_usage = usage_from
 
 
 def _message_text(message: Any) -> str:
@@ -327,17 +388,18 @@ class LLMClient:
     ) -> LLMResult:
         """One answer. Raises :class:`LLMUnavailable` when online and the API cannot answer.
 
-        ``temperature`` is sent only when given (the SDK version in use has no typed
-        parameter for it, so it travels in the request body as-is).
+        ``temperature`` is a wish, not an order: it is sent only to models that accept sampling
+        parameters (see :mod:`shared.llm_models`), in the request body (the SDK no longer
+        types it); models that refuse it never see it.
         """
         start = time.perf_counter()
         client = self._client
         if client is None:
             return self._offline_result(offline, start, "complete")
 
-        request = self._request_kwargs(system, messages, max_tokens, cache_system)
-        if temperature is not None:
-            request["extra_body"] = {"temperature": temperature}
+        request = self._request_kwargs(
+            system, messages, max_tokens, cache_system, temperature=temperature, start=start
+        )
         try:
             message = client.messages.create(**request)
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
@@ -369,7 +431,7 @@ class LLMClient:
             yield self._offline_result(lambda: text, start, "stream")
             return
 
-        request = self._request_kwargs(system, messages, max_tokens, cache_system)
+        request = self._request_kwargs(system, messages, max_tokens, cache_system, start=start)
         try:
             with client.messages.stream(**request) as events:
                 for delta in events.text_stream:
@@ -379,6 +441,65 @@ class LLMClient:
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise self._unavailable(exc, start, "stream") from exc
         yield self._online_result(final, start, "stream")
+
+    # -- Message Batches (half price; for generations nobody is waiting on) ----------------
+
+    def submit_batch(self, requests: list[tuple[str, dict[str, Any]]]) -> str:
+        """Create a Message Batch of ``(custom_id, params)`` requests, each built with
+        :meth:`build_request` (conformed to the model). Returns the batch id. Raises
+        :class:`LLMUnavailable` (offline client: ``reason="offline"``)."""
+        client = self._require_online("batch_submit")
+        start = time.perf_counter()
+        try:
+            batch = client.messages.batches.create(
+                requests=cast(
+                    Any, [{"custom_id": cid, "params": params} for cid, params in requests]
+                )
+            )
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._unavailable(exc, start, "batch_submit") from exc
+        return str(batch.id)
+
+    def batch_ended(self, batch_id: str) -> bool:
+        """Whether the batch has ended (its results can be read)."""
+        client = self._require_online("batch_poll")
+        start = time.perf_counter()
+        try:
+            batch = client.messages.batches.retrieve(batch_id)
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._unavailable(exc, start, "batch_poll") from exc
+        return str(batch.processing_status) == "ended"
+
+    def batch_results(
+        self, batch_id: str
+    ) -> Generator[tuple[str, LLMResult | LLMUnavailable], None, None]:
+        """``(custom_id, result)`` per request of an ended batch: an :class:`LLMResult` for a
+        succeeded one, an :class:`LLMUnavailable` (not raised) for an errored, canceled or
+        expired one."""
+        client = self._require_online("batch_results")
+        start = time.perf_counter()
+        try:
+            for entry in client.messages.batches.results(batch_id):
+                outcome = entry.result
+                if outcome.type == "succeeded":
+                    yield entry.custom_id, self._online_result(outcome.message, start, "batch")
+                    continue
+                error = getattr(outcome, "error", None)
+                inner = getattr(error, "error", None)
+                text = (
+                    f"{getattr(inner, 'type', '')}: {getattr(inner, 'message', '')}"
+                    if inner is not None
+                    else outcome.type
+                )
+                reason = "invalid_request" if outcome.type == "errored" else "server_error"
+                yield entry.custom_id, LLMUnavailable(reason, detail=outcome.type, error=text)
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._unavailable(exc, start, "batch_results") from exc
+
+    def _require_online(self, op: str) -> anthropic.Anthropic:
+        if self._client is None:
+            raise LLMUnavailable("offline", detail=f"{op} needs ANTHROPIC_API_KEY")
+        return self._client
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -394,13 +515,18 @@ class LLMClient:
         self._log_result(result, mode)
         return result
 
-    def _request_kwargs(
+    def build_request(
         self,
         system: str | list[dict[str, Any]],
         messages: list[dict[str, Any]],
         max_tokens: int,
-        cache_system: bool,
+        cache_system: bool = True,
+        *,
+        temperature: float | None = None,
     ) -> dict[str, Any]:
+        """The Messages API keyword arguments for this client's model, conformed to what the
+        model accepts (see :func:`shared.llm_models.conform_request`). Raises
+        :class:`shared.llm_models.RequestNotSupported` for what cannot be conformed."""
         request: dict[str, Any] = {
             "model": self.model,
             "max_tokens": max_tokens,
@@ -409,7 +535,47 @@ class LLMClient:
         blocks = _system_blocks(system, cache_system)
         if blocks:
             request["system"] = blocks
-        return request
+        if temperature is not None:
+            request["temperature"] = temperature
+        conformed = conform_request(request)
+        for name, change in conformed.adjustments:
+            logger.debug(
+                "llm.request_adjusted",
+                extra={"llm_model": self.model, "llm_param": name, "llm_change": change},
+            )
+        out = conformed.request
+        if "temperature" in out:
+            # anthropic 2.x no longer types sampling parameters: they travel in the body.
+            out["extra_body"] = {**out.get("extra_body", {}), "temperature": out.pop("temperature")}
+        return out
+
+    def _request_kwargs(
+        self,
+        system: str | list[dict[str, Any]],
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        cache_system: bool,
+        *,
+        temperature: float | None = None,
+        start: float,
+    ) -> dict[str, Any]:
+        try:
+            return self.build_request(
+                system, messages, max_tokens, cache_system, temperature=temperature
+            )
+        except RequestNotSupported as exc:
+            logger.warning(
+                "llm.request_refused_locally",
+                extra={"llm_model": self.model, "llm_error": str(exc)},
+            )
+            raise LLMUnavailable(
+                "unsupported_request", detail="refused before sending", error=str(exc)
+            ) from exc
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The capabilities and prices of this client's model."""
+        return spec_for(self.model)
 
     def _offline_result(self, offline: Callable[[], str], start: float, op: str) -> LLMResult:
         result = LLMResult(
@@ -436,7 +602,9 @@ class LLMClient:
                 "llm_max_retries": self.max_retries,
             },
         )
-        return LLMUnavailable(reason, status_code=status, detail=type(exc).__name__)
+        return LLMUnavailable(
+            reason, status_code=status, detail=type(exc).__name__, error=_api_error_text(exc)
+        )
 
     @staticmethod
     def _log_result(result: LLMResult, op: str) -> None:
@@ -453,5 +621,6 @@ class LLMClient:
                 "llm_output_tokens": result.usage.output_tokens,
                 "llm_cache_creation_input_tokens": result.usage.cache_creation_input_tokens,
                 "llm_cache_read_input_tokens": result.usage.cache_read_input_tokens,
+                "llm_cache_creation_1h_input_tokens": (result.usage.cache_creation_1h_input_tokens),
             },
         )

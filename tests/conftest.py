@@ -157,6 +157,10 @@ def settings(test_servers: TestServers) -> Settings:
         "ALLOW_PRIVATE_WEBHOOKS": "true",
         "RF_DATA_DIR": str(ARTIFACTS / "data"),
     }
+    # The model under test: ANTHROPIC_MODEL when set (the suite runs against each supported
+    # model family that way), else the product's default.
+    if os.environ.get("ANTHROPIC_MODEL"):
+        env["ANTHROPIC_MODEL"] = os.environ["ANTHROPIC_MODEL"]
     for key in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
         os.environ.pop(key, None)
     # Child processes (CLI, workers, servers) inherit these.

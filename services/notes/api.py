@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
-from flask import current_app, jsonify
+from flask import Response, current_app, g, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.notes import integrations, materialise, preview
+from services.notes.bundle import principal_and_session_state
 from services.notes.schemas import (
     FinalNoteResponseSchema,
     NoteKindArgsSchema,
@@ -23,9 +26,9 @@ from services.notes.schemas import (
     TicketingResponseSchema,
     TicketingUpdateSchema,
 )
-from shared.auth import auth_required, current_principal
+from shared.auth import auth_required, bearer_user_id, current_principal
 from shared.db import db
-from shared.errors import PermissionDenied, Unavailable
+from shared.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
 from shared.permissions import can_administer_account
 from shared.web import BEARER_SECURITY
 
@@ -56,17 +59,47 @@ def _require_owner() -> None:
         raise PermissionDenied("only the account's owners can do this")
 
 
+def _auth_with_session_state(view: Callable[..., Any]) -> Callable[..., Any]:
+    """auth_required for the preview, the request the product serves most: the principal and
+    the session's state come from ONE statement (no cache, so a disabled user or a changed
+    role takes effect at the next request)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        principal, state = principal_and_session_state(bearer_user_id(), kwargs["session_id"])
+        if principal is None:
+            raise Unauthenticated("user is inactive or unknown")
+        g.principal = principal
+        g.session_state = state
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _if_none_match() -> list[str]:
+    """The opaque tags of If-None-Match (weak comparison: W/ is ignored)."""
+    tags = request.if_none_match
+    return sorted(tags.as_set(include_weak=True)) if tags else []
+
+
 @notes_blp.route("/<uuid:session_id>/resolution-note/preview")
 class PreviewView(MethodView):
-    decorators = [auth_required]
+    decorators = [_auth_with_session_state]
 
     @notes_blp.arguments(PreviewQueryArgsSchema, location="query")
     @notes_blp.response(200, PreviewResponseSchema)
     @notes_blp.alt_response(202, schema=PreviewPendingSchema, description="Not ready yet")
+    @notes_blp.alt_response(304, description="If-None-Match holds the current note's ETag: no body")
     @notes_blp.doc(security=BEARER_SECURITY)
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The note for the session's current state_version: from the cache, or generated once
-        however many ask. Answers 202 when it is not ready within `wait` seconds."""
+        however many ask. Answers 202 when it is not ready within `wait` seconds.
+
+        A ready note carries a weak ETag; send it back in If-None-Match while polling and the
+        answer is 304 with no body as long as the note is current."""
+        state = g.session_state
+        if state is None:
+            raise NotFound("AI session not found")
         ctx = _context()
         wait = args.get("wait")
         outcome = preview.preview_note(
@@ -75,13 +108,24 @@ class PreviewView(MethodView):
             account_id=current_principal().account_id,
             kind=args["kind"],
             wait_s=ctx.settings.NOTES_PREVIEW_WAIT_S if wait is None else float(wait),
+            state=state,
+            if_none_match=_if_none_match(),
         )
         if not outcome.ready:
             response = jsonify(outcome.body())
             response.status_code = 202
             response.headers["Retry-After"] = str(math.ceil(outcome.retry_after))
             return response
-        return outcome.body()
+        # Clients revalidate every time (the note changes with the session) and keep it private.
+        headers = {"Cache-Control": "private, no-cache"}
+        if outcome.matched_tag is not None:
+            response = Response(status=304, headers=headers)
+            response.set_etag(outcome.matched_tag, weak=True)
+            return response
+        tag = outcome.tag
+        if tag is not None:
+            headers["ETag"] = f'W/"{tag}"'
+        return outcome.body(), 200, headers
 
 
 @notes_blp.route("/<uuid:session_id>/resolution-note")

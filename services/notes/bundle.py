@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from services.notes.generator import BundleFact, BundleFix, BundleScriptRun, NoteBundle
+from shared.auth import principal_from_row, principal_select
 from shared.db import db
 from shared.models import (
     AISession,
@@ -24,7 +25,9 @@ from shared.models import (
     ScriptTemplate,
     SessionFact,
     SuggestedFix,
+    User,
 )
+from shared.principal import Principal
 
 REPEATABLE_READ = "REPEATABLE READ"
 
@@ -82,6 +85,44 @@ def session_state(
 ) -> SessionState | None:
     with db.session() as session:
         return read_session_state(session, session_id, account_id=account_id)
+
+
+def principal_and_session_state(
+    user_id: uuid.UUID, session_id: uuid.UUID
+) -> tuple[Principal | None, SessionState | None]:
+    """The preview's whole database read, ONE statement: the active principal of `user_id`
+    (as every request reads it, see shared.auth) and the state of the session if it is in the
+    principal's account. (None, None): no such active user; (principal, None): no such session
+    for that account."""
+    sessions, users = AISession.__table__, User.__table__
+    statement = (
+        principal_select(user_id)
+        .add_columns(
+            sessions.c.id.label("session_id"),
+            sessions.c.state_version,
+            sessions.c.status,
+            sessions.c.ticket_ref,
+            sessions.c.resolved_version,
+        )
+        .outerjoin(
+            sessions,
+            and_(sessions.c.id == session_id, sessions.c.account_id == users.c.account_id),
+        )
+    )
+    row = db.read_row(statement)
+    if row is None:
+        return None, None
+    principal = principal_from_row(row)
+    if row.session_id is None:
+        return principal, None
+    return principal, SessionState(
+        session_id=row.session_id,
+        account_id=row.account_id,
+        state_version=int(row.state_version),
+        status=row.status,
+        ticket_ref=row.ticket_ref,
+        resolved_version=row.resolved_version,
+    )
 
 
 def _fix(row: SuggestedFix | None) -> BundleFix | None:

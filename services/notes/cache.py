@@ -18,6 +18,10 @@ key                            type     content
                                         state_version: what :meth:`NoteCache.delete_older` walks
 ``P:notefps:S``                set      every fingerprint key of the session: what
                                         :meth:`NoteCache.forget_session` deletes
+``P:notetag:K:S:V``            string   the version payload's entity tag (:func:`note_tag`), written
+                                        with it: what a conditional preview compares, so that a
+                                        304 never reads the note itself. Deleted with the
+                                        version key; not counted in the index
 ``P:notelock:K:S:V``           string   single-flight lock: a random owner token, with PX expiry
 ``P:notequiet:S``              hash     ``version``, ``at_ms`` (Redis TIME) of the session's latest
                                         state_changed event; expires after an hour of silence
@@ -35,6 +39,7 @@ Multi-key scripts assume a single Redis node (no cluster hash tags).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import secrets
@@ -48,15 +53,28 @@ QUIET_KEY_MIN_TTL_MS = 3600 * 1000
 LOCK_CHECK_INTERVAL_S = 0.5
 
 _PUT_SCRIPT = """
--- KEYS: version key, fingerprint key, session index, session fingerprint set
--- ARGV: payload, version, channel, has fingerprint ("1"/"0")
+-- KEYS: version key, fingerprint key, session index, session fingerprint set, tag key
+-- ARGV: payload, version, channel, has fingerprint ("1"/"0"), tag
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[5], ARGV[5])
 redis.call('ZADD', KEYS[3], ARGV[2], KEYS[1])
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[2], ARGV[1])
   redis.call('SADD', KEYS[4], KEYS[2])
 end
 return redis.call('PUBLISH', ARGV[3], ARGV[1])
+"""
+
+_GET_UNLESS_TAGGED_SCRIPT = """
+-- KEYS: tag key, version key; ARGV: the client's tags. {1, tag} when the stored tag is one
+-- of them (the payload is not read), else {0, payload or nil}.
+local tag = redis.call('GET', KEYS[1])
+if tag then
+  for i = 1, #ARGV do
+    if ARGV[i] == tag then return {1, tag} end
+  end
+end
+return {0, redis.call('GET', KEYS[2])}
 """
 
 _RELEASE_SCRIPT = """
@@ -120,6 +138,22 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+def note_tag(kind: str, session_id: str, state_version: int, payload: dict[str, Any]) -> str:
+    """The opaque entity tag of a version's payload: a digest of (kind, session, version and
+    the note's fingerprint), the note's fingerprint being the bundle fingerprint and when it
+    was generated, so a note generated again for the same version (after an eviction) is a
+    new tag. HTTP sends it as a weak tag: the preview's `from_cache` differs between the
+    request that generated the note and the ones after."""
+    parts = (
+        kind,
+        str(session_id),
+        str(int(state_version)),
+        str(payload.get("fingerprint") or ""),
+        str(payload.get("generated_at") or ""),
+    )
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
+
+
 class NoteCache:
     """Generated notes in Redis, keyed by (kind, session_id, state_version)."""
 
@@ -130,6 +164,7 @@ class NoteCache:
         self.prefix = prefix
         self._put = redis.register_script(_PUT_SCRIPT)
         self._release = redis.register_script(_RELEASE_SCRIPT)
+        self._get_unless_tagged = redis.register_script(_GET_UNLESS_TAGGED_SCRIPT)
         self._extend = redis.register_script(_EXTEND_SCRIPT)
         self._note_event = redis.register_script(_NOTE_EVENT_SCRIPT)
         self._quiet_remaining = redis.register_script(_QUIET_REMAINING_SCRIPT)
@@ -148,6 +183,17 @@ class NoteCache:
     def fingerprints_key(self, session_id: str) -> str:
         return f"{self.prefix}:notefps:{session_id}"
 
+    def tag_key(self, kind: str, session_id: str, state_version: int) -> str:
+        return f"{self.prefix}:notetag:{kind}:{session_id}:{int(state_version)}"
+
+    def _tag_keys_of(self, version_keys: list[str]) -> list[str]:
+        marker = f"{self.prefix}:note:"
+        return [
+            f"{self.prefix}:notetag:{key[len(marker) :]}"
+            for key in version_keys
+            if key.startswith(marker)
+        ]
+
     def lock_key(self, kind: str, session_id: str, state_version: int) -> str:
         return f"{self.prefix}:notelock:{kind}:{session_id}:{int(state_version)}"
 
@@ -162,6 +208,24 @@ class NoteCache:
     def get(self, kind: str, session_id: str, state_version: int) -> dict[str, Any] | None:
         return _load(self.redis.get(self.key(kind, session_id, state_version)))
 
+    def get_unless_tagged(
+        self, kind: str, session_id: str, state_version: int, tags: list[str]
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """One round trip: (the matching tag, None) when the version's stored tag is one of
+        ``tags``, without reading the payload; else (None, the payload or None)."""
+        if not tags:
+            return None, self.get(kind, session_id, state_version)
+        result = self._get_unless_tagged(
+            keys=[
+                self.tag_key(kind, session_id, state_version),
+                self.key(kind, session_id, state_version),
+            ],
+            args=list(tags),
+        )
+        if int(result[0]) == 1:
+            return _text(result[1]), None
+        return None, _load(result[1] if len(result) > 1 else None)
+
     def put(self, kind: str, session_id: str, state_version: int, payload: dict[str, Any]) -> None:
         """Store ``payload`` for the version (no TTL), index it, store it under its
         ``payload["fingerprint"]`` (when present) and publish it to every waiter, in one
@@ -172,12 +236,19 @@ class NoteCache:
         vkey = self.key(kind, session_id, version)
         fkey = self.fingerprint_key(kind, session_id, str(fingerprint)) if fingerprint else vkey
         self._put(
-            keys=[vkey, fkey, self.index_key(session_id), self.fingerprints_key(session_id)],
+            keys=[
+                vkey,
+                fkey,
+                self.index_key(session_id),
+                self.fingerprints_key(session_id),
+                self.tag_key(kind, session_id, version),
+            ],
             args=[
                 data,
                 version,
                 self.channel(kind, session_id, version),
                 "1" if fingerprint else "0",
+                note_tag(kind, session_id, version, payload),
             ],
         )
 
@@ -197,7 +268,8 @@ class NoteCache:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*members)
         pipe.zrem(index, *members)
-        deleted, _ = pipe.execute()
+        pipe.delete(*self._tag_keys_of([_text(m) for m in members]))
+        deleted, _, _ = pipe.execute()
         return int(deleted)
 
     def forget_session(self, session_id: str) -> int:
@@ -205,10 +277,15 @@ class NoteCache:
         indexes and the quiet-timer hash (locks expire on their own). Returns keys deleted."""
         index = self.index_key(session_id)
         fps = self.fingerprints_key(session_id)
-        members = [_text(m) for m in self.redis.zrange(index, 0, -1)]
-        members += [_text(m) for m in self.redis.smembers(fps)]
+        versions = [_text(m) for m in self.redis.zrange(index, 0, -1)]
+        members = versions + [_text(m) for m in self.redis.smembers(fps)]
         keys = [*members, index, fps, self.quiet_key(session_id)]
-        return int(self.redis.delete(*keys))
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(*keys)
+        tags = self._tag_keys_of(versions)
+        if tags:
+            pipe.delete(*tags)
+        return int(pipe.execute()[0])
 
     # -- single-flight lock -----------------------------------------------------------------
 

@@ -191,7 +191,7 @@ def materialise_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> st
                 # The session is read-only once resolved, so the version read here is normally
                 # the resolved one. If it was reopened and changed since, the note is made from
                 # the newest data (the resolved version's data no longer exists).
-                got = obtain_note(ctx, kind, session_id, wait_s=ctx.lock_ttl_s)
+                got = obtain_note(ctx, kind, session_id, wait_s=ctx.lock_ttl_s, final=True)
                 if got is not None:
                     payload = got.payload
                     break

@@ -20,10 +20,14 @@ No Flask here; the API and the tasks pass a :class:`NotesContext`.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,13 +35,20 @@ from typing import Any
 
 import redis
 
-from services.notes.bundle import LoadedBundle, load_bundle, session_state
-from services.notes.cache import FlightLock, NoteCache
-from services.notes.generator import NOTE_KINDS, ResolutionNoteGenerator, bundle_fingerprint
+from services.notes.bundle import LoadedBundle, SessionState, load_bundle, session_state
+from services.notes.cache import FlightLock, NoteCache, note_tag
+from services.notes.generator import (
+    GENERATOR_OFFLINE_FALLBACK,
+    NOTE_KINDS,
+    GeneratedNote,
+    ResolutionNoteGenerator,
+    bundle_fingerprint,
+    offline_note,
+)
 from shared.config import Settings
 from shared.db import db
 from shared.errors import InvalidInput, NotFound, Unavailable
-from shared.llm import OFFLINE_MODEL, LLMClient
+from shared.llm import OFFLINE_MODEL, LLMClient, LLMUnavailable, LLMUsage
 from shared.observability import (
     LLM_CALLS,
     LLM_TOKENS,
@@ -46,7 +57,7 @@ from shared.observability import (
     get_logger,
 )
 from shared.redis_client import get_redis
-from shared.usage import record_usage
+from shared.usage import budget_status, record_reuse, record_usage
 
 log = get_logger(__name__)
 
@@ -60,6 +71,7 @@ TASK_MATERIALISE = "notes.materialise"
 TASK_DELIVER = "notes.deliver"
 TASK_RELAY_OUTBOX = "notes.relay_outbox"
 TASK_SWEEP = "notes.sweep"
+TASK_BATCH_LANE = "notes.batch_lane"
 TASK_QUEUES: dict[str, str] = {
     TASK_HANDLE_EVENT: "events",
     TASK_GENERATE: "notes",
@@ -68,6 +80,7 @@ TASK_QUEUES: dict[str, str] = {
     TASK_DELIVER: "webhooks",
     TASK_RELAY_OUTBOX: "events",
     TASK_SWEEP: "notes",
+    TASK_BATCH_LANE: "notes",
 }
 
 # A preview re-enqueues a generation when the one it waited on vanished without a result (its
@@ -76,6 +89,15 @@ TASK_QUEUES: dict[str, str] = {
 MAX_ENQUEUES_PER_PREVIEW = 3
 # The 202 answer's hint: how long a client should wait before asking again.
 PENDING_RETRY_AFTER_S = 2
+# After a transient LLM failure (the SDK's retries spent), a session's pre-warm waits this long,
+# doubling per failure up to the cap, so a dead LLM is not hammered once per sweep or event.
+LLM_BACKOFF_BASE_S = 10
+LLM_BACKOFF_MAX_S = 600
+
+# Why a note came from the offline generator although the LLM is configured.
+FALLBACK_PERMANENT = "permanent_error"  # the API refused the request for good (4xx)
+FALLBACK_UNAVAILABLE = "llm_unavailable"  # a final note, after the SDK's retries
+FALLBACK_BUDGET = "budget_exceeded"  # the account's monthly budget is spent
 
 
 # How many times `NOTES_LOCK_TTL_S` a lock handed to a queued task lives (30 s -> 120 s).
@@ -158,26 +180,108 @@ def now_iso() -> str:
 # ── Heartbeat ─────────────────────────────────────────────────────────────────────────────────
 
 
+class _Heartbeats:
+    """Every heartbeat of the process, kept by ONE scheduler thread that hands due beats to a
+    few reusable threads. A thread started and joined per generation cost a fifth of a
+    worker's CPU under load (thread start, Event.set waking it, join); this costs none.
+
+    A beat still running when it is due again is not started twice, and a slow beat holds up
+    only the pool thread it runs on."""
+
+    MAX_BEAT_THREADS = 4
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: list[tuple[float, int, float, Callable[[], object]]] = []
+        self._active: set[int] = set()
+        self._running: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def add(self, interval_s: float, beat: Callable[[], object]) -> int:
+        with self._cond:
+            beat_id = next(self._ids)
+            self._active.add(beat_id)
+            heapq.heappush(self._due, (time.monotonic() + interval_s, beat_id, interval_s, beat))
+            if self._thread is None or not self._thread.is_alive():
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.MAX_BEAT_THREADS, thread_name_prefix="rf-heartbeat"
+                )
+                self._thread = threading.Thread(target=self._run, name="rf-heartbeats", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return beat_id
+
+    def remove(self, beat_id: int, timeout_s: float = 5.0) -> None:
+        """Stop the beat; a run already under way is waited for (at most `timeout_s`), so no
+        beat happens after the block that asked for it has ended."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._active.discard(beat_id)
+            while beat_id in self._running:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._due and self._due[0][1] not in self._active:
+                    heapq.heappop(self._due)  # removed: drop lazily
+                if not self._due:
+                    self._cond.wait()
+                    continue
+                due, beat_id, interval_s, beat = self._due[0]
+                delay = due - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                heapq.heapreplace(self._due, (due + interval_s, beat_id, interval_s, beat))
+                if beat_id in self._running:
+                    continue
+                self._running.add(beat_id)
+                pool = self._pool
+            assert pool is not None
+            pool.submit(self._beat, beat_id, beat)
+
+    def _beat(self, beat_id: int, beat: Callable[[], object]) -> None:
+        try:
+            with self._cond:
+                if beat_id not in self._active:
+                    return
+            beat()
+        except Exception:  # noqa: BLE001 - a missed beat only shortens the lease
+            log.warning("heartbeat failed", exc_info=True)
+        finally:
+            with self._cond:
+                self._running.discard(beat_id)
+                self._cond.notify_all()
+
+
+_heartbeats = _Heartbeats()
+
+
+def _reset_heartbeats_after_fork() -> None:
+    # A forked child has none of the parent's threads: it starts its own on first use.
+    global _heartbeats
+    _heartbeats = _Heartbeats()
+
+
+os.register_at_fork(after_in_child=_reset_heartbeats_after_fork)
+
+
 @contextmanager
 def heartbeat(interval_s: float, beat: Callable[[], object]) -> Iterator[None]:
-    """Call `beat` every `interval_s` in a daemon thread while the block runs: keeps a lock or
-    a lease alive during a slow LLM or webhook call, and lets it lapse if this process dies."""
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.wait(interval_s):
-            try:
-                beat()
-            except Exception:  # noqa: BLE001 - a missed beat only shortens the lease
-                log.warning("heartbeat failed", exc_info=True)
-
-    thread = threading.Thread(target=run, name="rf-heartbeat", daemon=True)
-    thread.start()
+    """Call `beat` every `interval_s` while the block runs (from the process's heartbeat
+    thread): keeps a lock or a lease alive during a slow LLM or webhook call, and lets it
+    lapse if this process dies."""
+    beat_id = _heartbeats.add(interval_s, beat)
     try:
         yield
     finally:
-        stop.set()
-        thread.join(timeout=5)
+        _heartbeats.remove(beat_id)
 
 
 # ── Worker side: one generation per (kind, session, version) ──────────────────────────────────
@@ -199,7 +303,32 @@ def _reuse(
         return None
     payload = {**found, "state_version": loaded.state_version, "fingerprint": fingerprint}
     ctx.cache.put(kind, loaded.bundle.session_id, loaded.state_version, payload)
+    with db.transaction() as session:
+        record_reuse(
+            session,
+            account_id=loaded.session.account_id,
+            ai_session_id=loaded.session.session_id,
+            purpose=USAGE_PURPOSE,
+            state_version=loaded.state_version,
+        )
     return payload
+
+
+def backoff_key(ctx: NotesContext, session_id: str) -> str:
+    return f"{ctx.settings.REDIS_KEY_PREFIX}:llm_backoff:{session_id}"
+
+
+def _back_off(ctx: NotesContext, session_id: str) -> None:
+    """Count a transient LLM failure for the session; its pre-warm waits 10 s, 20 s, 40 s, ..."""
+    key = backoff_key(ctx, session_id)
+    failures = int(ctx.redis.incr(f"{key}:n"))
+    ctx.redis.expire(f"{key}:n", LLM_BACKOFF_MAX_S * 2)
+    delay = min(LLM_BACKOFF_MAX_S, LLM_BACKOFF_BASE_S * 2 ** (failures - 1))
+    ctx.redis.set(key, failures, ex=int(delay))
+
+
+def backing_off(ctx: NotesContext, session_id: str) -> bool:
+    return bool(ctx.redis.exists(backoff_key(ctx, session_id)))
 
 
 def obtain_note(
@@ -211,9 +340,14 @@ def obtain_note(
     lock_token: str | None = None,
     wait_s: float = 0.0,
     only_if: Callable[[LoadedBundle], bool] | None = None,
+    final: bool = False,
 ) -> Obtained | None:
     """The note of the session's current version: from the cache, by fingerprint reuse, or
     generated under the version's single-flight lock.
+
+    ``final`` (the resolved session's note): when the LLM is still unavailable after the SDK's
+    retries, the offline note is stored (flagged) instead of failing, so it never stays
+    "generating"; a permanent refusal or a spent budget does that for every note.
 
     `lock_token` is the lock a preview took for `requested_version` and passed with the task.
     Returns None when there is nothing to do: the session is gone, `only_if` refused, or another
@@ -265,18 +399,63 @@ def obtain_note(
         reused = _reuse(ctx, kind, loaded, fingerprint)
         if reused is not None:
             return Obtained(reused, version, "reuse")
-        return Obtained(_generate(ctx, kind, loaded, lock), version, "generated")
+        return Obtained(_generate(ctx, kind, loaded, lock, final=final), version, "generated")
     finally:
         ctx.cache.release(lock)
 
 
+def _fallback(
+    generator: ResolutionNoteGenerator, loaded: LoadedBundle, fingerprint: str
+) -> GeneratedNote:
+    return GeneratedNote(
+        markdown=offline_note(loaded.bundle, max_chars=generator.max_chars),
+        generator=GENERATOR_OFFLINE_FALLBACK,
+        model=generator.llm.model,
+        usage=LLMUsage(),
+        attempts=0,
+        fingerprint=fingerprint,
+        llm_calls=0,
+    )
+
+
 def _generate(
-    ctx: NotesContext, kind: str, loaded: LoadedBundle, lock: FlightLock
+    ctx: NotesContext, kind: str, loaded: LoadedBundle, lock: FlightLock, *, final: bool = False
 ) -> dict[str, Any]:
     generator = ctx.generator
     started = time.perf_counter()
-    with heartbeat(max(0.2, ctx.lock_ttl_s / 3), lambda: ctx.cache.extend(lock, ctx.lock_ttl_s)):
-        note = generator.generate(loaded.bundle)
+    fallback_reason: str | None = None
+    error: str | None = None
+    failed_calls = 0
+    over_budget = False
+    if generator.llm.online:
+        with db.transaction() as session:
+            over_budget = budget_status(session, loaded.session.account_id).exceeded
+    if over_budget:
+        note = _fallback(generator, loaded, generator.fingerprint(loaded.bundle))
+        fallback_reason = FALLBACK_BUDGET
+    else:
+        try:
+            with heartbeat(
+                max(0.2, ctx.lock_ttl_s / 3), lambda: ctx.cache.extend(lock, ctx.lock_ttl_s)
+            ):
+                note = generator.generate(loaded.bundle)
+        except LLMUnavailable as exc:
+            if exc.retryable and not final:
+                _back_off(ctx, loaded.bundle.session_id)
+                raise
+            note = _fallback(generator, loaded, generator.fingerprint(loaded.bundle))
+            fallback_reason = FALLBACK_UNAVAILABLE if exc.retryable else FALLBACK_PERMANENT
+            error = exc.error
+            # The refused or failed request was made (once: 4xx are not retried).
+            failed_calls = 0 if exc.reason == "unsupported_request" else 1
+            log.warning(
+                "note generation fell back to the offline note",
+                session_id=loaded.bundle.session_id,
+                state_version=loaded.state_version,
+                reason=fallback_reason,
+                llm_reason=exc.reason,
+                status_code=exc.status_code,
+            )
     elapsed = time.perf_counter() - started
     NOTE_GENERATION_SECONDS.observe(elapsed)
     if note.llm_calls:
@@ -303,11 +482,17 @@ def _generate(
             model=note.model,
             usage=note.usage,
             latency_ms=int(elapsed * 1000),
-            llm_calls=note.llm_calls,
+            llm_calls=note.llm_calls + failed_calls,
             state_version=loaded.state_version,
+            fallback_reason=fallback_reason,
+            error=error,
         )
     payload = note.cache_payload(state_version=loaded.state_version, generated_at=now_iso())
     payload["kind"] = kind
+    if fallback_reason is not None:
+        payload["fallback_reason"] = fallback_reason
+        # A fallback is not what this bundle's note should be: never reuse it by fingerprint.
+        payload.pop("fingerprint", None)
     ctx.cache.put(kind, loaded.bundle.session_id, loaded.state_version, payload)
     log.info(
         "note generated",
@@ -333,10 +518,23 @@ class PreviewOutcome:
     from_cache: bool = True
     retry_after: int = PENDING_RETRY_AFTER_S
     extra: dict[str, Any] = field(default_factory=dict)
+    # The caller's copy (this tag of its If-None-Match) is the current note: nothing to send.
+    matched_tag: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.matched_tag is not None
 
     @property
     def ready(self) -> bool:
-        return self.payload is not None
+        return self.payload is not None or self.not_modified
+
+    @property
+    def tag(self) -> str | None:
+        """The note's entity tag (see services.notes.cache.note_tag), None while pending."""
+        if self.payload is None:
+            return None
+        return note_tag(self.kind, str(self.session_id), self.state_version, self.payload)
 
     def body(self) -> dict[str, Any]:
         if self.payload is None:
@@ -357,6 +555,7 @@ class PreviewOutcome:
             "model": self.payload.get("model"),
             "generated_at": self.payload.get("generated_at"),
             "ticket_ref": self.ticket_ref,
+            "fallback_reason": self.payload.get("fallback_reason"),
         }
 
 
@@ -374,21 +573,38 @@ def preview_note(
     account_id: uuid.UUID,
     kind: str,
     wait_s: float,
+    state: SessionState | None = None,
+    if_none_match: list[str] | None = None,
 ) -> PreviewOutcome:
     """The note for the session's current version, waiting up to `wait_s` for a generation.
 
-    `from_cache` is True when this request started no generation.
+    `from_cache` is True when this request started no generation. `state` is the session's
+    state when the caller has just read it (the API reads it with the principal). When the
+    current version's tag is in `if_none_match`, the outcome is `not_modified` and the note
+    itself is not read.
     """
     check_kind(kind)
     deadline = time.monotonic() + max(0.0, wait_s)
     enqueued = 0
-    state = session_state(session_id, account_id=account_id)
     if state is None:
+        state = session_state(session_id, account_id=account_id)
+    if state is None or state.account_id != account_id:
         raise NotFound("AI session not found")
     version, ticket_ref = state.state_version, state.ticket_ref
-    while True:
-        sid = str(session_id)
+    sid = str(session_id)
+    # The first look is the hit path: one Redis round trip, whatever the answer.
+    if if_none_match:
+        matched, found = ctx.cache.get_unless_tagged(kind, sid, version, if_none_match)
+        if matched is not None:
+            NOTES_CACHE_REQUESTS.labels(result="hit").inc()
+            return PreviewOutcome(kind, session_id, version, ticket_ref, matched_tag=matched)
+    else:
         found = ctx.cache.get(kind, sid, version)
+    first_look = True
+    while True:
+        if not first_look:
+            found = ctx.cache.get(kind, sid, version)
+        first_look = False
         if found is not None:
             if not enqueued:
                 NOTES_CACHE_REQUESTS.labels(result="hit").inc()
@@ -474,6 +690,10 @@ def prewarm(
         return "superseded", None
     if left > 0:
         return "not_quiet", left
+    if backing_off(ctx, str(session_id)):
+        # The LLM failed for this session moments ago: the next state change or preview
+        # tries again, not this background check.
+        return "backoff", None
 
     def still_current(loaded: LoadedBundle) -> bool:
         return loaded.session.status == "active" and loaded.state_version == state_version

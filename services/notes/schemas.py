@@ -43,6 +43,14 @@ class PreviewResponseSchema(StrictSchema):
     model = fields.String(dump_only=True)
     generated_at = fields.String(dump_only=True)
     ticket_ref = fields.String(dump_only=True, allow_none=True)
+    fallback_reason = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "why the offline generator wrote this note although an LLM is "
+            "configured: permanent_error, llm_unavailable (final note) or budget_exceeded"
+        },
+    )
 
 
 class PreviewPendingSchema(StrictSchema):

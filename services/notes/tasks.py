@@ -176,6 +176,22 @@ def relay(batch: int = 500) -> int:
     return published
 
 
+@shared_task(name=preview.TASK_BATCH_LANE, acks_late=True, autoretry_for=TRANSIENT_INFRA)
+def batch_lane() -> dict[str, Any]:
+    """Submit queued batch generations and collect the batches that have ended."""
+    from services.notes import batch
+
+    try:
+        counts = batch.run_lane(context())
+    except LLMUnavailable as exc:
+        # The next tick tries again; queued and submitted rows stay as they are.
+        log.warning("batch lane: LLM unavailable", reason=exc.reason, error=exc.error)
+        return {"submitted": 0, "collected": 0, "errored": 0}
+    if any(counts.values()):
+        log.info("batch lane", **counts)
+    return counts
+
+
 @shared_task(name=preview.TASK_SWEEP, acks_late=True)
 def sweep() -> dict[str, int]:
     """Re-enqueue notes and deliveries whose lease expired (their worker died)."""

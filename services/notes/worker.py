@@ -5,8 +5,12 @@ Built in one place (:func:`create_celery_app`) from Settings read from the envir
 this module connects nowhere and starts nothing: the broker is contacted when a worker or beat
 starts, and each worker process configures the runtime (database, settings) in `worker_init`.
 
-Pool: threads. Generating a note is waiting on the LLM (I/O), so notes per second grow with the
-number of threads (`--concurrency`), not with processes.
+Pool: threads, chosen by measurement (bench/test_bench_notes.py; deploy/README.md has the
+figures). Generating a note is waiting on the LLM (I/O), so notes per second grow with the
+number of threads (`--concurrency`). The gevent pool measured at half the threads pool's rate
+(psycopg2 blocks its hub without green support) and splitting the slots over two processes
+gained nothing on a busy two-core machine: what limits a worker there is its CPU per note,
+which is what was cut (one heartbeat thread per process instead of one per generation).
 
 Time limits: `task_time_limit`/`task_soft_time_limit` are honoured by the prefork and gevent
 pools; under the threads pool the LLM client's timeout and the webhook timeout bound each task,
@@ -21,6 +25,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from services.notes.preview import (
+    TASK_BATCH_LANE,
     TASK_QUEUES,
     TASK_RELAY_OUTBOX,
     TASK_SWEEP,
@@ -92,6 +97,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": TASK_SWEEP,
                 "schedule": settings.SWEEP_INTERVAL_S,
                 "options": {"queue": "notes", "expires": settings.SWEEP_INTERVAL_S * 2},
+            },
+            TASK_BATCH_LANE: {
+                "task": TASK_BATCH_LANE,
+                "schedule": settings.BATCH_INTERVAL_S,
+                "options": {"queue": "notes", "expires": settings.BATCH_INTERVAL_S * 2},
             },
         },
     }

@@ -49,6 +49,7 @@ from shared.db import db
 from shared.events import write_transaction
 from shared.llm import LLMClient, LLMUnavailable
 from shared.models import ChatMessage
+from shared.usage import budget_status
 from shared.web import BEARER_SECURITY
 
 blp = Blueprint(
@@ -64,7 +65,9 @@ _llm_lock = threading.Lock()
 
 
 def blueprints() -> list[Blueprint]:
-    return [blp]
+    from services.pilot import usage_api
+
+    return [blp, *usage_api.blueprints()]
 
 
 # ── Helpers ───────────────────────────────────────────────────────────────
@@ -126,6 +129,30 @@ def _unavailable_body(prepared: chat.PreparedTurn, error: LLMUnavailable) -> dic
         "user_message": _message_schema.dump(prepared.user_message),
         "state_version": prepared.state_version,
     }
+
+
+def _over_budget(account_id: uuid.UUID) -> Any:
+    """The 402 answer when the account's monthly LLM budget is spent (nothing is stored)."""
+    with db.transaction() as session:
+        status = budget_status(session, account_id)
+    if not status.exceeded:
+        return None
+    assert status.monthly_usd is not None
+    response = current_app.json.response(
+        {
+            "code": 402,
+            "status": "Payment Required",
+            "message": (
+                f"The account's monthly LLM budget (monthly_budget_usd = "
+                f"{status.monthly_usd:.2f} USD) is spent for {status.month}; the assistant "
+                "answers again next month or once an owner raises the budget."
+            ),
+            "errors": {"budget": ["monthly_budget_usd exceeded"]},
+            "budget": status.body(),
+        }
+    )
+    response.status_code = 402
+    return response
 
 
 def _wants_stream() -> bool:
@@ -340,6 +367,10 @@ class MessagesView(MethodView):
         The user's message is stored before the assistant is asked, so it survives an LLM
         failure. A streamed turn is stored even if the client disconnects mid-stream."""
         llm = _llm()
+        if llm.online:
+            over = _over_budget(current_principal().account_id)
+            if over is not None:
+                return over
         prepared = chat.start_turn(
             current_principal(),
             session_id,

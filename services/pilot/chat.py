@@ -48,7 +48,14 @@ from services.pilot.suggest_fix import (
 )
 from shared.errors import DomainError
 from shared.events import write_transaction
-from shared.llm import LLMClient, LLMResult, LLMUnavailable, fit_history
+from shared.llm import (
+    GENERATOR_ANTHROPIC,
+    LLMClient,
+    LLMResult,
+    LLMUnavailable,
+    LLMUsage,
+    fit_history,
+)
 from shared.models import (
     ChatMessage,
     ScriptGeneration,
@@ -360,6 +367,26 @@ def _record_usage(
     )
 
 
+def record_refusal(prepared: PreparedTurn, error: LLMUnavailable, model: str) -> None:
+    """A call the API refused for good (4xx) still reaches the ledger, with the API's error;
+    transient failures (the SDK retried them) and local refusals (nothing was sent) do not."""
+    if error.retryable or error.reason == "unsupported_request" or error.status_code is None:
+        return
+    with write_transaction() as session:
+        record_usage(
+            session,
+            account_id=prepared.account_id,
+            ai_session_id=prepared.session_id,
+            purpose=USAGE_PURPOSE,
+            generator=GENERATOR_ANTHROPIC,
+            model=model,
+            usage=LLMUsage(),
+            state_version=None,
+            fallback_reason="permanent_error",
+            error=error.error,
+        )
+
+
 def finish_turn(prepared: PreparedTurn, result: LLMResult) -> TurnResult:
     parsed = parse_suggest_fix(result.text)
     principal = sessions.account_principal(prepared.account_id)
@@ -433,6 +460,7 @@ def complete_turn(llm: LLMClient, prepared: PreparedTurn) -> TurnResult:
             offline=_offline(prepared),
         )
     except LLMUnavailable as exc:
+        record_refusal(prepared, exc, llm.model)
         raise TurnUnavailable(prepared, exc) from exc
     return finish_turn(prepared, result)
 
@@ -498,6 +526,7 @@ def _run_stream(
             raise LLMUnavailable("api_error", detail="stream ended without a result")
         terminal = ("done", on_done(finish_turn(prepared, result)))
     except LLMUnavailable as exc:
+        record_refusal(prepared, exc, llm.model)
         terminal = ("error", on_unavailable(prepared, exc))
     except DomainError as exc:
         terminal = ("error", {"code": exc.status_code, "message": exc.message})

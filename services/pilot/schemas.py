@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from shared.models import FACT_KINDS, FIX_DECISIONS, SESSION_STATUSES
+from shared.powershell_check import check_script
 
 FACT_TEXT_MAX = 4000
 MESSAGE_MAX = 20000
@@ -169,6 +170,20 @@ class SuggestedFixSchema(StrictSchema):
     summary = fields.String(allow_none=True)
     steps = fields.List(fields.String())
     script = fields.String(allow_none=True)
+    script_findings = fields.Method(
+        "get_script_findings",
+        metadata={
+            "description": "the static check of the AI-written script (rule, severity, line, "
+            "why): shown on the fix card beside Copy"
+        },
+    )
+    script_origin = fields.Method(
+        "get_script_origin",
+        metadata={
+            "description": "'ai' when the fix carries a script the assistant wrote: it is not a "
+            "library template and has none of the library's injection-safety guarantee"
+        },
+    )
     template_id = fields.UUID(allow_none=True)
     confidence = fields.Integer(allow_none=True)
     active = fields.Method("get_active", metadata={"description": "not superseded"})
@@ -177,6 +192,18 @@ class SuggestedFixSchema(StrictSchema):
     decided_by = fields.UUID(allow_none=True)
     decided_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
+
+    @staticmethod
+    def _script(fix: Any) -> str | None:
+        script = fix.get("script") if isinstance(fix, dict) else getattr(fix, "script", None)
+        return script if isinstance(script, str) and script.strip() else None
+
+    def get_script_findings(self, fix: Any) -> list[dict[str, Any]]:
+        script = self._script(fix)
+        return [f.as_dict() for f in check_script(script)] if script else []
+
+    def get_script_origin(self, fix: Any) -> str | None:
+        return "ai" if self._script(fix) else None
 
     def get_active(self, fix: Any) -> bool:
         if isinstance(fix, dict):

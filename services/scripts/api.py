@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
@@ -18,7 +18,9 @@ from services.scripts.schemas import (
     GenerationQueryArgsSchema,
     GenerationRecordSchema,
     MeResponseSchema,
+    ScriptSettingsSchema,
     ShareArgsSchema,
+    TagResponseSchema,
     TemplateCreateSchema,
     TemplateDetailSchema,
     TemplateListItemSchema,
@@ -28,6 +30,7 @@ from services.scripts.schemas import (
     TokenRequestSchema,
     TokenResponseSchema,
 )
+from shared import powershell_check
 from shared.auth import (
     auth_required,
     current_principal,
@@ -128,7 +131,9 @@ class TemplatesView(MethodView):
     @scripts_blp.response(200, TemplateListItemSchema(many=True))
     @scripts_blp.doc(security=BEARER_SECURITY)
     def get(self, args: dict[str, Any]) -> Any:
-        """Templates you can see, ordered by name. `X-Total-Count` gives the unpaged total."""
+        """Templates you can see, ordered by name, or by relevance when `search` is given
+        (`websearch_to_tsquery` syntax: words, "quoted phrases", -excluded; typos tolerated).
+        `X-Total-Count` gives the unpaged total."""
         filters = templates.TemplateFilters(
             category_slug=args.get("category_slug"),
             search=args.get("search"),
@@ -150,6 +155,30 @@ class TemplatesView(MethodView):
         """Create a template (engineers and owners)."""
         with write_transaction() as session:
             return templates.create_template(session, current_principal(), data)
+
+
+@scripts_blp.route("/tags")
+class TagsView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(200, TagResponseSchema(many=True))
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self) -> list[dict[str, Any]]:
+        """Every tag on a template you can see, with its template count, sorted by tag."""
+        with db.session() as session:
+            return templates.list_tags(session, current_principal())
+
+
+@scripts_blp.route("/templates/by-slug/<string:slug>")
+class TemplateBySlugView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(200, TemplateDetailSchema)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self, slug: str) -> Any:
+        """The template of that slug: your account's own, else the built-in one."""
+        with db.session() as session:
+            return templates.get_template_by_slug(session, current_principal(), slug)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>")
@@ -228,8 +257,9 @@ class GenerateView(MethodView):
                 parameters=data["parameters"],
                 session_id=data["session_id"],
                 ai_session_id=data["ai_session_id"],
+                secret_delivery=data["secret_delivery"],
             )
-            template, generation = result.template, result.generation
+            template, generation, rendered = result.template, result.generation, result.rendered
             warnings: list[str] = []
             if template.requires_elevation:
                 warnings.append("This script requires 'Run as Administrator'")
@@ -238,10 +268,29 @@ class GenerateView(MethodView):
                     "This script needs the PowerShell modules: "
                     + ", ".join(template.requires_modules)
                 )
+            warnings.extend(_delivery_warnings(result))
+            warnings.extend(powershell_check.format_finding(f) for f in result.findings)
+            downloadable = rendered.secret_delivery != "inline"
             body = {
                 "id": generation.id,
-                "script": result.rendered.script,
+                "script": rendered.script,
                 "warnings": warnings,
+                "findings": [f.as_dict() for f in result.findings],
+                "secret_delivery": rendered.secret_delivery,
+                "secret_inputs": [
+                    {
+                        "parameter": s.key,
+                        "label": s.label,
+                        "delivery": s.delivery,
+                        "environment_variable": s.variable,
+                    }
+                    for s in rendered.secret_inputs
+                ],
+                "download_url": (
+                    url_for("scripts.GenerationDownloadView", generation_id=generation.id)
+                    if downloadable
+                    else None
+                ),
                 "metadata": {
                     "template_name": template.name,
                     "template_version": template.version,
@@ -253,6 +302,79 @@ class GenerateView(MethodView):
                 "state_version": result.state_version,
             }
         return body
+
+
+def _delivery_warnings(result: templates.GenerationResult) -> list[str]:
+    rendered = result.rendered
+    warnings = []
+    env = [s.variable for s in rendered.secret_inputs if s.variable]
+    if env:
+        warnings.append(
+            "Set these environment variables before the script runs (e.g. as the RMM's secure "
+            "variables): " + ", ".join(env)
+        )
+    if any(s.delivery == "prompt" for s in rendered.secret_inputs):
+        warnings.append("The script asks for its secrets when it runs: run it interactively")
+    if rendered.ignored_values:
+        warnings.append(
+            "Values given for " + ", ".join(rendered.ignored_values) + " were not used: the "
+            f"script reads them when it runs ({rendered.secret_delivery} delivery)"
+        )
+    if not rendered.script.isascii():
+        warnings.append(
+            "The script contains non-ASCII characters: save it as UTF-8 with a byte-order mark "
+            "(the download does), because Windows PowerShell 5.1 reads a .ps1 file without one "
+            "in the ANSI code page and would change those characters"
+        )
+    return warnings
+
+
+@scripts_blp.route("/generations/<uuid:generation_id>/download")
+class GenerationDownloadView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(
+        200, content_type="application/octet-stream", description="the .ps1 file (UTF-8 with BOM)"
+    )
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self, generation_id: uuid.UUID) -> Response:
+        """Your own generation made with env or prompt delivery, as a .ps1 file with a UTF-8
+        byte-order mark (Windows PowerShell 5.1 reads a file without one in the ANSI code
+        page). Inline generations answer 409: their stored copy has the secrets redacted."""
+        with db.session() as session:
+            generation, slug = templates.get_generation_download(
+                session, current_principal(), generation_id
+            )
+            script = generation.generated_script
+        return Response(
+            "\ufeff".encode() + script.encode("utf-8"),
+            mimetype="application/octet-stream",
+            headers={
+                "Content-Disposition": f'attachment; filename="{slug}.ps1"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+
+@scripts_blp.route("/settings")
+class ScriptSettingsView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(200, ScriptSettingsSchema)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self) -> dict[str, Any]:
+        """The account's script settings."""
+        with db.session() as session:
+            return templates.get_script_settings(session, current_principal())
+
+    @scripts_blp.arguments(ScriptSettingsSchema)
+    @scripts_blp.response(200, ScriptSettingsSchema)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def put(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Set the account's default secret delivery (owners)."""
+        with write_transaction() as session:
+            return templates.update_script_settings(session, current_principal(), data)
 
 
 @scripts_blp.route("/generations")
@@ -275,6 +397,7 @@ class GenerationsView(MethodView):
                 "template_name": name,
                 "template_version": gen.template_version,
                 "parameters_used": gen.parameters_used,
+                "secret_delivery": gen.secret_delivery,
                 "session_id": gen.session_id,
                 "ai_session_id": gen.ai_session_id,
                 "created_at": gen.created_at,

@@ -22,17 +22,27 @@ Pure Python: no Flask, no database. See docs/template-authoring.md for the autho
 
 from __future__ import annotations
 
+import copy
 import functools
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from services.scripts import param_types
+
 __all__ = [
+    "ENV_VARIABLE_PREFIX",
     "PARAM_TYPES",
+    "CompiledTemplate",
+    "CompiledTemplateCache",
     "REDACTION_MARKER",
+    "SECRET_DELIVERY_MODES",
+    "SecretInput",
     "RESERVED_VARIABLE_PREFIX",
     "ParameterSpec",
     "RenderedScript",
@@ -43,6 +53,11 @@ __all__ = [
 ]
 
 REDACTION_MARKER = "[REDACTED]"
+
+#: How a sensitive value reaches the script: written in it (inline), read from an environment
+#: variable the RMM sets (env), or asked for when the script runs (prompt).
+SECRET_DELIVERY_MODES = ("inline", "env", "prompt")
+ENV_VARIABLE_PREFIX = "RF_"
 
 PARAM_TYPES = frozenset(
     {
@@ -59,6 +74,8 @@ PARAM_TYPES = frozenset(
         "path",
         "password",
     }
+    # Structured text types (date, guid, cidr, ...) live in their own registry.
+    | set(param_types.TYPES)
 )
 
 #: Generated variables are named ``<prefix><key>``; template bodies may not mention the prefix.
@@ -77,20 +94,41 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 _MAX_NESTING = 100
 
-_TEXT_TYPES = frozenset({"string", "text", "email", "hostname", "ip", "path", "password"})
-_SINGLE_LINE_TYPES = frozenset({"string", "email", "hostname", "ip", "path", "password", "choice"})
+_TEXT_TYPES = frozenset(
+    {"string", "text", "email", "hostname", "ip", "path", "password", *param_types.TYPES}
+)
+_SINGLE_LINE_TYPES = _TEXT_TYPES - {"text"} | {"choice"}
 _ALLOWED_RULES: dict[str, frozenset[str]] = {
     **{t: frozenset({"pattern", "min_length", "max_length"}) for t in _TEXT_TYPES},
-    "choice": frozenset(),
-    "multichoice": frozenset({"min_length", "max_length"}),
+    "ip": frozenset({"pattern", "min_length", "max_length", "allow_zone_id"}),
+    # With allow_custom, a custom entry is checked like a string.
+    "choice": frozenset({"pattern", "min_length", "max_length"}),
+    "multichoice": frozenset({"min_length", "max_length", "pattern"}),
     "integer": frozenset({"min", "max"}),
     "number": frozenset({"min", "max"}),
     "boolean": frozenset(),
 }
+_CROSS_FIELD_RULES = ("after", "not_equal")
 _PARAMETER_FIELDS = frozenset(
-    {"key", "label", "type", "required", "sensitive", "default", "help", "options", "validation"}
+    {
+        "key",
+        "label",
+        "type",
+        "required",
+        "sensitive",
+        "default",
+        "help",
+        "options",
+        "validation",
+        # A person's description of `validation.pattern`, shown in forms and in every 422.
+        "pattern_hint",
+        # choice / multichoice: entries outside `options` are accepted, checked as strings.
+        "allow_custom",
+        # Cross-field rules naming another parameter's key.
+        *_CROSS_FIELD_RULES,
+    }
 )
-_RULE_KEYS = frozenset({"pattern", "min_length", "max_length", "min", "max"})
+_RULE_KEYS = frozenset({"pattern", "min_length", "max_length", "min", "max", "allow_zone_id"})
 
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _PLACEHOLDER_RE = re.compile(r"\{\{[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*\}\}")
@@ -146,6 +184,10 @@ class ParameterSpec:
     help: str | None
     options: tuple[str, ...]
     validation: Mapping[str, Any]
+    pattern_hint: str | None = None
+    allow_custom: bool = False
+    after: str | None = None
+    not_equal: str | None = None
 
     @property
     def variable_name(self) -> str:
@@ -154,11 +196,25 @@ class ParameterSpec:
 
 
 @dataclass(frozen=True)
+class SecretInput:
+    """A sensitive parameter the script reads when it runs instead of carrying it."""
+
+    key: str
+    label: str
+    delivery: str
+    variable: str | None  # the environment variable, in env delivery
+
+
+@dataclass(frozen=True)
 class RenderedScript:
     script: str
     stored_script: str
     values: dict[str, Any] = field(default_factory=dict)
     redacted_values: dict[str, Any] = field(default_factory=dict)
+    secret_delivery: str = "inline"
+    secret_inputs: tuple[SecretInput, ...] = ()
+    #: Sensitive keys whose given value was not used because the script reads it at run time.
+    ignored_values: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +231,8 @@ def quote_ps_string(value: str) -> str:
     ``[System.Management.Automation.Language.CodeGeneration]::EscapeSingleQuotedStringContent``
     does.
     """
+    if _SINGLE_QUOTE_RE.search(value) is None:  # most values: nothing to double
+        return "'" + value + "'"
     return "'" + _SINGLE_QUOTE_RE.sub(r"\1\1", value) + "'"
 
 
@@ -512,7 +570,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_text(value: str, ptype: str) -> list[str]:
+def _check_text(value: str, ptype: str, rules: Mapping[str, Any] | None = None) -> list[str]:
     errors: list[str] = []
     if _FORBIDDEN_CONTROL_RE.search(value):
         errors.append(
@@ -533,9 +591,19 @@ def _check_text(value: str, ptype: str) -> list[str]:
         errors.append("must be a valid hostname (RFC 1123)")
     elif ptype == "ip":
         try:
-            ipaddress.ip_address(value)
+            address = ipaddress.ip_address(value)
         except ValueError:
-            errors.append("must be a valid IPv4 or IPv6 address")
+            errors.append("must be a valid IPv4 or IPv6 address, e.g. 192.0.2.10 or 2001:db8::53")
+        else:
+            if (
+                isinstance(address, ipaddress.IPv6Address)
+                and address.scope_id
+                and not (rules or {}).get("allow_zone_id")
+            ):
+                errors.append(
+                    f"must be an address without a zone id: '{address.scope_id}' after '%' only "
+                    "names a local interface (write the address alone)"
+                )
     return errors
 
 
@@ -552,7 +620,9 @@ def _is_email(value: str) -> bool:
     return "." in domain.rstrip(".") and _is_hostname(domain)
 
 
-def _apply_text_rules(length: int, value: str | None, rules: Mapping[str, Any]) -> list[str]:
+def _apply_text_rules(
+    length: int, value: str | None, rules: Mapping[str, Any], hint: str | None = None
+) -> list[str]:
     errors: list[str] = []
     min_length = rules.get("min_length")
     max_length = rules.get("max_length")
@@ -564,7 +634,7 @@ def _apply_text_rules(length: int, value: str | None, rules: Mapping[str, Any]) 
     if value is not None and pattern is not None:
         try:
             if re.fullmatch(pattern, value) is None:
-                errors.append("does not match the required pattern")
+                errors.append(f"must be {hint}" if hint else f"must match the pattern {pattern}")
         except re.error:  # pragma: no cover - patterns are checked at definition time
             errors.append("has an invalid validation pattern")
     return errors
@@ -576,27 +646,44 @@ def _coerce(spec: ParameterSpec, value: Any, rules: Mapping[str, Any]) -> tuple[
     if ptype in _TEXT_TYPES or ptype == "choice":
         if not isinstance(value, str):
             return None, ["must be a string"]
-        errors = _check_text(value, ptype)
+        errors = _check_text(value, ptype, rules)
         if errors:
             return None, errors
         if ptype == "choice":
-            if value not in spec.options:
-                return None, ["must be one of the allowed options"]
-            return value, []
-        return value, _apply_text_rules(len(value), value, rules)
+            if value in spec.options:
+                return value, []
+            if not spec.allow_custom:
+                return None, [_not_an_option(value, spec)]
+            return value, _apply_text_rules(len(value), value, rules, spec.pattern_hint)
+        if ptype in param_types.TYPES:
+            normalised, problem = param_types.check(ptype, value)
+            if problem is not None:
+                return None, [problem]
+            assert normalised is not None
+            return normalised, _apply_text_rules(len(value), value, rules, spec.pattern_hint)
+        return value, _apply_text_rules(len(value), value, rules, spec.pattern_hint)
     if ptype == "multichoice":
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             return None, ["must be a list of options"]
         errors = []
         seen: set[str] = set()
-        for item in value:
-            if not isinstance(item, str) or item not in spec.options:
-                errors.append("contains a value that is not one of the allowed options")
-                break
+        item_rules = {"pattern": rules["pattern"]} if "pattern" in rules else {}
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                errors.append(f"item {index + 1} must be a string")
+                continue
             if item in seen:
-                errors.append("contains the same option more than once")
-                break
+                errors.append(f"'{item}' is chosen more than once")
+                continue
             seen.add(item)
+            if item not in spec.options:
+                if not spec.allow_custom:
+                    errors.append(_not_an_option(item, spec))
+                    continue
+                problems = _check_text(item, "string") or _apply_text_rules(
+                    len(item), item, item_rules, spec.pattern_hint
+                )
+                errors.extend(f"'{item}' {problem}" for problem in problems)
         if errors:
             return None, errors
         count_errors = []
@@ -646,13 +733,56 @@ def _coerce(spec: ParameterSpec, value: Any, rules: Mapping[str, Any]) -> tuple[
 
 
 def _apply_number_rules(number: int | float, rules: Mapping[str, Any]) -> list[str]:
-    errors = []
     low, high = rules.get("min"), rules.get("max")
-    if low is not None and number < low:
-        errors.append(f"must be at least {low}")
-    if high is not None and number > high:
-        errors.append(f"must be at most {high}")
-    return errors
+    if (low is not None and number < low) or (high is not None and number > high):
+        if low is not None and high is not None:
+            return [f"must be between {low} and {high} (got {number})"]
+        if low is not None:
+            return [f"must be at least {low} (got {number})"]
+        return [f"must be at most {high} (got {number})"]
+    return []
+
+
+def _scrubbed(spec: ParameterSpec, value: Any, problems: list[str]) -> list[str]:
+    """Messages name the value they refuse so a person can find it, except a sensitive one:
+    errors are logged and shown, secrets must not be."""
+    if not spec.sensitive:
+        return problems
+    items = value if isinstance(value, (list, tuple)) else [value]
+    shown = sorted({str(item) for item in items if str(item)}, key=len, reverse=True)
+    cleaned = []
+    for problem in problems:
+        for item in shown:
+            problem = problem.replace(item, "(the value given)")
+        cleaned.append(problem)
+    return cleaned
+
+
+def _run_time_input(spec: ParameterSpec, delivery: str) -> tuple[str, SecretInput]:
+    """The generated line that fetches a secret when the script runs. Only the key (an
+    identifier) and the label (a quoted literal) appear in it, never a value."""
+    label = quote_ps_string(spec.label)
+    if delivery == "env":
+        name = ENV_VARIABLE_PREFIX + spec.key.upper()
+        missing = quote_ps_string(f"Set the environment variable {name} ({spec.label}) first.")
+        line = (
+            f"${spec.variable_name} = $env:{name}; "
+            f"if ([string]::IsNullOrEmpty(${spec.variable_name})) {{ throw {missing} }}"
+        )
+        return line, SecretInput(spec.key, spec.label, delivery, name)
+    # Read-Host -AsSecureString keeps the answer off the screen and out of the transcript;
+    # the template body works with plain text, so it is converted once, in memory.
+    line = (
+        f"${spec.variable_name} = [System.Net.NetworkCredential]::new('', "
+        f"(Read-Host -AsSecureString -Prompt {label})).Password"
+    )
+    return line, SecretInput(spec.key, spec.label, delivery, None)
+
+
+def _not_an_option(value: str, spec: ParameterSpec) -> str:
+    shown = ", ".join(f"'{option}'" for option in spec.options[:50])
+    more = f" and {len(spec.options) - 50} more" if len(spec.options) > 50 else ""
+    return f"'{value}' is not one of the allowed options: {shown}{more}"
 
 
 def _is_empty(value: Any) -> bool:
@@ -712,6 +842,10 @@ def _check_rules(rules: Any, ptype: str | None, path: str, errors: _Errors) -> d
                 re.compile(rule)
             except re.error as exc:
                 errors.add(rule_path, f"invalid regular expression: {exc}")
+                continue
+        elif name == "allow_zone_id":
+            if not isinstance(rule, bool):
+                errors.add(rule_path, "must be true or false")
                 continue
         elif name in ("min_length", "max_length"):
             if isinstance(rule, bool) or not isinstance(rule, int) or rule < 0:
@@ -810,6 +944,7 @@ class ScriptTemplateEngine:
                 flag_value = False
             flags[flag] = flag_value
         options = self._parse_options(raw.get("options"), ptype, f"{path}.options", errors)
+        extras = self._parse_extras(raw, ptype, path, errors)
         rules = _check_rules(raw.get("validation"), ptype, f"{path}.validation", errors)
         if sum(len(v) for v in errors.items.values()) != before or ptype is None:
             return None
@@ -824,6 +959,7 @@ class ScriptTemplateEngine:
             help=help_text,
             options=options,
             validation=rules,
+            **extras,
         )
         default = raw.get("default")
         if not _is_empty(default):
@@ -833,6 +969,63 @@ class ScriptTemplateEngine:
                 return None
             spec = replace(spec, default=normalised)
         return spec
+
+    @staticmethod
+    def _parse_extras(
+        raw: Mapping[str, Any], ptype: str | None, path: str, errors: _Errors
+    ) -> dict[str, Any]:
+        extras: dict[str, Any] = {}
+        hint = raw.get("pattern_hint")
+        if hint is not None:
+            if not isinstance(hint, str) or not hint.strip() or len(hint) > 200:
+                errors.add(f"{path}.pattern_hint", "must be a short non-empty text")
+            elif not isinstance(raw.get("validation"), Mapping) or "pattern" not in raw.get(
+                "validation", {}
+            ):
+                errors.add(f"{path}.pattern_hint", "describes validation.pattern, which is unset")
+            else:
+                extras["pattern_hint"] = hint
+        custom = raw.get("allow_custom")
+        if custom is not None:
+            if not isinstance(custom, bool):
+                errors.add(f"{path}.allow_custom", "must be true or false")
+            elif ptype not in ("choice", "multichoice", None):
+                errors.add(f"{path}.allow_custom", "applies to choice and multichoice only")
+            else:
+                extras["allow_custom"] = custom
+        for rule in _CROSS_FIELD_RULES:
+            other = raw.get(rule)
+            if other is None:
+                continue
+            if not isinstance(other, str) or _KEY_RE.fullmatch(other) is None:
+                errors.add(f"{path}.{rule}", "must be the key of another parameter")
+            else:
+                extras[rule] = other
+        return extras
+
+    @staticmethod
+    def _check_cross_fields(specs: list[ParameterSpec], errors: _Errors) -> None:
+        by_key = {spec.key: spec for spec in specs}
+        for index, spec in enumerate(specs):
+            path = f"parameters_schema.parameters[{index}]"
+            for rule in _CROSS_FIELD_RULES:
+                other_key = getattr(spec, rule)
+                if other_key is None:
+                    continue
+                other = by_key.get(other_key)
+                if other is None or other is spec:
+                    errors.add(f"{path}.{rule}", f"names no other parameter ('{other_key}')")
+                    continue
+                if rule == "after":
+                    ordered = spec.type in ("integer", "number") or (
+                        spec.type in param_types.TYPES and param_types.TYPES[spec.type].ordered
+                    )
+                    if not ordered or other.type != spec.type:
+                        errors.add(
+                            f"{path}.after",
+                            "compares two parameters of the same type: date, datetime, "
+                            f"integer or number (here {spec.type} and {other.type})",
+                        )
 
     @staticmethod
     def _parse_options(
@@ -894,6 +1087,7 @@ class ScriptTemplateEngine:
         errors: _Errors,
     ) -> list[ParameterSpec]:
         specs = self._parse_parameters(parameters_schema, errors)
+        self._check_cross_fields(specs, errors)
         by_key = {spec.key: spec for spec in specs}
 
         # Template-level validation rules, merged over each parameter's own.
@@ -976,6 +1170,33 @@ class ScriptTemplateEngine:
         return any(isinstance(p, Mapping) and p.get("key") == key for p in schema["parameters"])
 
     # -- render ------------------------------------------------------------------------------
+    def compile(
+        self,
+        script_body: str,
+        parameters_schema: dict | None,
+        default_values: dict | None = None,
+        validation_rules: dict | None = None,
+    ) -> CompiledTemplate:
+        """Validate the template once and keep what every render of it shares: the parameter
+        specs, the body with its placeholders already replaced, the generated block's place.
+        Raises TemplateDefinitionError like :meth:`validate_template`."""
+        specs = self.validate_template(
+            script_body, parameters_schema, default_values, validation_rules
+        )
+        scan = _scan_body(script_body)
+        body = self._substitute(script_body, scan)
+        head = script_body[: scan.preamble_end]
+        if head.lstrip("\ufeff") and not head.endswith(("\n", "\r")):
+            head += scan.newline
+        rest = body[scan.preamble_end :] if scan.preamble_end else body
+        return CompiledTemplate(
+            specs=tuple(specs),
+            defaults=dict(default_values) if isinstance(default_values, Mapping) else {},
+            head=head,
+            rest=rest,
+            newline=scan.newline,
+        )
+
     def render(
         self,
         script_body: str,
@@ -983,79 +1204,43 @@ class ScriptTemplateEngine:
         values: dict[str, Any],
         default_values: dict | None = None,
         validation_rules: dict | None = None,
+        *,
+        secret_delivery: str = "inline",
     ) -> RenderedScript:
-        specs = self.validate_template(
-            script_body, parameters_schema, default_values, validation_rules
-        )
-        if values is None:
-            values = {}
-        errors = _Errors()
-        if not isinstance(values, Mapping):
-            raise ScriptRenderError({"parameters": ["must be an object of parameter values"]})
-        by_key = {spec.key: spec for spec in specs}
-        unknown = sorted(str(k) for k in values if k not in by_key)
-        if unknown:
-            errors.add("parameters", f"unknown parameters: {', '.join(unknown)}")
-        defaults = default_values if isinstance(default_values, Mapping) else {}
+        compiled = self.compile(script_body, parameters_schema, default_values, validation_rules)
+        return compiled.render(values, secret_delivery=secret_delivery)
 
-        resolved: dict[str, Any] = {}
+    @staticmethod
+    def _check_cross_values(
+        specs: Sequence[ParameterSpec], resolved: Mapping[str, Any], errors: _Errors
+    ) -> None:
         for spec in specs:
-            raw = values.get(spec.key)
-            if _is_empty(raw):
-                if not _is_empty(spec.default):
-                    raw = spec.default
-                elif not _is_empty(defaults.get(spec.key)):
-                    raw = defaults[spec.key]
-            if _is_empty(raw):
-                if spec.required:
-                    errors.add(spec.key, "is required")
-                resolved[spec.key] = [] if spec.type == "multichoice" else None
-                continue
-            normalised, problems = _coerce(spec, raw, spec.validation)
-            if problems:
-                errors.extend(spec.key, problems)
-            else:
-                resolved[spec.key] = normalised
-        if errors:
-            raise ScriptRenderError(errors.items)
-
-        scan = _scan_body(script_body)
-        nl = scan.newline
-        real_lines: list[str] = []
-        stored_lines: list[str] = []
-        for spec in specs:
-            value = resolved[spec.key]
-            real = f"${spec.variable_name} = {_ps_literal(value)}"
-            real_lines.append(real)
-            if spec.sensitive and not _is_empty(value):
-                stored_lines.append(f"${spec.variable_name} = {quote_ps_string(REDACTION_MARKER)}")
-            else:
-                stored_lines.append(real)
-
-        body = self._substitute(script_body, scan)
-        head = script_body[: scan.preamble_end]
-        if head.lstrip("\ufeff") and not head.endswith(("\n", "\r")):
-            head += nl
-        rest = body[scan.preamble_end :] if scan.preamble_end else body
-
-        def assemble(lines: list[str]) -> str:
-            if not lines:
-                return head + rest
-            block = nl.join(
-                [
-                    "# >>> ResolutionFlow parameters (generated)",
-                    *lines,
-                    "# <<< ResolutionFlow parameters",
-                ]
-            )
-            return head + block + nl + nl + rest
-
-        return RenderedScript(
-            script=assemble(real_lines),
-            stored_script=assemble(stored_lines),
-            values=resolved,
-            redacted_values=self.redact_sensitive(resolved, {s.key for s in specs if s.sensitive}),
-        )
+            value = resolved.get(spec.key)
+            if spec.after is not None and value is not None:
+                other = resolved.get(spec.after)
+                if other is not None:
+                    mine = param_types.comparable(spec.type, value)
+                    theirs = param_types.comparable(spec.type, other)
+                    try:
+                        later = mine > theirs  # type: ignore[operator]
+                    except TypeError:
+                        errors.add(
+                            spec.key,
+                            f"and {spec.after} must both have a UTC offset or both have none",
+                        )
+                        continue
+                    if not later:
+                        shown = "" if spec.sensitive else f" ({other}); got {value}"
+                        errors.add(spec.key, f"must be after {spec.after}{shown}")
+            if spec.not_equal is not None and value is not None:
+                other = resolved.get(spec.not_equal)
+                same = (
+                    value.casefold() == other.casefold()
+                    if isinstance(value, str) and isinstance(other, str)
+                    else value == other
+                )
+                if other is not None and same:
+                    errors.add(spec.key, f"must differ from {spec.not_equal}")
 
     @staticmethod
     def _substitute(script_body: str, scan: _ScanResult) -> str:
@@ -1098,3 +1283,173 @@ class ScriptTemplateEngine:
             key: (REDACTION_MARKER if key in sensitive_keys else value)
             for key, value in (parameters or {}).items()
         }
+
+
+# --------------------------------------------------------------------------------------------
+# Compiled templates
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    """A validated template, ready to render any number of value sets. Immutable, so one
+    instance serves every thread."""
+
+    specs: tuple[ParameterSpec, ...]
+    defaults: Mapping[str, Any]
+    head: str
+    rest: str
+    newline: str
+    # Derived from the fields above once, so that a render only formats values.
+    keys: frozenset[str] = field(init=False)
+    sensitive: frozenset[str] = field(init=False)
+    prefixes: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "keys", frozenset(spec.key for spec in self.specs))
+        set_(self, "sensitive", frozenset(spec.key for spec in self.specs if spec.sensitive))
+        set_(self, "prefixes", tuple(f"${spec.variable_name} = " for spec in self.specs))
+
+    def render(self, values: dict[str, Any], *, secret_delivery: str = "inline") -> RenderedScript:
+        specs = self.specs
+        if secret_delivery not in SECRET_DELIVERY_MODES:
+            raise ValueError(f"unknown secret delivery {secret_delivery!r}")
+        if values is None:
+            values = {}
+        errors = _Errors()
+        if not isinstance(values, Mapping):
+            raise ScriptRenderError({"parameters": ["must be an object of parameter values"]})
+        # One level per parameter: an unknown key is reported under its own name.
+        for unknown in sorted(str(k) for k in values if k not in self.keys):
+            takes = ", ".join(spec.key for spec in specs) or "no parameters"
+            errors.add(unknown, f"is not a parameter of this template (it takes: {takes})")
+        defaults = self.defaults
+
+        resolved: dict[str, Any] = {}
+        # Sensitive text parameters the script reads at run time: no value is needed, and one
+        # given is not used (so it cannot reach the script text).
+        deferred = (
+            frozenset()
+            if secret_delivery == "inline"
+            else frozenset(
+                spec.key for spec in specs if spec.sensitive and spec.type in _SINGLE_LINE_TYPES
+            )
+        )
+        for spec in specs:
+            if spec.key in deferred:
+                resolved[spec.key] = None
+                continue
+            raw = values.get(spec.key)
+            if spec.required and spec.type == "multichoice" and spec.key in values and raw == []:
+                # An explicit empty selection is an answer, not a request for the default.
+                choices = ", ".join(f"'{o}'" for o in spec.options[:50])
+                errors.add(spec.key, f"is required: choose at least one of {choices}")
+                continue
+            if _is_empty(raw):
+                if not _is_empty(spec.default):
+                    raw = spec.default
+                elif not _is_empty(defaults.get(spec.key)):
+                    raw = defaults[spec.key]
+            if _is_empty(raw):
+                if spec.required:
+                    errors.add(spec.key, "is required")
+                resolved[spec.key] = [] if spec.type == "multichoice" else None
+                continue
+            normalised, problems = _coerce(spec, raw, spec.validation)
+            if problems:
+                errors.extend(spec.key, _scrubbed(spec, raw, problems))
+            else:
+                resolved[spec.key] = normalised
+        if not errors:
+            ScriptTemplateEngine._check_cross_values(specs, resolved, errors)
+        if errors:
+            raise ScriptRenderError(errors.items)
+        if not specs:
+            script = self.head + self.rest
+            return RenderedScript(
+                script=script, stored_script=script, values={}, secret_delivery=secret_delivery
+            )
+
+        real_lines = ["# >>> ResolutionFlow parameters (generated)"]
+        stored_lines = real_lines.copy()
+        secret_inputs: list[SecretInput] = []
+        sensitive = self.sensitive
+        for spec, prefix in zip(specs, self.prefixes, strict=True):
+            if spec.key in deferred:
+                line, secret = _run_time_input(spec, secret_delivery)
+                real_lines.append(line)
+                stored_lines.append(line)
+                secret_inputs.append(secret)
+                continue
+            value = resolved[spec.key]
+            real = prefix + _ps_literal(value)
+            real_lines.append(real)
+            if spec.key in sensitive and not _is_empty(value):
+                stored_lines.append(prefix + _REDACTED_LITERAL)
+            else:
+                stored_lines.append(real)
+        nl = self.newline
+        tail = nl + "# <<< ResolutionFlow parameters" + nl + nl + self.rest
+        return RenderedScript(
+            script=self.head + nl.join(real_lines) + tail,
+            stored_script=self.head + nl.join(stored_lines) + tail,
+            values=resolved,
+            redacted_values={
+                key: (REDACTION_MARKER if key in sensitive else value)
+                for key, value in resolved.items()
+            },
+            secret_delivery=secret_delivery,
+            secret_inputs=tuple(secret_inputs),
+            ignored_values=tuple(sorted(key for key in deferred if not _is_empty(values.get(key)))),
+        )
+
+
+_REDACTED_LITERAL = quote_ps_string(REDACTION_MARKER)
+
+
+class CompiledTemplateCache:
+    """Compiled templates of this process, keyed by (template id, version), least recently
+    used first out.
+
+    A template's version moves only with its body or parameter schema; its default values and
+    validation rules change in place. So an entry also keeps the four inputs it was compiled
+    from and is used only when they are all equal to the caller's: a stale entry is compiled
+    again, never served."""
+
+    def __init__(self, engine: ScriptTemplateEngine, maxsize: int = 1024) -> None:
+        self.engine = engine
+        self.maxsize = maxsize
+        self._entries: OrderedDict[Hashable, tuple[tuple[Any, ...], CompiledTemplate]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        key: Hashable,
+        script_body: str,
+        parameters_schema: dict | None,
+        default_values: dict | None = None,
+        validation_rules: dict | None = None,
+    ) -> CompiledTemplate:
+        inputs = (script_body, parameters_schema, default_values, validation_rules)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == inputs:
+                self._entries.move_to_end(key)
+                return entry[1]
+        compiled = self.engine.compile(*inputs)
+        # Deep copies of the JSON documents: a caller mutating its dict later cannot make the
+        # entry look equal to inputs it was not compiled from.
+        frozen = (script_body, *(copy.deepcopy(doc) for doc in inputs[1:]))
+        with self._lock:
+            self._entries[key] = (frozen, compiled)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return compiled
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from shared import powershell_check
+
 COMPLEXITIES = ("basic", "intermediate", "advanced")
+SECRET_DELIVERY = ("inline", "env", "prompt")
+_DELIVERY_HELP = (
+    "how sensitive parameters reach the script: inline (written in it), env (read from "
+    "$env:RF_<KEY>) or prompt (Read-Host -AsSecureString when it runs)"
+)
 
 
 class StrictSchema(Schema):
@@ -58,6 +67,11 @@ class TemplateQueryArgsSchema(StrictSchema):
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
+class TagResponseSchema(StrictSchema):
+    tag = fields.String()
+    template_count = fields.Integer()
+
+
 class TemplateListItemSchema(StrictSchema):
     id = fields.UUID(dump_only=True)
     category_id = fields.UUID()
@@ -74,6 +88,7 @@ class TemplateListItemSchema(StrictSchema):
     estimated_runtime = fields.String(allow_none=True)
     requires_elevation = fields.Boolean()
     requires_modules = fields.List(fields.String())
+    secret_delivery = fields.String(allow_none=True, metadata={"description": _DELIVERY_HELP})
     usage_count = fields.Integer()
     version = fields.Integer()
     is_active = fields.Boolean()
@@ -81,11 +96,34 @@ class TemplateListItemSchema(StrictSchema):
     updated_at = fields.DateTime()
 
 
+class FindingSchema(StrictSchema):
+    rule = fields.String(metadata={"description": "rule id, e.g. RF2002"})
+    name = fields.String()
+    severity = fields.String(metadata={"description": "error, warning or information"})
+    line = fields.Integer()
+    column = fields.Integer()
+    why = fields.String()
+    excerpt = fields.String()
+
+
+class AcknowledgedFindingSchema(StrictSchema):
+    rule = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+
+
 class TemplateDetailSchema(TemplateListItemSchema):
     script_body = fields.String()
     parameters_schema = fields.Dict()
     default_values = fields.Dict()
     validation_rules = fields.Dict()
+    acknowledged_findings = fields.List(fields.Nested(AcknowledgedFindingSchema))
+    findings = fields.Method(
+        "get_findings",
+        metadata={"description": "the static check of script_body (rule, severity, line, why)"},
+    )
+
+    def get_findings(self, template: Any) -> list[dict[str, Any]]:
+        return [f.as_dict() for f in powershell_check.check_script(template.script_body)]
 
 
 class _TemplateWriteFields(StrictSchema):
@@ -108,6 +146,16 @@ class _TemplateWriteFields(StrictSchema):
     requires_modules = fields.List(
         fields.String(validate=validate.Length(min=1, max=100)),
         validate=validate.Length(max=30),
+    )
+    secret_delivery = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(SECRET_DELIVERY),
+        metadata={"description": "this template's default; " + _DELIVERY_HELP},
+    )
+    acknowledged_findings = fields.List(
+        fields.Nested(AcknowledgedFindingSchema),
+        validate=validate.Length(max=20),
+        metadata={"description": "error findings of the static check accepted, with a reason"},
     )
 
     @validates_schema
@@ -153,15 +201,51 @@ class GenerateRequestSchema(StrictSchema):
     parameters = fields.Dict(keys=fields.String(), load_default=dict)
     session_id = fields.UUID(allow_none=True, load_default=None)
     ai_session_id = fields.UUID(allow_none=True, load_default=None)
+    secret_delivery = fields.String(
+        allow_none=True,
+        load_default=None,
+        validate=validate.OneOf(SECRET_DELIVERY),
+        metadata={
+            "description": "default: the template's, else the account's, else inline. "
+            + _DELIVERY_HELP
+        },
+    )
+
+
+class SecretInputSchema(StrictSchema):
+    parameter = fields.String()
+    label = fields.String()
+    delivery = fields.String()
+    environment_variable = fields.String(allow_none=True)
 
 
 class GenerateResponseSchema(StrictSchema):
     id = fields.UUID()
     script = fields.String()
     warnings = fields.List(fields.String())
+    findings = fields.List(
+        fields.Nested(FindingSchema),
+        metadata={"description": "the static check of the rendered script"},
+    )
+    secret_delivery = fields.String()
+    secret_inputs = fields.List(
+        fields.Nested(SecretInputSchema),
+        metadata={"description": "what to set (env) or answer (prompt) when the script runs"},
+    )
+    download_url = fields.String(
+        allow_none=True, metadata={"description": "the .ps1 file (env and prompt delivery)"}
+    )
     metadata = fields.Dict()
     state_version = fields.Integer(
         allow_none=True, metadata={"description": "the linked AI session's new state_version"}
+    )
+
+
+class ScriptSettingsSchema(StrictSchema):
+    default_secret_delivery = fields.String(
+        required=True,
+        validate=validate.OneOf(SECRET_DELIVERY),
+        metadata={"description": "the account's default; " + _DELIVERY_HELP},
     )
 
 
@@ -179,6 +263,7 @@ class GenerationRecordSchema(StrictSchema):
     template_name = fields.String()
     template_version = fields.Integer()
     parameters_used = fields.Dict()
+    secret_delivery = fields.String()
     session_id = fields.UUID(allow_none=True)
     ai_session_id = fields.UUID(allow_none=True)
     created_at = fields.DateTime()

@@ -25,10 +25,11 @@ from shared.models.scripts import (
     ScriptTemplate,
     ScriptTemplateVersion,
 )
-from shared.models.usage import LLMUsageRecord
+from shared.models.usage import BATCH_ITEM_STATUSES, LLMBatchItem, LLMUsageRecord, NoteReuse
 
 __all__ = [
     "ACCOUNT_ROLES",
+    "BATCH_ITEM_STATUSES",
     "DELIVERY_STATUSES",
     "FACT_KINDS",
     "FIX_DECISIONS",
@@ -38,7 +39,9 @@ __all__ = [
     "Account",
     "Base",
     "ChatMessage",
+    "LLMBatchItem",
     "LLMUsageRecord",
+    "NoteReuse",
     "OutboxEvent",
     "ResolutionNote",
     "ScriptCategory",

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
@@ -17,6 +27,13 @@ class Account(UUIDPrimaryKey, Timestamps, Base):
 
     name: Mapped[str] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    # How sensitive script parameters reach a script when neither the call nor the template
+    # says (inline, env or prompt; unset means inline).
+    default_secret_delivery: Mapped[str | None] = mapped_column(String(10))
+    # Optional monthly LLM budget (USD, calendar month, UTC); past it the offline generator
+    # answers. The month ("2026-12") whose 80 % warning was already sent.
+    monthly_budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    budget_warned_month: Mapped[str | None] = mapped_column(String(7))
 
 
 class Team(UUIDPrimaryKey, Timestamps, Base):

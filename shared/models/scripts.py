@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Computed,
     ForeignKey,
     Index,
     Integer,
@@ -16,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
@@ -75,6 +76,13 @@ class ScriptTemplate(UUIDPrimaryKey, Timestamps, Base):
             for column in ("name", "description", "slug")
         ),
         Index("ix_script_templates_name", "name"),
+        Index("ix_script_templates_search_vector", "search_vector", postgresql_using="gin"),
+        Index(
+            "ix_script_templates_search_text_trgm",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ),
     )
 
     category_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("script_categories.id"), index=True)
@@ -115,6 +123,27 @@ class ScriptTemplate(UUIDPrimaryKey, Timestamps, Base):
     usage_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    # Default delivery of sensitive parameters for this template (inline, env or prompt).
+    secret_delivery: Mapped[str | None] = mapped_column(String(10))
+    # Static-check findings of error severity the author accepted: [{"rule", "reason"}].
+    acknowledged_findings: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )
+    # Ranked search documents, kept by PostgreSQL itself from the columns above (the functions
+    # are in the migration). Deferred: only a search reads them.
+    search_vector: Mapped[Any] = mapped_column(
+        TSVECTOR,
+        Computed(
+            "script_template_search_vector(name, tags, description, use_case, parameters_schema)",
+            persisted=True,
+        ),
+        deferred=True,
+    )
+    search_text: Mapped[str] = mapped_column(
+        Text,
+        Computed("script_template_search_text(name, tags, description, use_case)", persisted=True),
+        deferred=True,
+    )
 
 
 class ScriptTemplateVersion(UUIDPrimaryKey, Timestamps, Base):
@@ -158,4 +187,7 @@ class ScriptGeneration(UUIDPrimaryKey, Timestamps, Base):
     )
     # Both copies have every sensitive value replaced by the redaction marker.
     parameters_used: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    secret_delivery: Mapped[str] = mapped_column(
+        String(10), default="inline", server_default="inline"
+    )
     generated_script: Mapped[str] = mapped_column(Text)

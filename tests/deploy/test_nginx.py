@@ -245,6 +245,8 @@ ROUTES = [
     # The session id is one path segment; anything else stays with pilot.
     ("GET", "/api/v1/ai-sessions/a/b/resolution-note", "pilot"),
     ("GET", "/api/v1/ai-sessions//resolution-note", "pilot"),
+    ("GET", "/api/v1/usage", "pilot"),
+    ("PUT", "/api/v1/usage/budget", "pilot"),
     ("GET", "/api/v1/integrations", "notes"),
     ("GET", "/api/v1/integrations/webhooks", "notes"),
     ("POST", "/api/v1/integrations/webhooks/w1/test", "notes"),

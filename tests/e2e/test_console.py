@@ -703,9 +703,10 @@ def test_login_library_generate_history_keep_the_secret_out(
     expect(page.locator("#template-results .template-card").first).to_be_visible()
     shot(page, "library", full_page=False)
 
-    page.get_by_label("Search").fill("local account password")
+    # A quoted phrase: ranked search would also list the built-ins that mention each word.
+    page.get_by_label("Search").fill('"local Windows account"')
     expect(page.locator("#template-results .template-card")).to_have_count(1)
-    expect(page).to_have_url(re.compile(r"q=local"))
+    expect(page).to_have_url(re.compile(r"q=.*local"))
     page.get_by_role("button", name="Show only tag kiosk").click()
     expect(page.get_by_role("button", name="Remove tag filter kiosk")).to_be_visible()
     expect(page).to_have_url(re.compile(r"tags=kiosk"))
@@ -739,7 +740,7 @@ def test_login_library_generate_history_keep_the_secret_out(
     form.get_by_label("New password").fill(canary)
     form.get_by_label("Password expires in (days)").fill("9999")
     form.get_by_role("button", name="Generate script").click()
-    expect(page.locator("#param-expire_days-error")).to_contain_text("at most 365")
+    expect(page.locator("#param-expire_days-error")).to_contain_text("between 1 and 365")
     expect(page.locator("#param-username-error")).to_contain_text("pattern")
     expect(form.get_by_label("Account name")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#generate-errors")).to_be_visible()
@@ -807,6 +808,42 @@ def test_phone_width_library_and_generate(phone: Tab, demo: Demo) -> None:
     assert heights and min(heights) >= 36, heights
     page.get_by_role("link", name="Sessions").click()
     no_horizontal_scroll()
+
+
+def test_env_delivery_downloads_a_ps1_without_the_secret(
+    tab: Tab, stack: Stack, demo: Demo, tmp_path: Any
+) -> None:
+    page = tab.page
+    canary = f"Env-{uuid.uuid4().hex[:10]}-Pw!"
+    sign_in(page, ENGINEER)
+    expect(page.locator("#template-results .template-card").first).to_be_visible()
+    # The tag filter suggests the tags that exist.
+    options = page.locator("#library-tag-options option")
+    expect(options.first).to_be_attached()
+    assert "kiosk" in options.evaluate_all("els => els.map((o) => o.value)")
+
+    page.get_by_role("link", name=RESET_TEMPLATE["name"]).click()
+    form = page.locator("#generate-form")
+    form.get_by_label("Account name").fill("kiosk02")
+    form.get_by_label("New password").fill(canary)
+    form.get_by_label("Deliver sensitive values").select_option("env")
+    with page.expect_response("**/api/v1/scripts/generate") as generated:
+        form.get_by_role("button", name="Generate script").click()
+    assert generated.value.status == 200
+    script = page.locator("#rendered-script")
+    expect(script).to_contain_text("$env:RF_NEW_PASSWORD")
+    expect(page.locator("#script-output .warnings")).to_contain_text("RF_NEW_PASSWORD")
+    assert canary not in page.content()
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download .ps1").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".ps1")
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    data = saved.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf") and b"$env:RF_NEW_PASSWORD" in data
+    assert canary.encode() not in data
+    assert stored_copies(stack, canary) == []
 
 
 # ── Sessions: facts, preview, chat, fix, resolve ───────────────────────────
@@ -1196,6 +1233,9 @@ def test_main_screens_pass_axe_wcag_aa(tab: Tab, stack: Stack, demo: Demo) -> No
     report["history"] = _axe_violations(page)
     page.goto("/#/settings")
     expect(page.get_by_label("Endpoint URL")).to_be_visible()
+    # The month so far, from GET /api/v1/usage.
+    expect(page.locator("#usage-cost")).to_have_text(re.compile(r"^\$\d+\.\d{2}$"))
+    expect(page.locator("#usage-budget")).to_have_text("None set")
     report["settings"] = _axe_violations(page)
     if _pilot_available(stack, demo):
         page.goto("/#/sessions")

@@ -187,9 +187,9 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
 
     def final() -> Any:
         response = call("GET", f"/api/v1/ai-sessions/{sid}/resolution-note")
-        body = response.json() if response.status_code == 200 else {}
-        # Stored first ("pending"), then the delivery step finds no endpoint.
-        return body.get("markdown") and body.get("delivery_status") != "pending" and body
+        # The note is stored first (delivery "pending"), then the delivery task settles it.
+        settled = response.status_code == 200 and response.json()["markdown"]
+        return settled and response.json()["delivery_status"] != "pending" and response.json()
 
     note = wait_until(final, 60, message="the final note and its delivery step")
     assert note["delivery_status"] == "not_configured"
@@ -249,7 +249,8 @@ def test_every_usage_row_has_cache_figures(gateway: Any, make_user: Any) -> None
         ).all()
         total = session.scalar(select(func.count()).select_from(LLMUsageRecord))
     assert len(rows) == 2 and total is not None
-    # The first call writes the prompt cache, later ones read it.
-    assert rows[0].cache_creation_input_tokens + rows[0].cache_read_input_tokens > 0
-    assert all(r.cache_creation_input_tokens + r.cache_read_input_tokens > 0 for r in rows)
-    assert any(r.cache_read_input_tokens > 0 for r in rows)
+    # Every row carries the cache figures the API reported. The note prompt (~460 tokens) is
+    # below every model's minimum cacheable length, so the API caches nothing and reports 0:
+    # those calls pay plain input only, and a cost.
+    assert all(r.cache_creation_input_tokens == r.cache_read_input_tokens == 0 for r in rows)
+    assert all(r.input_tokens > 0 and r.cost_usd > 0 for r in rows)

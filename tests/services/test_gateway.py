@@ -32,6 +32,8 @@ def gateway(migrated: Any) -> PathDispatcher:
         ("/api/v1/ai-sessions/abc/resolution-note/preview", "notes"),
         ("/api/v1/ai-sessions/abc/resolution-notes-other", "pilot"),
         ("/api/v1/integrations/ticketing", "notes"),
+        ("/api/v1/usage", "pilot"),
+        ("/api/v1/ai-sessions/x/usage", "pilot"),
         ("/api/v1/scriptsx", None),
         ("/", None),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,8 +20,9 @@ from shared.llm import (
 )
 from tests.support.stub_anthropic import StubAnthropic
 
-MODEL = "claude-sonnet-4-6"
-SYSTEM = "You are a careful support engineer. " * 40  # stable, cacheable system prompt
+MODEL = os.environ.get("ANTHROPIC_MODEL") or "claude-sonnet-5-5"
+# Stable and cacheable: about 2,600 tokens, above every supported Sonnet's caching minimum.
+SYSTEM = "You are a careful support engineer. " * 300
 SECRET_PROMPT = "the-user-wrote-this-and-it-must-not-be-logged"
 
 
@@ -35,11 +37,13 @@ def _fresh_stub(stub: StubAnthropic) -> None:
     stub.reset()
 
 
-def make_client(stub: StubAnthropic, *, timeout_s: float = 5.0, max_retries: int = 1) -> LLMClient:
+def make_client(
+    stub: StubAnthropic, *, timeout_s: float = 5.0, max_retries: int = 1, model: str = MODEL
+) -> LLMClient:
     return LLMClient(
         api_key="test-key",
         base_url=stub.url,
-        model=MODEL,
+        model=model,
         timeout_s=timeout_s,
         max_retries=max_retries,
     )
@@ -130,13 +134,16 @@ def test_cache_figures_are_recorded(stub: StubAnthropic) -> None:
     assert second.usage.cache_creation_input_tokens == 0
 
 
-def test_temperature_is_sent_when_given(stub: StubAnthropic) -> None:
-    client = make_client(stub)
-    client.complete(
-        system=SYSTEM, messages=[user("hi")], max_tokens=64, offline=never, temperature=0.2
-    )
-    assert stub.last_request is not None
-    assert stub.last_request["temperature"] == 0.2
+def test_temperature_reaches_only_models_that_take_sampling_params(stub: StubAnthropic) -> None:
+    for model, sent in (("claude-sonnet-4-6", True), ("claude-sonnet-5-5", False)):
+        client = make_client(stub, model=model)
+        result = client.complete(
+            system=SYSTEM, messages=[user("hi")], max_tokens=64, offline=never, temperature=0.2
+        )
+        assert result.generator == "anthropic"
+        assert stub.last_request is not None
+        assert ("temperature" in stub.last_request) is sent, model
+    assert stub.refusals == []
 
 
 def test_rate_limit_then_success_is_retried_transparently(stub: StubAnthropic) -> None:
@@ -181,16 +188,92 @@ def test_timeout_raises_llm_unavailable(stub: StubAnthropic) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "reason"), [(401, "auth_error"), (403, "auth_error"), (400, "invalid_request")]
+    ("status", "reason"),
+    [
+        (401, "auth_error"),
+        (403, "auth_error"),
+        (400, "invalid_request"),
+        (404, "invalid_request"),
+        (413, "invalid_request"),
+    ],
 )
 def test_client_errors_are_not_retried(stub: StubAnthropic, status: int, reason: str) -> None:
-    client = make_client(stub, max_retries=2)
+    client = make_client(stub, max_retries=3)
     stub.fail_next(status=status, times=5)
     with pytest.raises(LLMUnavailable) as info:
         client.complete(system=SYSTEM, messages=[user("hi")], max_tokens=64, offline=never)
     assert (info.value.reason, info.value.status_code) == (reason, status)
     assert not info.value.retryable
     assert stub.call_count == 1
+    # The API's own error type travels with the exception, for the ledger.
+    assert info.value.error.split(":")[0].endswith("_error") or "request_too_large" in (
+        info.value.error
+    )
+
+
+def test_api_refusal_carries_the_api_error_message(stub: StubAnthropic) -> None:
+    client = make_client(stub, model="claude-sonnet-4-6", max_retries=3)
+    # Above the output limit: the client would cap it itself, so send it around the client.
+    request = client.build_request(SYSTEM, [user("hi")], 64)
+    request["max_tokens"] = 64_001
+    with pytest.raises(Exception) as info:
+        client._client.messages.create(**request)  # type: ignore[union-attr]
+    assert "64001 > 64000" in str(info.value)
+    assert stub.call_count == 1
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-sonnet-4-6"])
+def test_no_request_the_model_refuses_is_sent(stub: StubAnthropic, model: str) -> None:
+    client = make_client(stub, model=model)
+    client.complete(
+        system=SYSTEM,
+        messages=[user("a"), assistant("b"), user("c")],
+        max_tokens=500_000,  # above every model's output limit: capped
+        offline=never,
+        temperature=0.0,
+    )
+    run_stream(client, system=SYSTEM, messages=[user("d")], max_tokens=64, offline=never)
+    assert stub.refusals == []
+    assert stub.calls[0]["json"]["max_tokens"] == client.spec.max_output_tokens
+
+
+def test_a_prefill_for_a_model_that_refuses_it_is_refused_locally(stub: StubAnthropic) -> None:
+    client = make_client(stub, model="claude-sonnet-5-5", max_retries=3)
+    with pytest.raises(LLMUnavailable) as info:
+        client.complete(
+            system=SYSTEM,
+            messages=[user("hi"), assistant("## Problem")],
+            max_tokens=64,
+            offline=never,
+        )
+    assert info.value.reason == "unsupported_request" and not info.value.retryable
+    assert "prefill" in info.value.error
+    assert stub.call_count == 0
+
+
+def test_unknown_model_warns_and_gets_conservative_rules(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from shared.llm_models import CONSERVATIVE, conform_request, spec_for
+
+    with caplog.at_level(logging.WARNING, logger="shared.llm_models"):
+        spec = spec_for("claude-future-9-9")
+        spec_for("claude-future-9-9")
+    assert spec is CONSERVATIVE
+    assert [r.message for r in caplog.records].count("llm.unknown_model") == 1
+    out = conform_request(
+        {
+            "model": "claude-future-9-9",
+            "max_tokens": 100_000,
+            "temperature": 0.3,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "tool_choice": {"type": "any"},
+            "messages": [user("x")],
+        }
+    ).request
+    assert "temperature" not in out and "thinking" not in out
+    assert out["tool_choice"] == {"type": "auto"}
+    assert out["max_tokens"] == CONSERVATIVE.max_output_tokens
 
 
 def test_connection_refused_is_unavailable() -> None:
@@ -328,19 +411,19 @@ def test_offline_complete_and_stream() -> None:
 def test_from_settings(stub: StubAnthropic) -> None:
     offline = LLMClient.from_settings(Settings(ANTHROPIC_API_KEY=None))
     assert not offline.online
-    assert offline.model == "claude-sonnet-4-6"
+    assert offline.model == "claude-sonnet-5-5"
     online = LLMClient.from_settings(
         Settings(
             ANTHROPIC_API_KEY="k",
             ANTHROPIC_BASE_URL=stub.url,
-            ANTHROPIC_MODEL="claude-test",
+            ANTHROPIC_MODEL="claude-sonnet-4-6",
             LLM_TIMEOUT_S=2.0,
             LLM_MAX_RETRIES=0,
         )
     )
-    assert online.online and online.model == "claude-test"
+    assert online.online and online.model == "claude-sonnet-4-6"
     result = online.complete(system=SYSTEM, messages=[user("hi")], max_tokens=64, offline=never)
-    assert result.model == "claude-test"
+    assert result.model == "claude-sonnet-4-6"
     assert stub.calls[-1]["headers"]["authorization"] == "Bearer k"
 
 

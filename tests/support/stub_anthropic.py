@@ -7,10 +7,25 @@ unmodified against it (point ``base_url`` at :attr:`StubAnthropic.url`):
 * ``"stream": true`` requests get the Server-Sent Events sequence of the real API
   (``message_start``, ``content_block_start``, ``ping``, several ``content_block_delta``,
   ``content_block_stop``, ``message_delta``, ``message_stop``);
+* it is strict, per model family (:data:`STUB_MODELS`, from the vendor's documents): an
+  unknown model is a 404 ``not_found_error``; sampling parameters on Sonnet 5.x, an assistant
+  prefill on the 4.6 generation and later, a thinking mode or forced ``tool_choice`` the model
+  does not take, ``max_tokens`` above its limit, more than four ``cache_control``
+  breakpoints, a 1-hour entry after a 5-minute one, roles that do not alternate or start with
+  an assistant turn, empty content, a system prompt other than a string or text blocks: each
+  is a 400 ``invalid_request_error`` with the real error body (:func:`validate_request`), and
+  is listed in :attr:`StubAnthropic.refusals`;
 * ``usage`` is estimated from the request size (about four characters a token), and prompt
-  caching is simulated: when the system prompt carries a block with ``cache_control``, the
-  first request with that exact cached prefix (per model) reports
-  ``cache_creation_input_tokens``, later ones ``cache_read_input_tokens``;
+  caching is modelled as the API does it (:meth:`StubAnthropic._usage`): a cache entry is the
+  byte-exact prefix (tools, system, messages) up to a ``cache_control`` breakpoint, per
+  model, kept for its TTL (``5m`` or ``1h``, refreshed by each hit; :meth:`advance_clock` lets
+  time pass); a later request with the same prefix reports ``cache_read_input_tokens``, a new
+  one ``cache_creation_input_tokens`` (split by TTL in ``cache_creation``), and a prefix below
+  the model's minimum cacheable length caches nothing: both counters stay 0;
+* the Message Batches endpoints (``POST /v1/messages/batches``, ``GET .../{id}``,
+  ``GET .../{id}/results`` as JSONL) answer each request as ``/v1/messages`` would, an
+  invalid one as an ``errored`` result; a batch ends on its first retrieve (or after
+  :attr:`batch_polls_before_end` more);
 * an API key is required (``x-api-key``, or ``Authorization: Bearer`` as the SDK sends it),
   otherwise the real API's 401 ``authentication_error`` body comes back.
 
@@ -47,6 +62,9 @@ stops that process). Control endpoints, which need no API key and are not record
 * ``POST /_stub/latency``   ``{"seconds": 0.2}``
 * ``POST /_stub/responses`` ``{"texts": ["...", "..."]}`` (answered one per request, in order,
   before the responder is consulted)
+* ``POST /_stub/clock``     ``{"advance_s": 301}`` (cache entries age as if that time passed)
+* ``POST /_stub/batch_polls`` ``{"before_end": 2}``
+* ``GET  /_stub/refusals``, ``GET /_stub/batches``
 """
 
 from __future__ import annotations
@@ -61,6 +79,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -263,9 +282,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         stub = self.server.stub
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/v1/messages/batches"):
+            self._batches_get(path)
+            return
         if self.path == "/_stub/calls":
             calls = stub.calls
             self._send_json(200, {"count": len(calls), "calls": calls})
+        elif self.path == "/_stub/refusals":
+            refusals = stub.refusals
+            self._send_json(200, {"count": len(refusals), "refusals": refusals})
+        elif self.path == "/_stub/batches":
+            batches = stub.batch_submissions
+            self._send_json(200, {"count": len(batches), "batches": batches})
         elif self.path == "/_stub/health":
             self._send_json(200, {"ok": True})
         else:
@@ -280,6 +309,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.split("?", 1)[0] == "/v1/messages":
             self._messages(payload)
+            return
+        if self.path.split("?", 1)[0] == "/v1/messages/batches":
+            self._batches_create(payload)
             return
         if not isinstance(payload, dict):
             payload = {}
@@ -306,6 +338,10 @@ class _Handler(BaseHTTPRequestHandler):
                 after_deltas=int(payload.get("after_deltas", 1)),
                 times=int(payload.get("times", 1)),
             )
+        elif self.path == "/_stub/batch_polls":
+            stub.batch_polls_before_end = int(payload.get("before_end", 0))
+        elif self.path == "/_stub/clock":
+            stub.advance_clock(float(payload.get("advance_s", 0.0)))
         elif self.path == "/_stub/latency":
             stub.latency_s = float(payload.get("seconds", 0.0))
         elif self.path == "/_stub/responses":
@@ -318,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _messages(self, request: Any) -> None:
         stub = self.server.stub
         headers = {key.lower(): value for key, value in self.headers.items()}
-        stub._record(request, headers, self.path)
+        call = stub._record(request, headers, self.path)
 
         if not _has_api_key(headers):
             self._send_json(401, error_body(401))
@@ -336,9 +372,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(action.status, error_body(action.status, action.error_type), extra)
             return
 
-        problem = _validate(request)
-        if problem:
-            self._send_json(400, error_body(400, message=problem))
+        refusal = validate_request(request)
+        if refusal is not None:
+            stub._record_refusal(request, refusal)
+            self._send_json(
+                refusal.status, error_body(refusal.status, refusal.error_type, refusal.message)
+            )
             return
 
         stub._wait(stub.latency_s)
@@ -349,6 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         text = stub._answer(request)
         usage = stub._usage(request, text)
+        stub._answered(call, usage)
         message_id = stub._next_id("msg")
         if _streaming(request):
             broken = (
@@ -369,6 +409,64 @@ class _Handler(BaseHTTPRequestHandler):
                     "usage": usage,
                 },
             )
+
+    # -- Message Batches ------------------------------------------------------------------
+
+    def _batches_create(self, payload: Any) -> None:
+        stub = self.server.stub
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        if not _has_api_key(headers):
+            self._send_json(401, error_body(401))
+            return
+        requests_ = payload.get("requests") if isinstance(payload, dict) else None
+        if not isinstance(requests_, list) or not requests_:
+            self._send_json(400, error_body(400, message="requests: at least one is required"))
+            return
+        ids = [r.get("custom_id") for r in requests_ if isinstance(r, dict)]
+        if len(ids) != len(requests_) or any(not isinstance(i, str) or not i for i in ids):
+            self._send_json(400, error_body(400, message="requests.custom_id: Field required"))
+            return
+        if len(set(ids)) != len(ids):
+            self._send_json(400, error_body(400, message="requests: custom_id must be unique"))
+            return
+        for index, entry in enumerate(requests_):
+            params = entry.get("params")
+            if not isinstance(params, dict) or params.get("stream"):
+                self._send_json(
+                    400,
+                    error_body(400, message=f"requests.{index}.params: streaming not allowed"),
+                )
+                return
+        host = f"http://{self.headers.get('host') or f'{stub.host}:{stub.port}'}"
+        self._send_json(200, stub._create_batch(requests_, host))
+
+    def _batches_get(self, path: str) -> None:
+        stub = self.server.stub
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        if not _has_api_key(headers):
+            self._send_json(401, error_body(401))
+            return
+        parts = path.rstrip("/").split("/")  # ["", "v1", "messages", "batches", id, ...]
+        batch_id = parts[4] if len(parts) > 4 else ""
+        wants_results = len(parts) > 5 and parts[5] == "results"
+        batch = stub._batch_view(batch_id, advance=not wants_results)
+        if batch is None:
+            self._send_json(404, error_body(404, message=f"message batch {batch_id} not found"))
+            return
+        if not wants_results:
+            self._send_json(200, batch)
+            return
+        if batch["processing_status"] != "ended":
+            self._send_json(400, error_body(400, message="batch has not finished processing"))
+            return
+        lines = stub._batch_results(batch_id)
+        body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/binary")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
 
     def _stream(
         self,
@@ -473,31 +571,228 @@ def _streaming(request: Any) -> bool:
     return isinstance(request, dict) and request.get("stream") is True
 
 
-def _validate(request: Any) -> str | None:
-    """The first problem the real API would reject the request for, or None."""
+@dataclass(frozen=True)
+class StubModel:
+    """What the real API accepts from one model family (its public docs; see
+    ``shared/llm_models.py`` for the sources). Kept apart from the product's own table on
+    purpose: a mistake there must not be mirrored here."""
+
+    max_output_tokens: int
+    min_cacheable_tokens: int
+    sampling: bool  # temperature / top_p / top_k
+    prefill: bool
+    thinking: frozenset[str]
+    forced_tool_choice: bool
+    temperature_xor_top_p: bool = False
+
+
+STUB_MODELS: dict[str, StubModel] = {
+    "claude-sonnet-5-5": StubModel(128_000, 1024, False, False, frozenset({"adaptive"}), False),
+    "claude-sonnet-5": StubModel(
+        128_000, 1024, False, False, frozenset({"adaptive", "disabled"}), True
+    ),
+    "claude-sonnet-4-6": StubModel(
+        64_000, 2048, True, False, frozenset({"adaptive", "enabled", "disabled"}), True, True
+    ),
+    "claude-opus-4-6": StubModel(
+        128_000, 4096, True, False, frozenset({"adaptive", "enabled", "disabled"}), True, True
+    ),
+    "claude-sonnet-4-5": StubModel(
+        64_000, 1024, True, True, frozenset({"enabled", "disabled"}), True, True
+    ),
+    "claude-haiku-4-5": StubModel(
+        64_000, 4096, True, True, frozenset({"enabled", "disabled"}), True, True
+    ),
+}
+
+CACHE_TTLS_S = {"5m": 300.0, "1h": 3600.0}
+MAX_CACHE_BREAKPOINTS = 4
+
+
+def stub_model(model: str) -> StubModel | None:
+    """The family of ``model`` (alias or dated id), None for a model the API does not know."""
+    best = None
+    for family, spec in STUB_MODELS.items():
+        if model == family or model.startswith(family + "-"):
+            if best is None or len(family) > len(best[0]):
+                best = (family, spec)
+    return best[1] if best else None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    message: str
+    error_type: str = "invalid_request_error"
+
+
+def _blocks_of(content: Any) -> list[Any]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return content if isinstance(content, list) else []
+
+
+def _check_cache_control(where: str, block: Any, ttls: list[str]) -> str | None:
+    control = block.get("cache_control") if isinstance(block, dict) else None
+    if control is None:
+        return None
+    if not isinstance(control, dict) or control.get("type") != "ephemeral":
+        return f"{where}.cache_control.type: Input should be 'ephemeral'"
+    ttl = control.get("ttl", "5m")
+    if ttl not in CACHE_TTLS_S:
+        return f"{where}.cache_control.ttl: Input should be '5m' or '1h'"
+    ttls.append(ttl)
+    return None
+
+
+def validate_request(request: Any) -> Refusal | None:
+    """The first reason the real API would refuse ``request`` (with its status), or None."""
     if not isinstance(request, dict):
-        return "Request body must be a JSON object."
-    if not isinstance(request.get("model"), str) or not request["model"]:
-        return "model: Field required"
+        return Refusal(400, "Request body must be a JSON object.")
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        return Refusal(400, "model: Field required")
+    spec = stub_model(model)
+    if spec is None:
+        return Refusal(404, f"model: {model}", "not_found_error")
     max_tokens = request.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        return "max_tokens: Field required (a positive integer)"
-    messages = request.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return "messages: at least one message is required"
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            return f"messages.{index}.role: Input should be 'user' or 'assistant'"
-        if "content" not in message:
-            return f"messages.{index}.content: Field required"
+        return Refusal(400, "max_tokens: Field required (a positive integer)")
+    if max_tokens > spec.max_output_tokens:
+        return Refusal(
+            400,
+            f"max_tokens: {max_tokens} > {spec.max_output_tokens}, which is the maximum "
+            f"allowed number of output tokens for {model}",
+        )
+    if not spec.sampling:
+        for name in ("temperature", "top_p", "top_k"):
+            if name in request:
+                return Refusal(400, f"{name}: is not supported on {model}; remove it")
+    elif spec.temperature_xor_top_p and "temperature" in request and "top_p" in request:
+        return Refusal(
+            400, f"`temperature` and `top_p` cannot both be specified for this model ({model})"
+        )
+    thinking = request.get("thinking")
+    if thinking is not None:
+        mode = thinking.get("type") if isinstance(thinking, dict) else None
+        if mode not in spec.thinking:
+            return Refusal(400, f"thinking.type: {mode!r} is not supported on {model}")
+    tool_choice = request.get("tool_choice")
+    if isinstance(tool_choice, dict) and tool_choice.get("type") in ("any", "tool"):
+        if not spec.forced_tool_choice:
+            return Refusal(400, f"tool_choice: forced tool use is not supported on {model}")
+
+    ttls: list[str] = []
     system = request.get("system")
     if system is not None and not isinstance(system, str | list):
-        return "system: Input should be a valid string or list of text blocks"
+        return Refusal(400, "system: Input should be a valid string or list of text blocks")
     if isinstance(system, list):
         for index, block in enumerate(system):
             if not isinstance(block, dict) or block.get("type") != "text":
-                return f"system.{index}.type: Input should be 'text'"
+                return Refusal(400, f"system.{index}.type: Input should be 'text'")
+            if not isinstance(block.get("text"), str):
+                return Refusal(400, f"system.{index}.text: Field required")
+            if not block["text"]:
+                return Refusal(400, f"system.{index}.text: text content blocks must be non-empty")
+            problem = _check_cache_control(f"system.{index}", block, ttls)
+            if problem:
+                return Refusal(400, problem)
+
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return Refusal(400, "messages: at least one message is required")
+    previous = None
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            return Refusal(400, f"messages.{index}.role: Input should be 'user' or 'assistant'")
+        if "content" not in message:
+            return Refusal(400, f"messages.{index}.content: Field required")
+        role = message["role"]
+        if index == 0 and role != "user":
+            return Refusal(400, "messages.0.role: the first message must use the 'user' role")
+        if role == previous:
+            return Refusal(
+                400, f"messages.{index}: roles must alternate between 'user' and 'assistant'"
+            )
+        previous = role
+        content = message["content"]
+        if isinstance(content, str):
+            if not content.strip() and not (role == "assistant" and index == len(messages) - 1):
+                return Refusal(
+                    400,
+                    f"messages.{index}: all messages must have non-empty content except for "
+                    "the optional final assistant message",
+                )
+            continue
+        if not isinstance(content, list) or not content:
+            return Refusal(400, f"messages.{index}.content: Input should be a string or blocks")
+        for number, block in enumerate(content):
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                return Refusal(400, f"messages.{index}.content.{number}.type: Field required")
+            problem = _check_cache_control(f"messages.{index}.content.{number}", block, ttls)
+            if problem:
+                return Refusal(400, problem)
+    if previous == "assistant" and not spec.prefill:
+        return Refusal(
+            400,
+            f"This model does not support assistant message prefill. The conversation must "
+            f"end with a user message ({model}).",
+        )
+    if len(ttls) > MAX_CACHE_BREAKPOINTS:
+        return Refusal(
+            400,
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {len(ttls)}.",
+        )
+    seen_5m = False
+    for ttl in ttls:
+        if ttl == "5m":
+            seen_5m = True
+        elif seen_5m:
+            return Refusal(
+                400, "cache_control: a ttl='1h' entry must not come after a ttl='5m' one"
+            )
     return None
+
+
+def _validate(request: Any) -> str | None:
+    """The message of the first refusal (kept for callers of the older helper)."""
+    refusal = validate_request(request)
+    return refusal.message if refusal else None
+
+
+def _block_tokens(block: Any) -> int:
+    if isinstance(block, dict) and isinstance(block.get("text"), str):
+        return estimate_tokens(block["text"])
+    if isinstance(block, dict):
+        body = {k: v for k, v in block.items() if k != "cache_control"}
+        return estimate_tokens(json.dumps(body, sort_keys=True))
+    return 0
+
+
+def prompt_blocks(request: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
+    """The prompt as the API caches it: tools, then system blocks, then every message's
+    content blocks, in order, each as ``(key, block, tokens)`` where ``key`` is the block's
+    exact bytes (its role included, ``cache_control`` excluded)."""
+    out: list[tuple[str, dict[str, Any], int]] = []
+    for tool in request.get("tools") or []:
+        if isinstance(tool, dict):
+            out.append(("tool", tool, _block_tokens(tool)))
+    for block in _blocks_of(request.get("system")):
+        if isinstance(block, dict):
+            out.append(("system", block, _block_tokens(block)))
+    for message in request.get("messages") or []:
+        role = str(message.get("role"))
+        blocks = _blocks_of(message.get("content"))
+        for index, block in enumerate(blocks):
+            if isinstance(block, dict):
+                # A few tokens of framing per message, as the real count has.
+                framing = MESSAGE_FRAMING_TOKENS if index == 0 else 0
+                out.append((role, block, _block_tokens(block) + framing))
+    return out
+
+
+MESSAGE_FRAMING_TOKENS = 3
 
 
 class StubAnthropic:
@@ -510,21 +805,29 @@ class StubAnthropic:
         port: int = 0,
         latency_s: float = 0.0,
         responder: Responder | None = None,
-        cache_min_tokens: int = 0,
+        cache_min_tokens: int | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self._initial_latency_s = latency_s
         self.latency_s = latency_s
         self.responder: Responder = responder or default_responder
-        # The real API caches only prefixes of at least 1,024-4,096 tokens (model dependent);
-        # 0 caches any prefix marked with cache_control.
+        # The real API caches only prefixes of at least the model's minimum (1,024-4,096
+        # tokens); None applies each model's own minimum, a number overrides it for all.
         self.cache_min_tokens = cache_min_tokens
+        # Seconds added to the clock, so a test can let a cache entry expire without waiting.
+        self.clock_offset_s = 0.0
+        self._refusals: list[dict[str, Any]] = []
+        self._batches: dict[str, dict[str, Any]] = {}
+        self._batch_submissions: list[dict[str, Any]] = []
+        # How many retrieves a batch answers "in_progress" before it has ended.
+        self.batch_polls_before_end = 0
         self._lock = threading.Lock()
         self._calls: list[dict[str, Any]] = []
         self._actions: deque[_Action] = deque()
         self._responses: deque[str] = deque()
-        self._cached_prefixes: set[tuple[str, str]] = set()
+        # (model, exact prefix bytes) -> expiry time on the stub's clock
+        self._cache: dict[tuple[str, str], float] = {}
         self._ids = itertools.count(1)
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -581,7 +884,8 @@ class StubAnthropic:
 
     @property
     def calls(self) -> list[dict[str, Any]]:
-        """Every ``/v1/messages`` request so far: ``{"path", "json", "headers"}`` each."""
+        """Every ``/v1/messages`` request so far: ``{"path", "json", "headers", "usage"}`` each
+        (``usage``: the usage block answered, None when the request was refused or failed)."""
         with self._lock:
             return list(self._calls)
 
@@ -602,7 +906,12 @@ class StubAnthropic:
             self._calls.clear()
             self._actions.clear()
             self._responses.clear()
-            self._cached_prefixes.clear()
+            self._cache.clear()
+            self._refusals.clear()
+            self._batches.clear()
+            self._batch_submissions.clear()
+            self.batch_polls_before_end = 0
+            self.clock_offset_s = 0.0
             self.latency_s = self._initial_latency_s
 
     # -- programming --------------------------------------------------------------------
@@ -650,9 +959,15 @@ class StubAnthropic:
 
     # -- internals used by the handler ---------------------------------------------------
 
-    def _record(self, request: Any, headers: dict[str, str], path: str) -> None:
+    def _record(self, request: Any, headers: dict[str, str], path: str) -> dict[str, Any]:
+        call: dict[str, Any] = {"path": path, "json": request, "headers": headers, "usage": None}
         with self._lock:
-            self._calls.append({"path": path, "json": request, "headers": headers})
+            self._calls.append(call)
+        return call
+
+    def _answered(self, call: dict[str, Any], usage: dict[str, Any]) -> None:
+        with self._lock:
+            call["usage"] = usage
 
     def _pop_action(self) -> _Action | None:
         with self._lock:
@@ -672,38 +987,183 @@ class StubAnthropic:
             return queued
         return self.responder(request)
 
-    def _usage(self, request: dict[str, Any], text: str) -> dict[str, int]:
-        system = request.get("system")
-        blocks: list[dict[str, Any]]
-        if isinstance(system, str):
-            blocks = [{"type": "text", "text": system}]
-        else:
-            blocks = [b for b in (system or []) if isinstance(b, dict)]
-        last_marked = max(
-            (i for i, block in enumerate(blocks) if block.get("cache_control")), default=-1
-        )
-        prefix = "".join(str(block.get("text", "")) for block in blocks[: last_marked + 1])
-        rest = "".join(str(block.get("text", "")) for block in blocks[last_marked + 1 :])
-        rest += json.dumps(request.get("messages") or [])
-        created = read = 0
-        prefix_tokens = estimate_tokens(prefix)
-        if last_marked >= 0 and prefix_tokens >= max(1, self.cache_min_tokens):
-            key = (str(request.get("model")), prefix)
+    # -- Message Batches --------------------------------------------------------------
+
+    def _create_batch(self, entries: list[dict[str, Any]], host: str) -> Any:
+        batch_id = self._next_id("msgbatch")
+        with self._lock:
+            self._batches[batch_id] = {
+                "id": batch_id,
+                "entries": entries,
+                "host": host,
+                "polls": 0,
+                "results": None,
+                "created_at": "2026-12-01T00:00:00Z",
+            }
+            self._batch_submissions.append({"id": batch_id, "requests": entries})
+        view = self._batch_view(batch_id, advance=False)
+        assert view is not None
+        return view
+
+    def _batch_view(self, batch_id: str, *, advance: bool) -> Any:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return None
+            if advance:
+                batch["polls"] += 1
+            ended = batch["polls"] > self.batch_polls_before_end
+            entries = list(batch["entries"])
+            pending = batch["results"] is None
+        if ended and pending:
+            results = []
+            for entry in entries:
+                params = entry["params"]
+                refusal = validate_request(params)
+                if refusal is not None:
+                    result: dict[str, Any] = {
+                        "type": "errored",
+                        "error": error_body(refusal.status, refusal.error_type, refusal.message),
+                    }
+                else:
+                    result = {"type": "succeeded", "message": _batch_message(self, params)}
+                results.append({"custom_id": entry["custom_id"], "result": result})
             with self._lock:
-                seen = key in self._cached_prefixes
-                self._cached_prefixes.add(key)
-            if seen:
-                read = prefix_tokens
-            else:
-                created = prefix_tokens
-        else:
-            rest = prefix + rest
+                batch["results"] = results
+        with self._lock:
+            done = batch["results"]
+        succeeded = sum(1 for r in done or [] if r["result"]["type"] == "succeeded")
         return {
-            "input_tokens": max(1, estimate_tokens(rest)),
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": "ended" if done is not None else "in_progress",
+            "request_counts": {
+                "processing": 0 if done is not None else len(entries),
+                "succeeded": succeeded,
+                "errored": (len(done) - succeeded) if done is not None else 0,
+                "canceled": 0,
+                "expired": 0,
+            },
+            "ended_at": "2026-12-01T00:01:00Z" if done is not None else None,
+            "created_at": batch["created_at"],
+            "expires_at": "2026-12-02T00:00:00Z",
+            "archived_at": None,
+            "cancel_initiated_at": None,
+            "results_url": (
+                f"{batch['host']}/v1/messages/batches/{batch_id}/results"
+                if done is not None
+                else None
+            ),
+        }
+
+    def _batch_results(self, batch_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._batches[batch_id]["results"] or [])
+
+    def now(self) -> float:
+        return time.monotonic() + self.clock_offset_s
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the stub's clock on (cache entries expire as if that time had passed)."""
+        with self._lock:
+            self.clock_offset_s += seconds
+
+    @property
+    def batch_submissions(self) -> list[dict[str, Any]]:
+        """Every batch created: ``{"id", "requests"}`` each."""
+        with self._lock:
+            return list(self._batch_submissions)
+
+    @property
+    def refusals(self) -> list[dict[str, Any]]:
+        """Every request the stub refused as the real API would: ``{"json", "status",
+        "message"}`` each."""
+        with self._lock:
+            return list(self._refusals)
+
+    def _record_refusal(self, request: Any, refusal: Refusal) -> None:
+        with self._lock:
+            self._refusals.append(
+                {"json": request, "status": refusal.status, "message": refusal.message}
+            )
+
+    def _min_cacheable(self, model: str) -> int:
+        if self.cache_min_tokens is not None:
+            return max(1, self.cache_min_tokens)
+        spec = stub_model(model)
+        return spec.min_cacheable_tokens if spec else 1024
+
+    def _usage(self, request: dict[str, Any], text: str) -> dict[str, Any]:
+        """The usage block, with prompt caching as the API does it: each ``cache_control``
+        breakpoint names the exact prefix up to and including its block; the longest prefix
+        still cached (within its TTL, which a hit refreshes) is read, the part of the prompt
+        from there to the last breakpoint is written (if that prefix reaches the model's
+        minimum), the rest is plain input."""
+        model = str(request.get("model"))
+        blocks = prompt_blocks(request)
+        minimum = self._min_cacheable(model)
+        keys: list[str] = []
+        running = ""
+        cumulative: list[int] = []
+        total = 0
+        breakpoints: list[tuple[int, str]] = []  # (index, ttl)
+        for index, (role, block, tokens) in enumerate(blocks):
+            body = {k: v for k, v in block.items() if k != "cache_control"}
+            running += role + ":" + json.dumps(body, sort_keys=True) + "\n"
+            keys.append(running)
+            total += tokens
+            cumulative.append(total)
+            control = block.get("cache_control")
+            if isinstance(control, dict):
+                breakpoints.append((index, str(control.get("ttl", "5m"))))
+        read_upto = -1
+        now = self.now()
+        with self._lock:
+            for index, ttl in reversed(breakpoints):
+                key = (model, keys[index])
+                expiry = self._cache.get(key)
+                if expiry is not None and expiry > now:
+                    read_upto = index
+                    self._cache[key] = now + CACHE_TTLS_S.get(ttl, 300.0)  # a hit refreshes
+                    break
+            read = cumulative[read_upto] if read_upto >= 0 else 0
+            written_5m = written_1h = 0
+            done = read_upto
+            for index, ttl in breakpoints:
+                if index <= read_upto or cumulative[index] < minimum:
+                    continue
+                segment = cumulative[index] - (cumulative[done] if done >= 0 else 0)
+                if ttl == "1h":
+                    written_1h += segment
+                else:
+                    written_5m += segment
+                done = index
+                self._cache[(model, keys[index])] = now + CACHE_TTLS_S.get(ttl, 300.0)
+        created = written_5m + written_1h
+        return {
+            "input_tokens": max(1, total - read - created),
             "output_tokens": max(1, estimate_tokens(text)),
             "cache_creation_input_tokens": created,
             "cache_read_input_tokens": read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": written_5m,
+                "ephemeral_1h_input_tokens": written_1h,
+            },
         }
+
+
+def _batch_message(stub: StubAnthropic, params: dict[str, Any]) -> dict[str, Any]:
+    text = stub._answer(params)
+    return {
+        "id": stub._next_id("msg"),
+        "type": "message",
+        "role": "assistant",
+        "model": params.get("model"),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": stub._usage(params, text),
+    }
 
 
 class StubClient:
@@ -772,6 +1232,24 @@ class StubClient:
 
     def latency(self, seconds: float) -> None:
         self._post("/_stub/latency", {"seconds": seconds})
+
+    def advance_clock(self, seconds: float) -> None:
+        self._post("/_stub/clock", {"advance_s": seconds})
+
+    def batch_polls_before_end(self, polls: int) -> None:
+        self._post("/_stub/batch_polls", {"before_end": polls})
+
+    def refusals(self) -> list[dict[str, Any]]:
+        response = self._http.get(f"{self.url}/_stub/refusals", timeout=self.timeout_s)
+        response.raise_for_status()
+        refusals: list[dict[str, Any]] = response.json()["refusals"]
+        return refusals
+
+    def batches(self) -> list[dict[str, Any]]:
+        response = self._http.get(f"{self.url}/_stub/batches", timeout=self.timeout_s)
+        response.raise_for_status()
+        batches: list[dict[str, Any]] = response.json()["batches"]
+        return batches
 
     def responses(self, texts: Iterable[str]) -> None:
         self._post("/_stub/responses", {"texts": list(texts)})
@@ -853,7 +1331,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    parser.add_argument("--cache-min-tokens", type=int, default=0)
+    parser.add_argument(
+        "--cache-min-tokens", type=int, default=None, help="override every model's minimum"
+    )
     args = parser.parse_args(argv)
 
     stub = StubAnthropic(

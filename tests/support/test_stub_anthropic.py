@@ -24,9 +24,11 @@ from tests.support.stub_anthropic import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL = "claude-sonnet-4-6"
+MODEL = os.environ.get("ANTHROPIC_MODEL") or "claude-sonnet-5-5"
+# About 2,600 tokens: above every Sonnet's minimum cacheable length (1,024 or 2,048).
+STABLE = "Stable instructions. " * 500
 CACHED_SYSTEM: list[TextBlockParam] = [
-    {"type": "text", "text": "Stable instructions. " * 50, "cache_control": {"type": "ephemeral"}},
+    {"type": "text", "text": STABLE, "cache_control": {"type": "ephemeral"}},
     {"type": "text", "text": "Per-turn context."},
 ]
 
@@ -233,12 +235,12 @@ def test_prompt_caching_is_simulated(stub: StubAnthropic) -> None:
     first = ask(client, "one", system=CACHED_SYSTEM).usage
     second = ask(client, "two", system=CACHED_SYSTEM).usage
     other_model = client.messages.create(
-        model="claude-other",
+        model="claude-sonnet-5" if MODEL != "claude-sonnet-5" else "claude-sonnet-5-5",
         max_tokens=5,
         system=CACHED_SYSTEM,
         messages=[{"role": "user", "content": "x"}],
     ).usage
-    uncached = ask(client, "three", system="Stable instructions. " * 50).usage
+    uncached = ask(client, "three", system=STABLE).usage
     assert first.cache_creation_input_tokens and not first.cache_read_input_tokens
     assert second.cache_read_input_tokens == first.cache_creation_input_tokens
     assert not second.cache_creation_input_tokens
@@ -251,7 +253,7 @@ def test_prompt_caching_is_simulated(stub: StubAnthropic) -> None:
 
 
 def test_cache_min_tokens_mirrors_the_api_minimum() -> None:
-    with StubAnthropic(cache_min_tokens=2048) as small:
+    with StubAnthropic(cache_min_tokens=4096) as small:
         usage = ask(sdk(small.url), "x", system=CACHED_SYSTEM).usage
     assert not usage.cache_creation_input_tokens and not usage.cache_read_input_tokens
 
@@ -319,3 +321,217 @@ def test_runs_as_its_own_process_with_control_endpoints() -> None:
         assert proc.proc is not None
         pid_process = proc.proc
     assert pid_process.returncode == 0, "SIGTERM stops the stub cleanly"
+
+
+# ── Strictness: what the real API refuses, per model ──────────────────────────────────────────
+
+
+def raw(stub: StubAnthropic, body: dict[str, Any]) -> requests.Response:
+    return requests.post(
+        f"{stub.url}/v1/messages", json=body, headers={"x-api-key": "k"}, timeout=5
+    )
+
+
+def body(model: str = "claude-sonnet-5-5", **extra: Any) -> dict[str, Any]:
+    return {
+        "model": model,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "hi"}],
+        **extra,
+    }
+
+
+REFUSED_BY_SONNET_5_5: list[tuple[str, dict[str, Any]]] = [
+    ("temperature", {"temperature": 0.2}),
+    ("top_p", {"top_p": 0.9}),
+    ("top_k", {"top_k": 5}),
+    (
+        "prefill",
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "##"}]},
+    ),
+    ("thinking budget", {"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+    ("thinking disabled", {"thinking": {"type": "disabled"}}),
+    (
+        "forced tool",
+        {
+            "tools": [{"name": "t", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "any"},
+        },
+    ),
+    ("max_tokens", {"max_tokens": 128_001}),
+]
+
+
+@pytest.mark.parametrize(
+    "what, extra", REFUSED_BY_SONNET_5_5, ids=[w for w, _ in REFUSED_BY_SONNET_5_5]
+)
+def test_sonnet_5_5_refuses_what_the_migration_guide_lists(
+    stub: StubAnthropic, what: str, extra: dict[str, Any]
+) -> None:
+    response = raw(stub, body(**extra))
+    assert response.status_code == 400, what
+    payload = response.json()
+    assert payload["type"] == "error"
+    assert payload["error"]["type"] == "invalid_request_error"
+    assert payload["error"]["message"]
+    assert stub.refusals[-1]["status"] == 400
+
+
+def test_sonnet_4_6_takes_sampling_but_not_prefill_nor_both_temperature_and_top_p(
+    stub: StubAnthropic,
+) -> None:
+    assert raw(stub, body("claude-sonnet-4-6", temperature=0.2)).status_code == 200
+    assert raw(stub, body("claude-sonnet-4-6", temperature=0.2, top_p=0.9)).status_code == 400
+    prefill = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "##"}]
+    assert raw(stub, body("claude-sonnet-4-6", messages=prefill)).status_code == 400
+    assert raw(stub, body("claude-sonnet-4-6", max_tokens=64_001)).status_code == 400
+    assert raw(stub, body("claude-sonnet-4-6", max_tokens=64_000)).status_code == 200
+
+
+def test_unknown_model_is_a_404_not_found_error(stub: StubAnthropic) -> None:
+    response = raw(stub, body("claude-nonexistent-9"))
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "assistant", "content": "first"}, {"role": "user", "content": "hi"}],
+        [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+        [{"role": "user", "content": ""}],
+        [{"role": "system", "content": "x"}],
+    ],
+    ids=["starts-with-assistant", "same-role-twice", "empty", "bad-role"],
+)
+def test_roles_must_alternate_from_a_user_turn(
+    stub: StubAnthropic, messages: list[dict[str, Any]]
+) -> None:
+    assert raw(stub, body(messages=messages)).status_code == 400
+
+
+def test_system_must_be_a_string_or_text_blocks(stub: StubAnthropic) -> None:
+    assert raw(stub, body(system="plain")).status_code == 200
+    assert raw(stub, body(system=[{"type": "text", "text": "ok"}])).status_code == 200
+    assert raw(stub, body(system=[{"type": "image", "source": {}}])).status_code == 400
+    assert raw(stub, body(system={"text": "no"})).status_code == 400
+
+
+def test_at_most_four_cache_breakpoints_and_1h_before_5m(stub: StubAnthropic) -> None:
+    def marked(n: int, ttl: str = "5m") -> list[dict[str, Any]]:
+        return [
+            {"type": "text", "text": f"b{i}", "cache_control": {"type": "ephemeral", "ttl": ttl}}
+            for i in range(n)
+        ]
+
+    assert raw(stub, body(system=marked(4))).status_code == 200
+    response = raw(stub, body(system=marked(5)))
+    assert response.status_code == 400
+    assert "maximum of 4" in response.json()["error"]["message"]
+    assert raw(stub, body(system=marked(1, "5m") + marked(1, "1h"))).status_code == 400
+    assert raw(stub, body(system=marked(1, "1h") + marked(1, "5m"))).status_code == 200
+    assert raw(stub, body(system=marked(1, "2h"))).status_code == 400
+
+
+# ── Prompt caching: byte-exact prefixes, TTL, minimums ────────────────────────────────────────
+
+
+def test_cache_needs_the_byte_exact_prefix(stub: StubAnthropic) -> None:
+    client = sdk(stub.url)
+    first = ask(client, "a", system=CACHED_SYSTEM).usage
+    changed: list[TextBlockParam] = [
+        {"type": "text", "text": STABLE + " ", "cache_control": {"type": "ephemeral"}}
+    ]
+    one_byte_more = ask(client, "b", system=changed).usage
+    assert first.cache_creation_input_tokens > 0
+    assert one_byte_more.cache_read_input_tokens == 0
+    assert one_byte_more.cache_creation_input_tokens > 0
+
+
+def test_cache_entry_expires_after_its_ttl_and_a_hit_refreshes_it(stub: StubAnthropic) -> None:
+    client = sdk(stub.url)
+    assert ask(client, "a", system=CACHED_SYSTEM).usage.cache_creation_input_tokens
+    stub.advance_clock(299)
+    assert ask(client, "b", system=CACHED_SYSTEM).usage.cache_read_input_tokens  # refreshed
+    stub.advance_clock(299)
+    assert ask(client, "c", system=CACHED_SYSTEM).usage.cache_read_input_tokens
+    stub.advance_clock(301)
+    late = ask(client, "d", system=CACHED_SYSTEM).usage
+    assert late.cache_read_input_tokens == 0 and late.cache_creation_input_tokens > 0
+
+    one_hour: list[TextBlockParam] = [
+        {"type": "text", "text": STABLE, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    ]
+    written = ask(client, "e", system=one_hour).usage
+    assert written.cache_creation is not None
+    assert written.cache_creation.ephemeral_1h_input_tokens == written.cache_creation_input_tokens
+    stub.advance_clock(3000)
+    assert ask(client, "f", system=one_hour).usage.cache_read_input_tokens
+
+
+def test_below_the_model_minimum_nothing_is_cached(stub: StubAnthropic) -> None:
+    short: list[TextBlockParam] = [
+        {"type": "text", "text": "x" * 4000, "cache_control": {"type": "ephemeral"}}
+    ]  # ~1,000 tokens: below every Sonnet minimum
+    client = sdk(stub.url)
+    for text in ("a", "b"):
+        usage = ask(client, text, system=short).usage
+        assert usage.cache_creation_input_tokens == 0 and usage.cache_read_input_tokens == 0
+    # 1,500 tokens: cached by Sonnet 5.5 (1,024) but not by Sonnet 4.6 (2,048).
+    middle: list[TextBlockParam] = [
+        {"type": "text", "text": "y" * 6000, "cache_control": {"type": "ephemeral"}}
+    ]
+    for model, cached in (("claude-sonnet-5-5", True), ("claude-sonnet-4-6", False)):
+        usage = client.messages.create(
+            model=model, max_tokens=8, system=middle, messages=[{"role": "user", "content": "q"}]
+        ).usage
+        assert bool(usage.cache_creation_input_tokens) is cached, model
+
+
+def test_cache_counters_add_up_to_the_whole_prompt(stub: StubAnthropic) -> None:
+    client = sdk(stub.url)
+    first = ask(client, "same question", system=CACHED_SYSTEM).usage
+    second = ask(client, "same question", system=CACHED_SYSTEM).usage
+    whole = first.input_tokens + first.cache_creation_input_tokens
+    assert whole == second.input_tokens + (second.cache_read_input_tokens or 0)
+
+
+# ── Message Batches ─────────────────────────────────────────────────────────────────────────
+
+
+def test_batches_create_poll_and_results_through_the_sdk(stub: StubAnthropic) -> None:
+    client = sdk(stub.url)
+    stub.batch_polls_before_end = 1
+    batch = client.messages.batches.create(
+        requests=[
+            {
+                "custom_id": "good",
+                "params": {
+                    "model": MODEL,
+                    "max_tokens": 64,
+                    "messages": [{"role": "user", "content": "hello"}],
+                },
+            },
+            {
+                "custom_id": "bad",
+                "params": {
+                    "model": MODEL,
+                    "max_tokens": 64,
+                    "messages": [
+                        {"role": "user", "content": "hello"},
+                        {"role": "assistant", "content": "prefill"},
+                    ],
+                },
+            },
+        ]
+    )
+    assert batch.processing_status == "in_progress" and batch.id.startswith("msgbatch_")
+    assert client.messages.batches.retrieve(batch.id).processing_status == "in_progress"
+    ended = client.messages.batches.retrieve(batch.id)
+    assert ended.processing_status == "ended"
+    assert ended.request_counts.succeeded == 1 and ended.request_counts.errored == 1
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+    assert results["good"].type == "succeeded"
+    assert results["good"].message.usage.output_tokens > 0  # type: ignore[union-attr]
+    assert results["bad"].type == "errored"
+    assert stub.batch_submissions[0]["id"] == batch.id

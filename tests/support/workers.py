@@ -46,9 +46,31 @@ def free_port() -> int:
 def running_gateway(env: Mapping[str, str], *, log_name: str = "gunicorn") -> Iterator[str]:
     """The gateway under gunicorn with two processes, as users run it, on a free loopback port;
     yields its base URL once `/healthz` answers 200 and stops it afterwards."""
+    with running_gunicorn(env, "services.gateway:create_app()", log_name=log_name) as base:
+        yield base
+
+
+@contextmanager
+def running_gunicorn(
+    env: Mapping[str, str],
+    app: str,
+    *,
+    log_name: str = "gunicorn",
+    worker_class: str = "gthread",
+    workers: int = 2,
+    threads: int = 16,
+    ready_path: str = "/healthz",
+    config: str | None = None,
+) -> Iterator[str]:
+    """`app` (a gunicorn app spec) under gunicorn on a free loopback port; yields its base URL
+    once `ready_path` answers 200 and stops it afterwards. With `config` (a gunicorn config
+    file, e.g. deploy/gunicorn.conf.py) the options given here still win over it."""
     import requests
 
     port = free_port()
+    config_args = ["-c", config] if config else []
+    # The config file derives per-port state (its metrics directory) from PORT.
+    server_env = {**env, "PORT": str(port)} if config else dict(env)
     (ARTIFACTS / "workers").mkdir(parents=True, exist_ok=True)
     with open(ARTIFACTS / "workers" / f"{log_name}-{port}.log", "wb") as log:
         server = subprocess.Popen(
@@ -56,20 +78,21 @@ def running_gateway(env: Mapping[str, str], *, log_name: str = "gunicorn") -> It
                 sys.executable,
                 "-m",
                 "gunicorn",
+                *config_args,
                 "-w",
-                "2",
+                str(workers),
                 "-k",
-                "gthread",
+                worker_class,
                 "--threads",
-                "16",
+                str(threads),
                 "-b",
                 f"127.0.0.1:{port}",
                 "--timeout",
                 "120",
-                "services.gateway:create_app()",
+                app,
             ],
             cwd=PROJECT_ROOT,
-            env=dict(env),
+            env=server_env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -82,7 +105,7 @@ def running_gateway(env: Mapping[str, str], *, log_name: str = "gunicorn") -> It
                 f"gunicorn exited; see .test-artifacts/workers/{log_name}-{port}.log"
             )
         try:
-            return requests.get(f"{base}/healthz", timeout=5).status_code == 200
+            return requests.get(f"{base}{ready_path}", timeout=5).status_code == 200
         except requests.RequestException:
             return False
 
@@ -149,6 +172,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "NOTES_PREVIEW_WAIT_S": str(settings.NOTES_PREVIEW_WAIT_S),
         "JOB_LEASE_S": str(settings.JOB_LEASE_S),
         "SWEEP_INTERVAL_S": str(settings.SWEEP_INTERVAL_S),
+        "BATCH_INTERVAL_S": str(settings.BATCH_INTERVAL_S),
         "OUTBOX_RELAY_INTERVAL_S": str(settings.OUTBOX_RELAY_INTERVAL_S),
         "WEBHOOK_RETRY_SCHEDULE_S": ",".join(str(d) for d in settings.WEBHOOK_RETRY_SCHEDULE_S),
         "WEBHOOK_TIMEOUT_S": str(settings.WEBHOOK_TIMEOUT_S),
@@ -206,10 +230,11 @@ def _control_app(broker_url: str) -> Any:
 
 @dataclass
 class CeleryWorker:
-    """One `celery -A services.notes.worker worker` subprocess (threads pool)."""
+    """One `celery -A services.notes.worker worker` subprocess (threads pool by default)."""
 
     env: dict[str, str]
     concurrency: int = 4
+    pool: str = "threads"
     queues: Iterable[str] = BROKER_QUEUES
     name: str = field(default_factory=lambda: f"rftest-{uuid.uuid4().hex[:8]}")
     proc: subprocess.Popen[bytes] | None = None
@@ -234,7 +259,7 @@ class CeleryWorker:
             "-Q",
             ",".join(self.queues),
             "--pool",
-            "threads",
+            self.pool,
             "-c",
             str(self.concurrency),
             "--prefetch-multiplier",
@@ -321,6 +346,7 @@ class CeleryWorker:
             env=dict(self.env),
             concurrency=changes.get("concurrency", self.concurrency),
             queues=changes.get("queues", self.queues),
+            pool=changes.get("pool", self.pool),
         )
 
     def __enter__(self) -> CeleryWorker:
@@ -625,4 +651,7 @@ def _clean_state(request: pytest.FixtureRequest) -> Any:
         stack.stub_client.reset()
     yield
     if stack is not None:
+        # Whatever a test did, the product sent nothing the real API would refuse.
+        refused = stack.stub_client.refusals()
         clean_state(stack.settings, stack.worker)
+        assert refused == [], refused

@@ -35,7 +35,8 @@
  * @typedef {{kind: string, session_id: string, state_version: number, markdown: string,
  *            from_cache: boolean, generator: string, model: ?string, generated_at: string,
  *            ticket_ref: ?string}} NotePreview
- * @typedef {{status: "ready", note: NotePreview} |
+ * @typedef {{status: "ready", note: NotePreview, etag: ?string} |
+ *           {status: "not_modified", etag: string} |
  *           {status: "pending", state_version: ?number, retry_after: number}} PreviewResult
  */
 
@@ -185,6 +186,8 @@ export async function request(method, path, options = {}) {
     cache: "no-store",
   });
   if (options.raw && response.ok) return response;
+  // Only a conditional request (If-None-Match) gets a 304: the caller keeps what it has.
+  if (response.status === 304) return { data: null, response };
   const data = await readBody(response);
   if (response.status === 401 && !options.anonymous) {
     auth.clear();
@@ -233,9 +236,28 @@ export async function listTemplates(filters = {}, signal) {
 /** @returns {Promise<TemplateDetail>} */
 export const getTemplate = (id) => get(`/scripts/templates/${encodeURIComponent(id)}`);
 
+/** Every tag on a template the caller can see, with its template count.
+ * @returns {Promise<{tag: string, template_count: number}[]>} */
+export const listTags = () => get("/scripts/tags");
+
+/**
+ * The .ps1 file of an env- or prompt-delivery generation (UTF-8 with a byte-order mark).
+ * @param {string} downloadUrl the `download_url` of a generate answer
+ * @returns {Promise<Blob>}
+ */
+export async function downloadGeneration(downloadUrl) {
+  const path = downloadUrl.startsWith(API_BASE) ? downloadUrl.slice(API_BASE.length) : downloadUrl;
+  const response = await request("GET", path, {
+    raw: true,
+    headers: { Accept: "application/octet-stream" },
+  });
+  return response.blob();
+}
+
 /**
  * The only call that carries sensitive values; the caller keeps no copy of `parameters`.
- * @param {{template_id: string, parameters: Object, ai_session_id?: ?string}} payload
+ * @param {{template_id: string, parameters: Object, ai_session_id?: ?string,
+ *          secret_delivery?: ?string}} payload
  * @returns {Promise<GenerateResult>}
  */
 export const generateScript = (payload) => send("POST", "/scripts/generate", payload);
@@ -397,16 +419,19 @@ export const reopenSession = (id) => send("POST", `${S(id)}/reopen`, {});
 
 /**
  * The resolution-note preview for the session's current state. 202 means the note is still
- * being generated: retry after `retry_after` seconds.
+ * being generated: retry after `retry_after` seconds. Pass the `etag` of the note on screen and
+ * the answer is `not_modified` (a 304, no body) while that note is still the current one.
  * @param {string} id
- * @param {{kind?: string, wait?: number, signal?: AbortSignal}} [options]
+ * @param {{kind?: string, wait?: number, signal?: AbortSignal, etag?: ?string}} [options]
  * @returns {Promise<PreviewResult>}
  */
-export async function getPreview(id, { kind = "resolution_note", wait = 15, signal } = {}) {
+export async function getPreview(id, { kind = "resolution_note", wait = 15, signal, etag = null } = {}) {
   const { data, response } = await request("GET", `${S(id)}/resolution-note/preview`, {
     params: { kind, wait },
     signal,
+    headers: etag ? { "If-None-Match": etag } : undefined,
   });
+  if (response.status === 304) return { status: "not_modified", etag };
   if (response.status === 202) {
     const header = Number(response.headers.get("Retry-After"));
     const retryAfter = Number(data?.retry_after ?? header);
@@ -416,7 +441,7 @@ export async function getPreview(id, { kind = "resolution_note", wait = 15, sign
       retry_after: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 1,
     };
   }
-  return { status: "ready", note: data };
+  return { status: "ready", note: data, etag: response.headers.get("ETag") };
 }
 
 /** The final note of a resolved session with its delivery, or null while there is none. */
@@ -447,3 +472,6 @@ export async function getTicketing() {
 
 /** @param {{url: string, secret?: string}} payload */
 export const putTicketing = (payload) => send("PUT", "/integrations/ticketing", payload);
+
+/** The account's LLM usage and cost for the current month so far (owners). */
+export const getUsage = () => get("/usage");

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -28,8 +29,9 @@ from services.notes.generator import (
     validate_note,
 )
 from shared.llm import LLMClient, LLMResult, LLMUnavailable, LLMUsage
+from shared.llm_models import spec_for
 
-MODEL = "claude-sonnet-4-6"
+MODEL = os.environ.get("ANTHROPIC_MODEL") or "claude-sonnet-5-5"
 CANARY = "Canary-Secret-7f3a9"
 PASSWORD = "hunter2-Sup3r"
 
@@ -592,6 +594,11 @@ def test_generate_end_to_end_with_the_sdk_and_stub() -> None:
         finally:
             llm.close()
         calls = stub.calls
+        refused = stub.refusals
+    # The note and its corrective retry are both accepted as the model under test takes them.
+    assert refused == []
+    takes_sampling = spec_for(MODEL).sampling_params
+    assert all(("temperature" in c["json"]) is takes_sampling for c in calls)
     assert result.generator == "anthropic" and result.markdown == GOOD
     assert result.llm_calls == 2 == len(calls)
     first = calls[0]["json"]

@@ -82,7 +82,10 @@ def test_preview_generates_once_then_serves_from_cache(notes_stack: Any, make_us
     assert [(r.purpose, r.llm_calls, r.state_version) for r in rows] == [
         ("resolution_note", 1, version)
     ]
-    assert rows[0].cache_creation_input_tokens + rows[0].cache_read_input_tokens > 0
+    # The note prompt (~460 tokens) is below every model's minimum cacheable length, so the
+    # API caches nothing and says so (see README, prompt caching).
+    assert rows[0].cache_creation_input_tokens == rows[0].cache_read_input_tokens == 0
+    assert rows[0].input_tokens > 0 and rows[0].cost_usd > 0
 
 
 def test_fact_write_misses_the_cache_and_drops_the_old_key(

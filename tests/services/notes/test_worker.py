@@ -84,12 +84,14 @@ def test_worker_module_is_configured_and_imports_without_connecting() -> None:
     conf = json.loads(result.stdout.strip().splitlines()[-1])
     assert conf["acks_late"] is True and conf["reject"] is True and conf["prefetch"] == 1
     assert conf["vt"] == 3600 and conf["limit"] > 0
-    assert conf["beat"] == ["notes.relay_outbox", "notes.sweep"]
+    assert conf["beat"] == ["notes.batch_lane", "notes.relay_outbox", "notes.sweep"]
+    assert conf["routes"]["notes.batch_lane"] == {"queue": "notes"}
     assert conf["routes"]["notes.generate"] == {"queue": "notes"}
     assert conf["routes"]["notes.handle_event"] == {"queue": "events"}
     assert conf["routes"]["notes.deliver"] == {"queue": "webhooks"}
     assert conf["tasks"] == sorted(
         [
+            "notes.batch_lane",
             "notes.deliver",
             "notes.generate",
             "notes.handle_event",

@@ -88,6 +88,8 @@ def pilot_client(pilot_app: Flask) -> Any:
 def stub() -> Iterator[StubAnthropic]:
     with StubAnthropic() as server:
         yield server
+        # Whatever a test did, the product sent nothing the real API would refuse.
+        assert server.refusals == [], server.refusals
 
 
 @pytest.fixture

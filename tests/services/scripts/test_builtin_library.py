@@ -1,4 +1,4 @@
-"""The built-in script library: data shape, template validity and parseable renders."""
+"""The built-in script library: its data files, template validity and parseable renders."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from hypothesis import find
 from hypothesis import strategies as st
 from tree_sitter import Language, Node, Parser
 
-from services.scripts.builtin_library import CATEGORIES, TEMPLATES
 from services.scripts.engine import (
     REDACTION_MARKER,
     ParameterSpec,
@@ -21,7 +20,11 @@ from services.scripts.engine import (
     ScriptTemplateEngine,
     quote_ps_string,
 )
+from services.scripts.library import LIBRARY_DIR, LibraryFileError, read_library
 
+LIBRARY = read_library()
+CATEGORIES = LIBRARY.categories
+TEMPLATES = LIBRARY.templates
 PARSER = Parser(Language(tsp.language()))
 ENGINE = ScriptTemplateEngine()
 TEMPLATE_IDS = [t["slug"] for t in TEMPLATES]
@@ -40,6 +43,8 @@ TEMPLATE_FIELDS = {
     "estimated_runtime",
     "requires_elevation",
     "requires_modules",
+    "acknowledged_findings",
+    "secret_delivery",
 }
 SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
@@ -100,7 +105,12 @@ def valid_value(spec: ParameterSpec) -> Any:
         "text": ['Line one\nIt\'s line two \u2018$(x)\u2019 `n "quoted"'],
         "password": ["Pa$$w0rd'\u2018(x)`;\"" * 4],
         "string": TRICKY_STRINGS,
+        # Cross-field rules: the later / differing value for the parameter that names another.
+        "date": ["2025-12-31" if spec.after else "2025-01-31"],
+        "guid": ["3F2504E0-4F89-41D3-9A0C-0305E82C3301"],
     }[spec.type]
+    if spec.type == "ip" and spec.not_equal:
+        candidates = ["192.0.2.11"]
     for candidate in candidates:
         if _fits(candidate, rules):
             return candidate
@@ -174,6 +184,9 @@ def test_template_fields(slug: str) -> None:
     assert len(tags) == len(set(tags))
     modules = template["requires_modules"]
     assert isinstance(modules, list) and all(isinstance(m, str) and m for m in modules)
+    assert template["secret_delivery"] in (None, "inline", "env", "prompt")
+    for acknowledged in template["acknowledged_findings"]:
+        assert set(acknowledged) == {"rule", "reason"} and acknowledged["reason"].strip()
 
 
 @pytest.mark.parametrize("slug", TEMPLATE_IDS)
@@ -283,3 +296,208 @@ def test_wifi_key_is_never_on_a_command_line() -> None:
     body = by_slug("net-add-wifi-profile")["script_body"]
     netsh_lines = [line for line in body.splitlines() if "netsh" in line]
     assert netsh_lines and not any("psk" in line.lower() or "{{" in line for line in netsh_lines)
+
+
+# --------------------------------------------------------------------------------------------
+# the data files themselves
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_file_is_a_template_half() -> None:
+    """Each category folder holds pairs of <slug>.ps1 and <slug>.yaml, nothing else."""
+    for category in CATEGORIES:
+        folder = LIBRARY_DIR / category["slug"]
+        names = sorted(p.name for p in folder.iterdir())
+        stems = {p.rsplit(".", 1)[0] for p in names}
+        assert names == sorted([f"{s}.ps1" for s in stems] + [f"{s}.yaml" for s in stems])
+
+
+def _copy_library(tmp_path: Any) -> Any:
+    import shutil
+
+    root = tmp_path / "library"
+    shutil.copytree(LIBRARY_DIR, root)
+    return root
+
+
+def test_a_script_without_metadata_is_refused(tmp_path: Any) -> None:
+    root = _copy_library(tmp_path)
+    (root / "printing" / "orphan.ps1").write_text("Get-Printer\n", encoding="utf-8")
+    with pytest.raises(LibraryFileError, match="orphan"):
+        read_library(root)
+
+
+def test_metadata_without_a_script_is_refused(tmp_path: Any) -> None:
+    root = _copy_library(tmp_path)
+    (root / "printing" / "print-clear-spooler.ps1").unlink()
+    with pytest.raises(LibraryFileError, match="print-clear-spooler.yaml"):
+        read_library(root)
+
+
+def test_an_unknown_metadata_field_is_refused(tmp_path: Any) -> None:
+    root = _copy_library(tmp_path)
+    meta = root / "printing" / "print-clear-spooler.yaml"
+    meta.write_text(meta.read_text(encoding="utf-8") + "colour: blue\n", encoding="utf-8")
+    with pytest.raises(LibraryFileError, match="colour"):
+        read_library(root)
+
+
+def test_a_folder_outside_the_category_list_is_refused(tmp_path: Any) -> None:
+    root = _copy_library(tmp_path)
+    (root / "gardening").mkdir()
+    with pytest.raises(LibraryFileError, match="gardening"):
+        read_library(root)
+
+
+def test_bodies_are_read_verbatim() -> None:
+    body = (LIBRARY_DIR / "printing" / "print-clear-spooler.ps1").read_bytes().decode("utf-8")
+    assert by_slug("print-clear-spooler")["script_body"] == body
+
+
+# --------------------------------------------------------------------------------------------
+# real-world values, and hostile ones, for every built-in template
+# --------------------------------------------------------------------------------------------
+
+# What engineers really type: apostrophes, accents, spaces, escaped commas in OUs, any group.
+REALISTIC: dict[str, Any] = {
+    "account": "CONTOSO\\svc-backup",
+    "account_name": "Kiosk",
+    "account_password": "Winter-2025!Sv\u00e9",
+    "client_id": "{6A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D}",
+    "client_secret": "Qx8~vT.3_kD-9pL0mN2bR5sW7yZ1aC4eF6gH8jK",
+    "destination": "D:\\Exports\\Client O'Neil",
+    "driver_name": "HP Universal Printing PCL 6 (v7.0.1)",
+    "start_date": "2025-12-22",
+    "end_date": "2026-01-02",
+    "exclude_kbs": "KB5034441, KB5001716",
+    "exclude_users": "Administrator, defaultuser0, svc-backup",
+    "external_message": "Bonjour, je suis absente jusqu'au 2 janvier.\nMerci \u2014 Ren\u00e9e",
+    "first_name": "Ren\u00e9e",
+    "group_name": "Finance - Accounts Payable (EMEA)",
+    "groups": ["All Staff", "SG-Finance Read", "M\u00fcnchen Office"],
+    "initial_password": "Welcome-2025!Ren\u00e9e",
+    "interface_alias": "Wi-Fi 2",
+    "internal_message": "I'm out of the office until 2 January.",
+    "last_name": "O'Connor-M\u00fcller",
+    "log_names": None,  # a multichoice without custom entries: its own options
+    "mailbox": "sales.emea@contoso.com",
+    "mount_point": "C:",
+    "new_password": "Correct-Horse-Battery-9",
+    "ou": "OU=Sales\\, EMEA,OU=Staff,DC=corp,DC=contoso,DC=com",
+    "pre_shared_key": "guest wifi 2025 'lobby'",
+    "primary_dns": "10.0.0.53",
+    "secondary_dns": "2001:db8::53",
+    "printer_ip": "192.168.10.25",
+    "printer_name": "Floor 2 - HP LaserJet M507",
+    "process_name": "OUTLOOK",
+    "root_path": "C:\\Users\\Public\\Documents",
+    "search_base": "OU=Staff, DC=corp, DC=contoso, DC=com",
+    "service_name": "MSSQL$SQLEXPRESS",
+    "ssid": "Contoso Guest",
+    "target": "fileserver01.corp.contoso.com",
+    "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "user": "jane.o'neil@contoso.com",
+    "user_principal_name": "renee.oconnor@contoso.com",
+    "username": "jean-luc.o'b",
+}
+HOSTILE = "'; Stop-Computer -Force; '\u2019$(Remove-Item C:\\ -Recurse)`\"@"
+
+
+def realistic_value(spec: ParameterSpec) -> Any:
+    if spec.type in ("boolean", "integer", "number", "choice") or (
+        spec.type == "multichoice" and not spec.allow_custom
+    ):
+        return valid_value(spec)
+    assert spec.key in REALISTIC, f"add a real-world value for '{spec.key}'"
+    return REALISTIC[spec.key]
+
+
+@pytest.mark.parametrize("slug", TEMPLATE_IDS)
+def test_template_takes_real_world_values(slug: str) -> None:
+    template = by_slug(slug)
+    specs = specs_of(template)
+    values = {spec.key: realistic_value(spec) for spec in specs}
+    rendered = ENGINE.render(
+        template["script_body"],
+        template["parameters_schema"],
+        values,
+        template["default_values"],
+        template["validation_rules"],
+    )
+    assert_parses(rendered.script)
+    for spec in specs:
+        if spec.sensitive:
+            assert rendered.redacted_values[spec.key] == REDACTION_MARKER
+
+
+@pytest.mark.parametrize("slug", TEMPLATE_IDS)
+def test_template_refuses_or_quotes_hostile_values(slug: str) -> None:
+    template = by_slug(slug)
+    specs = specs_of(template)
+    for spec in specs:
+        if spec.type in ("boolean", "integer", "number"):
+            continue
+        values = {s.key: realistic_value(s) for s in specs}
+        values[spec.key] = [HOSTILE] if spec.type == "multichoice" else HOSTILE
+        try:
+            rendered = ENGINE.render(
+                template["script_body"],
+                template["parameters_schema"],
+                values,
+                template["default_values"],
+                template["validation_rules"],
+            )
+        except ScriptRenderError as exc:
+            assert spec.key in exc.errors and exc.errors[spec.key]
+            continue
+        assert_parses(rendered.script)
+        assert "Stop-Computer -Force;" not in rendered.script.replace(quote_ps_string(HOSTILE), "")
+
+
+def test_new_user_accepts_any_group_and_an_escaped_ou() -> None:
+    template = by_slug("ad-new-user")
+    values = {
+        "first_name": "Ren\u00e9e",
+        "last_name": "O'Connor",
+        "username": "roconnor",
+        "user_principal_name": "renee@contoso.com",
+        "ou": "OU=R&D\\, Lab 2,OU=Staff,DC=corp,DC=contoso,DC=com",
+        "initial_password": "Welcome-2025!",
+        "groups": ["SG-Lab Users", "All Staff"],
+    }
+    rendered = ENGINE.render(
+        template["script_body"], template["parameters_schema"], values, template["default_values"]
+    )
+    assert "@('SG-Lab Users','All Staff')" in rendered.script
+    with pytest.raises(ScriptRenderError) as info:
+        ENGINE.render(
+            template["script_body"],
+            template["parameters_schema"],
+            {**values, "ou": "Sales"},
+            template["default_values"],
+        )
+    assert info.value.errors["ou"] == [
+        "must be a distinguished name such as OU=Sales,OU=Staff,DC=corp,DC=contoso,DC=com "
+        "(write a comma inside a name as \\,)"
+    ]
+
+
+def test_out_of_office_end_must_follow_start() -> None:
+    template = by_slug("m365-out-of-office")
+    base = {"mailbox": "a@contoso.com", "internal_message": "Away"}
+    with pytest.raises(ScriptRenderError) as info:
+        ENGINE.render(
+            template["script_body"],
+            template["parameters_schema"],
+            {**base, "start_date": "2024-99-99", "end_date": "2024-01-01"},
+        )
+    assert "not a calendar date" in info.value.errors["start_date"][0]
+    with pytest.raises(ScriptRenderError) as info:
+        ENGINE.render(
+            template["script_body"],
+            template["parameters_schema"],
+            {**base, "start_date": "2025-02-01", "end_date": "2025-01-01"},
+        )
+    assert info.value.errors == {
+        "end_date": ["must be after start_date (2025-02-01); got 2025-01-01"]
+    }

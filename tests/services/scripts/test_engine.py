@@ -75,6 +75,15 @@ def test_param_types_are_the_documented_set() -> None:
         "ip",
         "path",
         "password",
+        "date",
+        "datetime",
+        "guid",
+        "sid",
+        "cidr",
+        "url",
+        "upn",
+        "mac",
+        "registry_path",
     }
 
 
@@ -169,7 +178,9 @@ def test_options_on_non_choice_type() -> None:
 def test_choice_default_outside_options() -> None:
     errors = template_errors(schema=params(p("c", "choice", options=["a", "b"], default="z")))
     assert errors == {
-        "parameters_schema.parameters[0].default": ["must be one of the allowed options"]
+        "parameters_schema.parameters[0].default": [
+            "'z' is not one of the allowed options: 'a', 'b'"
+        ]
     }
 
 
@@ -306,7 +317,7 @@ def test_validation_rules_merge_over_parameter_rules() -> None:
     errors = render_errors(
         "Write-Output {{n}}", schema, {"n": 10}, validation_rules={"n": {"max": 5}}
     )
-    assert errors == {"n": ["must be at most 5"]}
+    assert errors == {"n": ["must be between 1 and 5 (got 10)"]}
     assert ENGINE.render("Write-Output {{n}}", schema, {"n": 10}).values == {"n": 10}
 
 
@@ -581,15 +592,15 @@ def test_hostname_length_limit() -> None:
 @pytest.mark.parametrize(
     ("ptype", "rules", "good", "bad", "message"),
     [
-        ("string", {"pattern": "[a-z]+"}, "abc", "abc1", "does not match the required pattern"),
-        ("string", {"pattern": "ab"}, "ab", "abab", "does not match the required pattern"),
+        ("string", {"pattern": "[a-z]+"}, "abc", "abc1", "must match the pattern [a-z]+"),
+        ("string", {"pattern": "ab"}, "ab", "abab", "must match the pattern ab"),
         ("string", {"min_length": 3}, "abc", "ab", "must be at least 3 characters"),
         ("string", {"max_length": 3}, "abc", "abcd", "must be at most 3 characters"),
         ("password", {"min_length": 12}, "x" * 12, "short", "must be at least 12 characters"),
-        ("integer", {"min": 1}, 1, 0, "must be at least 1"),
-        ("integer", {"max": 10}, 10, 11, "must be at most 10"),
-        ("number", {"min": 0.5}, 0.5, 0.25, "must be at least 0.5"),
-        ("number", {"max": 1}, 1.0, 1.5, "must be at most 1"),
+        ("integer", {"min": 1}, 1, 0, "must be at least 1 (got 0)"),
+        ("integer", {"max": 10}, 10, 11, "must be at most 10 (got 11)"),
+        ("number", {"min": 0.5}, 0.5, 0.25, "must be at least 0.5 (got 0.25)"),
+        ("number", {"max": 1}, 1.0, 1.5, "must be at most 1 (got 1.5)"),
     ],
 )
 def test_validation_rules_apply(
@@ -628,12 +639,24 @@ def test_required_boolean_false_is_a_value() -> None:
 
 def test_required_multichoice_needs_a_selection() -> None:
     schema = params(p("m", "multichoice", options=["a"], required=True))
-    assert render_errors("{{m}}", schema, {"m": []}) == {"m": ["is required"]}
+    assert render_errors("{{m}}", schema, {}) == {"m": ["is required"]}
+    assert render_errors("{{m}}", schema, {"m": []}) == {
+        "m": ["is required: choose at least one of 'a'"]
+    }
 
 
-def test_unknown_keys_are_reported_under_parameters() -> None:
+def test_an_empty_required_list_is_not_replaced_by_its_default() -> None:
+    schema = params(p("m", "multichoice", options=["a", "b"], required=True, default=["a"]))
+    assert ENGINE.render("{{m}}", schema, {}).values == {"m": ["a"]}
+    assert "m" in render_errors("{{m}}", schema, {"m": []})
+
+
+def test_unknown_keys_are_reported_each_under_its_own_name() -> None:
     errors = render_errors("Write-Output {{user}}", USER, {"user": "x", "evil": "y", "zz": 1})
-    assert errors == {"parameters": ["unknown parameters: evil, zz"]}
+    assert errors == {
+        "evil": ["is not a parameter of this template (it takes: user)"],
+        "zz": ["is not a parameter of this template (it takes: user)"],
+    }
 
 
 def test_values_must_be_a_mapping() -> None:
@@ -643,7 +666,7 @@ def test_values_must_be_a_mapping() -> None:
 def test_all_render_errors_are_collected() -> None:
     schema = params(p("a", "integer"), p("b", "email"), p("c", required=True))
     errors = render_errors("{{a}} {{b}} {{c}}", schema, {"a": "x", "b": "y", "bogus": 1})
-    assert set(errors) == {"a", "b", "c", "parameters"}
+    assert set(errors) == {"a", "b", "c", "bogus"}
 
 
 def test_render_of_invalid_template_raises_definition_error() -> None:

@@ -33,6 +33,17 @@ function control(param, id, describedBy, defaultValue) {
     dataset: { param: param.key, type: param.type },
   };
   const rules = param.validation || {};
+  if (param.allow_custom && (param.type === "choice" || param.type === "multichoice")) {
+    // Any entry is accepted (checked on the server like a string); the options are suggestions.
+    const listId = `${id}-options`;
+    const suggestions = h("datalist", { id: listId }, optionsOf(param).map((o) => h("option", { value: o.value })));
+    const chosen = Array.isArray(defaultValue) ? defaultValue.join("\n") : defaultValue ?? "";
+    const input =
+      param.type === "multichoice"
+        ? h("textarea", { ...common, rows: 4, value: chosen, dataset: { ...common.dataset, custom: "lines" } })
+        : h("input", { ...common, type: "text", list: listId, value: chosen, autocomplete: "off" });
+    return param.type === "multichoice" ? input : h("span", { class: "custom-choice" }, input, suggestions);
+  }
   if (isSensitive(param)) {
     return h("input", {
       ...common,
@@ -105,7 +116,12 @@ function control(param, id, describedBy, defaultValue) {
 
 /** The value to send for a control, or undefined to leave the parameter out. */
 function valueOf(param, el) {
+  if (el.classList?.contains("custom-choice")) el = el.querySelector("input");
   if (param.type === "boolean") return el.checked;
+  if (el.dataset?.custom === "lines") {
+    const lines = el.value.split("\n").map((line) => line.trim()).filter(Boolean);
+    return lines.length ? lines : undefined;
+  }
   if (param.type === "multichoice") {
     const values = Array.from(el.selectedOptions, (o) => o.value);
     return values.length ? values : undefined;
@@ -175,7 +191,16 @@ export function renderGenerate(main, { params: [templateId], query }, ctx) {
 
     const formFields = parameters.map((param) => {
       const id = `param-${param.key}`;
-      const helpId = param.help ? `${id}-help` : null;
+      const helpText = [
+        param.help,
+        param.pattern_hint ? `Expected: ${param.pattern_hint}.` : null,
+        param.allow_custom && param.type === "multichoice"
+          ? `One per line; suggestions: ${optionsOf(param).map((o) => o.value).join(", ")}.`
+          : null,
+      ]
+        .filter(Boolean)
+        .join(" ");
+      const helpId = helpText ? `${id}-help` : null;
       const errorId = `${id}-error`;
       const fallback = param.default ?? defaults[param.key];
       const el = control(param, id, [helpId].filter(Boolean).join(" "), isSensitive(param) ? undefined : fallback);
@@ -191,8 +216,8 @@ export function renderGenerate(main, { params: [templateId], query }, ctx) {
         "div",
         { class: ["field", param.type === "boolean" && "field-checkbox"], dataset: { field: param.key } },
         param.type === "boolean" ? [el, label] : [label, el],
-        helpId ? h("p", { class: "hint", id: helpId, text: param.help }) : null,
-        param.type === "multichoice"
+        helpId ? h("p", { class: "hint", id: helpId, text: helpText }) : null,
+        param.type === "multichoice" && !param.allow_custom
           ? h("p", { class: "hint", text: "Hold Ctrl (⌘ on a Mac) or Shift to choose several." })
           : null,
         error,
@@ -214,6 +239,19 @@ export function renderGenerate(main, { params: [templateId], query }, ctx) {
       );
     }
 
+    // How sensitive values reach the script: only offered when the template has some.
+    const hasSecrets = parameters.some(isSensitive);
+    const deliverySelect = hasSecrets
+      ? h(
+          "select",
+          { id: "generate-delivery", name: "secret_delivery", "aria-describedby": "generate-delivery-help" },
+          h("option", { value: "", text: "Default" + (template.secret_delivery ? ` (${template.secret_delivery})` : "") }),
+          h("option", { value: "inline", text: "In the script (inline)" }),
+          h("option", { value: "env", text: "Environment variables (RF_…), e.g. the RMM's secure variables" }),
+          h("option", { value: "prompt", text: "Asked for when the script runs" }),
+        )
+      : null;
+
     const summary = h("div", { class: "error-box", role: "alert", hidden: true, id: "generate-errors" });
     const submit = h("button", { type: "submit", class: "button button-primary", id: "generate-submit", text: "Generate script" });
     const form = h(
@@ -232,6 +270,19 @@ export function renderGenerate(main, { params: [templateId], query }, ctx) {
             h("label", { for: "generate-session", text: "Link to a troubleshooting session" }),
             sessionSelect,
             h("p", { class: "hint", text: "The run is then part of the session's resolution note (with sensitive values redacted)." }),
+          )
+        : null,
+      deliverySelect
+        ? h(
+            "div",
+            { class: "field" },
+            h("label", { for: "generate-delivery", text: "Deliver sensitive values" }),
+            deliverySelect,
+            h("p", {
+              class: "hint",
+              id: "generate-delivery-help",
+              text: "With environment variables or a prompt the secret never appears in the script, so you may leave it empty here.",
+            }),
           )
         : null,
       h("div", { class: "form-actions" }, submit),
@@ -298,7 +349,12 @@ export function renderGenerate(main, { params: [templateId], query }, ctx) {
       form.setAttribute("aria-busy", "true");
       status.textContent = "Generating…";
       try {
-        const result = await api.generateScript({ template_id: template.id, parameters: values, ai_session_id: aiSessionId });
+        const result = await api.generateScript({
+          template_id: template.id,
+          parameters: values,
+          ai_session_id: aiSessionId,
+          secret_delivery: deliverySelect?.value || null,
+        });
         values = null;
         if (disposed) return;
         showResult(result, aiSessionId);
@@ -346,6 +402,25 @@ export function renderGenerate(main, { params: [templateId], query }, ctx) {
                 copyStatus.textContent = ok ? "Copied to the clipboard." : "Selected: press Ctrl+C to copy.";
               },
             }),
+            result.download_url
+              ? h("button", {
+                  type: "button",
+                  class: "button",
+                  id: "download-script",
+                  text: "Download .ps1",
+                  onClick: async () => {
+                    try {
+                      const blob = await api.downloadGeneration(result.download_url);
+                      const link = h("a", { href: URL.createObjectURL(blob), download: `${template.slug || "script"}.ps1` });
+                      link.click();
+                      setTimeout(() => URL.revokeObjectURL(link.href), 0);
+                      copyStatus.textContent = "Downloaded.";
+                    } catch (error) {
+                      copyStatus.textContent = describeError(error);
+                    }
+                  },
+                })
+              : null,
             h("button", {
               type: "button",
               class: "button button-quiet",

@@ -31,7 +31,21 @@ export function renderLibrary(main, { query }, ctx) {
     autocomplete: "off",
     placeholder: "e.g. active-directory",
     "aria-describedby": "library-tag-help",
+    list: "library-tag-options",
   });
+  // Suggestions from the tags the caller can actually see, so "network" is not typed for
+  // "networking" and silently finds nothing.
+  const tagOptions = h("datalist", { id: "library-tag-options" });
+  api
+    .listTags()
+    .then((tags) => {
+      if (disposed) return;
+      mount(
+        tagOptions,
+        tags.map((t) => h("option", { value: t.tag, text: `${t.tag} (${t.template_count})` })),
+      );
+    })
+    .catch(() => {});
   const activeTags = h("ul", { class: "chip-list", "aria-label": "Active tag filters" });
   const count = h("p", { class: "result-count", role: "status", "aria-live": "polite" });
   const results = h("div", { class: "template-grid", id: "template-results" });
@@ -211,7 +225,7 @@ export function renderLibrary(main, { query }, ctx) {
       "div",
       { class: "field" },
       h("label", { for: "library-tag", text: "Add a tag filter" }),
-      h("div", { class: "inline-row" }, tagInput, h("button", { type: "submit", class: "button", text: "Apply" })),
+      h("div", { class: "inline-row" }, tagInput, tagOptions, h("button", { type: "submit", class: "button", text: "Apply" })),
       h("p", { id: "library-tag-help", class: "hint", text: "Press Enter to add. Templates with any of the chosen tags are shown." }),
     ),
     activeTags,

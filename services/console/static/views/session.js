@@ -461,7 +461,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
           h("div", { class: "fix-heading" }, h("h3", { id: `fix-${fix.id}`, text: fix.title }), confidenceBadge(fix.confidence)),
           fix.summary ? h("p", { text: fix.summary }) : null,
           fix.steps?.length ? h("ol", { class: "fix-steps" }, fix.steps.map((s) => h("li", { text: String(s) }))) : null,
-          fix.script ? scriptBlock(fix.script) : null,
+          fix.script ? scriptBlock(fix.script, fix.script_findings || []) : null,
           fix.template_id
             ? h("p", {}, h("a", { href: `#/templates/${fix.template_id}?session=${sessionId}`, text: "Open the suggested template" }))
             : null,
@@ -503,12 +503,26 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     mount(fixBody, parts);
   }
 
-  function scriptBlock(script) {
+  function scriptBlock(script, findings) {
     const code = h("code", { text: script });
     const status = h("span", { class: "copy-status", role: "status", "aria-live": "polite" });
     return h(
       "div",
       { class: "fix-script" },
+      // Not a library template: none of its guarantees hold for text the assistant wrote.
+      h("p", {
+        class: "hint ai-script-note",
+        text: "Written by the AI assistant, not taken from the script library: read it before you run it.",
+      }),
+      findings.length
+        ? h(
+            "ul",
+            { class: "warnings script-findings", "aria-label": "Static check findings" },
+            findings.map((f) =>
+              h("li", { dataset: { severity: f.severity } }, h("strong", { text: `${f.rule} (${f.severity}, line ${f.line})` }), `: ${f.why}`),
+            ),
+          )
+        : h("p", { class: "muted small", text: "The static check found nothing to flag." }),
       h("pre", { class: "code" }, code),
       h("button", {
         type: "button",
@@ -648,6 +662,8 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
   let previewController = null;
   let previewRetry = null;
   let shownNote = null;
+  // The ETag of the note on screen: polling sends it back, and a 304 costs no body.
+  let shownTag = null;
 
   function markPreviewStaleness() {
     if (!shownNote) return;
@@ -690,8 +706,19 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     previewRefresh.disabled = true;
     previewStatus.textContent = reason === "retry" ? "Still generating the note…" : "Loading the note…";
     try {
-      const result = await api.getPreview(sessionId, { wait: PREVIEW_WAIT_S, signal: controller.signal });
+      const result = await api.getPreview(sessionId, {
+        wait: PREVIEW_WAIT_S,
+        signal: controller.signal,
+        etag: shownNote ? shownTag : null,
+      });
       if (disposed || seq !== previewSeq) return;
+      if (result.status === "not_modified") {
+        // The note on screen is the current one, and this request generated nothing.
+        previewSection.dataset.state = "ready";
+        showNote({ ...shownNote, from_cache: true });
+        previewStatus.textContent = "Note up to date (from cache).";
+        return;
+      }
       if (result.status === "pending") {
         previewStatus.textContent = `Generating the note for v${result.state_version ?? state.stateVersion}… checking again in ${result.retry_after} s.`;
         previewSection.dataset.state = "pending";
@@ -701,6 +728,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       }
       previewSection.dataset.state = "ready";
       setVersion(result.note.state_version);
+      shownTag = result.etag || null;
       showNote(result.note);
       previewStatus.textContent = result.note.from_cache ? "Note up to date (from cache)." : "Note generated.";
     } catch (err) {

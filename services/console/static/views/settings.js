@@ -127,11 +127,44 @@ export function renderSettings(main, _route, ctx) {
     }
   });
 
+  const usage = h("div", { id: "usage-month", role: "status", "aria-live": "polite" }, h("p", { class: "muted", text: "Loading…" }));
+  const usageCard = h("section", { class: "card", "aria-labelledby": "usage-title" }, h("h2", { id: "usage-title", text: "AI usage this month" }), usage);
+
+  function showUsage(report) {
+    const usd = (value) => `$${Number(value || 0).toFixed(2)}`;
+    const budget = report.budget || {};
+    const share = budget.used_share == null ? null : Math.round(budget.used_share * 100);
+    mount(
+      usage,
+      h(
+        "dl",
+        { class: "meta-list" },
+        h("dt", { text: "Spent so far" }),
+        h("dd", { id: "usage-cost", text: usd(report.cost_usd) }),
+        h("dt", { text: "LLM calls" }),
+        h("dd", { id: "usage-calls", text: String(report.calls || 0) }),
+        h("dt", { text: "Tokens (input / output)" }),
+        h("dd", { text: `${report.input_tokens || 0} / ${report.output_tokens || 0}` }),
+        h("dt", { text: "Read from the prompt cache" }),
+        h("dd", { text: `${report.cache_read_input_tokens || 0} tokens` }),
+        h("dt", { text: "Notes reused without a call" }),
+        h("dd", { text: String(report.notes_reused || 0) }),
+        h("dt", { text: "Monthly budget" }),
+        h("dd", { id: "usage-budget", text: budget.monthly_budget_usd == null ? "None set" : `${usd(budget.monthly_budget_usd)}${share == null ? "" : ` (${share} % used)`}` }),
+      ),
+      budget.exceeded
+        ? h("p", { class: "error-box", role: "alert", text: "The monthly budget is spent: notes come from the offline generator and the assistant is paused." })
+        : budget.warning
+          ? h("p", { class: "notice", role: "alert", text: "80 % of the monthly budget is spent." })
+          : null,
+    );
+  }
+
   mount(
     main,
     h("h1", { text: "Settings" }),
     isOwner
-      ? h("div", { class: "settings-layout" }, h("section", { "aria-label": "Current webhook", class: "card" }, h("h2", { text: "Current" }), current), form, secretOut)
+      ? h("div", { class: "settings-layout" }, h("section", { "aria-label": "Current webhook", class: "card" }, h("h2", { text: "Current" }), current), form, secretOut, usageCard)
       : h("p", { class: "notice", text: "Only account owners can change the ticketing integration." }),
   );
 
@@ -140,6 +173,10 @@ export function renderSettings(main, _route, ctx) {
       .getTicketing()
       .then((integration) => !disposed && showCurrent(integration))
       .catch((error) => !disposed && mount(current, errorBox(error)));
+    api
+      .getUsage()
+      .then((report) => !disposed && showUsage(report))
+      .catch((error) => !disposed && mount(usage, errorBox(error)));
   }
 
   return () => {

@@ -1,0 +1,194 @@
+"""The gateway's hot paths under wrk (16 connections, 2 threads), each beside a baseline
+measured in the same run with the same gunicorn settings:
+
+1. The gateway's own cost per request (path dispatch, request id, access log, metrics):
+   `GET /livez` through the gateway against the same route in a bare Flask app
+   (bench/bare_app.py), for each gunicorn worker class considered. Target: the bare app serves
+   at most 1.5 x the gateway's requests per second.
+2. The cached preview against `GET /healthz` (one PostgreSQL and one Redis ping) through the
+   same gateway: the hit (200 with the note) and the console's revalidation (If-None-Match ->
+   304). Target: >= 0.8 x the /healthz throughput, p99 <= 2 x.
+
+Run: `make bench`, or `.venv/bin/python -m pytest bench/test_bench_gateway.py -p no:xdist
+--benchmark-only -s`. Figures are printed and kept in each benchmark's extra_info; they are
+reported, never asserted (the machine may be busy), but every answer must be the expected one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from bench.wrk import WrkResult, run_wrk
+from shared.config import PROJECT_ROOT, Settings
+from tests.support.workers import (
+    add_fact,
+    child_env,
+    clean_state,
+    create_session,
+    running_gunicorn,
+)
+
+WORKER_CLASSES = ("gthread", "sync", "gevent")
+# Production's gunicorn settings (JSON logs, multiprocess metrics) for every server here; the
+# worker class, processes and threads given on the command line win over the file's.
+GUNICORN_CONFIG = str(PROJECT_ROOT / "deploy" / "gunicorn.conf.py")
+GATEWAY_TARGET = 1.5
+PREVIEW_THROUGHPUT_TARGET = 0.8
+PREVIEW_P99_TARGET = 2.0
+DURATION_S = int(os.environ.get("BENCH_WRK_SECONDS", "5"))
+# Each pair is measured this many times, alternating, so drift in the machine's load falls on
+# both sides of a ratio alike; the best run of each side is kept.
+ROUNDS = 2
+
+
+def _best(results: list[WrkResult]) -> WrkResult:
+    return max(results, key=lambda r: r.requests_per_s)
+
+
+def _measure_pair(
+    first: tuple[str, dict[str, str], int], second: tuple[str, dict[str, str], int]
+) -> tuple[WrkResult, WrkResult]:
+    a: list[WrkResult] = []
+    b: list[WrkResult] = []
+    for _ in range(ROUNDS):
+        for url, headers, status, into in (*[(*first, a)], *[(*second, b)]):
+            result = run_wrk(url, headers=headers, duration_s=DURATION_S, expect_status=status)
+            assert result.errors == 0, f"{url}: {result.errors} unexpected answers"
+            into.append(result)
+    return _best(a), _best(b)
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_gateway_cost_against_a_bare_flask_route(
+    benchmark: Any, migrated: Settings, worker_class: str
+) -> None:
+    env = child_env(migrated, LOG_LEVEL="INFO", GUNICORN_MAX_REQUESTS="0")
+    with (
+        running_gunicorn(
+            env,
+            "bench.bare_app:create_app()",
+            log_name=f"bench-bare-{worker_class}",
+            worker_class=worker_class,
+            ready_path="/livez",
+            config=GUNICORN_CONFIG,
+        ) as bare,
+        running_gunicorn(
+            env,
+            "services.gateway:create_app()",
+            log_name=f"bench-gateway-{worker_class}",
+            worker_class=worker_class,
+            ready_path="/livez",
+            config=GUNICORN_CONFIG,
+        ) as gateway,
+    ):
+        bare_r, gateway_r = benchmark.pedantic(
+            _measure_pair,
+            args=((f"{bare}/livez", {}, 200), (f"{gateway}/livez", {}, 200)),
+            rounds=1,
+            iterations=1,
+        )
+    ratio = bare_r.requests_per_s / gateway_r.requests_per_s
+    benchmark.extra_info.update(
+        {
+            "worker_class": worker_class,
+            **bare_r.as_dict("bare"),
+            **gateway_r.as_dict("gateway"),
+            "cost_ratio": round(ratio, 2),
+            "target": GATEWAY_TARGET,
+            "meets_target": ratio <= GATEWAY_TARGET,
+            "load_average": os.getloadavg()[0],
+        }
+    )
+    print(
+        f"\n{worker_class}: bare Flask {bare_r.requests_per_s:,.0f} req/s "
+        f"(p99 {bare_r.p99_s * 1000:.1f} ms), gateway {gateway_r.requests_per_s:,.0f} req/s "
+        f"(p99 {gateway_r.p99_s * 1000:.1f} ms): cost x{ratio:.2f} (target <= {GATEWAY_TARGET})"
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(migrated: Settings) -> Iterator[str]:
+    # Access lines at INFO, as in production: their cost is part of every request's. No worker
+    # recycling (max_requests) in the middle of a measurement.
+    env = child_env(migrated, LOG_LEVEL="INFO", GUNICORN_MAX_REQUESTS="0")
+    with running_gunicorn(
+        env,
+        "services.gateway:create_app()",
+        log_name="bench-gateway-preview",
+        config=GUNICORN_CONFIG,
+    ) as base:
+        yield base
+
+
+def test_preview_cache_hit_against_healthz(
+    benchmark: Any, gateway: str, migrated: Settings, make_user: Any
+) -> None:
+    from services.notes.preview import context_for
+
+    user = make_user("engineer")
+    sid = create_session(user.account_id, problem="cache-hit bench")
+    version = add_fact(sid, user.account_id, "Confirmed: bench fact")
+    # Stored as a worker stores it, so no worker or LLM has to run beside the measurement.
+    context_for(migrated).cache.put(
+        "resolution_note",
+        str(sid),
+        version,
+        {
+            "kind": "resolution_note",
+            "markdown": "## Problem\nbench\n\n" + "A realistic paragraph of the note. " * 60,
+            "generator": "offline",
+            "model": "offline",
+            "generated_at": "2026-12-01T00:00:00+00:00",
+            "state_version": version,
+            "usage": {},
+            "fingerprint": "bench",
+        },
+    )
+    url = f"{gateway}/api/v1/ai-sessions/{sid}/resolution-note/preview?wait=0"
+    first = requests.get(url, headers=user.headers, timeout=30)
+    assert first.status_code == 200 and first.json()["from_cache"] is True
+    tag = first.headers["ETag"]
+    revalidate = {**user.headers, "If-None-Match": tag}
+    assert requests.get(url, headers=revalidate, timeout=30).status_code == 304
+
+    def measure() -> tuple[WrkResult, WrkResult, WrkResult]:
+        runs: list[list[WrkResult]] = [[], [], []]
+        # Alternating, so that the machine's drift falls on every figure alike.
+        for _ in range(ROUNDS):
+            for i, (target, headers, status) in enumerate(
+                ((f"{gateway}/healthz", {}, 200), (url, user.headers, 200), (url, revalidate, 304))
+            ):
+                result = run_wrk(
+                    target, headers=headers, duration_s=DURATION_S, expect_status=status
+                )
+                assert result.errors == 0, f"{target}: {result.errors} unexpected answers"
+                runs[i].append(result)
+        return _best(runs[0]), _best(runs[1]), _best(runs[2])
+
+    health, hit, not_modified = benchmark.pedantic(measure, rounds=1, iterations=1)
+    info: dict[str, Any] = {
+        **health.as_dict("healthz"),
+        **hit.as_dict("preview_hit"),
+        **not_modified.as_dict("preview_304"),
+        "load_average": os.getloadavg()[0],
+    }
+    for name, result in (("hit", hit), ("304", not_modified)):
+        throughput = result.requests_per_s / health.requests_per_s
+        p99 = result.p99_s / health.p99_s
+        info[f"{name}_throughput_ratio"] = round(throughput, 2)
+        info[f"{name}_p99_ratio"] = round(p99, 2)
+        info[f"{name}_meets_target"] = (
+            throughput >= PREVIEW_THROUGHPUT_TARGET and p99 <= PREVIEW_P99_TARGET
+        )
+        print(
+            f"\npreview {name}: {result.requests_per_s:,.0f} req/s, p99 "
+            f"{result.p99_s * 1000:.1f} ms; /healthz {health.requests_per_s:,.0f} req/s, p99 "
+            f"{health.p99_s * 1000:.1f} ms: x{throughput:.2f} throughput, x{p99:.2f} p99"
+        )
+    benchmark.extra_info.update(info)
+    clean_state(migrated)
