@@ -15,7 +15,7 @@ from flask import Flask, Response, abort, jsonify, send_from_directory
 
 from shared import runtime
 from shared.config import Settings
-from shared.web import check_dependencies, install_error_handlers
+from shared.web import health, install_error_handlers
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -103,13 +103,8 @@ def create_web_app(settings: Settings) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Any:
-        healthy, checks = check_dependencies(settings)
-        body = {
-            "status": "ok" if healthy else "unavailable",
-            "service": "gateway",
-            "checks": checks,
-        }
-        return jsonify(body), 200 if healthy else 503
+        body, status = health(settings, "gateway")
+        return jsonify(body), status
 
     @app.get("/livez")
     def livez() -> Any:

@@ -22,6 +22,7 @@ from shared import runtime
 from shared.auth import hash_password, issue_token
 from shared.config import PROJECT_ROOT, ConfigError, Settings
 from shared.db import db
+from shared.embedded import DataDirInUse
 from shared.models import ACCOUNT_ROLES, Account, Team, User
 from shared.passwords import WeakPassword, check_password
 
@@ -435,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Every failure, expected or not, is one JSON object on stderr and exit code 2."""
     try:
         result = run(argv)
-    except CLIError as exc:
+    except (CLIError, DataDirInUse) as exc:
         return _fail(str(exc))
     except ConfigError as exc:
         return _fail(str(exc))
@@ -445,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"exited with {exc.code}")
     except Exception as exc:  # noqa: BLE001 - the CLI's contract is JSON errors, never a traceback
         return _fail(f"{type(exc).__name__}: {exc}")
+    finally:
+        # An embedded Redis this command started is stopped; a running stack's is left alone.
+        runtime.release_servers()
     print(json.dumps(result))
     return 0
 

@@ -122,7 +122,10 @@ class Settings:
 
     NOTES_PREWARM: bool = True
     NOTES_PREWARM_QUIET_S: float = 2.0
-    NOTES_LOCK_TTL_S: float = 120.0
+    # The single-flight lock's expiry if its holder dies; a live holder's heartbeat renews it
+    # every third of it. Kept below JOB_LEASE_S + SWEEP_INTERVAL_S so that a kill during a
+    # generation delays the note by no more than the lease and the sweeper do.
+    NOTES_LOCK_TTL_S: float = 30.0
     NOTES_PREVIEW_WAIT_S: float = 30.0
     # How long a claimed job (note materialisation, delivery) may go silent before the sweeper
     # hands it to another worker: the recovery time after a SIGKILL.
@@ -289,6 +292,15 @@ class Settings:
             raise ConfigError("METRICS_TOKEN must be at least 16 characters")
         if self.TRUSTED_PROXY_HOPS < 0:
             raise ConfigError("TRUSTED_PROXY_HOPS must be >= 0")
+        from shared.redis_client import RedisURLError, is_sentinel_url, parse_sentinel_url
+
+        for name in ("REDIS_URL", "CACHE_REDIS_URL"):
+            url = getattr(self, name)
+            if url and is_sentinel_url(url):
+                try:
+                    parse_sentinel_url(url)
+                except RedisURLError as exc:
+                    raise ConfigError(f"{name}: {exc}") from exc
         if self.WEB_CONCURRENCY < 1 or self.WORKER_CONCURRENCY < 1:
             raise ConfigError("WEB_CONCURRENCY and WORKER_CONCURRENCY must be at least 1")
         for name in (

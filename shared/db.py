@@ -34,7 +34,13 @@ class Database:
         self.dispose()
         self.url = normalise_database_url(url)
         options: dict[str, Any] = {
+            # A connection the server dropped (restart, failover, pg_terminate_backend) is
+            # noticed at checkout and replaced, so the first request after an outage succeeds.
             "pool_pre_ping": True,
+            # A server that does not answer fails the request in seconds (-> 503), never hangs
+            # it; and a request waits at most this long for a pooled connection.
+            "connect_args": {"connect_timeout": 5},
+            "pool_timeout": 10,
             "pool_size": 10,
             "max_overflow": 20,
             "future": True,

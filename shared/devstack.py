@@ -3,7 +3,9 @@
 Starts the embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset (kept under
 .data/), applies migrations, loads the built-in library, prints the demo users' tokens, then runs
 the gateway under gunicorn (WEB_CONCURRENCY processes, default 2), the Celery workers (threads
-pool, WORKER_CONCURRENCY slots) and beat. Ctrl-C stops everything it started.
+pool, WORKER_CONCURRENCY slots) and beat under `shared.supervisor`: a program that exits is
+restarted with backoff, a crash loop shows in /healthz; only Ctrl-C or SIGTERM stops the stack,
+and then everything it started.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
+import socket
 import sys
-import time
-from types import FrameType
 
 from shared import runtime
 from shared.cli import ensure_demo, load_library, migrate
 from shared.config import PROJECT_ROOT, Settings
+from shared.embedded import DataDirInUse
+from shared.supervisor import Supervisor
 
 GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
 
@@ -124,11 +126,46 @@ def stack_commands(
     }
 
 
+class PortInUse(RuntimeError):
+    pass
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Fail before anything starts (or is printed) when the gateway could not bind: gunicorn
+    binds with SO_REUSEADDR, so the same check here means the same answer there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(
+                f"port {port} on {host} is already in use ({exc.strerror}); another stack or "
+                f"program listens there. Stop it, or choose another port: "
+                f"GATEWAY_PORT={port + 1} make run"
+            ) from exc
+
+
+def supervised(settings: Settings, env: dict[str, str]) -> Supervisor:
+    """The stack's programs under supervision: each restarted with backoff when it exits."""
+    return Supervisor(
+        stack_commands(settings),
+        cwd=PROJECT_ROOT,
+        env=env,
+        status_path=settings.DATA_DIR / f"supervisor-{settings.GATEWAY_PORT}.json",
+    )
+
+
 def main() -> int:
     # `make run` is the development stack: it says so explicitly (its children inherit it),
     # because an unset RF_ENV means production and refuses the development keys.
     os.environ.setdefault("RF_ENV", "dev")
-    settings = runtime.configure(Settings.from_env())
+    settings = Settings.from_env()
+    try:
+        check_port_free(settings.GATEWAY_PORT)
+        settings = runtime.configure(settings)
+    except (PortInUse, DataDirInUse) as exc:
+        print(json.dumps({"error": str(exc)}), file=sys.stderr)
+        return 2
     migrate(settings)
     library = load_library()
     demo = ensure_demo(settings)
@@ -137,41 +174,16 @@ def main() -> int:
 
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    commands = list(stack_commands(settings).values())
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
-    children = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env) for cmd in commands]
-
-    stopping = False
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    while not stopping:
-        for child in children:
-            if child.poll() is not None:
-                print(f"process exited ({child.args!r}): {child.returncode}", file=sys.stderr)
-                stopping, exit_code = True, 1
-        time.sleep(0.5)
-
-    print("\nstopping ...", flush=True)
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-    if os.environ.get("RF_STARTED_EMBEDDED_REDIS") == "1":
-        from shared.embedded import stop_redis
-
-        stop_redis(settings.DATA_DIR)
-    return exit_code
+    supervisor = supervised(settings, env)
+    signal.signal(signal.SIGINT, supervisor.request_stop)
+    signal.signal(signal.SIGTERM, supervisor.request_stop)
+    supervisor.start()
+    try:
+        supervisor.run()
+    finally:
+        runtime.release_servers()
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from typing import Any
 
 from celery import Celery
 
+from shared.redis_client import broker_options
+
 EVENT_TASK = "notes.handle_event"
 EVENTS_QUEUE = "events"
 
@@ -19,14 +21,19 @@ _lock = threading.Lock()
 
 
 def make_publisher(broker_url: str) -> Celery:
-    app = Celery("resolutionflow-publisher", broker=broker_url, set_as_current=False)
+    url, transport_options = broker_options(broker_url)
+    app = Celery("resolutionflow-publisher", broker=url, set_as_current=False)
     app.conf.update(
         # A dead broker must fail fast at commit time: the outbox relay retries later.
         broker_connection_retry=False,
         broker_connection_retry_on_startup=False,
         broker_connection_max_retries=0,
         broker_connection_timeout=2,
-        broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5},
+        broker_transport_options={
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+            **transport_options,
+        },
         task_serializer="json",
         accept_content=["json"],
     )

@@ -1,22 +1,122 @@
-"""Redis connections, one pool per URL per process."""
+"""Redis connections, one pool per URL per process, for a single node or a Sentinel group.
+
+`REDIS_URL` and `CACHE_REDIS_URL` take either form:
+
+    redis://[:password@]host:port/db
+    sentinel://[:password@]host1:26379;sentinel://host2:26379;sentinel://host3:26379/db?master_name=NAME
+
+With Sentinel addresses, the locks, the pub/sub wake-ups and the cache use redis-py's `Sentinel`
+(the client asks the sentinels for the current primary and follows a failover), and the Celery
+broker uses kombu's `sentinel://` transport with the same master name (:func:`broker_options`).
+The password, when given, is the data nodes' (`requirepass`); sentinels are reached without one.
+"""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis
+from redis.sentinel import Sentinel
 
 _clients: dict[str, redis.Redis] = {}
 _lock = threading.Lock()
+
+SOCKET_CONNECT_TIMEOUT_S = 2
+
+
+class RedisURLError(ValueError):
+    """A Redis URL the product cannot use."""
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    sentinels: tuple[tuple[str, int], ...]
+    master_name: str
+    db: int
+    password: str | None
+
+    def broker_url(self) -> str:
+        """The form kombu's sentinel transport reads (the master name goes in its options)."""
+        auth = f":{self.password}@" if self.password else ""
+        hosts = ";".join(f"sentinel://{auth}{host}:{port}" for host, port in self.sentinels)
+        return f"{hosts}/{self.db}"
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.strip().startswith("sentinel://")
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """`sentinel://h1:p1;sentinel://h2:p2/db?master_name=NAME` -> its parts."""
+    sentinels: list[tuple[str, int]] = []
+    master_name: str | None = None
+    db = 0
+    password: str | None = None
+    for part in url.strip().split(";"):
+        if not part:
+            continue
+        split = urlsplit(part if "://" in part else f"sentinel://{part}")
+        if split.scheme != "sentinel":
+            raise RedisURLError(f"every address of a Sentinel URL is sentinel://, got {part!r}")
+        if not split.hostname:
+            raise RedisURLError(f"a sentinel address needs a host, got {part!r}")
+        sentinels.append((split.hostname, split.port or 26379))
+        password = split.password or password
+        if split.path.strip("/"):
+            try:
+                db = int(split.path.strip("/"))
+            except ValueError as exc:
+                raise RedisURLError(f"the database of {part!r} must be a number") from exc
+        names = parse_qs(split.query).get("master_name")
+        if names:
+            master_name = names[0]
+    if not sentinels:
+        raise RedisURLError("a Sentinel URL needs at least one sentinel://host:port")
+    if not master_name:
+        raise RedisURLError(
+            "a Sentinel URL needs the master name: sentinel://host:26379;...;"
+            "sentinel://host:26379/0?master_name=NAME"
+        )
+    return SentinelTarget(tuple(sentinels), master_name, db, password)
+
+
+def broker_options(url: str) -> tuple[str, dict[str, Any]]:
+    """The broker URL and the transport options kombu needs for `url` (either form)."""
+    if not is_sentinel_url(url):
+        return url, {}
+    target = parse_sentinel_url(url)
+    return target.broker_url(), {
+        "master_name": target.master_name,
+        "sentinel_kwargs": {"socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S},
+    }
+
+
+def _connect(url: str) -> redis.Redis:
+    options: dict[str, Any] = {
+        "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S,
+        "socket_timeout": None,
+        "health_check_interval": 30,
+    }
+    if not is_sentinel_url(url):
+        return redis.Redis.from_url(url, **options)
+    target = parse_sentinel_url(url)
+    sentinel = Sentinel(
+        list(target.sentinels),
+        sentinel_kwargs={"socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S, "socket_timeout": 2},
+    )
+    return sentinel.master_for(
+        target.master_name, db=target.db, password=target.password, **options
+    )
 
 
 def get_redis(url: str) -> redis.Redis:
     with _lock:
         client = _clients.get(url)
         if client is None:
-            client = redis.Redis.from_url(
-                url, socket_connect_timeout=2, socket_timeout=None, health_check_interval=30
-            )
+            client = _connect(url)
             _clients[url] = client
         return client
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 from shared import secrets_at_rest
 from shared.config import Settings
@@ -14,6 +15,8 @@ from shared.db import db
 
 _settings: Settings | None = None
 _lock = threading.Lock()
+# The data folder of the embedded Redis this very process started (not joined), if any.
+_started_redis: Path | None = None
 
 
 def resolve_servers(settings: Settings) -> Settings:
@@ -21,11 +24,10 @@ def resolve_servers(settings: Settings) -> Settings:
     them so that child processes (gunicorn workers, Celery pools) use the same ones."""
     if settings.DATABASE_URL and settings.REDIS_URL:
         return settings
-    from shared.embedded import ensure_servers
+    global _started_redis
+    from shared.embedded import ensure_servers, redis_owner
 
-    if settings.REDIS_URL is None:
-        # Remembered so that `make run` stops, on Ctrl-C, the Redis it started.
-        os.environ.setdefault("RF_STARTED_EMBEDDED_REDIS", "1")
+    joined = settings.REDIS_URL is not None or redis_owner(settings.DATA_DIR) is not None
     servers = ensure_servers(
         settings.DATA_DIR,
         database_url=settings.DATABASE_URL,
@@ -33,6 +35,9 @@ def resolve_servers(settings: Settings) -> Settings:
         redis_port=settings.EMBEDDED_REDIS_PORT,
     )
     assert servers.database_url is not None and servers.redis_url is not None
+    if not joined and redis_owner(settings.DATA_DIR) is not None:
+        # Remembered so that `make run` (on Ctrl-C) or the CLI (on exit) stops what it started.
+        _started_redis = settings.DATA_DIR
     os.environ["DATABASE_URL"] = servers.database_url
     os.environ["REDIS_URL"] = servers.redis_url
     return replace(settings, DATABASE_URL=servers.database_url, REDIS_URL=servers.redis_url)
@@ -50,6 +55,17 @@ def configure(settings: Settings | None = None) -> Settings:
         db.configure(settings.DATABASE_URL, max_overflow=max(20, 2 * settings.WORKER_CONCURRENCY))
         _settings = settings
         return settings
+
+
+def release_servers() -> None:
+    """Stop the embedded Redis if this process started it; one it joined is left running.
+    (The embedded PostgreSQL counts its users and stops with the last one by itself.)"""
+    global _started_redis
+    if _started_redis is not None:
+        from shared.embedded import stop_redis
+
+        stop_redis(_started_redis)
+        _started_redis = None
 
 
 def current_settings() -> Settings | None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import redis.exceptions as redis_exc
+import sqlalchemy.exc as sa_exc
 from flask import Flask, Response, jsonify, request
 from flask_smorest import Api, Blueprint
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -17,9 +19,29 @@ from shared.auth import configure_hashing
 from shared.config import Settings
 from shared.db import db
 from shared.errors import DomainError
+from shared.observability import get_logger
 from shared.redis_client import get_redis
 
+log = get_logger(__name__)
+
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+# What a client is told to wait when PostgreSQL or Redis is unreachable: about the time a
+# restarted server or a Sentinel failover takes to answer again.
+OUTAGE_RETRY_AFTER_S = 5
+
+
+def outage_response(exc: Exception) -> Any:
+    """503 JSON with Retry-After for a request that met a database or Redis outage (a failover,
+    a restart, every backend terminated), never a 500 or a hung request. The pool reconnects
+    (pre-ping) on the next request, so the client's retry succeeds once the server is back."""
+    dependency = "redis" if isinstance(exc, redis_exc.RedisError) else "database"
+    log.warning("dependency unavailable", dependency=dependency, error=type(exc).__name__)
+    return error_response(
+        503,
+        f"The {dependency} is unavailable for a moment; retry shortly.",
+        headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)},
+    )
+
 
 # ── The one error shape ──────────────────────────────────────────────────────────────────────
 # Every error under /api/ (domain errors, schema validation, unknown paths and methods, uncaught
@@ -114,6 +136,14 @@ def install_error_handlers(app: Flask, *, only_under: str | None = None) -> None
 
     app.register_error_handler(HTTPException, on_http_error)
     app.register_error_handler(DomainError, domain_error)
+    for outage in (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        redis_exc.ConnectionError,
+        redis_exc.TimeoutError,
+    ):
+        app.register_error_handler(outage, outage_response)
 
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
@@ -163,6 +193,23 @@ def check_dependencies(settings: Settings) -> tuple[bool, dict[str, str]]:
     return all(v == "ok" for v in checks.values()), checks
 
 
+def health(settings: Settings, service: str) -> tuple[dict[str, Any], int]:
+    """`/healthz`: 200 `ok` when PostgreSQL and Redis answer, 503 `unavailable` naming the one
+    that does not; under `make run`'s supervisor, 200 `degraded` naming any program that is
+    restarting or crash-looping (the API still serves)."""
+    from shared.supervisor import degraded_processes
+
+    healthy, checks = check_dependencies(settings)
+    body: dict[str, Any] = {"status": "ok" if healthy else "unavailable", "service": service}
+    body["checks"] = checks
+    processes = degraded_processes()
+    if processes:
+        body["degraded"] = processes
+        if healthy:
+            body["status"] = "degraded"
+    return body, 200 if healthy else 503
+
+
 def create_service_app(
     name: str,
     *,
@@ -210,9 +257,8 @@ def create_service_app(
 
     @app.get("/healthz")
     def healthz() -> Any:
-        healthy, checks = check_dependencies(settings)
-        body = {"status": "ok" if healthy else "unavailable", "service": name, "checks": checks}
-        return jsonify(body), 200 if healthy else 503
+        body, status = health(settings, name)
+        return jsonify(body), status
 
     @app.before_request
     def refuse_unstorable_input() -> Any:

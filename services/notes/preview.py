@@ -103,6 +103,10 @@ FALLBACK_UNAVAILABLE = "llm_unavailable"  # a final note, after the SDK's retrie
 FALLBACK_BUDGET = "budget_exceeded"  # the account's monthly budget is spent
 
 
+# How many times `NOTES_LOCK_TTL_S` a lock handed to a queued task lives (30 s -> 120 s).
+HANDOVER_LOCK_FACTOR = 4
+
+
 class NotesContext:
     """What the notes code needs in one process: settings, Redis, the cache, the generator and
     a way to enqueue tasks. Built once per process (see :func:`context_for`)."""
@@ -136,6 +140,14 @@ class NotesContext:
     @property
     def lock_ttl_s(self) -> float:
         return self.settings.NOTES_LOCK_TTL_S
+
+    @property
+    def handover_lock_ttl_s(self) -> float:
+        """The lock a preview takes for a task still waiting in the queue: nothing renews it
+        until a worker starts the task (and shortens it to `lock_ttl_s`, kept alive by its
+        heartbeat), so it must outlast a queue backlog, or a second preview would take the lock
+        and generate the same version again."""
+        return self.settings.NOTES_LOCK_TTL_S * HANDOVER_LOCK_FACTOR
 
     def fingerprint(self, loaded: LoadedBundle) -> str:
         return bundle_fingerprint(loaded.bundle, model=self.model)
@@ -628,7 +640,12 @@ def preview_note(
             return PreviewOutcome(kind, session_id, version, ticket_ref, found, not enqueued)
 
         if enqueued < MAX_ENQUEUES_PER_PREVIEW:
-            lock = ctx.cache.acquire(kind, sid, version, ctx.lock_ttl_s)
+            lock = ctx.cache.acquire(kind, sid, version, ctx.handover_lock_ttl_s)
+            found = ctx.cache.get(kind, sid, version) if lock is not None else None
+            if lock is not None and found is not None:
+                # Stored (and its lock released) between our last look and the lock: no task.
+                ctx.cache.release(lock)
+                return PreviewOutcome(kind, session_id, version, ticket_ref, found, not enqueued)
             if lock is not None:
                 try:
                     ctx.enqueue(TASK_GENERATE, kind, sid, version, lock.token)

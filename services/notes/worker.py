@@ -31,6 +31,7 @@ from services.notes.preview import (
     TASK_SWEEP,
 )
 from shared.config import Settings
+from shared.redis_client import broker_options
 
 QUEUES = ("notes", "events", "webhooks")
 # The Redis broker hands an unacknowledged message to another worker only after this long. Our
@@ -47,12 +48,25 @@ def broker_url(settings: Settings) -> str:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     generation_limit = settings.LLM_TIMEOUT_S * (settings.LLM_MAX_RETRIES + 1) * 2 + 60
+    # A Sentinel REDIS_URL becomes kombu's sentinel:// transport with the master name.
+    url, sentinel_options = broker_options(broker_url(settings))
     return {
-        "broker_url": broker_url(settings),
+        "broker_url": url,
+        # A broker that restarts (or fails over) must find its workers again by itself: retry
+        # the connection for ever, at start-up and after a loss. Where kombu still crashes on
+        # the way back, `make run`'s supervisor and the container's restart policy restart it.
         "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        "broker_channel_error_retry": True,
         "broker_transport_options": {
             "visibility_timeout": VISIBILITY_TIMEOUT_S,
             "socket_connect_timeout": 5,
+            # A silently dead connection (the primary gone, no RST) is noticed within seconds.
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+            "retry_on_timeout": True,
+            **sentinel_options,
         },
         # Results are not used: state lives in PostgreSQL and the note cache.
         "task_ignore_result": True,

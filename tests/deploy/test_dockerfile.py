@@ -259,6 +259,8 @@ def create_app():
 
     @app.get("/slow/<int:seconds>")
     def slow(seconds):
+        # Tells the test the request is in flight (it sends SIGTERM only then).
+        open(os.path.join(os.environ["PROBE_INFLIGHT_DIR"], str(os.getpid())), "w").close()
         time.sleep(seconds)
         return jsonify(done=True, pid=os.getpid())
 
@@ -350,7 +352,9 @@ def gunicorn_server(
         "METRICS_TOKEN": METRICS_TOKEN,
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
         "LOG_LEVEL": "INFO",
+        "PROBE_INFLIGHT_DIR": str(tmp_path / "inflight"),
     }
+    (tmp_path / "inflight").mkdir()
     log_path = tmp_path / "gunicorn.log"
     log = log_path.open("w")
     process = subprocess.Popen(
@@ -431,7 +435,12 @@ def test_gunicorn_serves_aggregated_metrics_and_drains_on_sigterm(
 
     caller = threading.Thread(target=slow_call)
     caller.start()
-    time.sleep(0.7)
+    inflight = log_path.parent / "inflight"
+    # Wait for the request to reach a worker, not for a guess of how long that takes.
+    deadline = time.monotonic() + 30
+    while not any(inflight.iterdir()):
+        assert time.monotonic() < deadline, "the slow request never reached the server"
+        time.sleep(0.02)
     process.send_signal(signal.SIGTERM)
     caller.join(timeout=30)
     assert outcome.get("status") == 200, outcome

@@ -193,7 +193,7 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
         settled = response.status_code == 200 and response.json()["markdown"]
         return settled and response.json()["delivery_status"] != "pending" and response.json()
 
-    note = wait_until(final, 20, message="the final note")
+    note = wait_until(final, 60, message="the final note and its delivery step")
     assert note["delivery_status"] == "not_configured"
     distinct_bundles = 5  # each round's four facts change the input; chat turns and Resolve don't
     usage = _usage(sid)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from shared.config import DEFAULT_WEBHOOK_RETRY_SCHEDULE, ConfigError, Settings
+from shared.config import DEFAULT_WEBHOOK_RETRY_SCHEDULE, PROJECT_ROOT, ConfigError, Settings
 
 
 def test_missing_secret_key_outside_dev_is_a_startup_error() -> None:
@@ -76,3 +76,49 @@ def test_fail_open_signing_key_no_app_starts_without_rf_env_or_secret_key() -> N
 
     with pytest.raises(ConfigError, match="SECRET_KEY must be set"):
         runtime.configure(Settings.from_env({"DATABASE_URL": "postgresql://x@127.0.0.1:1/x"}))
+
+
+def test_a_kill_during_generation_is_recovered_within_the_readmes_bound() -> None:
+    """The lock a killed generation held must expire before the lease and the sweeper hand the
+    job on, or it (not they) sets the delay: 120 s once, against the README's 55 s."""
+    defaults = Settings.from_env({})
+    bound = defaults.JOB_LEASE_S + defaults.SWEEP_INTERVAL_S
+    assert defaults.NOTES_LOCK_TTL_S < bound
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert f"`JOB_LEASE_S + SWEEP_INTERVAL_S` = **{bound:g} s**" in readme
+    assert f"| `NOTES_LOCK_TTL_S` | `{defaults.NOTES_LOCK_TTL_S:g}` |" in readme
+
+
+def test_sentinel_urls_are_parsed_for_redis_py_and_kombu() -> None:
+    from shared.redis_client import broker_options, parse_sentinel_url
+
+    url = "sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26380;sentinel://10.0.0.3/2?master_name=rf"
+    target = parse_sentinel_url(url)
+    assert target.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26380), ("10.0.0.3", 26379))
+    assert (target.master_name, target.db) == ("rf", 2)
+    broker, options = broker_options(url)
+    assert (
+        broker == "sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26380;sentinel://10.0.0.3:26379/2"
+    )
+    assert options["master_name"] == "rf"
+    assert broker_options("redis://127.0.0.1:6379/0") == ("redis://127.0.0.1:6379/0", {})
+    with pytest.raises(ConfigError, match="REDIS_URL: .*master name"):
+        Settings.from_env({"REDIS_URL": "sentinel://10.0.0.1:26379/0"}).validate()
+    with pytest.raises(ConfigError, match="CACHE_REDIS_URL"):
+        Settings.from_env({"CACHE_REDIS_URL": "sentinel://;redis://x/0?master_name=a"}).validate()
+
+
+def test_workers_retry_the_broker_for_ever_and_follow_a_sentinel_group() -> None:
+    from services.notes.worker import celery_config
+
+    plain = celery_config(Settings.from_env({"REDIS_URL": "redis://127.0.0.1:6390/0"}))
+    assert plain["broker_url"] == "redis://127.0.0.1:6390/0"
+    assert plain["broker_connection_retry"] is True
+    assert plain["broker_connection_retry_on_startup"] is True
+    assert plain["broker_connection_max_retries"] is None  # for ever
+    assert "master_name" not in plain["broker_transport_options"]
+    url = "sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380/0?master_name=rf"
+    sentinel = celery_config(Settings.from_env({"REDIS_URL": url}))
+    assert sentinel["broker_url"] == "sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380/0"
+    assert sentinel["broker_transport_options"]["master_name"] == "rf"
+    assert sentinel["broker_transport_options"]["visibility_timeout"] == 3600

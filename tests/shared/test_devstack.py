@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import psutil
 import requests
 
 from shared.config import PROJECT_ROOT
-from tests.support.workers import free_port
+from tests.support.workers import free_port, wait_until
 
 
 def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifacts_dir: Any) -> None:
@@ -45,12 +46,12 @@ def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifact
     children: list[psutil.Process] = []
     try:
         health = None
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=90)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not bound yet, or its workers still booting
                 time.sleep(0.2)  # waiting for gunicorn to bind, not synchronising the test
         text = log_path.read_text()
         assert health is not None and health.status_code == 200, text
@@ -77,6 +78,33 @@ def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifact
             c for c in children if "gunicorn" in " ".join(c.cmdline()) and c.ppid() != proc.pid
         ]
         assert len(gunicorn_workers) >= 2, "the gateway serves with at least two processes"
+
+        # A worker SIGKILLed is restarted by the supervisor within 10 s, and the stack says so.
+        def celery_worker() -> psutil.Process | None:
+            for child in psutil.Process(proc.pid).children():
+                try:
+                    if " worker " in " ".join(child.cmdline()):
+                        return child
+                except psutil.Error:  # the killed one, until the supervisor reaps it
+                    continue
+            return None
+
+        first = celery_worker()
+        assert first is not None
+        first.kill()
+        killed_at = time.monotonic()
+
+        def replaced() -> bool:
+            worker = celery_worker()
+            return worker is not None and worker.pid != first.pid
+
+        wait_until(replaced, 10, message="the worker restarted")
+        assert time.monotonic() - killed_at < 10
+        assert "supervisor: worker exited with code -9" in log_path.read_text()
+        assert proc.poll() is None, "one child's exit must not stop the stack"
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        assert health.status_code == 200 and health.json()["status"] in ("ok", "degraded")
+        children = psutil.Process(proc.pid).children(recursive=True)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -147,3 +175,24 @@ def test_make_run_gateway_logs_json_only_and_opens_no_control_socket(
     assert "hunter2-canary-password" not in log_path.read_text()
     assert not (home / ".gunicorn").exists(), list(home.rglob("*"))
     assert "--config" in command
+
+
+def test_devstack_on_a_port_in_use_says_so_before_printing_anything(artifacts_dir: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = dict(os.environ, GATEWAY_PORT=str(port), RF_DATA_DIR=str(artifacts_dir / "busy"))
+        result = subprocess.run(
+            [sys.executable, "-m", "shared.devstack"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    error = json.loads(result.stderr.strip().splitlines()[-1])["error"]
+    assert f"port {port}" in error and "GATEWAY_PORT=" in error
+    # Nothing started: no banner, no tokens.
+    assert "token:" not in result.stdout and "ResolutionFlow is starting" not in result.stdout

@@ -218,8 +218,12 @@ def _log_file(name: str) -> Path:
 def _control_app(broker_url: str) -> Any:
     from celery import Celery
 
-    app = Celery("rf-test-control", broker=broker_url, set_as_current=False)
+    from shared.redis_client import broker_options
+
+    url, transport_options = broker_options(broker_url)
+    app = Celery("rf-test-control", broker=url, set_as_current=False)
     app.conf.update(
+        broker_transport_options=transport_options,
         broker_connection_retry_on_startup=False,
         broker_connection_timeout=2,
         task_ignore_result=True,
@@ -275,7 +279,9 @@ class CeleryWorker:
             self.env.get("LOG_LEVEL", "WARNING"),
         ]
 
-    def start(self, timeout_s: float = 30.0) -> CeleryWorker:
+    def start(self, timeout_s: float = 120.0) -> CeleryWorker:
+        # Generous: a worker boots in seconds, but on a machine whose cores are busy it can
+        # take a minute before it answers a ping.
         self.log_path = _log_file(self.name)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

@@ -83,6 +83,9 @@ def _fits(value: str, rules: dict[str, Any]) -> bool:
     return rules.get("min_length", 0) <= len(value) <= rules.get("max_length", 10**6)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def valid_value(spec: ParameterSpec) -> Any:
     """A valid (and, where the rules allow, awkward) value derived from the schema."""
     rules = dict(spec.validation)
@@ -111,9 +114,11 @@ def valid_value(spec: ParameterSpec) -> Any:
     for candidate in candidates:
         if _fits(candidate, rules):
             return candidate
-    # Fall back to any string the pattern and lengths accept.
+    # Fall back to any string the pattern and lengths accept, and the engine too (it refuses
+    # control characters other than tab, CR and LF in any value).
     return find(
-        st.from_regex(rules.get("pattern", ".+"), fullmatch=True), lambda v: _fits(v, rules)
+        st.from_regex(rules.get("pattern", ".+"), fullmatch=True),
+        lambda v: _fits(v, rules) and not _CONTROL.search(v),
     )
 
 

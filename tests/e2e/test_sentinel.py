@@ -1,0 +1,199 @@
+"""Redis without a single point of failure: the broker, the locks, the pub/sub wake-ups and the
+cache on a Sentinel group (a primary, a replica, three sentinels, all real `redis-server`s on
+loopback). The primary is SIGKILLed in the middle of a load of previews and resolves through
+the gateway; the sentinels promote the replica, and every preview is answered, every resolved
+session's note delivered once, nothing lost."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from shared.config import Settings
+from shared.db import db
+from tests.support.receiver import WebhookReceiver
+from tests.support.redis_servers import SentinelGroup
+from tests.support.workers import (
+    CeleryBeat,
+    CeleryWorker,
+    child_env,
+    running_gateway,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+SESSIONS = 16
+THREADS = 4
+GRACE_S = 10.0
+
+
+def test_a_sentinel_failover_during_load_loses_nothing(
+    migrated: Settings, make_user: Any, tmp_path: Path
+) -> None:
+    from services.notes.integrations import configure_ticketing
+
+    group = SentinelGroup(tmp_path / "sentinel")
+    settings = replace(
+        migrated,
+        REDIS_URL=group.url,
+        JOB_LEASE_S=3,
+        SWEEP_INTERVAL_S=1.0,
+        OUTBOX_RELAY_INTERVAL_S=1.0,
+        NOTES_LOCK_TTL_S=3.0,
+        NOTES_PREWARM=False,
+        WEBHOOK_RETRY_SCHEDULE_S=(0, 1, 1, 1, 1, 1, 1, 1),
+        WEBHOOK_TIMEOUT_S=5.0,
+    )
+    env = child_env(settings)
+    user = make_user("owner")
+    answers: list[tuple[float, str, int]] = []
+    failures: list[str] = []
+    previewed: dict[uuid.UUID, int] = {}
+    resolved: set[uuid.UUID] = set()
+    lock = threading.Lock()
+    todo: queue.Queue[uuid.UUID] = queue.Queue()
+    try:
+        group.start()
+        with (
+            WebhookReceiver() as receiver,
+            CeleryWorker(env, concurrency=4),
+            CeleryBeat(env),
+            running_gateway(env, log_name="sentinel-gateway") as base,
+        ):
+            with db.transaction() as session:
+                receiver.secret = configure_ticketing(
+                    session,
+                    account_id=user.account_id,
+                    url=receiver.url,
+                    secret=None,
+                    allow_private=True,
+                ).secret
+            http = requests.Session()
+            http.headers.update(user.headers)
+            for i in range(SESSIONS):
+                created = http.post(
+                    f"{base}/api/v1/ai-sessions",
+                    json={"title": f"Sentinel {i}", "problem": "VPN drops"},
+                    timeout=30,
+                )
+                assert created.status_code == 201, created.text
+                sid = uuid.UUID(created.json()["id"])
+                fact = http.post(
+                    f"{base}/api/v1/ai-sessions/{sid}/facts",
+                    json={"text": f"Tunnel {i} renegotiates every 60 s", "kind": "confirmed"},
+                    timeout=30,
+                )
+                assert fact.status_code == 201, fact.text
+                todo.put(sid)
+
+            def until_answered(what: str, call: Any, done: int) -> Any:
+                """The client's side: retry a 202 or a 503 (briefly), give up after 90 s."""
+                deadline = time.monotonic() + 90
+                while time.monotonic() < deadline:
+                    try:
+                        answer = call()
+                    except requests.RequestException as exc:
+                        with lock:
+                            failures.append(f"{what}: {type(exc).__name__}")
+                        return None
+                    with lock:
+                        answers.append((time.monotonic(), what, answer.status_code))
+                    if answer.status_code == done:
+                        return answer
+                    if answer.status_code not in (202, 503):
+                        return answer
+                    threading.Event().wait(0.3)
+                return None
+
+            def work() -> None:
+                client = requests.Session()
+                client.headers.update(user.headers)
+                while True:
+                    try:
+                        sid = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    got = until_answered(
+                        "preview",
+                        lambda sid=sid: client.get(
+                            f"{base}/api/v1/ai-sessions/{sid}/resolution-note/preview?wait=3",
+                            timeout=30,
+                        ),
+                        200,
+                    )
+                    if got is not None and got.status_code == 200:
+                        with lock:
+                            previewed[sid] = int(got.json()["state_version"])
+                    done = until_answered(
+                        "resolve",
+                        lambda sid=sid: client.post(
+                            f"{base}/api/v1/ai-sessions/{sid}/resolve", json={}, timeout=30
+                        ),
+                        202,
+                    )
+                    if done is not None and done.status_code == 202:
+                        with lock:
+                            resolved.add(sid)
+
+            threads = [threading.Thread(target=work) for _ in range(THREADS)]
+            for thread in threads:
+                thread.start()
+            # In the middle of the load: the primary dies without a word.
+            wait_until(lambda: len(resolved) >= SESSIONS // 4, 120, message="a quarter done")
+            old_primary = group.primary.port
+            killed_at = time.monotonic()
+            group.primary.kill()
+            wait_until(
+                lambda: group.master_port() not in (None, old_primary),
+                60,
+                interval_s=0.1,
+                message="the sentinels to promote the replica",
+            )
+            promoted_at = time.monotonic()
+            for thread in threads:
+                thread.join(timeout=180)
+            assert group.master_port() == group.replica.port
+
+            def delivered() -> bool:
+                return len({d.webhook_id for d in receiver.deliveries}) >= SESSIONS
+
+            wait_until(delivered, 120, interval_s=0.5, message="every note delivered")
+            deliveries = list(receiver.deliveries)
+    finally:
+        group.stop()
+
+    assert not failures, failures
+    # Every preview answered with its note, every resolve accepted.
+    assert len(previewed) == SESSIONS and len(resolved) == SESSIONS
+    # One note per session, under one webhook-id.
+    per_session: dict[str, set[str | None]] = defaultdict(set)
+    for d in deliveries:
+        per_session[str(d.json["session_id"])].add(d.webhook_id)
+    assert set(per_session) == {str(s) for s in resolved}
+    assert all(len(ids) == 1 for ids in per_session.values()), per_session
+    # No 5xx but a 503, and that only while the group failed over.
+    statuses = Counter(status for _, _, status in answers)
+    bad = [
+        (what, status)
+        for at, what, status in answers
+        if status >= 500 and (status != 503 or not killed_at <= at <= promoted_at + GRACE_S)
+    ]
+    assert not bad, bad
+    print(
+        "\nsentinel failover figures:"
+        f"\n  requests {len(answers)} ({dict(sorted(statuses.items()))})"
+        f"\n  primary killed -> replica promoted in {promoted_at - killed_at:.1f} s"
+        f"\n  previews answered {len(previewed)}/{SESSIONS}, notes delivered "
+        f"{len(per_session)}/{SESSIONS}, "
+        f"redeliveries of one id {len(deliveries) - len(per_session)}"
+    )
