@@ -430,7 +430,7 @@ def test_gunicorn_serves_aggregated_metrics_and_drains_on_sigterm(
     def slow_call() -> None:
         try:
             outcome["status"] = _get(port, "/slow/2", timeout=30)[0]
-        except Exception as exc:  # pragma: no cover - reported by the assertion below
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - reported below
             outcome["error"] = repr(exc)
 
     caller = threading.Thread(target=slow_call)

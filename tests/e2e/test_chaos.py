@@ -198,7 +198,7 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
         cwd=PROJECT_ROOT,
         env=env,
         policy=Policy(initial_backoff_s=0.5, max_backoff_s=2.0, crash_limit=50),
-        log=open(tmp_path / "supervisor.log", "w"),  # noqa: SIM115 - closed with the test dir
+        log=open(tmp_path / "supervisor.log", "w"),  # closed with the test dir
     )
     supervising = threading.Thread(target=supervisor.run, daemon=True)
     try:

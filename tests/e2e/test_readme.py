@@ -117,7 +117,7 @@ def stack(migrated: Any, artifacts_dir: Path) -> Iterator[Stack]:
         RF_DATA_DIR=str(artifacts_dir / f"readme-{port}"),
     )
     log_path = artifacts_dir / f"readme-devstack-{port}.log"
-    log = open(log_path, "w")  # noqa: SIM115 - a file, not a pipe the stack could fill
+    log = open(log_path, "w")  # a file, not a pipe the stack could fill
     proc = subprocess.Popen(
         [sys.executable, "-m", "shared.devstack"],
         cwd=PROJECT_ROOT,

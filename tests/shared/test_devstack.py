@@ -34,7 +34,7 @@ def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifact
     )
     log_path = artifacts_dir / f"devstack-{port}.log"
     # A file, not a pipe: the stack's processes must never block on a full pipe.
-    log = open(log_path, "w")  # noqa: SIM115
+    log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "shared.devstack"],
         cwd=PROJECT_ROOT,

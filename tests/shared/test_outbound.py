@@ -53,7 +53,7 @@ def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def handle(self) -> None:
@@ -68,10 +68,10 @@ def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             target.seen.append(Seen(self.path, headers, body))
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.do_POST()
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._record()
             if self.path == "/redirect":
                 self.send_response(302)

@@ -315,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # stdlib signature
         pass
 
     # -- plumbing -----------------------------------------------------------------------
@@ -354,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routes -------------------------------------------------------------------------
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:  # stdlib naming
         stub = self.server.stub
         path = self.path.split("?", 1)[0]
         if path.startswith("/v1/messages/batches"):
@@ -374,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, error_body(404, message=f"Not found: {self.path}"))
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:  # stdlib naming
         stub = self.server.stub
         try:
             payload = self._read_json()

@@ -373,7 +373,7 @@ class CeleryBeat:
     def start(self) -> CeleryBeat:
         directory = ARTIFACTS / "workers"
         directory.mkdir(parents=True, exist_ok=True)
-        log = open(_log_file(self.name), "wb")  # noqa: SIM115 - the child owns it
+        log = open(_log_file(self.name), "wb")  # the child owns it
         try:
             self.proc = subprocess.Popen(
                 [
