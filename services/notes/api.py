@@ -61,7 +61,13 @@ ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
     "/api/v1/ai-sessions/{session_id}/resolution-note/preview": {"get": (401, 404)},
     "/api/v1/ai-sessions/{session_id}/resolution-note": {"get": (401, 404)},
     "/api/v1/ai-sessions/{session_id}/resolution-note/redeliver": {"post": (401, 403, 404, 409)},
-    "/api/v1/integrations/ticketing": {"get": (401,), "put": (401, 403)},
+    "/api/v1/integrations/ticketing": {
+        "get": (401, 404),
+        "put": (401, 403),
+        "delete": (401, 403, 404),
+    },
+    "/api/v1/integrations/ticketing/kinds": {"get": (401,)},
+    "/api/v1/integrations/ticketing/test": {"post": (401, 403, 404)},
 }
 
 

@@ -1549,7 +1549,10 @@ def test_resolved_session_shows_the_final_note_once_with_copy(
         stack, demo, "Outlook prompts for a password", [("confirmed", "ADAL is disabled")]
     )
     resolved = stack.api(
-        "POST", f"/api/v1/ai-sessions/{session_id}/resolve", demo.tokens["engineer"], json={}
+        "POST",
+        f"/api/v1/ai-sessions/{session_id}/resolve",
+        demo.tokens["engineer"],
+        json={"resolution": "Re-enabled modern authentication for Outlook"},
     )
     assert resolved.status_code == 202, resolved.text
 

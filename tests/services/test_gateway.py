@@ -114,7 +114,7 @@ def test_unknown_api_path_is_json_404_with_message(gateway: PathDispatcher, path
         ("DELETE", "/api/v1/scripts/categories"),
         ("PUT", "/api/v1/ai-sessions"),
         ("POST", "/api/docs"),
-        ("DELETE", "/api/v1/integrations/ticketing"),
+        ("PATCH", "/api/v1/integrations/ticketing"),
     ],
 )
 def test_wrong_method_is_json_405_with_allow(

@@ -333,7 +333,10 @@ def test_list_searches_title_ticket_ref_and_problem_and_refuses_unknown_params(
     assert ids("search=%25") == [literal]
     assert ids("ticket_ref=INC-200") == [vpn]  # whole reference, case-insensitive
     assert ids("ticket_ref=INC-2") == []
-    pilot_client.post(f"{helpers.base}/{vpn}/resolve", json={}, headers=engineer.headers)
+    resolved = pilot_client.post(
+        f"{helpers.base}/{vpn}/resolve", json={"force": True}, headers=engineer.headers
+    )
+    assert resolved.status_code == 202, resolved.get_json()
     assert ids("search=inc&status=active") == [literal, printer]
     assert ids("search=inc&status=resolved&ticket_ref=inc-200") == [vpn]
 
