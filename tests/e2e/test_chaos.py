@@ -68,6 +68,11 @@ class Record:
         return any(start <= at <= end + GRACE_S for _, start, end in self.windows)
 
 
+# What fixed it and where the note goes: Resolve refuses a session whose note would have no
+# resolution, and one with no ticket reference when the account has a ticketing integration.
+RESOLUTION = {"resolution": "Restarted the print spooler", "ticket_ref": "INC-4711"}
+
+
 def _load(base: str, headers: dict[str, str], sids: list[uuid.UUID], rec: Record, stop: Any):
     """Writes facts, previews and (now and then) resolves; opens a new session when few are
     left open, so the load lasts as long as the faults do."""
@@ -92,7 +97,9 @@ def _load(base: str, headers: dict[str, str], sids: list[uuid.UUID], rec: Record
                 continue
             sid = open_sids[(n * 7 + threading.get_ident()) % len(open_sids)]
             if n % 15 == 0:
-                answer = http.post(f"{base}/api/v1/ai-sessions/{sid}/resolve", json={}, timeout=30)
+                answer = http.post(
+                    f"{base}/api/v1/ai-sessions/{sid}/resolve", json=RESOLUTION, timeout=30
+                )
                 rec.answer("resolve", answer.status_code)
                 if answer.status_code == 202:
                     with rec.lock:
@@ -274,7 +281,8 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
                     lambda: _terminate_backends(settings),
                     lambda: None,
                 )
-                killed = worker_pid()
+                # The broker fault may have left the worker restarting: kill a running one.
+                killed = wait_until(worker_pid, 60, message="a running worker")
                 assert killed is not None
                 fault(
                     "worker SIGKILLed",
@@ -293,7 +301,7 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
                 if sid not in resolved:
                     answer = requests.post(
                         f"{base}/api/v1/ai-sessions/{sid}/resolve",
-                        json={},
+                        json=RESOLUTION,
                         headers=user.headers,
                         timeout=30,
                     )

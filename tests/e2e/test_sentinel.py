@@ -36,6 +36,10 @@ SESSIONS = 16
 THREADS = 4
 GRACE_S = 10.0
 
+# What fixed it and where the note goes: Resolve refuses a session whose note would have no
+# resolution, and one with no ticket reference when the account has a ticketing integration.
+RESOLUTION = {"resolution": "Restarted the print spooler", "ticket_ref": "INC-4711"}
+
 
 def test_a_sentinel_failover_during_load_loses_nothing(
     migrated: Settings, make_user: Any, tmp_path: Path
@@ -137,7 +141,7 @@ def test_a_sentinel_failover_during_load_loses_nothing(
                     done = until_answered(
                         "resolve",
                         lambda sid=sid: client.post(
-                            f"{base}/api/v1/ai-sessions/{sid}/resolve", json={}, timeout=30
+                            f"{base}/api/v1/ai-sessions/{sid}/resolve", json=RESOLUTION, timeout=30
                         ),
                         202,
                     )

@@ -103,9 +103,11 @@ def test_sentinel_urls_are_parsed_for_redis_py_and_kombu() -> None:
     assert options["master_name"] == "rf"
     assert broker_options("redis://127.0.0.1:6379/0") == ("redis://127.0.0.1:6379/0", {})
     with pytest.raises(ConfigError, match="REDIS_URL: .*master name"):
-        Settings.from_env({"REDIS_URL": "sentinel://10.0.0.1:26379/0"}).validate()
+        Settings.from_env({"RF_ENV": "test", "REDIS_URL": "sentinel://10.0.0.1:26379/0"}).validate()
     with pytest.raises(ConfigError, match="CACHE_REDIS_URL"):
-        Settings.from_env({"CACHE_REDIS_URL": "sentinel://;redis://x/0?master_name=a"}).validate()
+        Settings.from_env(
+            {"RF_ENV": "test", "CACHE_REDIS_URL": "sentinel://;redis://x/0?master_name=a"}
+        ).validate()
 
 
 def test_workers_retry_the_broker_for_ever_and_follow_a_sentinel_group() -> None:
