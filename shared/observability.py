@@ -368,36 +368,32 @@ ACCESS_LOGGER_NAME = "rf.access"
 
 
 class _AccessLineWriter:
-    """The end of the access line's own chain: writes the rendered line to stdout under the
-    stdout handler's lock, as that handler would."""
-
-    name = ACCESS_LOGGER_NAME
+    """Writes one rendered access line to stdout under the stdout handler's lock, as that
+    handler would."""
 
     def __init__(self, handler: logging.Handler) -> None:
         self.handler = handler
 
-    def msg(self, message: str) -> None:
-        with self.handler.lock if self.handler.lock is not None else _nullcontext():
+    def write(self, line: str) -> None:
+        lock = self.handler.lock
+        if lock is None:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            return
+        with lock:
             stream = sys.stdout
-            stream.write(message + "\n")
+            stream.write(line)
             stream.flush()
 
-    info = debug = msg
 
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-
-# (handler, logger): the access line's short path, set by configure_logging. The access line is
-# written once per request, and the general path (structlog, a stdlib LogRecord, the handler's
-# formatter, redaction a second time for exception text it never has) was the gateway's largest
-# cost. The short path runs the same processors, redaction included, and renders the same JSON.
-_access_fast: tuple[logging.Handler, Any] | None = None
+# The access line's short path, set by configure_logging: (the stdout handler, its writer).
+# The access line is written once per request, and the general path (structlog's bound
+# logger, a stdlib LogRecord, the handler's formatter, redaction a second time for exception
+# text it never has) was the gateway's largest cost. The short path builds the same event
+# (context, level, logger name, timestamp), redacts it with the same processor and renders
+# the same JSON.
+_access_fast: tuple[logging.Handler, _AccessLineWriter] | None = None
+_iso_utc_stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
 
 
 def configure_logging(
@@ -458,16 +454,7 @@ def configure_logging(
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
     global _access_fast
-    _access_fast = (
-        (
-            handler,
-            structlog.wrap_logger(
-                _AccessLineWriter(handler), processors=[*shared, redact, renderer]
-            ),
-        )
-        if json
-        else None
-    )
+    _access_fast = (handler, _AccessLineWriter(handler)) if json else None
 
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -520,6 +507,20 @@ def _reset_context() -> None:
     clear_sensitive_values()
 
 
+def _access_line(fields: dict[str, Any], level: int) -> str:
+    """The access line as the general chain renders it: the event, the request's context,
+    level, logger name and timestamp, redacted, as one JSON line."""
+    event: EventDict = {"event": "request", **fields}
+    structlog.contextvars.merge_contextvars(None, "", event)
+    event["level"] = "debug" if level == logging.DEBUG else "info"
+    event["logger"] = ACCESS_LOGGER_NAME
+    _iso_utc_stamp(None, "", event)
+    redact(None, "", event)
+    return _json.dumps(event, default=str) + "\n"
+
+
+# WSGI's name of the X-Request-ID header.
+_REQUEST_ID_ENVIRON_KEY = "HTTP_X_REQUEST_ID"
 # Routes probed every few seconds: access lines at DEBUG, not INFO.
 _QUIET_ROUTES = frozenset({"/healthz", "/metrics"})
 _UNMATCHED_ROUTE = "<unmatched>"
@@ -543,11 +544,15 @@ def init_app(app: Any, service_name: str) -> None:
         return
     extensions["rf_observability"] = {"service": service_name}
     access_log = get_logger(ACCESS_LOGGER_NAME)
-    _stdlib_access = logging.getLogger(ACCESS_LOGGER_NAME)
+    stdlib_access = logging.getLogger(ACCESS_LOGGER_NAME)
+    # The histogram's child per (method, route template, status): `labels()` builds and
+    # validates its key on every call. Route templates are few, so this stays small; the
+    # bound only guards against a client inventing methods.
+    histograms: dict[tuple[str, str, int], Any] = {}
 
     def _start_request() -> None:
         _reset_context()
-        request_id = sanitize_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request_id = sanitize_request_id(request.environ.get(_REQUEST_ID_ENVIRON_KEY))
         g.rf_request_id = request_id
         g.rf_request_started = time.perf_counter()
         structlog.contextvars.bind_contextvars(request_id=request_id, service=service_name)
@@ -557,35 +562,41 @@ def init_app(app: Any, service_name: str) -> None:
 
     @app.after_request
     def _finish_request(response: Any) -> Any:
-        request_id = getattr(g, "rf_request_id", None) or sanitize_request_id(
-            request.headers.get(REQUEST_ID_HEADER)
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        request_g = g._get_current_object()
+        request_id = getattr(request_g, "rf_request_id", None) or sanitize_request_id(
+            current.environ.get(_REQUEST_ID_ENVIRON_KEY)
         )
         response.headers[REQUEST_ID_HEADER] = request_id
-        started = getattr(g, "rf_request_started", None)
+        started = getattr(request_g, "rf_request_started", None)
         duration = time.perf_counter() - started if started is not None else 0.0
-        rule = request.url_rule.rule if request.url_rule is not None else _UNMATCHED_ROUTE
+        url_rule = current.url_rule
+        rule = url_rule.rule if url_rule is not None else _UNMATCHED_ROUTE
+        method = current.method
+        status = response.status_code
         if rule != "/metrics":
-            HTTP_REQUEST_DURATION.labels(
-                service=service_name,
-                method=request.method,
-                route=rule,
-                status=str(response.status_code),
-            ).observe(duration)
+            key = (method, rule, status)
+            child = histograms.get(key)
+            if child is None:
+                child = HTTP_REQUEST_DURATION.labels(
+                    service=service_name, method=method, route=rule, status=str(status)
+                )
+                if len(histograms) < 4096:
+                    histograms[key] = child
+            child.observe(duration)
         level = logging.DEBUG if rule in _QUIET_ROUTES else logging.INFO
+        if not stdlib_access.isEnabledFor(level):
+            return response
         fields = {
-            "method": request.method,
+            "method": method,
             "route": rule,
-            "status": response.status_code,
+            "status": status,
             "duration_ms": round(duration * 1000, 2),
         }
         fast = _access_fast
-        if (
-            fast is not None
-            and fast[0] in logging.root.handlers
-            and len(logging.root.handlers) == 1
-            and _stdlib_access.isEnabledFor(level)
-        ):
-            (fast[1].debug if level == logging.DEBUG else fast[1].info)("request", **fields)
+        root_handlers = logging.root.handlers
+        if fast is not None and len(root_handlers) == 1 and root_handlers[0] is fast[0]:
+            fast[1].write(_access_line(fields, level))
         else:
             (access_log.debug if level == logging.DEBUG else access_log.info)("request", **fields)
         return response
