@@ -43,7 +43,7 @@ PREVIEW_P99_TARGET = 2.0
 DURATION_S = int(os.environ.get("BENCH_WRK_SECONDS", "5"))
 # Each pair is measured this many times, alternating, so drift in the machine's load falls on
 # both sides of a ratio alike; the best run of each side is kept.
-ROUNDS = 2
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 def _best(results: list[WrkResult]) -> WrkResult:
@@ -107,7 +107,8 @@ def test_gateway_cost_against_a_bare_flask_route(
     print(
         f"\n{worker_class}: bare Flask {bare_r.requests_per_s:,.0f} req/s "
         f"(p99 {bare_r.p99_s * 1000:.1f} ms), gateway {gateway_r.requests_per_s:,.0f} req/s "
-        f"(p99 {gateway_r.p99_s * 1000:.1f} ms): cost x{ratio:.2f} (target <= {GATEWAY_TARGET})"
+        f"(p99 {gateway_r.p99_s * 1000:.1f} ms): cost x{ratio:.2f} (target <= {GATEWAY_TARGET}), "
+        f"load {os.getloadavg()[0]:.1f}"
     )
 
 
@@ -188,7 +189,8 @@ def test_preview_cache_hit_against_healthz(
         print(
             f"\npreview {name}: {result.requests_per_s:,.0f} req/s, p99 "
             f"{result.p99_s * 1000:.1f} ms; /healthz {health.requests_per_s:,.0f} req/s, p99 "
-            f"{health.p99_s * 1000:.1f} ms: x{throughput:.2f} throughput, x{p99:.2f} p99"
+            f"{health.p99_s * 1000:.1f} ms: x{throughput:.2f} throughput, x{p99:.2f} p99, "
+            f"load {os.getloadavg()[0]:.1f}"
         )
     benchmark.extra_info.update(info)
     clean_state(migrated)

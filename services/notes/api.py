@@ -112,7 +112,8 @@ def _if_none_match() -> list[str]:
 class PreviewView(MethodView):
     decorators = [_auth_with_session_state]
 
-    @notes_blp.arguments(PreviewQueryArgsSchema, location="query")
+    # A schema instance, not the class: webargs would build one per request.
+    @notes_blp.arguments(PreviewQueryArgsSchema(), location="query")
     @notes_blp.response(200, PreviewResponseSchema)
     @notes_blp.alt_response(202, schema=PreviewPendingSchema, description="Not ready yet")
     @notes_blp.alt_response(304, description="If-None-Match holds the current note's ETag: no body")
