@@ -22,7 +22,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE
 from sqlalchemy import func, inspect, select
 
-from services.pilot import chat, sessions
+from services.pilot import chat, facts, fixes, sessions
 from services.pilot.schemas import (
     ChatMessageSchema,
     ChatTurnResponseSchema,
@@ -307,7 +307,7 @@ class FactsView(MethodView):
     def get(self, session_id: uuid.UUID) -> Any:
         """The session's facts, oldest first."""
         with db.session() as session:
-            return sessions.list_facts(session, current_principal(), session_id)
+            return facts.list_facts(session, current_principal(), session_id)
 
     @blp.arguments(FactCreateSchema)
     @blp.response(201, FactWriteResponseSchema)
@@ -315,7 +315,7 @@ class FactsView(MethodView):
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Record a fact: text (trimmed, 1..4000 characters) and kind (default observation)."""
         with write_transaction() as session:
-            result = sessions.add_fact(
+            result = facts.add_fact(
                 session, current_principal(), session_id, text=data["text"], kind=data["kind"]
             )
         return _versioned(result)
@@ -331,7 +331,7 @@ class FactView(MethodView):
     def patch(self, data: dict[str, Any], session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Change a fact's text or kind."""
         with write_transaction() as session:
-            result = sessions.update_fact(session, current_principal(), session_id, fact_id, data)
+            result = facts.update_fact(session, current_principal(), session_id, fact_id, data)
         return _versioned(result)
 
     @blp.response(200, FactDeleteResponseSchema)
@@ -339,7 +339,7 @@ class FactView(MethodView):
     def delete(self, session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Delete a fact. Answers 200 (not 204) so the new state_version can be returned."""
         with write_transaction() as session:
-            result = sessions.delete_fact(session, current_principal(), session_id, fact_id)
+            result = facts.delete_fact(session, current_principal(), session_id, fact_id)
         return {"id": fact_id, "deleted": True, "state_version": result.state_version}
 
 
@@ -454,7 +454,7 @@ class FixesView(MethodView):
     def get(self, session_id: uuid.UUID) -> Any:
         """Every fix proposed in the session, newest first, with supersession and decision."""
         with db.session() as session:
-            return sessions.list_fixes(session, current_principal(), session_id)
+            return fixes.list_fixes(session, current_principal(), session_id)
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/active")
@@ -466,7 +466,7 @@ class ActiveFixView(MethodView):
     def get(self, session_id: uuid.UUID) -> Any:
         """The active (not superseded) fix, or 404 when there is none."""
         with db.session() as session:
-            return sessions.get_active_fix(session, current_principal(), session_id)
+            return fixes.get_active_fix(session, current_principal(), session_id)
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/<uuid:fix_id>/decision")
