@@ -40,6 +40,7 @@ from shared.models import (
 )
 from shared.permissions import can_create_content
 from shared.principal import Principal
+from shared.session_errors import session_write_errors
 
 # Causes written into `session.state_changed` events.
 CAUSE_SESSION_CREATED = "session_created"
@@ -99,7 +100,7 @@ def bump(
     extra_events: Iterable[tuple[str, dict[str, Any]]] = (),
 ) -> int:
     """`shared.events.bump` with its errors turned into the API's 404 and 409."""
-    try:
+    with session_write_errors():
         return events.bump(
             session,
             session_id=session_id,
@@ -108,10 +109,6 @@ def bump(
             require_active=require_active,
             extra_events=extra_events,
         )
-    except events.SessionNotFound as exc:
-        raise NotFound(AI_SESSION_NOT_FOUND) from exc
-    except events.SessionReadOnly as exc:
-        raise Conflict("Session is resolved and read-only; reopen it first") from exc
 
 
 def _locked_session(session: Session, principal: Principal, session_id: uuid.UUID) -> AISession:
@@ -226,17 +223,13 @@ def resolve_session(
     from, so the final note comes from exactly this version's data.
     """
     require_writer(session, principal, session_id)
-    try:
+    with session_write_errors(read_only="Session is already resolved"):
         version = events.bump(
             session,
             session_id=session_id,
             account_id=principal.account_id,
             cause=CAUSE_RESOLVED,
         )
-    except events.SessionNotFound as exc:
-        raise NotFound(AI_SESSION_NOT_FOUND) from exc
-    except events.SessionReadOnly as exc:
-        raise Conflict("Session is already resolved") from exc
     row = _locked_session(session, principal, session_id)
     if resolution:
         session.add(

@@ -21,7 +21,6 @@ from services.scripts.engine import (
 from services.scripts.templates import engine
 from shared import events, powershell_check
 from shared.errors import (
-    AI_SESSION_NOT_FOUND,
     Conflict,
     InvalidInput,
     NotFound,
@@ -38,6 +37,7 @@ from shared.permissions import (
 )
 from shared.powershell_check import Finding
 from shared.principal import Principal
+from shared.session_errors import session_write_errors
 
 # Parsed and validated once per (template id, version) in each process; see the class.
 compiled_templates = CompiledTemplateCache(engine)
@@ -117,22 +117,15 @@ def generate_script(
     if ai_session_id is not None:
         # Only a session of the caller's own account can be named; the account is part of the
         # UPDATE, so another account's session is untouched and reads as missing.
-        try:
+        with session_write_errors(
+            read_only="AI session is resolved; reopen it first", field="ai_session_id"
+        ):
             state_version = events.bump(
                 session,
                 session_id=ai_session_id,
                 account_id=principal.account_id,
                 cause="script_generated",
             )
-        except events.SessionNotFound as exc:
-            raise NotFound(
-                AI_SESSION_NOT_FOUND, errors={"ai_session_id": ["no such session"]}
-            ) from exc
-        except events.SessionReadOnly as exc:
-            raise Conflict(
-                "AI session is resolved; reopen it first",
-                errors={"ai_session_id": ["session is resolved"]},
-            ) from exc
 
     generation = ScriptGeneration(
         template_id=template.id,
