@@ -20,7 +20,7 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
-from sqlalchemy import func, inspect, select
+from sqlalchemy import inspect
 
 from services.pilot import chat, facts, fixes, sessions
 from services.pilot.schemas import (
@@ -49,7 +49,6 @@ from shared.config import Settings
 from shared.db import db
 from shared.events import write_transaction
 from shared.llm import LLMClient, LLMUnavailable
-from shared.models import ChatMessage
 from shared.usage import budget_status
 from shared.web import BEARER_SECURITY
 
@@ -355,24 +354,15 @@ class MessagesView(MethodView):
     @blp.doc(security=BEARER_SECURITY)
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The conversation, oldest first. `X-Total-Count` gives the unpaged total."""
-        principal = current_principal()
         with db.session() as session:
-            sessions.get_session(session, principal, session_id)
-            conditions = (
-                ChatMessage.session_id == session_id,
-                ChatMessage.account_id == principal.account_id,
+            rows, total = chat.list_messages(
+                session,
+                current_principal(),
+                session_id,
+                limit=args["limit"],
+                offset=args["offset"],
             )
-            total = session.execute(
-                select(func.count()).select_from(ChatMessage).where(*conditions)
-            ).scalar_one()
-            rows = session.scalars(
-                select(ChatMessage)
-                .where(*conditions)
-                .order_by(ChatMessage.created_at, ChatMessage.id)
-                .limit(args["limit"])
-                .offset(args["offset"])
-            ).all()
-        return list(rows), {"X-Total-Count": str(total)}
+        return rows, {"X-Total-Count": str(total)}
 
     @blp.arguments(MessageCreateSchema)
     @blp.response(201, ChatTurnResponseSchema)

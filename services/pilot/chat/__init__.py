@@ -21,9 +21,11 @@ the turn. `wait_for_background_turns()` lets tests and shutdown hooks wait for t
 
 The package: `request` (reading the session into the LLM request), `offline` (the answer given
 without an LLM), `turns` (the two transactions and a whole turn) and `stream` (streamed turns
-and their per-process bound). This module is its public face.
+and their per-process bound); `messages` lists the stored conversation. This module is its
+public face.
 """
 
+from services.pilot.chat.messages import list_messages
 from services.pilot.chat.request import LLMRequest, build_request
 from services.pilot.chat.stream import (
     STREAM_RETRY_AFTER_S,
@@ -59,6 +61,7 @@ __all__ = [
     "complete_turn",
     "configure_streams",
     "finish_turn",
+    "list_messages",
     "record_refusal",
     "reserve_stream",
     "run_turn",
