@@ -46,6 +46,20 @@ DURATION_S = int(os.environ.get("BENCH_WRK_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
+# Answers other than the expected one fail a measurement only past this share of its requests:
+# on a PostgreSQL server shared with other work, a few 503s (its connection limit reached) are
+# the machine's noise, and are reported; more means the bench measures an error path.
+MAX_UNEXPECTED_SHARE = 0.01
+
+
+def _check(url: str, result: WrkResult) -> None:
+    if result.errors:
+        print(f"\n{url}: {result.errors} unexpected answers of {result.requests}")
+    assert result.errors <= result.requests * MAX_UNEXPECTED_SHARE, (
+        f"{url}: {result.errors} unexpected answers of {result.requests}"
+    )
+
+
 def _best(results: list[WrkResult]) -> WrkResult:
     return max(results, key=lambda r: r.requests_per_s)
 
@@ -58,7 +72,7 @@ def _measure_pair(
     for _ in range(ROUNDS):
         for url, headers, status, into in (*[(*first, a)], *[(*second, b)]):
             result = run_wrk(url, headers=headers, duration_s=DURATION_S, expect_status=status)
-            assert result.errors == 0, f"{url}: {result.errors} unexpected answers"
+            _check(url, result)
             into.append(result)
     return _best(a), _best(b)
 
@@ -167,7 +181,7 @@ def test_preview_cache_hit_against_healthz(
                 result = run_wrk(
                     target, headers=headers, duration_s=DURATION_S, expect_status=status
                 )
-                assert result.errors == 0, f"{target}: {result.errors} unexpected answers"
+                _check(target, result)
                 runs[i].append(result)
         return _best(runs[0]), _best(runs[1]), _best(runs[2])
 
