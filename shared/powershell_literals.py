@@ -1,5 +1,5 @@
-"""Ticket-specific literals of a PowerShell script, found on its syntax tree (tree-sitter-powershell),
-and lifted into template parameters.
+"""Ticket-specific literals of a PowerShell script, found on its syntax tree
+(tree-sitter-powershell), and lifted into template parameters.
 
 A fix written for one ticket names that ticket's machine, user, mailbox, printer or threshold
 in literals. Lifting replaces each such literal by a ``{{key}}`` placeholder and describes it as
@@ -500,7 +500,10 @@ def lift_literals(script: str) -> LiftedScript:
         )
         if classified is None:
             continue
-        identity = (classified.type, str(value).lower() if classified.type != "path" else value)
+        identity = (
+            classified.type,
+            str(value) if classified.type == "path" else str(value).lower(),
+        )
         parameter = by_value.get(identity)
         if parameter is None:
             key = _free_key(classified.key, keys)
