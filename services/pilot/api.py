@@ -22,7 +22,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE
 from sqlalchemy import func, inspect, select
 
-from services.pilot import chat, sessions
+from services.pilot import chat, drafts, sessions
 from services.pilot.schemas import (
     ChatMessageSchema,
     ChatTurnResponseSchema,
@@ -480,8 +480,10 @@ class DecisionView(MethodView):
         """Record what the engineer does with the active fix: one_off, draft_template,
         build_template or dismissed (which supersedes it). 409 on a superseded fix or one
         already decided."""
+        principal = current_principal()
         with write_transaction() as session:
-            result = sessions.decide_fix(
-                session, current_principal(), session_id, fix_id, data["decision"]
-            )
-        return _versioned(result)
+            result = sessions.decide_fix(session, principal, session_id, fix_id, data["decision"])
+            draft = drafts.draft_from_fix(session, principal, result.obj, data["decision"])
+            body = _versioned(result)
+            body["draft_template"] = draft.as_dict() if draft is not None else None
+        return body

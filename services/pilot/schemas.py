@@ -275,5 +275,25 @@ class DecisionRequestSchema(StrictSchema):
     decision = fields.String(required=True, validate=validate.OneOf(FIX_DECISIONS))
 
 
+class DraftTemplateSchema(StrictSchema):
+    template_id = fields.UUID()
+    status = fields.String(metadata={"enum": ["draft", "published"]})
+    name = fields.String()
+    slug = fields.String()
+    parameters = fields.List(
+        fields.Dict(),
+        metadata={"description": "the literals lifted from the fix's script, with their defaults"},
+    )
+    script_findings = fields.List(fields.Dict())
+
+
 class DecisionResponseSchema(SuggestedFixSchema):
     state_version = fields.Integer()
+    draft_template = fields.Nested(
+        DraftTemplateSchema,
+        allow_none=True,
+        metadata={
+            "description": "draft_template / build_template on a fix with a script: the draft "
+            "made from it (personal, hidden from the library until published)"
+        },
+    )
