@@ -6,10 +6,10 @@ and use case C, parameter labels D) in PostgreSQL; this reads the same column wi
 any-of-the-words full-text query the library's search widens to, so the copilot and the
 library agree on what a template is about. No Flask.
 
-The match score is in [0, 1]: the share of the template's name and tag words the session
-mentions, blended with how many of the session's words the template answers (capped), so a
-template whose title the facts spell out scores high and one sharing a single common word
-("printer") does not.
+The match score is in [0, 1]: the share of the template's name words the session mentions
+(half of it), of its tags (a little), and how many of the session's words the template's
+document has (capped at five), so a template whose title the facts spell out scores high and
+one sharing a single common word ("printer") does not.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ PROPOSE_SCORE = 0.5
 PROPOSE_MIN_MATCHED = 2
 # How many of the session's words it takes to count as fully answered.
 MATCHED_FOR_FULL_SCORE = 5
-_TITLE_SHARE = 0.6
+_NAME_WEIGHT = 0.5
+_TAG_WEIGHT = 0.15
 
 _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -98,14 +99,10 @@ def rank_templates(
         )
         or []
     )
-    title_lexemes = func.tsvector_to_array(
+    name_lexemes = func.tsvector_to_array(func.to_tsvector(config, ScriptTemplate.name))
+    tag_lexemes = func.tsvector_to_array(
         func.to_tsvector(
-            config,
-            func.concat_ws(
-                " ",
-                ScriptTemplate.name,
-                func.replace(func.array_to_string(ScriptTemplate.tags, " "), "-", " "),
-            ),
+            config, func.replace(func.array_to_string(ScriptTemplate.tags, " "), "-", " ")
         )
     )
     rows = session.execute(
@@ -115,7 +112,8 @@ def rank_templates(
             ScriptTemplate.description,
             ScriptTemplate.use_case,
             func.ts_rank(ScriptTemplate.search_vector, query).label("rank"),
-            title_lexemes.label("title_lexemes"),
+            name_lexemes.label("name_lexemes"),
+            tag_lexemes.label("tag_lexemes"),
             func.tsvector_to_array(ScriptTemplate.search_vector).label("lexemes"),
         )
         .where(
@@ -129,11 +127,8 @@ def rank_templates(
     ).all()
     matches = []
     for row in rows:
-        titles = set(row.title_lexemes or [])
-        matched = len(asked & set(row.lexemes or []))
-        title_share = len(asked & titles) / max(1, len(titles))
-        score = _TITLE_SHARE * title_share + (1 - _TITLE_SHARE) * min(
-            1.0, matched / MATCHED_FOR_FULL_SCORE
+        score, matched = match_score(
+            asked, set(row.name_lexemes or []), set(row.tag_lexemes or []), set(row.lexemes or [])
         )
         matches.append(
             TemplateMatch(
@@ -148,6 +143,21 @@ def rank_templates(
         )
     matches.sort(key=lambda m: (-m.score, -m.rank, m.name))
     return matches[:limit]
+
+
+def match_score(
+    asked: set[str], name: set[str], tags: set[str], document: set[str]
+) -> tuple[float, int]:
+    """(score in [0, 1], how many of the asked lexemes the template's document has)."""
+    matched = len(asked & document)
+    name_share = len(asked & name) / len(name) if name else 0.0
+    tag_share = len(asked & tags) / len(tags) if tags else 0.0
+    score = (
+        _NAME_WEIGHT * name_share
+        + _TAG_WEIGHT * tag_share
+        + (1 - _NAME_WEIGHT - _TAG_WEIGHT) * min(1.0, matched / MATCHED_FOR_FULL_SCORE)
+    )
+    return round(score, 4), matched
 
 
 def _account_principal(account_id: uuid.UUID) -> Principal:
