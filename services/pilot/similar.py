@@ -1,9 +1,11 @@
 """Similar past sessions: the account's resolved sessions whose problem and facts are closest
 to a session's, with what caused and fixed each and the templates used.
 
-Ranked in PostgreSQL alone: full-text rank (any of the session's words, as the library search
-widens to) plus trigram similarity of the whole text (pg_trgm), so a session worded
-differently but about the same machine, error code or product still ranks. No vector store.
+Ranked in PostgreSQL alone: full-text rank of title, problem and facts (any of the session's
+words, as the library search widens to) plus trigram similarity of the problem statements
+(pg_trgm), so a session worded differently but about the same machine, error code or product
+still ranks. No vector store; computed per request over the account's newest resolved
+sessions (bench/test_bench_similar.py has the cost).
 Always scoped to the session's account: another account's session is never read, whatever
 its similarity. No Flask.
 """
@@ -32,6 +34,7 @@ MAX_QUERY_WORDS = 60
 MAX_TEXT_CHARS = 8000
 # Below this, a candidate shares no word and only chance trigrams: not similar.
 MIN_TRIGRAM = 0.08
+PREFIX_LETTERS = 5
 # The kinds that describe the problem (a resolution says how it ended, not what it was).
 PROBLEM_KINDS = ("symptom", "observation", "confirmed", "ruled_out", "environment", "root_cause")
 
@@ -39,28 +42,40 @@ _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
 
 _SIMILAR_SQL = text(
     """
-    WITH candidates AS (
+    WITH asked AS MATERIALIZED (
+        SELECT websearch_to_tsquery('english', :words) AS query
+    ),
+    candidates AS MATERIALIZED (
         SELECT s.id, s.title, s.problem, s.ticket_ref, s.resolved_at
         FROM ai_sessions s
         WHERE s.account_id = :account_id AND s.status = 'resolved' AND s.id <> :session_id
         ORDER BY s.resolved_at DESC NULLS LAST, s.id
         LIMIT :scan_limit
     ),
-    docs AS (
-        SELECT c.id, c.title, c.ticket_ref, c.resolved_at,
-               left(lower(concat_ws(' ', c.title, c.problem,
-                    (SELECT string_agg(f.text, ' ' ORDER BY f.created_at, f.id)
-                     FROM session_facts f
-                     WHERE f.session_id = c.id AND f.account_id = :account_id
-                       AND f.kind IN :kinds))), :max_chars) AS body
-        FROM candidates c
+    fact_text AS MATERIALIZED (
+        SELECT f.session_id, string_agg(f.text, ' ' ORDER BY f.created_at, f.id) AS facts
+        FROM session_facts f
+        JOIN candidates c ON c.id = f.session_id
+        WHERE f.account_id = :account_id AND f.kind IN :kinds
+        GROUP BY f.session_id
     ),
-    scored AS (
+    docs AS MATERIALIZED (
+        SELECT c.id, c.title, c.ticket_ref, c.resolved_at,
+               left(lower(concat_ws(' ', c.title, c.problem, ft.facts)), :max_chars) AS body,
+               left(lower(concat_ws(' ', c.title, c.problem)), :max_chars) AS statement
+        FROM candidates c
+        LEFT JOIN fact_text ft ON ft.session_id = c.id
+    ),
+    scored AS MATERIALIZED (
         SELECT d.id, d.title, d.ticket_ref, d.resolved_at,
-               ts_rank(to_tsvector('english', d.body),
-                       websearch_to_tsquery('english', :words)) AS rank,
-               similarity(d.body, :body) AS trigram
-        FROM docs d
+               -- Stemming every document is the cost: only those sharing a word's first
+               -- letters with the session are ranked (the rest can still match on trigrams).
+               CASE WHEN d.body ~ :prefixes
+                    THEN ts_rank(to_tsvector('english', d.body), asked.query) ELSE 0 END AS rank,
+               -- Trigrams of the problem statement only: the facts are many and long, and
+               -- similarity() costs more than stemming; the full text covers them.
+               similarity(d.statement, :statement) AS trigram
+        FROM docs d, asked
     )
     SELECT id, title, ticket_ref, resolved_at, rank, trigram
     FROM scored
@@ -95,6 +110,13 @@ class SimilarSession:
         }
 
 
+def _prefixes(text_: str) -> str:
+    """A regular expression matching a word that starts like one of the text's words (their
+    first five letters: "printer" finds "printing")."""
+    starts = sorted({w[:PREFIX_LETTERS] for w in _WORD_RE.findall(text_) if len(w) >= 3})
+    return r"\m(?:" + "|".join(starts) + ")" if starts else "$^"
+
+
 def _words(text_: str) -> str | None:
     seen: list[str] = []
     for word in _WORD_RE.findall(text_):
@@ -105,7 +127,8 @@ def _words(text_: str) -> str | None:
     return " or ".join(seen) if seen else None
 
 
-def problem_text(session: Session, principal: Principal, session_id: uuid.UUID) -> str:
+def problem_text(session: Session, principal: Principal, session_id: uuid.UUID) -> tuple[str, str]:
+    """(title, problem and facts; title and problem), lower-cased, whitespace folded."""
     found = sessions.get_session(session, principal, session_id)
     facts = session.scalars(
         select(SessionFact.text)
@@ -116,8 +139,9 @@ def problem_text(session: Session, principal: Principal, session_id: uuid.UUID) 
         )
         .order_by(SessionFact.created_at, SessionFact.id)
     ).all()
-    parts = [found.title, found.problem or "", *facts]
-    return " ".join(" ".join(parts).split()).lower()[:MAX_TEXT_CHARS]
+    statement = " ".join(f"{found.title} {found.problem or ''}".split()).lower()
+    body = " ".join(" ".join([statement, *facts]).split()).lower()
+    return body[:MAX_TEXT_CHARS], statement[:MAX_TEXT_CHARS]
 
 
 def similar_sessions(
@@ -125,7 +149,7 @@ def similar_sessions(
 ) -> list[SimilarSession]:
     """Up to ``limit`` resolved sessions of the principal's account closest to the session
     (404 when the session is not the principal's account's)."""
-    body = problem_text(session, principal, session_id)
+    body, statement = problem_text(session, principal, session_id)
     words = _words(body)
     if words is None:
         return []
@@ -138,7 +162,8 @@ def similar_sessions(
             "kinds": list(PROBLEM_KINDS),
             "max_chars": MAX_TEXT_CHARS,
             "words": words,
-            "body": body,
+            "prefixes": _prefixes(body),
+            "statement": statement,
             "min_trigram": MIN_TRIGRAM,
             "limit": min(max(limit, 1), MAX_RESULTS),
         },
