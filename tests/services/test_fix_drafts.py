@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from services.pilot import sessions
+from services.pilot import fixes
 from shared.db import db
 from shared.powershell_literals import normalised_tree, strip_generated_block
 
@@ -43,7 +43,7 @@ def _session_with_fix(client: Client, actor: Any, script: str | None = SPOOLER_F
     assert created.status_code == 201, created.json
     sid = created.json["id"]
     with db.transaction() as session:
-        fix = sessions.persist_fix(
+        fix = fixes.persist_fix(
             session,
             account_id=actor.account_id,
             session_id=uuid.UUID(sid),

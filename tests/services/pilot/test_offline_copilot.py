@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from services.pilot.chat.offline import question_intent, steps_from_description
 from services.pilot.library_match import TemplateMatch, match_score
-from services.pilot.offline_copilot import question_intent, steps_from_description
 from shared.db import db
 from shared.models import ScriptTemplate
 from tests.support.stub_anthropic import StubAnthropic

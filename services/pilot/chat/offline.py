@@ -1,4 +1,5 @@
-"""The assistant without an LLM: an answer built from the session and the script library.
+"""The offline assistant: without an LLM, an answer built from the session and the script
+library.
 
 With no API key the chat still answers, and says so. It answers the question asked when the
 facts can (what was ruled out, what is confirmed, the root cause, the symptoms, the
@@ -77,6 +78,36 @@ def _bullets(items: Sequence[str], limit: int = 8) -> list[str]:
     if len(items) > limit:
         shown.append(f"- ... and {len(items) - limit} more")
     return shown
+
+
+def next_step(grouped: dict[str, list[str]], active_fix_title: str | None) -> str:
+    """A next diagnostic step, from which kinds of fact the session has so far."""
+    if not any(grouped.values()):
+        return (
+            "Record what the user reports as a symptom fact, then what you have already "
+            "checked as observations, so the diagnosis starts from evidence."
+        )
+    if active_fix_title and grouped.get("confirmed"):
+        return (
+            f"Carry out the active fix ({active_fix_title}), verify it with the user, record "
+            "the result as a confirmed fact, then resolve the session."
+        )
+    if grouped.get("confirmed"):
+        return (
+            "Apply a fix that addresses the confirmed cause, verify it with the user, record "
+            "the verification as a confirmed fact, then resolve the session."
+        )
+    if grouped.get("observation"):
+        return (
+            "Test the most likely cause behind your observations with a read-only check, and "
+            "record the result as confirmed or ruled_out."
+        )
+    if grouped.get("symptom"):
+        return (
+            "Gather evidence for the symptom: reproduce it, check the relevant event logs and "
+            "service states on the affected machine, and record what you see as observations."
+        )
+    return "Record the symptom the user reports so the diagnosis has a starting point."
 
 
 def steps_from_description(match: TemplateMatch) -> list[str]:
