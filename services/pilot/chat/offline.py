@@ -34,6 +34,8 @@ OFFLINE_NOTICE = (
 )
 CONTEXT_MATCHES = 5
 SHOWN_MATCHES = 3
+# Listed when asked which templates fit; proposing one takes library_match.PROPOSE_SCORE.
+LIST_SCORE = 0.3
 
 _SECTIONS = (
     ("symptom", "Symptoms"),
@@ -153,6 +155,7 @@ def _summary(grouped: dict[str, list[str]]) -> list[str]:
 
 def _answer(intent: str, grouped: dict[str, list[str]], matches: list[TemplateMatch]) -> list[str]:
     if intent == "templates":
+        matches = [m for m in matches if m.score >= LIST_SCORE]
         if not matches:
             return ["", "No library template matches this session's facts yet."]
         return [
