@@ -39,7 +39,7 @@ TOPICS = [
 
 @pytest.fixture(scope="module")
 def populated(migrated: Any) -> dict[str, Any]:  # noqa: F811
-    from shared.cli import create_account, create_user
+    from app.cli import create_account, create_user
 
     account = uuid.UUID(create_account("Bench similar")["id"])
     user = create_user(

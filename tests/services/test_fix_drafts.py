@@ -24,7 +24,7 @@ SPOOLER_FIX = (
 
 @pytest.fixture(scope="module")
 def gateway(migrated: Any) -> Any:
-    from services.gateway import create_app
+    from app.gateway import create_app
 
     return create_app(migrated)
 
