@@ -250,6 +250,8 @@ ROUTES = [
     ("GET", "/api/v1/integrations", "notes"),
     ("GET", "/api/v1/integrations/webhooks", "notes"),
     ("POST", "/api/v1/integrations/webhooks/w1/test", "notes"),
+    ("GET", "/api/v1/kb-articles?search=spooler", "notes"),
+    ("GET", "/api/v1/kb-articles/4b2d", "notes"),
     ("GET", "/", "web"),
     ("GET", "/api/docs", "web"),
     ("GET", "/static/app.js", "web"),
