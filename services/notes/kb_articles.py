@@ -177,4 +177,3 @@ def get_article(session: Session, *, account_id: uuid.UUID, article_id: uuid.UUI
     if row is None:
         raise NotFound(KB_ARTICLE_NOT_FOUND)
     return _kept(row)
-

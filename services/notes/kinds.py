@@ -98,7 +98,9 @@ class KindSpec:
 
 
 def _check_source(kind: str, source: str) -> str:
-    if source in SOURCE_NAMES or (source.startswith(FACT_SOURCE) and len(source) > len(FACT_SOURCE)):
+    if source in SOURCE_NAMES or (
+        source.startswith(FACT_SOURCE) and len(source) > len(FACT_SOURCE)
+    ):
         return source
     raise RuntimeError(f"{KINDS_FILE.name}: kind {kind!r} names an unknown source {source!r}")
 
