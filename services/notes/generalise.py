@@ -144,7 +144,7 @@ def _replacement_pattern(identifiers: tuple[Identifier, ...]) -> re.Pattern[str]
     values = sorted({i.value for i in identifiers}, key=lambda v: (-len(v), v))
     # Not inside a longer word, address or name: "DC01" is not replaced inside "DC010".
     alternatives = "|".join(re.escape(v) for v in values)
-    return re.compile(rf"(?<![\w@.\-])(?:{alternatives})(?![\w@\-]|\.\w)", re.IGNORECASE)
+    return re.compile(rf"(?<![\w@.\-\[])(?:{alternatives})(?![\w@\-\]]|\.\w)", re.IGNORECASE)
 
 
 def _domain_of(host: str, r: Rules) -> str | None:
@@ -290,7 +290,8 @@ def find_identifiers(
         for key, value in params.items():
             values = value if isinstance(value, list | tuple) else [value]
             for v in values:
-                if not isinstance(v, str) or not v.strip() or v.startswith("[REDACTED"):
+                # A redacted value, or one already generalised ([user]), names nobody.
+                if not isinstance(v, str) or not v.strip() or v.lstrip().startswith("["):
                     continue
                 name = _normal_key(str(key))
                 if name in r.user_parameters:

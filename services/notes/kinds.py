@@ -3,11 +3,11 @@ escalation handoff (``escalation``).
 
 Each kind is data (``note_kinds.yaml`` and one prompt file per kind, beside this module): its
 sections in order, the sources each section draws on, and what a section says when the session
-holds nothing for it. From a :class:`KindSpec` and a :class:`NoteBundle` this module builds
-what the shared note machinery needs for that kind: the source document (what the prompt
-carries and the fingerprint hashes), the offline note's items and the answer's JSON schema.
-Validation, rendering, citations and the generator are the resolution note's own
-(services/notes/generator.py), given the kind's section titles.
+holds nothing for it. The generator package builds what the shared note machinery needs from
+a :class:`KindSpec`: the source document and the answer's schema
+(:mod:`services.notes.generator.kind_sources`) and the offline note
+(:mod:`services.notes.generator.offline`); validation, rendering, citations and the generator
+are the resolution note's own, given the kind's section titles.
 
 A generalised kind (the KB article) is made from a generalised bundle
 (:func:`generalised_bundle`): customer-identifying details replaced by placeholders before
@@ -28,9 +28,10 @@ import yaml
 
 from services.notes.generalise import find_identifiers
 from services.notes.generalise import rules as generalise_rules
+from services.notes.vocabulary import NOTE_KINDS, SECTIONS
 
 if TYPE_CHECKING:
-    from services.notes.generator import NoteBundle
+    from services.notes.bundle import NoteBundle
 
 KINDS_FILE = Path(__file__).with_name("note_kinds.yaml")
 SOURCE_NAMES = frozenset(
@@ -210,3 +211,13 @@ def prepared_bundle(bundle: NoteBundle, *, ticket_ref: str | None = None) -> Not
 
 def generalisation_version() -> str:
     return generalise_rules().version
+
+
+def preview_kinds() -> tuple[str, ...]:
+    """Every kind a preview can ask for: the resolution note, then the data-defined kinds."""
+    return (*NOTE_KINDS, *kind_specs())
+
+
+def section_titles(kind: str) -> tuple[str, ...]:
+    spec = kind_spec(kind)
+    return SECTIONS if spec is None else spec.titles

@@ -113,6 +113,10 @@ def handle_event(self: Task, event: dict[str, Any]) -> str:
             state_version=int(resolved if resolved is not None else version),
             ticket_ref=event.get("ticket_ref"),
         )
+        from services.notes import batch
+
+        # The KB article of the resolved session, at the batch price: nobody waits on it.
+        batch.queue_on_resolve(ctx, uuid.UUID(str(event["account_id"])), session_id)
         outcome = "resolved"
     ctx.redis.set(seen_key, 1, ex=EVENT_SEEN_TTL_S)
     return outcome

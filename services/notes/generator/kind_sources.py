@@ -1,30 +1,19 @@
 """What a note of a data-defined kind (services/notes/kinds.py) is made from, section by
-section: the source document the prompt carries and the fingerprint hashes, the offline
-(extractive) note's items, and the JSON schema the model answers in.
+section: the source document the prompt carries and the fingerprint hashes (the offline note
+copies the same items, see :mod:`.offline`), and the JSON schema the model answers in.
 
 Every item of the source document carries the id the note cites (facts ``F1``.., script runs
-``S1``.., the suggested fix ``X1``); the offline note copies each item, scrubbed, flattened and
-capped like the resolution note's, citing it.
+``S1``.., the suggested fix ``X1``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.notes.generator import (
-    FIX_REF,
-    ITEM_FORMATS,
-    BundleScriptRun,
-    NoteBundle,
-    NoteItem,
-    _one_line,
-    _params,
-    _sentence,
-)
-from services.notes.kinds import FACT_SOURCE, KindSpec, SectionSpec
-
-# Per item and items per list, as for the resolution note's offline note.
-_ITEM_CHARS = 600
+from services.notes.bundle import BundleScriptRun, NoteBundle
+from services.notes.generator.draft import NOTE_SCHEMA
+from services.notes.kinds import FACT_SOURCE, KindSpec, SectionSpec, kind_spec
+from services.notes.vocabulary import FIX_REF, ITEM_FORMATS
 
 
 def _run_item(ref: str, run: BundleScriptRun) -> dict[str, Any]:
@@ -122,63 +111,12 @@ def source_document(spec: KindSpec, bundle: NoteBundle) -> dict[str, Any]:
     }
 
 
-def _offline_item(
-    spec: KindSpec, section: SectionSpec, item: dict[str, Any], bundle: NoteBundle
-) -> list[NoteItem]:
-    cites = (str(item["id"]),) if item.get("id") else ()
-    source = str(item.get("source"))
-    fmt = "bullet" if section.format == "step" else section.format
-    prefix = section.prefixes.get(source, "")
-
-    def line(text: str, limit: int = _ITEM_CHARS) -> str:
-        return _sentence(_one_line(text, bundle, limit))
-
-    if source == "problem":
-        return [NoteItem(text=line(str(item["text"]), 2 * _ITEM_CHARS), cites=())]
-    if source == "script_run":
-        name = _one_line(str(item["template_name"]), bundle, 200)
-        run = BundleScriptRun(
-            template_name=name, parameters=dict(item["parameters"]), created_at=""
-        )
-        params = _params(run, bundle) if run.parameters else ""
-        text = f"Ran the script “{name}”" + (f" ({params})" if params else "")
-        return [NoteItem(text=_sentence(text), format="bullet", cites=cites)]
-    if source in ("decided_fix", "proposed_fix"):
-        title = _one_line(str(item["title"]), bundle, 200)
-        lead = "Applied the fix: " if source == "decided_fix" else "Proposed fix: "
-        out = [NoteItem(text=_sentence(lead + title), cites=cites)] if title else []
-        steps = [_one_line(str(s), bundle) for s in item.get("steps") or []]
-        out += [NoteItem(text=_sentence(s), format="step", cites=cites) for s in steps if s]
-        return out
-    if source == "fix_state":
-        title = _one_line(str(item["title"]), bundle, 200)
-        text = f"Suggested fix “{title}”: {item['decision']}"
-        return [NoteItem(text=_sentence(text), format=fmt, cites=cites)]
-    return [NoteItem(text=prefix + line(str(item.get("text", ""))), format=fmt, cites=cites)]
-
-
-def offline_sections(
-    spec: KindSpec, bundle: NoteBundle, bullets: int
-) -> list[tuple[str, tuple[NoteItem, ...]]]:
-    """The offline note of this kind: every source item copied (scrubbed, one line, capped),
-    at most ``bullets`` items per list, the section's `when_empty` sentence for an empty one."""
-    out: list[tuple[str, tuple[NoteItem, ...]]] = []
-    for section in spec.sections:
-        items: list[NoteItem] = []
-        for source_item in section_items(spec, section, bundle):
-            items += _offline_item(spec, section, source_item, bundle)
-        items = [i for i in items if i.text.strip(" .")]
-        if len(items) > bullets:
-            rest = len(items) - bullets
-            items = [*items[:bullets], NoteItem(text=f"… and {rest} more.", format=items[0].format)]
-        if not items:
-            items = [NoteItem(text=section.when_empty)]
-        out.append((section.title, tuple(items)))
-    return out
-
-
-def answer_schema(spec: KindSpec) -> dict[str, Any]:
-    """The JSON schema of the model's answer: the kind's sections, each a list of items."""
+def answer_schema(kind: str) -> dict[str, Any]:
+    """The JSON schema of the model's answer for ``kind``: its sections, each a list of
+    items (the resolution note's is :data:`.draft.NOTE_SCHEMA`)."""
+    spec = kind_spec(kind)
+    if spec is None:
+        return NOTE_SCHEMA
     return {
         "type": "object",
         "additionalProperties": False,
