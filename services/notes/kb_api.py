@@ -11,7 +11,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
-from services.notes import kb_articles, preview
+from services.notes import kb_articles
+from services.notes.context import context_for
 from services.notes.kb_schemas import (
     KbArticleQueryArgsSchema,
     KbArticleResponseSchema,
@@ -21,6 +22,7 @@ from services.notes.kb_schemas import (
 )
 from shared.auth import auth_required, current_principal
 from shared.db import db
+from shared.permissions import can_create_content
 from shared.web import BEARER_SECURITY
 
 kb_blp = Blueprint(
@@ -39,7 +41,7 @@ keep_blp = Blueprint(
 ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
     "/api/v1/kb-articles": {"get": (401,)},
     "/api/v1/kb-articles/{article_id}": {"get": (401, 404)},
-    "/api/v1/ai-sessions/{session_id}/resolution-note/keep": {"post": (401, 404, 409)},
+    "/api/v1/ai-sessions/{session_id}/resolution-note/keep": {"post": (401, 403, 404, 409)},
 }
 
 
@@ -56,17 +58,19 @@ class KeepView(MethodView):
     @keep_blp.doc(security=BEARER_SECURITY)
     def post(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Keep the session's current KB article (`kind=kb_article`, a resolved session) in
-        the account's knowledge base; keeping again replaces it with the current text. 409
-        while the article is still being generated after `wait` seconds."""
+        the account's knowledge base; keeping again replaces it with the current text
+        (engineers and owners). 409 while the article is still being generated after `wait`
+        seconds."""
         settings = current_app.config["SETTINGS"]
         principal = current_principal()
         wait = args.get("wait")
         return kb_articles.keep_article(
-            preview.context_for(settings),
+            context_for(settings),
             account_id=principal.account_id,
             session_id=session_id,
             user_id=principal.id,
             wait_s=settings.NOTES_PREVIEW_WAIT_S if wait is None else float(wait),
+            may_write=can_create_content(principal),
         )
 
 

@@ -20,10 +20,11 @@ from sqlalchemy import func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from services.notes.bundle import load_bundle
-from services.notes.preview import NotesContext, preview_note
+from services.notes.bundle import load_bundle, session_state
+from services.notes.context import NotesContext
+from services.notes.preview import preview_note
 from shared.db import db
-from shared.errors import Conflict, NotFound
+from shared.errors import AI_SESSION_NOT_FOUND, Conflict, NotFound, PermissionDenied
 from shared.models import KbArticle
 
 KB_KIND = "kb_article"
@@ -84,9 +85,15 @@ def keep_article(
     session_id: uuid.UUID,
     user_id: uuid.UUID,
     wait_s: float,
+    may_write: bool = True,
 ) -> KeptArticle:
-    """Keep the session's current KB article. 404: no such session in the account; 409: the
-    session is not resolved, or the article is still being generated after ``wait_s``."""
+    """Keep the session's current KB article. 404: no such session in the account (whoever
+    asks); 403: ``may_write`` is false (viewers read only); 409: the session is not resolved,
+    or the article is still being generated after ``wait_s``."""
+    if session_state(session_id, account_id=account_id) is None:
+        raise NotFound(AI_SESSION_NOT_FOUND)
+    if not may_write:
+        raise PermissionDenied("Engineer access required to keep KB articles")
     outcome = preview_note(
         ctx, session_id=session_id, account_id=account_id, kind=KB_KIND, wait_s=wait_s
     )
