@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,8 @@ class Generalisation:
         return value
 
 
-@cache
+# Bounded: a worker generalises many sessions, each with its own identifiers.
+@lru_cache(maxsize=256)
 def _replacement_pattern(identifiers: tuple[Identifier, ...]) -> re.Pattern[str] | None:
     if not identifiers:
         return None

@@ -115,12 +115,9 @@ def keep_article(
         "kept_by": user_id,
     }
     with db.transaction() as session:
-        existed = session.scalar(
-            select(KbArticle.id).where(
-                KbArticle.session_id == session_id, KbArticle.account_id == account_id
-            )
-        )
-        article_id = session.execute(
+        # One statement, so two engineers keeping at once get one row; `xmax = 0` tells an
+        # inserted row from an updated one.
+        upserted: Any = session.execute(
             pg_insert(KbArticle)
             .values(id=uuid.uuid4(), account_id=account_id, session_id=session_id, **values)
             .on_conflict_do_update(
@@ -129,13 +126,11 @@ def keep_article(
                 # A session belongs to one account for good; never touch another's row.
                 where=KbArticle.account_id == account_id,
             )
-            .returning(KbArticle.id)
-        ).scalar_one()
-        row = session.get(KbArticle, article_id)
+            .returning(KbArticle.id, literal_column("xmax = 0").label("inserted"))
+        ).one()
+        row = session.get(KbArticle, upserted.id, populate_existing=True)
         assert row is not None
-        session.flush()
-        session.refresh(row)
-        return _kept(row, replaced=existed is not None)
+        return _kept(row, replaced=not bool(upserted.inserted))
 
 
 def _escape_like(term: str) -> str:
