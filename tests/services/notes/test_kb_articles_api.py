@@ -30,7 +30,7 @@ def notes_overrides() -> dict[str, Any]:
 
 
 def _keep(session_id: uuid.UUID, **query: Any) -> str:
-    args = "&".join(f"{k}={v}" for k, v in {"kind": "kb_article", "wait": 20, **query}.items())
+    args = "&".join(f"{k}={v}" for k, v in {"kind": "kb_article", "wait": 60, **query}.items())
     return f"/api/v1/ai-sessions/{session_id}/resolution-note/keep?{args}"
 
 
