@@ -21,6 +21,7 @@ from shared.models.notes import (
 )
 from shared.models.scripts import (
     TEMPLATE_SCOPES,
+    TEMPLATE_STATUSES,
     ScriptCategory,
     ScriptGeneration,
     ScriptTemplate,
@@ -36,6 +37,7 @@ __all__ = [
     "FIX_DECISIONS",
     "SESSION_STATUSES",
     "TEMPLATE_SCOPES",
+    "TEMPLATE_STATUSES",
     "AISession",
     "Account",
     "Base",

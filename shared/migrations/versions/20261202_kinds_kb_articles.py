@@ -1,7 +1,7 @@
 """Knowledge-base articles kept from resolved sessions, with a generated search document
 
 Revision ID: 20261202_kinds
-Revises: 20261201_i10
+Revises: 20261202_drafts
 Create Date: 2026-12-02
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "20261202_kinds"
-down_revision: str | None = "20261201_i10"
+down_revision: str | None = "20261202_drafts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
