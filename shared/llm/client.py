@@ -147,11 +147,7 @@ class LLMClient:
         request = self._request_kwargs(
             system, messages, max_tokens, cache_system, temperature=temperature, start=start
         )
-        try:
-            message = client.messages.create(**request)
-        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-            raise self._unavailable(exc, start, "complete") from exc
-        return self._online_result(message, start, "complete")
+        return self._create(client, request, start, "complete")
 
     def complete_json(
         self,
@@ -175,11 +171,7 @@ class LLMClient:
             return self._offline_result(offline, start, "complete_json")
         request = self._request_kwargs(system, messages, max_tokens, cache_system, start=start)
         request["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
-        try:
-            message = client.messages.create(**request)
-        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-            raise self._unavailable(exc, start, "complete_json") from exc
-        return self._online_result(message, start, "complete_json")
+        return self._create(client, request, start, "complete_json")
 
     def stream(
         self,
@@ -277,6 +269,16 @@ class LLMClient:
         return self._client
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _create(
+        self, client: anthropic.Anthropic, request: dict[str, Any], start: float, op: str
+    ) -> LLMResult:
+        """One Messages API call, its failure as :class:`LLMUnavailable`."""
+        try:
+            message = client.messages.create(**request)
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._unavailable(exc, start, op) from exc
+        return self._online_result(message, start, op)
 
     def _online_result(self, message: Any, start: float, mode: str) -> LLMResult:
         result = LLMResult(
