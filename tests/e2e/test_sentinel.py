@@ -41,9 +41,6 @@ RESOLUTION = {"resolution": "Restarted the print spooler", "ticket_ref": "INC-47
 
 
 # Deadlines sized for a loaded 2-core machine: the load threads may take minutes there.
-# `isolated`: `make test` runs it alone after the parallel suite; beside the other tests on a
-# 2-core machine its notes were not all delivered within the deadline (still to be explained).
-@pytest.mark.isolated
 @pytest.mark.timeout(900)
 def test_a_sentinel_failover_during_load_loses_nothing(
     migrated: Settings, make_user: Any, tmp_path: Path
