@@ -217,10 +217,10 @@ RETRY_LINE = re.compile(r"Task (notes\.\w+)\[[^\]]+\] retry: Retry in [^:]+: Ope
 def test_a_postgres_server_restart_during_load_loses_nothing(
     migrated: Settings, make_user: Any, tmp_path: Path
 ) -> None:
+    from app.cli import migrate
+    from app.devstack import stack_commands
     from services.notes.integrations import configure_ticketing
     from services.notes.worker import QUEUES
-    from shared.cli import migrate
-    from shared.devstack import stack_commands
 
     server = PostgresServer()
     rec = Record()

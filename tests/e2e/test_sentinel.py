@@ -45,8 +45,8 @@ RESOLUTION = {"resolution": "Restarted the print spooler", "ticket_ref": "INC-47
 def test_a_sentinel_failover_during_load_loses_nothing(
     migrated: Settings, make_user: Any, tmp_path: Path
 ) -> None:
+    from app.devstack import stack_commands
     from services.notes.integrations import configure_ticketing
-    from shared.devstack import stack_commands
 
     group = SentinelGroup(tmp_path / "sentinel")
     settings = replace(
