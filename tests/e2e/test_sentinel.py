@@ -280,7 +280,7 @@ def test_a_worker_without_cpu_across_the_failover_consumes_again(
     connections only once the new primary answers. It must consume from the new primary; a
     worker that reconnected its remote-control connection there behind kombu's back waited on
     it for ever, alive and consuming nothing."""
-    from services.notes.preview import TASK_RELAY_OUTBOX
+    from shared.tasks import TASK_RELAY_OUTBOX
 
     group = SentinelGroup(tmp_path / "sentinel")
     env = child_env(replace(migrated, REDIS_URL=group.url), LOG_LEVEL="INFO")
