@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from services.notes.kinds import prepared_bundle
 from services.notes.vocabulary import (
     FACT_KINDS,
     FIX_REF,
@@ -98,6 +99,9 @@ class NoteBundle:
     script_runs: tuple[BundleScriptRun, ...]
     forbidden_values: frozenset[str] = field(default_factory=frozenset)
     title: str | None = None
+    # Customer details a generalised kind replaced by placeholders (services.notes.kinds): no
+    # note of the bundle may bring one back.
+    withheld: frozenset[str] = field(default_factory=frozenset)
 
     def facts_by_kind(self) -> dict[str, list[BundleFact]]:
         """Facts grouped by kind, in bundle order: every known kind (possibly empty) in
@@ -418,6 +422,9 @@ def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBun
             for generation, name in runs
         ),
     )
+    # A generalised kind (the KB article) is made from the generalised bundle only: whatever
+    # reads it next (prompt, fingerprint, offline note, validation) never sees the originals.
+    bundle = prepared_bundle(bundle, ticket_ref=row.ticket_ref)
     return LoadedBundle(bundle=bundle, session=_state(row))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from services.notes.adapters import KINDS
+from services.notes.kinds import preview_kinds
 from services.notes.vocabulary import NOTE_KINDS
 
 MAX_PREVIEW_WAIT_S = 120.0
@@ -26,6 +27,15 @@ class NoteKindArgsSchema(StrictSchema):
 
 
 class PreviewQueryArgsSchema(NoteKindArgsSchema):
+    kind = fields.String(
+        load_default=NOTE_KINDS[0],
+        validate=validate.OneOf(preview_kinds()),
+        metadata={
+            "description": "resolution_note (default); kb_article: an internal knowledge-base "
+            "article of a resolved session, customer details generalised; escalation: a "
+            "handoff of an active session to the next tier"
+        },
+    )
     wait = fields.Float(
         validate=validate.Range(min=0, max=MAX_PREVIEW_WAIT_S),
         metadata={

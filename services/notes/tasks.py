@@ -3,7 +3,8 @@ the notes modules (generation, prewarm, resolve, deliveries, sweeper), which own
 
 Every task is idempotent, so all run with `acks_late` (a task whose worker died runs again):
 events are deduplicated by event id, generations by the cache and the single-flight lock,
-materialisations and deliveries by their PostgreSQL lease.
+materialisations and deliveries by their PostgreSQL lease. Each is declared with
+:func:`shared.tasks.declared_task`, which carries those options and the retries.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from celery import Task, shared_task
-from sqlalchemy.exc import OperationalError
+from celery import Task
 
 from services.notes import deliveries, generation, leases, prewarm, resolve, sweeper
 from services.notes.context import NotesContext, context_for
@@ -30,26 +30,20 @@ from shared.tasks import (
     TASK_PREWARM_CHECK,
     TASK_RELAY_OUTBOX,
     TASK_SWEEP,
+    declared_task,
 )
 
 log = get_logger(__name__)
 
 EVENT_SEEN_TTL_S = 7 * 24 * 3600
-# Transient failures worth retrying with backoff; anything else fails the task visibly.
-TRANSIENT_INFRA = (OperationalError,)
 
 
 class RetryableLLMError(RuntimeError):
     """The LLM failed for a reason that may pass (timeout, 429, 529, 5xx): retry with backoff."""
 
 
-_RETRY_LLM: dict[str, Any] = {
-    "autoretry_for": (RetryableLLMError, *TRANSIENT_INFRA),
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-    "max_retries": 6,
-}
+# Tasks that call the LLM also retry its transient failures, starting 2 s apart.
+_RETRY_LLM: dict[str, Any] = {"retry_on": (RetryableLLMError,), "retry_backoff": 2}
 
 
 def context() -> NotesContext:
@@ -71,14 +65,7 @@ def _owner(task: Task) -> str:
     return leases.new_lease_owner(getattr(task.request, "id", None))
 
 
-@shared_task(
-    name=TASK_HANDLE_EVENT,
-    bind=True,
-    acks_late=True,
-    autoretry_for=TRANSIENT_INFRA,
-    retry_backoff=True,
-    max_retries=6,
-)
+@declared_task(TASK_HANDLE_EVENT, bind=True)
 def handle_event(self: Task, event: dict[str, Any]) -> str:
     """Consume one outbox event (at least once; duplicates are skipped by event id)."""
     ctx = context()
@@ -113,12 +100,16 @@ def handle_event(self: Task, event: dict[str, Any]) -> str:
             state_version=int(resolved if resolved is not None else version),
             ticket_ref=event.get("ticket_ref"),
         )
+        from services.notes import batch
+
+        # The KB article of the resolved session, at the batch price: nobody waits on it.
+        batch.queue_on_resolve(ctx, uuid.UUID(str(event["account_id"])), session_id)
         outcome = "resolved"
     ctx.redis.set(seen_key, 1, ex=EVENT_SEEN_TTL_S)
     return outcome
 
 
-@shared_task(name=TASK_GENERATE, bind=True, acks_late=True, **_RETRY_LLM)
+@declared_task(TASK_GENERATE, bind=True, **_RETRY_LLM)
 def generate(
     self: Task, kind: str, session_id: str, state_version: int, lock_token: str | None = None
 ) -> str:
@@ -137,7 +128,7 @@ def generate(
     return got.source if got is not None else "skipped"
 
 
-@shared_task(name=TASK_PREWARM_CHECK, bind=True, acks_late=True, **_RETRY_LLM)
+@declared_task(TASK_PREWARM_CHECK, bind=True, **_RETRY_LLM)
 def prewarm_check(self: Task, session_id: str, state_version: int) -> str:
     """Pre-warm the session's note once its state_changed events have gone quiet."""
     ctx = context()
@@ -149,7 +140,7 @@ def prewarm_check(self: Task, session_id: str, state_version: int) -> str:
     return outcome
 
 
-@shared_task(name=TASK_MATERIALISE, bind=True, acks_late=True, **_RETRY_LLM)
+@declared_task(TASK_MATERIALISE, bind=True, **_RETRY_LLM)
 def materialise_note(self: Task, note_id: str) -> str:
     """Store a resolved session's note durably, then enqueue its delivery."""
     return str(
@@ -157,14 +148,7 @@ def materialise_note(self: Task, note_id: str) -> str:
     )
 
 
-@shared_task(
-    name=TASK_DELIVER,
-    bind=True,
-    acks_late=True,
-    autoretry_for=TRANSIENT_INFRA,
-    retry_backoff=True,
-    max_retries=6,
-)
+@declared_task(TASK_DELIVER, bind=True)
 def deliver(self: Task, note_id: str) -> str:
     """One webhook attempt; schedules the next one itself (the sweeper is the safety net)."""
     ctx = context()
@@ -174,7 +158,7 @@ def deliver(self: Task, note_id: str) -> str:
     return step.status
 
 
-@shared_task(name=TASK_RELAY_OUTBOX, acks_late=True)
+@declared_task(TASK_RELAY_OUTBOX)
 def relay(batch: int = 500) -> int:
     """Publish outbox events the writers could not (broker down at commit time)."""
     ctx = context()
@@ -187,7 +171,7 @@ def relay(batch: int = 500) -> int:
     return published
 
 
-@shared_task(name=TASK_BATCH_LANE, acks_late=True, autoretry_for=TRANSIENT_INFRA)
+@declared_task(TASK_BATCH_LANE)
 def batch_lane() -> dict[str, Any]:
     """Submit queued batch generations and collect the batches that have ended."""
     from services.notes import batch
@@ -203,7 +187,7 @@ def batch_lane() -> dict[str, Any]:
     return counts
 
 
-@shared_task(name=TASK_SWEEP, acks_late=True)
+@declared_task(TASK_SWEEP)
 def sweep() -> dict[str, int]:
     """Re-enqueue notes and deliveries whose lease expired (their worker died)."""
     counts = sweeper.sweep(context())

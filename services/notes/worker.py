@@ -27,13 +27,13 @@ from kombu import Queue
 from shared.config import Settings
 from shared.redis_client import broker_options
 from shared.tasks import (
-    QUEUE_EVENTS,
     QUEUE_NOTES,
     QUEUES,
     TASK_BATCH_LANE,
     TASK_QUEUES,
     TASK_RELAY_OUTBOX,
     TASK_SWEEP,
+    queue_of,
 )
 
 # The Redis broker hands an unacknowledged message to another worker only after this long. Our
@@ -98,17 +98,26 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_RELAY_OUTBOX: {
                 "task": TASK_RELAY_OUTBOX,
                 "schedule": settings.OUTBOX_RELAY_INTERVAL_S,
-                "options": {"queue": QUEUE_EVENTS, "expires": settings.OUTBOX_RELAY_INTERVAL_S * 2},
+                "options": {
+                    "queue": queue_of(TASK_RELAY_OUTBOX),
+                    "expires": settings.OUTBOX_RELAY_INTERVAL_S * 2,
+                },
             },
             TASK_SWEEP: {
                 "task": TASK_SWEEP,
                 "schedule": settings.SWEEP_INTERVAL_S,
-                "options": {"queue": QUEUE_NOTES, "expires": settings.SWEEP_INTERVAL_S * 2},
+                "options": {
+                    "queue": queue_of(TASK_SWEEP),
+                    "expires": settings.SWEEP_INTERVAL_S * 2,
+                },
             },
             TASK_BATCH_LANE: {
                 "task": TASK_BATCH_LANE,
                 "schedule": settings.BATCH_INTERVAL_S,
-                "options": {"queue": QUEUE_NOTES, "expires": settings.BATCH_INTERVAL_S * 2},
+                "options": {
+                    "queue": queue_of(TASK_BATCH_LANE),
+                    "expires": settings.BATCH_INTERVAL_S * 2,
+                },
             },
         },
     }

@@ -12,6 +12,7 @@ from shared.models.ai_session import (
 )
 from shared.models.base import Base, utcnow
 from shared.models.events import OutboxEvent
+from shared.models.kb_articles import KbArticle
 from shared.models.notes import (
     DELIVERY_STATUSES,
     ResolutionNote,
@@ -41,6 +42,7 @@ __all__ = [
     "Account",
     "Base",
     "ChatMessage",
+    "KbArticle",
     "LLMBatchItem",
     "LLMUsageRecord",
     "NoteReuse",
