@@ -44,8 +44,7 @@ eval-notes: install
 
 ## test: the whole suite against real PostgreSQL, Redis and Celery workers
 test: install-dev test-tools
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not isolated"
-	$(BIN)/python -m pytest -n 0 -m isolated
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # System tools some tests drive (nginx for the gateway routing tests, Chromium for the console)
 # and wrk, which `make bench` drives.

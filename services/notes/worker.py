@@ -67,7 +67,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # A silently dead connection (the primary gone, no RST) is noticed within seconds.
             "socket_keepalive": True,
             "health_check_interval": 10,
-            "retry_on_timeout": True,
+            # No `retry_on_timeout`: kombu reconnects by itself (above). With it, redis-py
+            # reconnected the worker's pub/sub connection (remote control) inside kombu's event
+            # loop to whichever server answered next; after a Sentinel failover that the loop
+            # noticed late (a busy machine), that was the new primary, and the loop then waited
+            # on that connection for ever: alive, consuming nothing. Without it the error
+            # reaches kombu, which rebuilds the consumer on the new primary.
             **sentinel_options,
         },
         # Results are not used: state lives in PostgreSQL and the note cache.

@@ -340,10 +340,10 @@ def stack(
         base_url = f"http://127.0.0.1:{port}"
         _wait_until(
             lambda: requests.get(f"{base_url}/healthz", timeout=2).status_code == 200,
-            60,
+            180,
             "the gateway",
         )
-        _wait_until(lambda: b" ready." in (run_dir / "worker.log").read_bytes(), 60, "the worker")
+        _wait_until(lambda: b" ready." in (run_dir / "worker.log").read_bytes(), 180, "the worker")
         yield Stack(base_url=base_url, redis_url=redis_url, stub_url=stub.url, logs=logs)
     finally:
         for proc in procs:

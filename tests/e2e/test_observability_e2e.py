@@ -164,7 +164,7 @@ def stack(migrated: Settings) -> Iterator[Stack]:
                 except requests.RequestException:
                     return False
 
-            wait_until(healthy, 60, interval_s=0.1, message="the gateway under gunicorn")
+            wait_until(healthy, 180, interval_s=0.1, message="the gateway under gunicorn")
             yield Stack(settings, base, stub, worker, api_log)
         finally:
             server.terminate()
@@ -215,7 +215,7 @@ def test_request_id_travels_from_an_api_request_into_the_task_log_lines(
     # ...and the worker consumed the fact's outbox event under the same id.
     lines = wait_until(
         lambda: stack.task_lines("notes.handle_event", fact_rid),
-        20,
+        90,
         message=f"a notes.handle_event log line with request_id {fact_rid}",
     )
     assert all(e["task_id"] for e in lines)
@@ -238,7 +238,7 @@ def test_request_id_travels_from_an_api_request_into_the_task_log_lines(
             for e in stack.task_lines("notes.generate", preview_rid)
             if e.get("event") == "note generated"
         ],
-        20,
+        90,
         message=f"the 'note generated' line of notes.generate with request_id {preview_rid}",
     )
     assert generated[0]["session_id"] == sid
@@ -312,7 +312,7 @@ def test_no_sensitive_value_reaches_any_log_line_or_the_llm(
     # access line (API) and the note's generation (worker) are there.
     wait_until(
         lambda: any(e.get("logger") == "rf.access" for e in stack.api_lines(generate_rid)),
-        10,
+        60,
         message="the access line of the script generation",
     )
     wait_until(
@@ -322,7 +322,7 @@ def test_no_sensitive_value_reaches_any_log_line_or_the_llm(
             and e.get("state_version") == note_version
             for e in json_lines(stack.worker_log)
         ),
-        20,
+        90,
         message="the worker's 'note generated' line",
     )
 

@@ -1386,7 +1386,7 @@ class StubAnthropicProcess:
         latency_s: float = 0.0,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
-        startup_timeout_s: float = 20.0,
+        startup_timeout_s: float = 120.0,
     ) -> None:
         self._args = [sys.executable, "-m", "tests.support.stub_anthropic", "--port", str(port)]
         if latency_s:

@@ -114,7 +114,9 @@ def running_gunicorn(
             return False
 
     try:
-        wait_until(up, 60, interval_s=0.1, message="gunicorn")
+        # Generous: two processes importing every service take a minute or more on a machine
+        # whose cores are busy.
+        wait_until(up, 180, interval_s=0.1, message="gunicorn")
         yield base
     finally:
         server.terminate()
