@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint format migrate bench eval-notes clean install install-dev test-tools
+.PHONY: run test test-unit lint format migrate bench eval-notes clean install install-dev test-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ eval-notes: install
 test: install-dev test-tools
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not isolated"
 	$(BIN)/python -m pytest -n 0 -m isolated
+
+## test-unit: the fast tier: everything but the `slow` tests (tests/e2e, tests/deploy and the
+## modules that run a Celery worker), in parallel
+test-unit: install-dev
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow and not isolated"
 
 # System tools some tests drive (nginx for the gateway routing tests, Chromium for the console)
 # and wrk, which `make bench` drives.

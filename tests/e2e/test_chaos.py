@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-import pytest
 import requests
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -39,8 +38,6 @@ from tests.support.workers import (
     running_gateway,
     wait_until,
 )
-
-pytestmark = pytest.mark.slow
 
 ROUNDS = 3
 LOAD_THREADS = 4

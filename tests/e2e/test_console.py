@@ -37,7 +37,7 @@ from tests.support.workers import free_port
 
 expect = playwright_sync.expect
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-e2e")]
+pytestmark = pytest.mark.xdist_group("console-e2e")
 
 # The README's screenshots: refreshed with UPDATE_SCREENSHOTS=1, else kept with the test artifacts
 # so that an ordinary run leaves the tree as it was.

@@ -38,8 +38,6 @@ from tests.support.workers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
-
 GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
 # The most verbose level: a sensitive value must not reach even a debug line.
 LOG_LEVEL = "DEBUG"

@@ -24,8 +24,6 @@ import requests
 from shared.config import PROJECT_ROOT
 from tests.support.workers import free_port, wait_until
 
-pytestmark = pytest.mark.slow
-
 README = PROJECT_ROOT / "README.md"
 FENCE = re.compile(r"^```([A-Za-z0-9_-]*)\s*$")
 MARKER = "@@rf-readme-block-{}@@"

@@ -30,8 +30,6 @@ from tests.support.workers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
-
 SESSIONS = 16
 THREADS = 4
 GRACE_S = 10.0

@@ -13,8 +13,8 @@ from services.notes import materialise, preview
 from services.notes.integrations import configure_integration
 from shared.db import db
 from shared.models import ResolutionNote, WebhookAttempt
-from tests.conftest import settings_with
 from tests.support.fake_saas import ZendeskFake
+from tests.support.servers import settings_with
 from tests.support.workers import create_session
 
 

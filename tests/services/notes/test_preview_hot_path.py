@@ -26,7 +26,7 @@ from tests.support.roundtrips import RoundTripProxy
 from tests.support.workers import add_fact, create_session
 
 if TYPE_CHECKING:
-    from tests.conftest import TestServers
+    from tests.support.servers import TestServers
 
 KIND = "resolution_note"
 

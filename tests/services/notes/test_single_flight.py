@@ -13,13 +13,9 @@ from sqlalchemy import select
 from services.notes import preview
 from shared.db import db
 from shared.models import LLMUsageRecord
-from tests.support import workers
 from tests.support.workers import add_fact, create_session, stub_calls_mentioning
 
 pytestmark = pytest.mark.slow
-
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from services.scripts.engine import (
 )
 from services.scripts.library import read_library
 from services.scripts.templates import compiled_templates
-from tests.services.scripts.conftest import SIMPLE_BODY, SIMPLE_SCHEMA
+from tests.support.templates import SIMPLE_BODY, SIMPLE_SCHEMA
 
 BASE = "/api/v1/scripts"
 TEMPLATES = read_library().templates
