@@ -11,24 +11,14 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from shared.config import Settings
-from shared.db import db
-from tests.support.receiver import WebhookReceiver
 from tests.support.redis_servers import SentinelGroup
-from tests.support.workers import (
-    CeleryBeat,
-    CeleryWorker,
-    child_env,
-    running_gateway,
-    wait_until,
-)
+from tests.support.workers import wait_until
 
 SESSIONS = 16
 THREADS = 4
@@ -44,25 +34,8 @@ RESOLUTION = {"resolution": "Restarted the print spooler", "ticket_ref": "INC-47
 # 2-core machine its notes were not all delivered within the deadline (still to be explained).
 @pytest.mark.isolated
 @pytest.mark.timeout(900)
-def test_a_sentinel_failover_during_load_loses_nothing(
-    migrated: Settings, make_user: Any, tmp_path: Path
-) -> None:
-    from services.notes.integrations import configure_ticketing
-
+def test_a_sentinel_failover_during_load_loses_nothing(fault_stack: Any, tmp_path: Path) -> None:
     group = SentinelGroup(tmp_path / "sentinel")
-    settings = replace(
-        migrated,
-        REDIS_URL=group.url,
-        JOB_LEASE_S=3,
-        SWEEP_INTERVAL_S=1.0,
-        OUTBOX_RELAY_INTERVAL_S=1.0,
-        NOTES_LOCK_TTL_S=3.0,
-        NOTES_PREWARM=False,
-        WEBHOOK_RETRY_SCHEDULE_S=(0, 1, 1, 1, 1, 1, 1, 1),
-        WEBHOOK_TIMEOUT_S=5.0,
-    )
-    env = child_env(settings)
-    user = make_user("owner")
     answers: list[tuple[float, str, int]] = []
     failures: list[str] = []
     previewed: dict[uuid.UUID, int] = {}
@@ -71,20 +44,8 @@ def test_a_sentinel_failover_during_load_loses_nothing(
     todo: queue.Queue[uuid.UUID] = queue.Queue()
     try:
         group.start()
-        with (
-            WebhookReceiver() as receiver,
-            CeleryWorker(env, concurrency=4),
-            CeleryBeat(env),
-            running_gateway(env, log_name="sentinel-gateway") as base,
-        ):
-            with db.transaction() as session:
-                receiver.secret = configure_ticketing(
-                    session,
-                    account_id=user.account_id,
-                    url=receiver.url,
-                    secret=None,
-                    allow_private=True,
-                ).secret
+        with fault_stack(group.url, supervise=False, log_name="sentinel-gateway") as running:
+            base, user, receiver = running.base_url, running.owner, running.receiver
             http = requests.Session()
             http.headers.update(user.headers)
             for i in range(SESSIONS):

@@ -44,12 +44,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_gateway(env: Mapping[str, str], *, log_name: str = "gunicorn") -> Iterator[str]:
+def running_gateway(
+    env: Mapping[str, str], *, log_name: str = "gunicorn", logs: list[Path] | None = None
+) -> Iterator[str]:
     """The gateway under gunicorn with two processes, as users run it, on a free loopback port;
     yields its base URL once `/healthz` answers 200 and stops it afterwards."""
     # The deploy's settings, as `make run` uses them (JSON logs, no control socket).
     with running_gunicorn(
-        env, "services.gateway:create_app()", log_name=log_name, config=str(GUNICORN_CONF)
+        env,
+        "services.gateway:create_app()",
+        log_name=log_name,
+        config=str(GUNICORN_CONF),
+        logs=logs,
     ) as base:
         yield base
 
@@ -65,18 +71,22 @@ def running_gunicorn(
     threads: int = 16,
     ready_path: str = "/healthz",
     config: str | None = None,
+    logs: list[Path] | None = None,
 ) -> Iterator[str]:
     """`app` (a gunicorn app spec) under gunicorn on a free loopback port; yields its base URL
     once `ready_path` answers 200 and stops it afterwards. With `config` (a gunicorn config
-    file, e.g. deploy/gunicorn.conf.py) the options given here still win over it."""
+    file, e.g. deploy/gunicorn.conf.py) the options given here still win over it. Its log's
+    path is appended to `logs` when given."""
     import requests
 
     port = free_port()
     config_args = ["-c", config] if config else []
     # The config file derives per-port state (its metrics directory) from PORT.
     server_env = {**env, "PORT": str(port)} if config else dict(env)
-    (ARTIFACTS / "workers").mkdir(parents=True, exist_ok=True)
-    with open(ARTIFACTS / "workers" / f"{log_name}-{port}.log", "wb") as log:
+    log_path = _log_file(f"{log_name}-{port}")
+    if logs is not None:
+        logs.append(log_path)
+    with open(log_path, "wb") as log:
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -369,11 +379,12 @@ class CeleryBeat:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     name: str = field(default_factory=lambda: f"rfbeat-{uuid.uuid4().hex[:8]}")
+    log_path: Path | None = None
 
     def start(self) -> CeleryBeat:
         directory = ARTIFACTS / "workers"
-        directory.mkdir(parents=True, exist_ok=True)
-        log = open(_log_file(self.name), "wb")  # the child owns it
+        self.log_path = _log_file(self.name)
+        log = open(self.log_path, "wb")  # the child owns it
         try:
             self.proc = subprocess.Popen(
                 [
