@@ -20,9 +20,9 @@ pytest_plugins = [
     "tests.support.fixtures.notes",
 ]
 
-# The slow tier, by folder: everything here starts servers, workers or a browser. `make
-# test-unit` runs the rest (`-m "not slow"`).
-SLOW_FOLDERS = ("e2e", "deploy")
+# The slow tier, by folder: everything here starts servers, workers, a browser or the entry
+# points' own processes (the CLI, `make run`). `make test-unit` runs the rest (`-m "not slow"`).
+SLOW_FOLDERS = ("e2e", "deploy", "app")
 TESTS = Path(__file__).parent
 
 

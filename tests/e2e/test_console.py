@@ -294,7 +294,7 @@ def demo(stack: RunningStack, migrated: Settings) -> Demo:
     template with a sensitive parameter (created through the public API)."""
     from sqlalchemy import select
 
-    from shared.cli import ensure_demo
+    from app.cli import ensure_demo
     from shared.db import db
     from shared.models import ScriptCategory
     from tests.support.stub_anthropic import StubClient
@@ -304,7 +304,7 @@ def demo(stack: RunningStack, migrated: Settings) -> Demo:
     stub_client.close()
     info = ensure_demo(migrated)
     try:
-        from shared.cli import load_library
+        from app.cli import load_library
 
         load_library()
     except ImportError:

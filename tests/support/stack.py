@@ -5,7 +5,7 @@ a process of its own when asked, all as children of the test on free loopback po
     with running_stack(settings, stub=True, workers=2) as stack:
         stack.api("GET", "/api/v1/ai-sessions", token)
 
-`make_run=True` starts `python -m shared.devstack` instead, the program `make run` runs, which
+`make_run=True` starts `python -m app.devstack` instead, the program `make run` runs, which
 starts the same three programs under its supervisor. `supervise=True` runs the worker under that
 supervisor too (restarted when it dies), for the fault tests.
 
@@ -183,7 +183,7 @@ def _supervised_worker(
 def _make_run(
     settings: Settings, env: dict[str, str], logs: list[Path], log_name: str
 ) -> Iterator[str]:
-    """`python -m shared.devstack` (what `make run` runs) on a free port; yields its base URL
+    """`python -m app.devstack` (what `make run` runs) on a free port; yields its base URL
     once /healthz answers and stops it with Ctrl-C, as a developer does."""
     port = free_port()
     env = {
@@ -197,7 +197,7 @@ def _make_run(
     logs.append(log_path)
     log = open(log_path, "w")  # a file, not a pipe the stack could fill
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.devstack"],
+        [sys.executable, "-m", "app.devstack"],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log,

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.devstack import GUNICORN_CONF
 from shared.config import PROJECT_ROOT, Settings
-from shared.devstack import GUNICORN_CONF
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ def running_gateway(
     # The deploy's settings, as `make run` uses them (JSON logs, no control socket).
     with running_gunicorn(
         env,
-        "services.gateway:create_app()",
+        "app.gateway:create_app()",
         log_name=log_name,
         config=str(GUNICORN_CONF),
         logs=logs,
