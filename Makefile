@@ -47,8 +47,8 @@ test: install-dev test-tools
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not isolated"
 	$(BIN)/python -m pytest -n 0 -m isolated
 
-## test-unit: the fast tier: everything but the `slow` tests (tests/e2e, tests/deploy and the
-## modules that run a Celery worker), in parallel
+## test-unit: the fast tier: everything but the `slow` tests (tests/e2e, tests/deploy, tests/app and
+## the modules that run a Celery worker), in parallel
 test-unit: install-dev
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow and not isolated"
 
