@@ -12,9 +12,10 @@ from typing import Any
 from celery import Celery
 
 from shared.redis_client import broker_options
+from shared.tasks import TASK_HANDLE_EVENT, queue_of
 
-EVENT_TASK = "notes.handle_event"
-EVENTS_QUEUE = "events"
+EVENT_TASK = TASK_HANDLE_EVENT
+EVENTS_QUEUE = queue_of(TASK_HANDLE_EVENT)
 
 _publishers: dict[str, Celery] = {}
 _lock = threading.Lock()

@@ -7,10 +7,10 @@ starts, and each worker process configures the runtime (database, settings) in `
 
 Pool: threads, chosen by measurement (bench/test_bench_notes.py; deploy/README.md has the
 figures). Generating a note is waiting on the LLM (I/O), so notes per second grow with the
-number of threads (`--concurrency`). The gevent pool measured at half the threads pool's rate
-(psycopg2 blocks its hub without green support) and splitting the slots over two processes
-gained nothing on a busy two-core machine: what limits a worker there is its CPU per note,
-which is what was cut (one heartbeat thread per process instead of one per generation).
+number of threads (`--concurrency`) until the process's GIL is busy: Celery's consumer thread
+takes half of it at 64 threads. So a process runs 16 threads, and capacity comes from more
+processes (replicas): two processes of 32 beat one of 64 in the same hour. The gevent pool
+measured at half the threads pool's rate (psycopg2 blocks its hub without green support).
 
 Time limits: `task_time_limit`/`task_soft_time_limit` are honoured by the prefork and gevent
 pools; under the threads pool the LLM client's timeout and the webhook timeout bound each task,
@@ -24,19 +24,21 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
-from services.notes.preview import (
+from shared.config import Settings
+from shared.redis_client import broker_options
+from shared.tasks import (
+    QUEUE_EVENTS,
+    QUEUE_NOTES,
+    QUEUES,
     TASK_BATCH_LANE,
     TASK_QUEUES,
     TASK_RELAY_OUTBOX,
     TASK_SWEEP,
 )
-from shared.config import Settings
-from shared.redis_client import broker_options
 
-QUEUES = ("notes", "events", "webhooks")
 # The Redis broker hands an unacknowledged message to another worker only after this long. Our
 # correctness never depends on it (leases + sweeper do), so it stays long enough that no
-# countdown task we keep in the broker (at most 5 min, see materialise.MAX_COUNTDOWN_S) is
+# countdown task we keep in the broker (at most 5 min, see deliveries.MAX_COUNTDOWN_S) is
 # redelivered early.
 VISIBILITY_TIMEOUT_S = 3600
 
@@ -76,7 +78,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "task_queues": tuple(Queue(name) for name in QUEUES),
-        "task_default_queue": "notes",
+        "task_default_queue": QUEUE_NOTES,
         "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         # Idempotent tasks: acknowledge after running, and hand a task back if its worker dies.
         "task_acks_late": True,
@@ -91,17 +93,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_RELAY_OUTBOX: {
                 "task": TASK_RELAY_OUTBOX,
                 "schedule": settings.OUTBOX_RELAY_INTERVAL_S,
-                "options": {"queue": "events", "expires": settings.OUTBOX_RELAY_INTERVAL_S * 2},
+                "options": {"queue": QUEUE_EVENTS, "expires": settings.OUTBOX_RELAY_INTERVAL_S * 2},
             },
             TASK_SWEEP: {
                 "task": TASK_SWEEP,
                 "schedule": settings.SWEEP_INTERVAL_S,
-                "options": {"queue": "notes", "expires": settings.SWEEP_INTERVAL_S * 2},
+                "options": {"queue": QUEUE_NOTES, "expires": settings.SWEEP_INTERVAL_S * 2},
             },
             TASK_BATCH_LANE: {
                 "task": TASK_BATCH_LANE,
                 "schedule": settings.BATCH_INTERVAL_S,
-                "options": {"queue": "notes", "expires": settings.BATCH_INTERVAL_S * 2},
+                "options": {"queue": QUEUE_NOTES, "expires": settings.BATCH_INTERVAL_S * 2},
             },
         },
     }

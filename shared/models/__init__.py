@@ -20,6 +20,7 @@ from shared.models.notes import (
 )
 from shared.models.scripts import (
     TEMPLATE_SCOPES,
+    TEMPLATE_STATUSES,
     ScriptCategory,
     ScriptGeneration,
     ScriptTemplate,
@@ -35,6 +36,7 @@ __all__ = [
     "FIX_DECISIONS",
     "SESSION_STATUSES",
     "TEMPLATE_SCOPES",
+    "TEMPLATE_STATUSES",
     "AISession",
     "Account",
     "Base",
