@@ -22,7 +22,6 @@ from services.pilot import sessions, similar
 from shared.auth import load_principal
 from shared.db import db
 from shared.models import AISession, SessionFact
-from tests.conftest import migrated, settings, test_servers  # noqa: F401 - fixtures
 
 SESSION_COUNT = 2_000
 TOPICS = [
@@ -38,7 +37,7 @@ TOPICS = [
 
 
 @pytest.fixture(scope="module")
-def populated(migrated: Any) -> dict[str, Any]:  # noqa: F811
+def populated(migrated: Any) -> dict[str, Any]:
     from app.cli import create_account, create_user
 
     account = uuid.UUID(create_account("Bench similar")["id"])

@@ -1,4 +1,4 @@
-"""Request and response schemas of the script library API (field names as in the seed)."""
+"""Request and response schemas of the script library API."""
 
 from __future__ import annotations
 
@@ -209,7 +209,7 @@ class TemplateVersionSchema(StrictSchema):
 
 class GenerateRequestSchema(StrictSchema):
     """`ai_session_id` links the run to a FlowPilot session. There is no other kind of session
-    to link: any other field (the seed's `session_id` included) is a 422 naming it, so a
+    to link: any other field (`session_id` included) is a 422 naming it, so a
     session id sent under the wrong name is never silently left unlinked."""
 
     template_id = fields.UUID(required=True)

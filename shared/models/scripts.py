@@ -189,7 +189,7 @@ class ScriptGeneration(UUIDPrimaryKey, Timestamps, Base):
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
     team_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
-    # The seed's free-standing troubleshooting session reference; no table of ours owns it.
+    # A free-standing troubleshooting session reference; no table of ours owns it.
     session_id: Mapped[uuid.UUID | None] = mapped_column()
     ai_session_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("ai_sessions.id", ondelete="CASCADE")

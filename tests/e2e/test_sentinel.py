@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import queue
-import shlex
 import signal
 import threading
 import time
@@ -22,14 +21,10 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from shared.config import PROJECT_ROOT, Settings
+from shared.config import Settings
 from shared.db import db
-from shared.supervisor import Policy, Supervisor
-from tests.support.receiver import WebhookReceiver
 from tests.support.redis_servers import SentinelGroup
-from tests.support.workers import CeleryWorker, child_env, running_gateway, wait_until
-
-pytestmark = pytest.mark.slow
+from tests.support.workers import CeleryWorker, child_env, wait_until
 
 SESSIONS = 16
 THREADS = 4
@@ -42,47 +37,8 @@ RESOLUTION = {"resolution": "Restarted the print spooler", "ticket_ref": "INC-47
 
 # Deadlines sized for a loaded 2-core machine: the load threads may take minutes there.
 @pytest.mark.timeout(900)
-def test_a_sentinel_failover_during_load_loses_nothing(
-    migrated: Settings, make_user: Any, tmp_path: Path
-) -> None:
-    from app.devstack import stack_commands
-    from services.notes.integrations import configure_ticketing
-
+def test_a_sentinel_failover_during_load_loses_nothing(fault_stack: Any, tmp_path: Path) -> None:
     group = SentinelGroup(tmp_path / "sentinel")
-    settings = replace(
-        migrated,
-        REDIS_URL=group.url,
-        JOB_LEASE_S=3,
-        SWEEP_INTERVAL_S=1.0,
-        OUTBOX_RELAY_INTERVAL_S=1.0,
-        NOTES_LOCK_TTL_S=3.0,
-        NOTES_PREWARM=False,
-        WEBHOOK_RETRY_SCHEDULE_S=(0, 1, 1, 1, 1, 1, 1, 1),
-        WEBHOOK_TIMEOUT_S=5.0,
-        WORKER_CONCURRENCY=4,
-        LOG_LEVEL="INFO",
-        DATA_DIR=tmp_path / "data",
-    )
-    env = child_env(settings, LOG_LEVEL="INFO")
-    # The worker and beat run as `make run` runs them: its commands, supervised, restarted when
-    # they exit. Unsupervised, one exit across the failover (kombu's reconnect can still raise,
-    # see services/notes/worker.py) stalled every delivery after it until the deadline.
-    commands = stack_commands(settings, worker_name=f"rfsentinel-{uuid.uuid4().hex[:6]}@%h")
-    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)  # beat's schedule file
-    worker_log = tmp_path / "worker.log"
-    supervisor_log = tmp_path / "supervisor.log"
-    supervisor = Supervisor(
-        {
-            "worker": _logged(commands["worker"], worker_log),
-            "beat": _logged(commands["beat"], tmp_path / "beat.log"),
-        },
-        cwd=PROJECT_ROOT,
-        env=env,
-        policy=Policy(initial_backoff_s=0.5, max_backoff_s=2.0, crash_limit=50),
-        log=open(supervisor_log, "w"),  # closed with the test dir
-    )
-    supervising = threading.Thread(target=supervisor.run, daemon=True)
-    user = make_user("owner")
     answers: list[tuple[float, str, int]] = []
     failures: list[str] = []
     previewed: dict[uuid.UUID, int] = {}
@@ -91,25 +47,8 @@ def test_a_sentinel_failover_during_load_loses_nothing(
     todo: queue.Queue[uuid.UUID] = queue.Queue()
     try:
         group.start()
-        supervisor.start()
-        supervising.start()
-        with (
-            WebhookReceiver() as receiver,
-            running_gateway(env, log_name="sentinel-gateway") as base,
-        ):
-            wait_until(
-                lambda: worker_log.exists() and b" ready." in worker_log.read_bytes(),
-                180,
-                message="the worker",
-            )
-            with db.transaction() as session:
-                receiver.secret = configure_ticketing(
-                    session,
-                    account_id=user.account_id,
-                    url=receiver.url,
-                    secret=None,
-                    allow_private=True,
-                ).secret
+        with fault_stack(group.url, supervise=True, log_name="sentinel-gateway") as running:
+            base, user, receiver = running.base_url, running.owner, running.receiver
             http = requests.Session()
             http.headers.update(user.headers)
             for i in range(SESSIONS):
@@ -202,18 +141,12 @@ def test_a_sentinel_failover_during_load_loses_nothing(
             try:
                 wait_until(delivered, 300, interval_s=0.5, message="every note delivered")
             except AssertionError as exc:
-                raise AssertionError(
-                    f"{exc}; supervisor: {supervisor_log.read_text()!r}; undelivered: "
-                    f"{_undelivered()}"
-                ) from None
+                raise AssertionError(f"{exc}; undelivered: {_undelivered()}") from None
             deliveries = list(receiver.deliveries)
+            supervisor = running.stack.supervisor
+            assert supervisor is not None
             restarts = {n: p["restarts"] for n, p in supervisor.status()["processes"].items()}
     finally:
-        supervisor.request_stop()
-        if supervising.is_alive():
-            supervising.join(timeout=60)
-        else:
-            supervisor.stop()
         group.stop()
 
     assert not failures, failures
@@ -242,11 +175,6 @@ def test_a_sentinel_failover_during_load_loses_nothing(
         f"redeliveries of one id {len(deliveries) - len(per_session)}"
         f"\n  supervised restarts: {restarts}"
     )
-
-
-def _logged(argv: list[str], log: Path) -> list[str]:
-    """`argv` with its output appended to `log` (exec: the supervisor's child is the program)."""
-    return ["sh", "-c", f'exec "$@" >>{shlex.quote(str(log))} 2>&1', "sh", *argv]
 
 
 def _undelivered() -> list[tuple[Any, ...]]:

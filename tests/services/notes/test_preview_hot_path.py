@@ -2,7 +2,7 @@
 ETag and 304, and a principal that is never stale.
 
 The notes app runs in-process with PostgreSQL and the note cache's Redis reached through
-RoundTripProxy (tests/support/roundtrips.py), which counts the round trips each request makes.
+RoundTripProxy (tests/support/tcp_proxy.py), which counts the round trips each request makes.
 The note is stored with the cache's own `put`, as a worker stores it.
 """
 
@@ -22,11 +22,11 @@ from sqlalchemy.engine import make_url
 from services.notes.cache import NoteCache, note_tag
 from shared.config import Settings
 from shared.db import db
-from tests.support.roundtrips import RoundTripProxy
+from tests.support.tcp_proxy import RoundTripProxy
 from tests.support.workers import add_fact, create_session
 
 if TYPE_CHECKING:
-    from tests.conftest import TestServers
+    from tests.support.servers import TestServers
 
 KIND = "resolution_note"
 

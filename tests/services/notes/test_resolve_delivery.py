@@ -16,7 +16,6 @@ from services.notes.integrations import configure_ticketing
 from shared.db import db
 from shared.events import SESSION_RESOLVED, bump
 from shared.models import AISession, LLMUsageRecord, ResolutionNote, TicketingIntegration
-from tests.support import workers
 from tests.support.receiver import WebhookReceiver
 from tests.support.workers import (
     CeleryBeat,
@@ -32,8 +31,6 @@ from tests.support.workers import (
 pytestmark = pytest.mark.slow
 
 # Fixtures: a module-wide worker, stub LLM and notes app; a clean-up that keeps the broker's keys.
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 
 @pytest.fixture(scope="module")

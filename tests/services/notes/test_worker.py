@@ -16,7 +16,6 @@ from shared.config import PROJECT_ROOT
 from shared.db import db
 from shared.events import bump
 from shared.models import LLMUsageRecord, ResolutionNote, SessionFact
-from tests.support import workers
 from tests.support.workers import (
     add_fact,
     create_session,
@@ -28,9 +27,6 @@ from tests.support.workers import (
 )
 
 pytestmark = pytest.mark.slow
-
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def _closed_port() -> int:
     return port
 
 
-def _seed_fix(session_id: str, account_id: uuid.UUID, title: str) -> str:
+def _store_fix(session_id: str, account_id: uuid.UUID, title: str) -> str:
     with db.transaction() as session:
         fix = persist_fix(
             session,
@@ -87,7 +87,7 @@ def test_every_write_leaves_one_state_change_in_the_outbox_and_on_the_broker(
     write("patch", f"{base}/facts/{fact['id']}", {"kind": "confirmed"})
     write("delete", f"{base}/facts/{fact['id']}")
     write("post", f"{base}/messages", {"content": "What next?"}, 201)
-    fix_id = _seed_fix(sid, engineer.account_id, "Restart the spooler")
+    fix_id = _store_fix(sid, engineer.account_id, "Restart the spooler")
     write("post", f"{base}/suggested-fixes/{fix_id}/decision", {"decision": "one_off"})
     write("post", f"{base}/resolve", {"ticket_ref": "INC-2", "force": True}, 202)
     write("post", f"{base}/reopen")

@@ -1,6 +1,7 @@
-"""The seed's own end-to-end check and the issue's concurrency and cost figures, through the
-gateway served by gunicorn (2 processes), two Celery workers and the real anthropic SDK against
-the stub Messages API, which counts the calls."""
+"""Resolution notes through the whole product: a session's preview and its invalidation by facts
+and script runs, and the concurrency and cost figures, through the gateway served by gunicorn (2
+processes), two Celery workers and the real anthropic SDK against the stub Messages API, which
+counts the calls."""
 
 from __future__ import annotations
 
@@ -9,16 +10,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from shared.db import db
 from shared.models import LLMUsageRecord, ScriptTemplate
 from tests.support.receiver import WebhookReceiver
 from tests.support.workers import wait_until
-
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def gateway_overrides() -> dict[str, Any]:
@@ -76,7 +73,9 @@ def _usage(sid: str) -> list[LLMUsageRecord]:
         )
 
 
-def test_the_seed_journey(gateway: Any, make_user: Any, library: Any) -> None:
+def test_a_preview_is_generated_once_per_version_and_invalidated_by_facts_and_scripts(
+    gateway: Any, make_user: Any, library: Any
+) -> None:
     user = make_user("owner")
     call = _api(gateway, user)
     sid = _new_session(call, problem="The office printer shows offline")["id"]
@@ -175,7 +174,7 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
     gateway: Any, make_user: Any
 ) -> None:
     """Five rounds of: four fact writes, a pause, a preview, a chat turn, a pause, a preview;
-    then Resolve. The seed pays one Sonnet call per preview and one on Resolve: eleven."""
+    then Resolve. One call per preview and one on Resolve would be eleven."""
     user = make_user("owner")
     call = _api(gateway, user)
     sid = _new_session(call, problem="Outlook keeps asking for the password")["id"]
@@ -212,7 +211,7 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
     assert served_from_cache == 10
     print(
         f"\nrealistic session: {generations} generations for {distinct_bundles} distinct "
-        "bundles (the seed would pay 11)"
+        "bundles (one per preview and Resolve would be 11)"
     )
 
 
