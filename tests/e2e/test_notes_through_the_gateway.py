@@ -10,12 +10,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from shared.db import db
 from shared.models import LLMUsageRecord, ScriptTemplate
 from tests.support.receiver import WebhookReceiver
 from tests.support.workers import wait_until
+
 
 @pytest.fixture(scope="module")
 def gateway_overrides() -> dict[str, Any]:
