@@ -102,6 +102,10 @@ def handle_event(self: Task, event: dict[str, Any]) -> str:
             state_version=typed.resolved_version,
             ticket_ref=typed.ticket_ref,
         )
+        from services.notes import batch
+
+        # The KB article of the resolved session, at the batch price: nobody waits on it.
+        batch.queue_on_resolve(ctx, typed.account_id, typed.session_id)
         outcome = "resolved"
     ctx.redis.set(seen_key, 1, ex=EVENT_SEEN_TTL_S)
     return outcome

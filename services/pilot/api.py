@@ -20,9 +20,9 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
-from sqlalchemy import func, inspect, select
+from sqlalchemy import inspect
 
-from services.pilot import chat, sessions
+from services.pilot import chat, drafts, facts, fixes, sessions, similar
 from services.pilot.schemas import (
     ChatMessageSchema,
     ChatTurnResponseSchema,
@@ -42,6 +42,8 @@ from services.pilot.schemas import (
     SessionQueryArgsSchema,
     SessionResponseSchema,
     SessionUpdateSchema,
+    SimilarQueryArgsSchema,
+    SimilarSessionSchema,
     SuggestedFixSchema,
 )
 from shared.auth import auth_required, current_principal
@@ -49,7 +51,6 @@ from shared.config import Settings
 from shared.db import db
 from shared.events import write_transaction
 from shared.llm import LLMClient, LLMUnavailable
-from shared.models import ChatMessage
 from shared.usage import budget_status
 from shared.web import BEARER_SECURITY
 
@@ -79,6 +80,7 @@ ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
     "/api/v1/ai-sessions/{session_id}/suggested-fixes": {"get": _READ},
     "/api/v1/ai-sessions/{session_id}/suggested-fixes/active": {"get": _READ},
     "/api/v1/ai-sessions/{session_id}/suggested-fixes/{fix_id}/decision": {"post": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/similar": {"get": _READ},
     "/api/v1/usage": {"get": (401, 403)},
     "/api/v1/usage/budget": {"put": (401, 403)},
     "/api/v1/ai-sessions/{session_id}/usage": {"get": (401, 403, 404)},
@@ -307,7 +309,7 @@ class FactsView(MethodView):
     def get(self, session_id: uuid.UUID) -> Any:
         """The session's facts, oldest first."""
         with db.session() as session:
-            return sessions.list_facts(session, current_principal(), session_id)
+            return facts.list_facts(session, current_principal(), session_id)
 
     @blp.arguments(FactCreateSchema)
     @blp.response(201, FactWriteResponseSchema)
@@ -315,7 +317,7 @@ class FactsView(MethodView):
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Record a fact: text (trimmed, 1..4000 characters) and kind (default observation)."""
         with write_transaction() as session:
-            result = sessions.add_fact(
+            result = facts.add_fact(
                 session, current_principal(), session_id, text=data["text"], kind=data["kind"]
             )
         return _versioned(result)
@@ -331,7 +333,7 @@ class FactView(MethodView):
     def patch(self, data: dict[str, Any], session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Change a fact's text or kind."""
         with write_transaction() as session:
-            result = sessions.update_fact(session, current_principal(), session_id, fact_id, data)
+            result = facts.update_fact(session, current_principal(), session_id, fact_id, data)
         return _versioned(result)
 
     @blp.response(200, FactDeleteResponseSchema)
@@ -339,7 +341,7 @@ class FactView(MethodView):
     def delete(self, session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Delete a fact. Answers 200 (not 204) so the new state_version can be returned."""
         with write_transaction() as session:
-            result = sessions.delete_fact(session, current_principal(), session_id, fact_id)
+            result = facts.delete_fact(session, current_principal(), session_id, fact_id)
         return {"id": fact_id, "deleted": True, "state_version": result.state_version}
 
 
@@ -355,24 +357,15 @@ class MessagesView(MethodView):
     @blp.doc(security=BEARER_SECURITY)
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The conversation, oldest first. `X-Total-Count` gives the unpaged total."""
-        principal = current_principal()
         with db.session() as session:
-            sessions.get_session(session, principal, session_id)
-            conditions = (
-                ChatMessage.session_id == session_id,
-                ChatMessage.account_id == principal.account_id,
+            rows, total = chat.list_messages(
+                session,
+                current_principal(),
+                session_id,
+                limit=args["limit"],
+                offset=args["offset"],
             )
-            total = session.execute(
-                select(func.count()).select_from(ChatMessage).where(*conditions)
-            ).scalar_one()
-            rows = session.scalars(
-                select(ChatMessage)
-                .where(*conditions)
-                .order_by(ChatMessage.created_at, ChatMessage.id)
-                .limit(args["limit"])
-                .offset(args["offset"])
-            ).all()
-        return list(rows), {"X-Total-Count": str(total)}
+        return rows, {"X-Total-Count": str(total)}
 
     @blp.arguments(MessageCreateSchema)
     @blp.response(201, ChatTurnResponseSchema)
@@ -445,6 +438,24 @@ class MessagesView(MethodView):
 # ── Suggested fixes ───────────────────────────────────────────────────────
 
 
+@blp.route("/<uuid:session_id>/similar")
+class SimilarView(MethodView):
+    decorators = [auth_required]
+
+    @blp.arguments(SimilarQueryArgsSchema, location="query", unknown=RAISE)
+    @blp.response(200, SimilarSessionSchema(many=True))
+    @blp.doc(security=BEARER_SECURITY)
+    def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
+        """Up to five resolved sessions of your account whose problem and facts are closest
+        to this one's (full-text rank plus trigram similarity), each with its root cause,
+        resolution and the templates used."""
+        with db.session() as session:
+            found = similar.similar_sessions(
+                session, current_principal(), session_id, limit=args["limit"]
+            )
+        return [item.as_dict() for item in found]
+
+
 @blp.route("/<uuid:session_id>/suggested-fixes")
 class FixesView(MethodView):
     decorators = [auth_required]
@@ -454,7 +465,7 @@ class FixesView(MethodView):
     def get(self, session_id: uuid.UUID) -> Any:
         """Every fix proposed in the session, newest first, with supersession and decision."""
         with db.session() as session:
-            return sessions.list_fixes(session, current_principal(), session_id)
+            return fixes.list_fixes(session, current_principal(), session_id)
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/active")
@@ -466,7 +477,7 @@ class ActiveFixView(MethodView):
     def get(self, session_id: uuid.UUID) -> Any:
         """The active (not superseded) fix, or 404 when there is none."""
         with db.session() as session:
-            return sessions.get_active_fix(session, current_principal(), session_id)
+            return fixes.get_active_fix(session, current_principal(), session_id)
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/<uuid:fix_id>/decision")
@@ -480,8 +491,10 @@ class DecisionView(MethodView):
         """Record what the engineer does with the active fix: one_off, draft_template,
         build_template or dismissed (which supersedes it). 409 on a superseded fix or one
         already decided."""
+        principal = current_principal()
         with write_transaction() as session:
-            result = sessions.decide_fix(
-                session, current_principal(), session_id, fix_id, data["decision"]
-            )
-        return _versioned(result)
+            result = sessions.decide_fix(session, principal, session_id, fix_id, data["decision"])
+            draft = drafts.draft_from_fix(session, principal, result.obj, data["decision"])
+            body = _versioned(result)
+            body["draft_template"] = draft.as_dict() if draft is not None else None
+        return body

@@ -178,6 +178,9 @@ def _render_templates(templates: Sequence[Mapping[str, Any]]) -> list[str]:
         description = _first(template, "description", "summary")
         if description:
             line += f" - {_one_line(str(description), 300)}"
+        match = template.get("match")
+        if isinstance(match, int) and not isinstance(match, bool):
+            line += f" (matches this session's facts: {match}%)"
         lines.append(line)
     return lines
 

@@ -94,6 +94,15 @@ class TemplateListItemSchema(StrictSchema):
     usage_count = fields.Integer()
     version = fields.Integer()
     is_active = fields.Boolean()
+    status = fields.String(
+        metadata={
+            "enum": ["draft", "published"],
+            "description": "draft: made from a fix, not in the library until published",
+        }
+    )
+    source_fix_id = fields.UUID(
+        allow_none=True, metadata={"description": "the suggested fix a draft was made from"}
+    )
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 

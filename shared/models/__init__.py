@@ -12,6 +12,7 @@ from shared.models.ai_session import (
 )
 from shared.models.base import Base, utcnow
 from shared.models.events import OutboxEvent
+from shared.models.kb_articles import KbArticle
 from shared.models.notes import (
     DELIVERY_STATUSES,
     ResolutionNote,
@@ -20,6 +21,7 @@ from shared.models.notes import (
 )
 from shared.models.scripts import (
     TEMPLATE_SCOPES,
+    TEMPLATE_STATUSES,
     ScriptCategory,
     ScriptGeneration,
     ScriptTemplate,
@@ -35,10 +37,12 @@ __all__ = [
     "FIX_DECISIONS",
     "SESSION_STATUSES",
     "TEMPLATE_SCOPES",
+    "TEMPLATE_STATUSES",
     "AISession",
     "Account",
     "Base",
     "ChatMessage",
+    "KbArticle",
     "LLMBatchItem",
     "LLMUsageRecord",
     "NoteReuse",

@@ -1639,3 +1639,101 @@ def test_api_docs_render_offline_from_the_products_own_origin(tab: Tab, stack: S
     csp = page.evaluate("fetch('/api/docs').then((r) => r.headers.get('content-security-policy'))")
     assert "script-src 'self'" in csp and "http" not in csp
     assert tab.errors == [], tab.errors  # a CSP violation is logged as an error
+
+
+SPOOLER_FIX_SCRIPT = (
+    "Invoke-Command -ComputerName PRN-SRV01 -ScriptBlock {\n"
+    "    Restart-Service -Name Spooler -Force\n"
+    "}\n"
+)
+
+
+def test_a_fix_becomes_a_draft_edited_beside_its_findings_and_similar_sessions_show(
+    tab: Tab, stack: Stack, demo: Demo
+) -> None:
+    """The session page lists the similar resolved session; "Draft a template" on a fix with
+    a script opens the draft in the editor (name, description, parameters, body) with the
+    static check beside it; saving and publishing go through the API."""
+    from shared.db import db
+    from shared.models import SuggestedFix
+
+    _require_session_services(stack, demo)
+    token = demo.tokens["engineer"]
+    past = _api_session(
+        stack,
+        demo,
+        "Print queue stuck on PRN-SRV01",
+        [("symptom", "Print jobs stay queued on PRN-SRV01 and cannot be cancelled")],
+    )
+    resolved = stack.api(
+        "POST",
+        f"/api/v1/ai-sessions/{past}/resolve",
+        token,
+        json={"resolution": "Restarted the print spooler on PRN-SRV01"},
+    )
+    assert resolved.status_code == 202, resolved.text
+    session_id = _api_session(
+        stack,
+        demo,
+        "Printer queue frozen on the print server",
+        [("symptom", "Jobs stay in the print queue and will not cancel")],
+    )
+    with db.transaction() as session:
+        session.add(
+            SuggestedFix(
+                session_id=uuid.UUID(session_id),
+                account_id=uuid.UUID(demo.account_id),
+                title="Restart the spooler on the print server",
+                summary="Restarts the print spooler on PRN-SRV01.",
+                steps=["Restart the spooler", "Check the queue drains"],
+                script=SPOOLER_FIX_SCRIPT,
+            )
+        )
+
+    page = tab.page
+    sign_in(page, ENGINEER)
+    page.goto(f"/#/sessions/{session_id}")
+    similar = page.locator("#similar-sessions")
+    expect(similar.locator(f"li[data-session-id='{past}']")).to_contain_text(
+        "Restarted the print spooler on PRN-SRV01"
+    )
+    page.locator("#fix-card [data-decision='draft_template']").click()
+    link = page.locator("#fix-draft-link")
+    expect(link).to_be_visible()
+    link.click()
+
+    expect(page.get_by_role("heading", name="Template draft", level=1)).to_be_visible()
+    expect(page.locator("#draft-state")).to_have_text("Draft: not in the library yet")
+    expect(page.locator("#draft-name")).to_have_value("Restart the spooler on the print server")
+    expect(page.locator("#draft-param-computer-default")).to_have_value("PRN-SRV01")
+    expect(page.locator("#draft-param-computer-type")).to_have_value("hostname")
+    expect(page.locator("#draft-body")).to_have_value(re.compile(r"-ComputerName \{\{computer\}\}"))
+    expect(page.locator("#draft-findings-panel")).to_be_visible()
+    editor = page.locator("#draft-form").bounding_box()
+    findings = page.locator("#draft-findings-panel").bounding_box()
+    assert editor and findings and findings["x"] >= editor["x"] + editor["width"] - 1
+
+    # A body the static check flags shows its finding beside the editor once saved.
+    page.locator("#draft-name").fill("Restart the print spooler remotely")
+    page.locator("#draft-body").fill(
+        page.locator("#draft-body").input_value() + "Restart-Computer -ComputerName {{computer}}\n"
+    )
+    page.locator("#draft-save").click()
+    expect(page.locator("#draft-status")).to_have_text("Draft saved.")
+    expect(page.locator("#draft-findings-list li[data-rule='RF1004']")).to_be_visible()
+    saved = stack.api("GET", f"/api/v1/scripts/templates/{_draft_id(page)}", token).json()
+    assert saved["name"] == "Restart the print spooler remotely"
+    assert saved["status"] == "draft"
+
+    page.locator("#draft-publish").click()
+    expect(page.locator("#draft-status")).to_contain_text("Published to your team's library.")
+    expect(page.locator("#draft-state")).to_have_text("Published")
+    published = stack.api("GET", f"/api/v1/scripts/templates/{_draft_id(page)}", token).json()
+    assert published["status"] == "published" and published["scope"] == "team"
+    _check_requests(tab, stack)
+
+
+def _draft_id(page: Any) -> str:
+    match = re.search(r"#/templates/([^/]+)/edit", page.url)
+    assert match, page.url
+    return match.group(1)
