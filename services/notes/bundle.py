@@ -4,6 +4,10 @@ linked to it, together with the `state_version` they belong to.
 Everything is read in ONE repeatable-read transaction, so the bundle and the version come from
 the same snapshot: a note stored under a version key was generated from exactly that version's
 data, whatever writes commit while the bundle is being read.
+
+Length: the bundle's dataclasses, their (de)serialisation and their loader stay in this one
+module (a little over 500 lines) so the shape of a bundle and the reading that fills it change
+together; the generator and the preview import the shape from here.
 """
 
 from __future__ import annotations

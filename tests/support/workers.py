@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -548,32 +547,44 @@ def chat_turn(session_id: uuid.UUID, account_id: uuid.UUID, content: str) -> int
 def resolve_session(
     session_id: uuid.UUID, account_id: uuid.UUID, *, ticket_ref: str | None = None
 ) -> int:
-    """Mark the session resolved with its bump and the `session.resolved` event."""
-    from sqlalchemy import update
+    """Resolve through pilot's own Resolve (forced: the note may have no resolution yet), as
+    one of the account's writers: its bump, note rows with their snapshot and the
+    `session.resolved` event, published after the commit."""
+    from sqlalchemy import select
 
-    from services.notes.bundle import snapshot_resolution
-    from shared.events import SESSION_RESOLVED, bump, write_transaction
-    from shared.models import AISession
+    from services.pilot.sessions import resolve_session as pilot_resolve
+    from shared.events import write_transaction
+    from shared.models import User
+    from shared.principal import Principal
 
     with write_transaction() as session:
-        version = bump(
-            session,
-            session_id=session_id,
-            account_id=account_id,
-            cause="resolved",
-            extra_events=[(SESSION_RESOLVED, {"ticket_ref": ticket_ref})],
+        writer = session.scalars(
+            select(User)
+            .where(User.account_id == account_id, User.account_role.in_(("owner", "engineer")))
+            .order_by(User.created_at)
+            .limit(1)
+        ).one()
+        resolved = pilot_resolve(
+            session, Principal.from_user(writer), session_id, ticket_ref=ticket_ref, force=True
         )
-        values: dict[str, Any] = {
-            "status": "resolved",
-            "resolved_at": datetime.now(UTC),
-            "resolved_version": version,
-        }
-        if ticket_ref is not None:
-            values["ticket_ref"] = ticket_ref
-        session.execute(update(AISession).where(AISession.id == session_id).values(**values))
-        # As Resolve does: the note rows carry a snapshot of exactly this version's data.
-        snapshot_resolution(session, session_id)
-        return version
+        return resolved.state_version
+
+
+def outbox_payload(session_id: uuid.UUID, topic: str) -> dict[str, Any]:
+    """The latest payload the producer wrote to the outbox for the session and topic."""
+    from sqlalchemy import select
+
+    from shared.db import db
+    from shared.models import OutboxEvent
+
+    with db.session() as session:
+        payload = session.scalars(
+            select(OutboxEvent.payload)
+            .where(OutboxEvent.session_id == session_id, OutboxEvent.topic == topic)
+            .order_by(OutboxEvent.seq.desc())
+            .limit(1)
+        ).one()
+        return dict(payload)
 
 
 def stub_calls_mentioning(calls: Iterable[Mapping[str, Any]], marker: str) -> int:

@@ -19,7 +19,8 @@ from sqlalchemy import select
 from services.pilot.fixes import persist_fix
 from shared.config import Settings
 from shared.db import db
-from shared.events import FIX_DECIDED, SESSION_RESOLVED, STATE_CHANGED, relay_outbox
+from shared.event_payloads import FIX_DECIDED, SESSION_RESOLVED, STATE_CHANGED
+from shared.events import relay_outbox
 from shared.models import OutboxEvent
 from shared.tasks import QUEUE_EVENTS, TASK_HANDLE_EVENT
 
