@@ -134,13 +134,13 @@ def _messages(exc: ValidationError) -> dict[str, Any]:
     return messages if isinstance(messages, dict) else {"_schema": messages}
 
 
-def _field_for(hint: Any, *, required: bool) -> fields.Field:
+def _field_for(hint: Any, *, required: bool) -> fields.Field[Any]:
     nullable = False
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
         nullable = len(args) < len(typing.get_args(hint))
         (hint,) = args
-    kinds: dict[Any, type[fields.Field]] = {
+    kinds: dict[Any, type[fields.Field[Any]]] = {
         uuid.UUID: fields.UUID,
         int: fields.Integer,
         str: fields.String,
@@ -159,7 +159,7 @@ def _schema_for(event_type: type[SessionEvent]) -> type[Schema]:
     if event_type in _schemas:
         return _schemas[event_type]
     hints = typing.get_type_hints(event_type)
-    declared: dict[str, fields.Field] = {
+    declared: dict[str, fields.Field[Any]] = {
         field.name: _field_for(
             hints[field.name],
             required=field.default is dataclasses.MISSING

@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 
 from services.notes.kinds import prepared_bundle
 from services.notes.vocabulary import (
-    FACT_KINDS,
     FIX_REF,
     NOTE_KINDS,
     REDACTED,
@@ -43,6 +42,7 @@ from shared.models import (
     User,
 )
 from shared.principal import Principal
+from shared.vocabulary import FACT_KINDS
 
 REPEATABLE_READ = "REPEATABLE READ"
 

@@ -139,7 +139,7 @@ def prewarm_check(self: Task, session_id: str, state_version: int) -> str:
     )
     if countdown is not None:
         ctx.enqueue(TASK_PREWARM_CHECK, session_id, state_version, countdown=countdown)
-    return outcome
+    return str(outcome)
 
 
 @declared_task(TASK_MATERIALISE, bind=True, **_RETRY_LLM)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu.entity import Queue
 
 from shared.config import Settings
 from shared.redis_client import broker_options

@@ -77,7 +77,7 @@ def _scoped_session(session_id: uuid.UUID, principal: Principal) -> Any:
 
 
 def get_session(session: Session, principal: Principal, session_id: uuid.UUID) -> AISession:
-    row = session.scalars(_scoped_session(session_id, principal)).one_or_none()
+    row: AISession | None = session.scalars(_scoped_session(session_id, principal)).one_or_none()
     if row is None:
         raise NotFound(AI_SESSION_NOT_FOUND)
     return row
@@ -115,7 +115,7 @@ def bump(
 
 def _locked_session(session: Session, principal: Principal, session_id: uuid.UUID) -> AISession:
     """The session row after a bump in this transaction, read fresh (the bump changed it)."""
-    row = session.scalars(
+    row: AISession | None = session.scalars(
         _scoped_session(session_id, principal).execution_options(populate_existing=True)
     ).one_or_none()
     if row is None:  # pragma: no cover - the bump just found it under its row lock

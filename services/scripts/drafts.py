@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.scripts import templates
+from services.scripts import catalogue, templates
 from services.scripts.engine import ScriptTemplateEngine, TemplateDefinitionError
 from shared.errors import Conflict, InvalidInput, PermissionDenied
 from shared.models import ScriptTemplate, User
@@ -50,7 +50,7 @@ def can_publish(principal: Principal, template: ScriptTemplate) -> bool:
 def publish_template(
     session: Session, principal: Principal, template_id: uuid.UUID
 ) -> ScriptTemplate:
-    template = templates.get_template(session, principal, template_id, for_update=True)
+    template = catalogue.get_template(session, principal, template_id, for_update=True)
     if not can_publish(principal, template):
         raise PermissionDenied("Only the draft's creator or an account owner can publish it")
     if template.status != "draft":

@@ -170,7 +170,7 @@ class _TemplateWriteFields(StrictSchema):
     )
 
     @validates_schema
-    def name_not_blank(self, data: dict, **_: object) -> None:
+    def name_not_blank(self, data: dict[str, Any], **_: object) -> None:
         if "name" in data and not data["name"].strip():
             raise ValidationError("must not be blank", "name")
         if "script_body" in data and not data["script_body"].strip():

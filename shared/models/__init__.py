@@ -2,7 +2,6 @@
 
 from shared.models.account import ACCOUNT_ROLES, Account, Team, User
 from shared.models.ai_session import (
-    FACT_KINDS,
     FIX_DECISIONS,
     SESSION_STATUSES,
     AISession,
@@ -28,6 +27,7 @@ from shared.models.scripts import (
     ScriptTemplateVersion,
 )
 from shared.models.usage import BATCH_ITEM_STATUSES, LLMBatchItem, LLMUsageRecord, NoteReuse
+from shared.vocabulary import FACT_KINDS
 
 __all__ = [
     "ACCOUNT_ROLES",

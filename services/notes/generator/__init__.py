@@ -93,7 +93,6 @@ from services.notes.kinds import preview_kinds, section_titles
 from services.notes.vocabulary import (
     CONFIRMED_KINDS,
     DEFAULT_MAX_CHARS,
-    FACT_KINDS,
     FIX_REF,
     GENERATOR_ANTHROPIC,
     GENERATOR_OFFLINE,
@@ -108,6 +107,7 @@ from services.notes.vocabulary import (
     REJECTED_DECISIONS,
     SECTIONS,
 )
+from shared.vocabulary import FACT_KINDS
 
 __all__ = [
     "BundleFact",
