@@ -18,13 +18,12 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from shared import runtime
 from shared.config import PROJECT_ROOT, Settings
@@ -124,41 +123,24 @@ def _load(base: str, headers: dict[str, str], sids: list[uuid.UUID], rec: Record
         stop.wait(0.05)
 
 
-def _resolve_without_publishing(session_id: uuid.UUID, account_id: uuid.UUID) -> None:
-    """Resolve as the pilot service does, but as a writer that died between its commit and its
-    publish: the session is resolved and its events wait in the outbox for the relay."""
-    from services.notes.bundle import snapshot_resolution
-    from shared.events import SESSION_RESOLVED, bump
-    from shared.models import SessionFact
+def _resolve_without_publishing(session_id: uuid.UUID, user: Any) -> None:
+    """Resolve through pilot's own Resolve, but as a writer that died between its commit and its
+    publish: a plain transaction, so the session is resolved and its events wait in the outbox
+    for the relay."""
+    from services.pilot.sessions import resolve_session
+    from shared.models import User
+    from shared.principal import Principal
 
     with db.transaction() as session:
-        session.add(
-            SessionFact(
-                session_id=session_id,
-                account_id=account_id,
-                kind="resolution",
-                text=RESOLUTION["resolution"],
-            )
-        )
-        bump(session, session_id=session_id, account_id=account_id, cause="fact_created")
-        version = bump(
+        writer = session.get(User, user.id)
+        assert writer is not None
+        resolve_session(
             session,
-            session_id=session_id,
-            account_id=account_id,
-            cause="resolved",
-            extra_events=[(SESSION_RESOLVED, {"ticket_ref": RESOLUTION["ticket_ref"]})],
+            Principal.from_user(writer),
+            session_id,
+            ticket_ref=RESOLUTION["ticket_ref"],
+            resolution=RESOLUTION["resolution"],
         )
-        session.execute(
-            update(AISession)
-            .where(AISession.id == session_id)
-            .values(
-                status="resolved",
-                resolved_at=datetime.now(UTC),
-                resolved_version=version,
-                ticket_ref=RESOLUTION["ticket_ref"],
-            )
-        )
-        snapshot_resolution(session, session_id)
 
 
 def _logged(argv: list[str], log: Path) -> list[str]:
@@ -325,7 +307,7 @@ def test_a_postgres_server_restart_during_load_loses_nothing(
                 # Committed, not published: the relay must publish these after the restart.
                 batch = {spare.pop() for _ in range(UNPUBLISHED)}
                 for sid in batch:
-                    _resolve_without_publishing(sid, user.account_id)
+                    _resolve_without_publishing(sid, user)
                 unpublished_at_stop |= batch
                 pending_at_stop += _unpublished(batch)
                 # Resolved through the gateway: its events wait in the broker's queue.
