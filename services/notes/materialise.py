@@ -46,7 +46,8 @@ from shared.errors import (
     Conflict,
     NotFound,
 )
-from shared.models import AISession, ResolutionNote, TicketingIntegration, WebhookAttempt
+from shared.models import ResolutionNote, TicketingIntegration, WebhookAttempt
+from shared.models.exposed import PilotSession
 from shared.observability import WEBHOOK_DELIVERIES, get_logger
 
 log = get_logger(__name__)
@@ -111,8 +112,8 @@ def on_resolved(
     materialisation."""
     with db.transaction() as session:
         exists_row = session.scalars(
-            select(AISession.id).where(
-                AISession.id == session_id, AISession.account_id == account_id
+            select(PilotSession.id).where(
+                PilotSession.id == session_id, PilotSession.account_id == account_id
             )
         ).one_or_none()
         if exists_row is None:
@@ -506,11 +507,11 @@ def _final_note(
 ) -> ResolutionNote:
     query = (
         select(ResolutionNote)
-        .join(AISession, AISession.id == ResolutionNote.session_id)
+        .join(PilotSession, PilotSession.id == ResolutionNote.session_id)
         .where(
             ResolutionNote.session_id == session_id,
             ResolutionNote.kind == kind,
-            AISession.account_id == account_id,
+            PilotSession.account_id == account_id,
         )
         .order_by(ResolutionNote.state_version.desc())
         .limit(1)
@@ -520,8 +521,8 @@ def _final_note(
     note = session.scalars(query).first()
     if note is None:
         found = session.scalars(
-            select(AISession.id).where(
-                AISession.id == session_id, AISession.account_id == account_id
+            select(PilotSession.id).where(
+                PilotSession.id == session_id, PilotSession.account_id == account_id
             )
         ).one_or_none()
         raise NotFound(
@@ -611,16 +612,19 @@ def sweep(ctx: NotesContext, *, limit: int = 500) -> dict[str, int]:
         kind = NOTE_KINDS[0]
         orphans = session.execute(
             select(
-                AISession.id, AISession.account_id, AISession.resolved_version, AISession.ticket_ref
+                PilotSession.id,
+                PilotSession.account_id,
+                PilotSession.resolved_version,
+                PilotSession.ticket_ref,
             )
             .where(
-                AISession.status == "resolved",
-                AISession.resolved_version.is_not(None),
-                AISession.resolved_at < func.now() - grace,
+                PilotSession.status == "resolved",
+                PilotSession.resolved_version.is_not(None),
+                PilotSession.resolved_at < func.now() - grace,
                 ~exists().where(
-                    ResolutionNote.session_id == AISession.id,
+                    ResolutionNote.session_id == PilotSession.id,
                     ResolutionNote.kind == kind,
-                    ResolutionNote.state_version == AISession.resolved_version,
+                    ResolutionNote.state_version == PilotSession.resolved_version,
                 ),
             )
             .limit(limit)

@@ -35,11 +35,10 @@ from shared.errors import (
 )
 from shared.models import (
     AISession,
-    ScriptTemplate,
     SessionFact,
     SuggestedFix,
-    TicketingIntegration,
 )
+from shared.models.exposed import NotesIntegration, ScriptTemplateSummary
 from shared.permissions import can_create_content, template_visibility
 from shared.principal import Principal
 
@@ -305,7 +304,7 @@ def resolve_session(
 def _has_ticketing(session: Session, account_id: uuid.UUID) -> bool:
     return (
         session.scalars(
-            select(TicketingIntegration.id).where(TicketingIntegration.account_id == account_id)
+            select(NotesIntegration.kind).where(NotesIntegration.account_id == account_id)
         ).first()
         is not None
     )
@@ -473,10 +472,10 @@ def visible_template_id(
     except ValueError:
         return None
     found = session.scalars(
-        select(ScriptTemplate.id).where(
-            ScriptTemplate.id == candidate,
-            ScriptTemplate.is_active.is_(True),
-            template_visibility(account_principal(account_id)),
+        select(ScriptTemplateSummary.id).where(
+            ScriptTemplateSummary.id == candidate,
+            ScriptTemplateSummary.is_active.is_(True),
+            template_visibility(account_principal(account_id), ScriptTemplateSummary),
         )
     ).one_or_none()
     return found
