@@ -73,6 +73,7 @@ CROSS_SERVICE_PRIVILEGES: dict[str, frozenset[str]] = {
             "SELECT ON exposed.pilot_sessions",
             # The one cross-service write: a generation linked to a session bumps it
             # (shared.events.bump, the same code path pilot uses), which reads these columns.
+            "USAGE ON SCHEMA pilot",
             "SELECT (account_id, id, state_version, status) ON pilot.ai_sessions",
             "UPDATE (state_version, updated_at) ON pilot.ai_sessions",
         )
@@ -96,6 +97,7 @@ CROSS_SERVICE_PRIVILEGES: dict[str, frozenset[str]] = {
             "SELECT ON exposed.pilot_sessions",
             "SELECT ON exposed.pilot_session_facts",
             "SELECT ON exposed.pilot_suggested_fixes",
+            "USAGE ON SCHEMA notes",
             "INSERT ON notes.resolution_notes",
             "SELECT (id, kind, session_id, state_version) ON notes.resolution_notes",
         )

@@ -99,6 +99,7 @@ GRANTS = {
         *_CORE_READS,
         "GRANT UPDATE (password_hash, updated_at) ON core.users TO {role}",
         "GRANT SELECT ON exposed.pilot_sessions TO {role}",
+        "GRANT USAGE ON SCHEMA pilot TO {role}",
         "GRANT SELECT (account_id, id, state_version, status) ON pilot.ai_sessions TO {role}",
         "GRANT UPDATE (state_version, updated_at) ON pilot.ai_sessions TO {role}",
     ),
@@ -113,6 +114,7 @@ GRANTS = {
         # Resolve creates the note rows with their snapshot in pilot's own transaction.
         "GRANT SELECT ON exposed.pilot_sessions, exposed.pilot_session_facts,"
         " exposed.pilot_suggested_fixes TO {role}",
+        "GRANT USAGE ON SCHEMA notes TO {role}",
         "GRANT INSERT ON notes.resolution_notes TO {role}",
         "GRANT SELECT (id, kind, session_id, state_version) ON notes.resolution_notes TO {role}",
     ),
