@@ -7,16 +7,22 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg2
 import psycopg2.errors
 import pytest
-from sqlalchemy import Connection, inspect, text
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.pool import NullPool
 
-from shared.config import Settings
-from shared.db import db, request_role
+from shared.config import PROJECT_ROOT, Settings
+from shared.db import db, normalise_database_url, request_role
 from shared.models import Base
 from shared.models.base import ALL_SCHEMAS, EXPOSED, SERVICE_SCHEMAS
 from shared.models.exposed import CROSS_SERVICE_PRIVILEGES, SERVICE_ROLES, VIEWS, ExposedBase
+from tests.conftest import _admin_database_url, settings_with
 
 # Every privilege granted to the role itself (not to PUBLIC) on anything outside `own` in this
 # database, spelled as CROSS_SERVICE_PRIVILEGES spells it.
@@ -185,3 +191,72 @@ def test_connections_return_to_the_owner_after_a_service_request(migrated: Setti
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT current_user")).scalar_one() == owner
     assert owner not in SERVICE_ROLES.values()
+
+
+@pytest.fixture
+def scratch_database(settings: Settings) -> Iterator[str]:
+    """A database of its own on the suite's server, beside the suite's (which keeps its grants
+    to the same cluster-wide roles)."""
+    admin = _admin_database_url()
+    name = f"rf_schemas_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+def _tables_by_schema(url: str) -> dict[str, set[str]]:
+    # NullPool: each look is a new connection, with the database's search_path of the moment.
+    engine = create_engine(normalise_database_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            found = {
+                schema: set(inspect(conn).get_table_names(schema=schema))
+                for schema in ("public", *ALL_SCHEMAS)
+            }
+            found["unqualified accounts"] = {
+                str(conn.execute(text("SELECT count(*) FROM accounts")).scalar_one())
+            }
+            return found
+    finally:
+        engine.dispose()
+
+
+def _downgrade(url: str, revision: str) -> None:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "shared" / "migrations"))
+    config.attributes["database_url"] = url
+    command.downgrade(config, revision)
+
+
+def test_a_second_database_migrates_down_and_up_beside_the_first(
+    migrated: Settings, scratch_database: str
+) -> None:
+    from shared.cli import migrate
+
+    scratch = settings_with(migrated, DATABASE_URL=scratch_database)
+    # The roles exist already (the suite's database made them): created only when missing.
+    migrate(scratch)
+    at_head = _tables_by_schema(scratch_database)
+    assert at_head["public"] == {"alembic_version"}
+    assert at_head["pilot"] == {"ai_sessions", "session_facts", "chat_messages", "suggested_fixes"}
+    assert at_head["unqualified accounts"] == {"0"}
+
+    _downgrade(scratch_database, "20261201_i10")
+    below = _tables_by_schema(scratch_database)
+    assert below["public"] == {"alembic_version"} | {t.name for t in Base.metadata.sorted_tables}
+    assert all(not below[schema] for schema in ALL_SCHEMAS)
+    assert below["unqualified accounts"] == {"0"}
+    # The downgrade revoked the scratch database's grants only: the suite's are untouched.
+    with db.engine.connect() as conn:
+        for service, role in SERVICES:
+            assert _privileges(conn, role, service) == CROSS_SERVICE_PRIVILEGES[role]
+
+    migrate(scratch)
+    assert _tables_by_schema(scratch_database) == at_head
