@@ -47,7 +47,15 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(normalise_database_url(_database_url()), poolclass=pool.NullPool)
+    # Migrations name their schemas. With only `public` on the path (from the connection's
+    # start, so SQLAlchemy takes `public` for the default schema), PostgreSQL spells the schema
+    # of every foreign key's target and autogenerate compares like with like; and an
+    # unqualified name in a new migration fails instead of landing in the wrong schema.
+    engine = create_engine(
+        normalise_database_url(_database_url()),
+        poolclass=pool.NullPool,
+        connect_args={"options": "-c search_path=public"},
+    )
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -70,6 +70,8 @@ CROSS_SERVICE_PRIVILEGES: dict[str, frozenset[str]] = {
             *_OUTBOX_WRITER,
             # Login rehashes a password stored with older Argon2 parameters.
             "UPDATE (password_hash, updated_at) ON core.users",
+            # Owners set the account's default delivery of sensitive parameters.
+            "UPDATE (default_secret_delivery, updated_at) ON core.accounts",
             "SELECT ON exposed.pilot_sessions",
             # The one cross-service write: a generation linked to a session bumps it
             # (shared.events.bump, the same code path pilot uses), which reads these columns.

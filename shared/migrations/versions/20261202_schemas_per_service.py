@@ -98,6 +98,7 @@ GRANTS = {
     "rf_scripts": (
         *_CORE_READS,
         "GRANT UPDATE (password_hash, updated_at) ON core.users TO {role}",
+        "GRANT UPDATE (default_secret_delivery, updated_at) ON core.accounts TO {role}",
         "GRANT SELECT ON exposed.pilot_sessions TO {role}",
         "GRANT USAGE ON SCHEMA pilot TO {role}",
         "GRANT SELECT (account_id, id, state_version, status) ON pilot.ai_sessions TO {role}",
@@ -166,7 +167,6 @@ def upgrade() -> None:
         op.execute(f"ALTER FUNCTION public.{function} SET SCHEMA scripts")
     op.execute(SEARCH_VECTOR.format(schema="scripts", labels="scripts."))
     _set_database_search_path(SEARCH_PATH)
-    op.execute(f"SET search_path = {SEARCH_PATH}")
 
     for name, query in VIEWS.items():
         op.execute(f"CREATE VIEW exposed.{name} AS {query}")
@@ -198,6 +198,5 @@ def downgrade() -> None:
         for table in tables:
             op.execute(f"ALTER TABLE {schema}.{table} SET SCHEMA public")
     _set_database_search_path(None)
-    op.execute("SET search_path = public")
     for schema in SCHEMAS:
         op.execute(f"DROP SCHEMA IF EXISTS {schema}")
