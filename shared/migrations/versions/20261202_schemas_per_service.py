@@ -191,9 +191,9 @@ def downgrade() -> None:
         op.execute(f"DROP OWNED BY {role}")
     for name in VIEWS:
         op.execute(f"DROP VIEW IF EXISTS exposed.{name}")
-    op.execute(SEARCH_VECTOR.format(schema="scripts", labels=""))
     for function in FUNCTIONS:
         op.execute(f"ALTER FUNCTION scripts.{function} SET SCHEMA public")
+    op.execute(SEARCH_VECTOR.format(schema="public", labels=""))
     for schema, tables in TABLES.items():
         for table in tables:
             op.execute(f"ALTER TABLE {schema}.{table} SET SCHEMA public")
