@@ -4,26 +4,38 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint format migrate bench eval-notes clean install install-dev test-tools
+.PHONY: run test lint format migrate bench eval-notes clean install install-dev test-tools lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[local]'
+# Installs come from the lock files (exact pins); pyproject.toml holds the ranges they satisfy.
+$(VENV)/.installed: pyproject.toml requirements/run.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/run.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml requirements/dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(VENV)/.installed $@
+
+## lock: rewrite the lock files from pyproject.toml's ranges (existing pins kept where they fit;
+## `make lock UPGRADE=1` moves every pin to the newest release in range)
+LOCK_FLAGS := --quiet --strip-extras --no-emit-find-links --no-emit-index-url --no-emit-trusted-host \
+	$(if $(UPGRADE),--upgrade,)
+lock: install-dev
+	$(BIN)/pip-compile $(LOCK_FLAGS) --extra local --output-file requirements/run.txt pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) --extra dev --extra local --output-file requirements/dev.txt pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) --extra ops --output-file requirements/image.txt pyproject.toml
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 ## run: the whole stack (embedded PostgreSQL + Redis unless DATABASE_URL / REDIS_URL are set)
 run: install
-	$(BIN)/python -m shared.devstack
+	$(BIN)/python -m app.devstack
 
 ## eval-notes: score the note generator over bench/eval/notes/ (offline without a key; the
 ## Messages API with ANTHROPIC_API_KEY, at ANTHROPIC_BASE_URL when set)
@@ -41,6 +53,7 @@ test-tools:
 	@bash deploy/ci/ensure-test-tools.sh
 
 lint: install-dev
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -50,7 +63,7 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 
 migrate: install
-	$(BIN)/python -m shared.cli migrate
+	$(BIN)/python -m app.cli migrate
 
 ## bench: every hot path beside a baseline measured in the same run (figures in extra_info)
 bench: install-dev test-tools

@@ -79,7 +79,7 @@ def test_gateway_cost_against_a_bare_flask_route(
         ) as bare,
         running_gunicorn(
             env,
-            "services.gateway:create_app()",
+            "app.gateway:create_app()",
             log_name=f"bench-gateway-{worker_class}",
             worker_class=worker_class,
             ready_path="/livez",
@@ -118,7 +118,7 @@ def gateway(migrated: Settings) -> Iterator[str]:
     env = child_env(migrated, LOG_LEVEL="INFO", GUNICORN_MAX_REQUESTS="0")
     with running_gunicorn(
         env,
-        "services.gateway:create_app()",
+        "app.gateway:create_app()",
         log_name="bench-gateway-preview",
         config=GUNICORN_CONFIG,
     ) as base:

@@ -60,7 +60,7 @@ TAGS = [
 
 @pytest.fixture(scope="module")
 def populated(migrated: Any) -> dict[str, Any]:  # noqa: F811
-    from shared.cli import create_account, create_user
+    from app.cli import create_account, create_user
 
     account = uuid.UUID(create_account("Bench MSP")["id"])
     user = create_user(

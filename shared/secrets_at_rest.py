@@ -3,7 +3,7 @@ credentials), with keys from the environment.
 
 `INTEGRATION_KEY` holds one or more Fernet keys, comma-separated, newest first: the first
 encrypts, every one decrypts (`cryptography`'s MultiFernet), so a key is rotated by putting the
-new one in front, running `python -m shared.cli rotate-integration-key`, then dropping the old
+new one in front, running `python -m app.cli rotate-integration-key`, then dropping the old
 one. Outside dev and test the key is required (`Settings.validate`); dev and test derive one
 fixed development key, so a dev database is never readable with a production key or the other
 way round.

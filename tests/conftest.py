@@ -170,8 +170,8 @@ def settings(test_servers: TestServers) -> Settings:
 
 @pytest.fixture(scope="session")
 def migrated(settings: Settings) -> Settings:
+    from app.cli import migrate
     from shared import runtime
-    from shared.cli import migrate
 
     configured = runtime.configure(settings)
     migrate(configured)
@@ -236,7 +236,7 @@ class Actor:
 
 @pytest.fixture
 def make_account(migrated: Settings) -> Callable[..., uuid.UUID]:
-    from shared.cli import create_account
+    from app.cli import create_account
 
     def factory(name: str | None = None) -> uuid.UUID:
         return uuid.UUID(create_account(name or f"Account {uuid.uuid4().hex[:6]}")["id"])
@@ -246,7 +246,7 @@ def make_account(migrated: Settings) -> Callable[..., uuid.UUID]:
 
 @pytest.fixture
 def make_user(migrated: Settings, make_account: Callable[..., uuid.UUID]) -> Callable[..., Actor]:
-    from shared.cli import create_user
+    from app.cli import create_user
     from shared.db import db
     from shared.models import User
 

@@ -2,7 +2,7 @@
 (half the price of input and output tokens), never the live preview or the final note.
 
 Today the lane carries backfills and re-evaluations (:func:`queue_backfill`, e.g. after a prompt
-or model change: ``python -m shared.cli backfill-notes --account ID``); any later note kind
+or model change: ``python -m app.cli backfill-notes --account ID``); any later note kind
 nobody waits on is queued the same way.
 
 1. :func:`queue_backfill` reads each session's bundle (one repeatable-read snapshot, as every

@@ -1,6 +1,6 @@
 """Each account's ticketing integration: one kind (a signed webhook or a native adapter), its
 base URL, its credentials (encrypted at rest, never returned) and options. Used by the API and
-`shared.cli set-ticketing`."""
+`app.cli set-ticketing`."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ API_APPS = {
     "scripts": "services.scripts:create_app()",
     "pilot": "services.pilot:create_app()",
     "notes": "services.notes:create_app()",
-    "web": "services.gateway:create_app()",
+    "web": "app.gateway:create_app()",
 }
 WORKERS = {"worker-notes": "notes", "worker-events": "events", "worker-webhooks": "webhooks"}
 APP_SERVICES = {*API, *WORKERS, "beat", "flower", "migrate"}
@@ -197,7 +197,7 @@ def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
 
 
 def test_migration_job_gates_every_app_process(services: dict[str, dict[str, Any]]) -> None:
-    assert argv(services["migrate"]) == ["python", "-m", "shared.cli", "migrate"]
+    assert argv(services["migrate"]) == ["python", "-m", "app.cli", "migrate"]
     assert str(services["migrate"].get("restart")) == "no"
     for name in {*API, *WORKERS, "beat"}:
         assert depends(services[name]).get("migrate") == "service_completed_successfully", name

@@ -122,14 +122,18 @@ def test_healthcheck_and_default_command() -> None:
     argv = json.loads(cmd[-1])
     assert argv[0] == "gunicorn"
     assert argv[argv.index("-c") + 1].endswith("deploy/gunicorn.conf.py")
-    assert argv[-1] == "services.gateway:create_app()"
+    assert argv[-1] == "app.gateway:create_app()"
 
 
-def test_project_is_installed_with_pip_from_pyproject() -> None:
+def test_project_is_installed_with_pip_from_the_lock_file() -> None:
     runs = " ".join(args for k, args in instructions() if k == "RUN")
-    assert re.search(r"pip install [^&]*\.(\s|$)", runs)
+    # The dependencies exactly as locked, then the project itself without resolving again.
+    assert re.search(r"pip install [^&]*-r requirements/image\.txt", runs)
+    assert re.search(r"pip install [^&]*--no-deps [^&]*\.(\s|$)", runs)
     copies = [args for k, args in instructions() if k == "COPY"]
+    assert any(c.startswith("requirements/image.txt") for c in copies)
     assert any(c.startswith("pyproject.toml") for c in copies)
+    assert any(c.startswith("app ") for c in copies)
 
 
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)

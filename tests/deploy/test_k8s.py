@@ -26,7 +26,7 @@ API_APPS = {
     "scripts": "services.scripts:create_app()",
     "pilot": "services.pilot:create_app()",
     "notes": "services.notes:create_app()",
-    "web": "services.gateway:create_app()",
+    "web": "app.gateway:create_app()",
 }
 WORKERS = {"worker-notes": "notes", "worker-events": "events", "worker-webhooks": "webhooks"}
 KEDA_SCALED = {"worker-notes": "notes", "worker-webhooks": "webhooks"}
@@ -450,7 +450,7 @@ def test_beat_is_a_singleton(k8s_documents: Docs) -> None:
 
 def test_migration_job(k8s_documents: Docs) -> None:
     (job,) = objects(k8s_documents, "Job").values()
-    assert main_container(job)["command"] == ["python", "-m", "shared.cli", "migrate"]
+    assert main_container(job)["command"] == ["python", "-m", "app.cli", "migrate"]
     assert pod_spec(job)["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] >= 1
 

@@ -37,7 +37,7 @@ APPS = {
     "scripts": "services.scripts:create_app()",
     "pilot": "services.pilot:create_app()",
     "notes": "services.notes:create_app()",
-    "web": "services.gateway:create_app()",
+    "web": "app.gateway:create_app()",
 }
 # The `service` every access line of that server is bound to (shared.observability.init_app).
 LOG_SERVICE = {"scripts": "scripts", "pilot": "pilot", "notes": "notes", "web": "gateway"}

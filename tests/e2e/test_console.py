@@ -309,7 +309,7 @@ def stack(
             "RF_DATA_DIR": str(run_dir),
         }
     )
-    from shared.devstack import stack_commands
+    from app.devstack import stack_commands
 
     stack_settings = replace(
         migrated,
@@ -392,7 +392,7 @@ def demo(stack: Stack, migrated: Settings) -> Demo:
     template with a sensitive parameter (created through the public API)."""
     from sqlalchemy import select
 
-    from shared.cli import ensure_demo
+    from app.cli import ensure_demo
     from shared.db import db
     from shared.models import ScriptCategory
     from tests.support.stub_anthropic import StubClient
@@ -402,7 +402,7 @@ def demo(stack: Stack, migrated: Settings) -> Demo:
     stub_client.close()
     info = ensure_demo(migrated)
     try:
-        from shared.cli import load_library
+        from app.cli import load_library
 
         load_library()
     except ImportError:

@@ -124,7 +124,7 @@ def _start_gateway(
                 "gunicorn",
                 "-c",
                 str(GUNICORN_CONF),
-                "services.gateway:create_app()",
+                "app.gateway:create_app()",
             ],
             cwd=PROJECT_ROOT,
             env=server_env,

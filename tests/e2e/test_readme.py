@@ -119,7 +119,7 @@ def stack(migrated: Any, artifacts_dir: Path) -> Iterator[Stack]:
     log_path = artifacts_dir / f"readme-devstack-{port}.log"
     log = open(log_path, "w")  # a file, not a pipe the stack could fill
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.devstack"],
+        [sys.executable, "-m", "app.devstack"],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log,

@@ -19,7 +19,7 @@ from tests.support.workers import free_port
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -104,7 +104,7 @@ def test_a_second_redis_on_the_same_folder_is_refused(tmp_path: Path, settings: 
             RF_ENV="dev",
         )
         result = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "migrate"],
+            [sys.executable, "-m", "app.cli", "migrate"],
             cwd=PROJECT_ROOT,
             env=env,
             capture_output=True,

@@ -117,7 +117,7 @@ def _drop_database(admin: str, url: str) -> None:
 def test_migration_encrypts_existing_clear_rows_and_drops_target_bodies(
     settings: Settings,
 ) -> None:
-    from shared.cli import migrate
+    from app.cli import migrate
 
     admin, url = _scratch_database()
     try:

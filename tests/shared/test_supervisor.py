@@ -82,7 +82,7 @@ def test_a_crash_loop_is_reported_and_shows_degraded_in_healthz(
         degraded = degraded_processes({STATUS_ENV: str(status_path)})
         assert degraded is not None and set(degraded) == {"worker"}
 
-        from services.gateway import create_web_app
+        from app.gateway import create_web_app
 
         monkeypatch.setenv(STATUS_ENV, str(status_path))
         health = create_web_app(migrated).test_client().get("/healthz")

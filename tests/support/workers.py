@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.devstack import GUNICORN_CONF
 from shared.config import PROJECT_ROOT, Settings
-from shared.devstack import GUNICORN_CONF
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ def running_gateway(env: Mapping[str, str], *, log_name: str = "gunicorn") -> It
     yields its base URL once `/healthz` answers 200 and stops it afterwards."""
     # The deploy's settings, as `make run` uses them (JSON logs, no control socket).
     with running_gunicorn(
-        env, "services.gateway:create_app()", log_name=log_name, config=str(GUNICORN_CONF)
+        env, "app.gateway:create_app()", log_name=log_name, config=str(GUNICORN_CONF)
     ) as base:
         yield base
 

@@ -54,7 +54,7 @@ def _resolved_session(account_id: uuid.UUID, text: str) -> uuid.UUID:
 def test_backfill_goes_through_message_batches_into_the_cache_and_the_ledger(
     ctx: preview.NotesContext, stub: StubAnthropic, make_user: Any
 ) -> None:
-    from shared.cli import backfill_notes
+    from app.cli import backfill_notes
 
     user = make_user("owner")
     good = _resolved_session(user.account_id, "the DHCP scope was exhausted")

@@ -126,7 +126,7 @@ def test_cli_set_ticketing_prints_the_secret(migrated: Any, make_account: Any) -
         [
             sys.executable,
             "-m",
-            "shared.cli",
+            "app.cli",
             "set-ticketing",
             "--account",
             str(account_id),
@@ -155,7 +155,7 @@ def test_cli_set_ticketing_prints_the_secret(migrated: Any, make_account: Any) -
         [
             sys.executable,
             "-m",
-            "shared.cli",
+            "app.cli",
             "set-ticketing",
             "--account",
             str(account_id),

@@ -204,9 +204,9 @@ def test_key_rotation_re_encrypts_native_credentials(
 ) -> None:
     from cryptography.fernet import Fernet
 
+    from app.cli import rotate_integration_key
     from services.notes.integrations import _row, stored_credentials
     from shared import secrets_at_rest
-    from shared.cli import rotate_integration_key
 
     owner = make_user("owner")
     assert client.put(URL, json=_zendesk_body(zendesk), headers=owner.headers).status_code == 200

@@ -144,7 +144,7 @@ def test_usage_report_of_a_scripted_session_matches_a_hand_computation_to_the_ce
     assert totals["calls"] == 3 and totals["cost_usd"] == body["cost_usd"]
     assert totals["budget"]["monthly_budget_usd"] is None
 
-    from shared.cli import run
+    from app.cli import run
 
     printed = run(["usage", "--account", str(engineer.account_id)])
     assert printed["cost_usd"] == body["cost_usd"] and printed["calls"] == 3

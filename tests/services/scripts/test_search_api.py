@@ -12,7 +12,7 @@ BASE = "/api/v1/scripts"
 
 @pytest.fixture(scope="module")
 def gateway_client(migrated: Any) -> Client:
-    from services.gateway import create_app
+    from app.gateway import create_app
 
     return Client(create_app(migrated))
 

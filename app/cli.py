@@ -1,4 +1,4 @@
-"""Ops CLI: `python -m shared.cli COMMAND ...`. Every command prints one JSON object on stdout.
+"""Ops CLI: `python -m app.cli COMMAND ...`. Every command prints one JSON object on stdout.
 
 With DATABASE_URL / REDIS_URL unset it uses the same embedded servers as `make run`, starting
 them on demand.
@@ -346,7 +346,7 @@ def ensure_demo(settings: Settings) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m shared.cli", description=__doc__)
+    parser = _Parser(prog="python -m app.cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     p = sub.add_parser("create-account", help="create an account (tenant)")

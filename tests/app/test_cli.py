@@ -15,7 +15,7 @@ from shared.config import PROJECT_ROOT
 
 def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         cwd=PROJECT_ROOT,
         env=env or dict(os.environ),
         capture_output=True,
@@ -146,7 +146,7 @@ def test_expired_token_is_401(migrated: Any, client: Any, make_user: Any) -> Non
 
 def cli_raw(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Any:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         cwd=PROJECT_ROOT,
         env=env or dict(os.environ),
         capture_output=True,

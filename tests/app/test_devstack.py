@@ -36,7 +36,7 @@ def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifact
     # A file, not a pipe: the stack's processes must never block on a full pipe.
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.devstack"],
+        [sys.executable, "-m", "app.devstack"],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log,
@@ -126,7 +126,7 @@ def test_make_run_gateway_logs_json_only_and_opens_no_control_socket(
     socket at the per-user path every stack on the host would share."""
     from dataclasses import replace
 
-    from shared.devstack import stack_commands
+    from app.devstack import stack_commands
 
     port = free_port()
     settings = replace(migrated, GATEWAY_PORT=port, WEB_CONCURRENCY=2)
@@ -184,7 +184,7 @@ def test_devstack_on_a_port_in_use_says_so_before_printing_anything(artifacts_di
         port = taken.getsockname()[1]
         env = dict(os.environ, GATEWAY_PORT=str(port), RF_DATA_DIR=str(artifacts_dir / "busy"))
         result = subprocess.run(
-            [sys.executable, "-m", "shared.devstack"],
+            [sys.executable, "-m", "app.devstack"],
             cwd=PROJECT_ROOT,
             env=env,
             capture_output=True,

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from services.gateway import ROUTES, PathDispatcher
+from app.gateway import ROUTES, PathDispatcher
 
 
 @pytest.fixture(scope="module")
 def gateway(migrated: Any) -> PathDispatcher:
-    from services.gateway import create_app
+    from app.gateway import create_app
 
     return create_app(migrated)
 

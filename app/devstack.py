@@ -16,8 +16,8 @@ import signal
 import socket
 import sys
 
+from app.cli import ensure_demo, load_library, migrate
 from shared import runtime
-from shared.cli import ensure_demo, load_library, migrate
 from shared.config import PROJECT_ROOT, Settings
 from shared.embedded import DataDirInUse
 from shared.supervisor import Supervisor
@@ -90,7 +90,7 @@ def stack_commands(
             "180",
             "--graceful-timeout",
             "30",
-            "services.gateway:create_app()",
+            "app.gateway:create_app()",
         ],
         "worker": [
             os.path.join(bin_dir, "celery"),
