@@ -238,7 +238,7 @@ def _downgrade(url: str, revision: str) -> None:
 def test_a_second_database_migrates_down_and_up_beside_the_first(
     migrated: Settings, scratch_database: str
 ) -> None:
-    from shared.cli import migrate
+    from app.cli import migrate
 
     scratch = settings_with(migrated, DATABASE_URL=scratch_database)
     # The roles exist already (the suite's database made them): created only when missing.
