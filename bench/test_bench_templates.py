@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, or_, select
 
-from services.scripts import templates
+from services.scripts import catalogue
 from shared.auth import load_principal
 from shared.db import db
 from shared.models import ScriptCategory, ScriptTemplate
@@ -122,13 +122,13 @@ def test_ranked_search_api(benchmark: Any, scripts_app: Any, populated: Any) -> 
 @pytest.mark.benchmark(group="templates-query")
 def test_ranked_search_query(benchmark: Any, populated: Any) -> None:
     """The domain query the API runs: ranked, filtered by tags, one page plus the exact total."""
-    filters = templates.TemplateFilters(search=SEARCH, tags=TAGS_FILTER, limit=50)
+    filters = catalogue.TemplateFilters(search=SEARCH, tags=TAGS_FILTER, limit=50)
 
     def ranked() -> int:
         with db.session() as session:
             principal = load_principal(session, populated["user_id"])
             assert principal is not None
-            rows, total = templates.list_templates(session, principal, filters)
+            rows, total = catalogue.list_templates(session, principal, filters)
             return total
 
     assert benchmark(ranked) > 50

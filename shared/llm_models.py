@@ -30,6 +30,8 @@ Sources (read 2026-12-01) and the figures taken from them:
 * **Assumed** where the pages we could read are silent: effort levels ``low``, ``medium``,
   ``high``, ``max`` on every adaptive-thinking model; the Sonnet 4.6 context window 1M.
 
+The families' figures live in ``llm_models.toml`` beside this module, one table per family.
+
 An unknown model id (not matching any family prefix) logs a warning once and gets
 :data:`CONSERVATIVE`: nothing optional is sent (no sampling, no prefill, no thinking, no
 effort, no forced tool), a 32K output cap, a 200K context, the largest caching minimum and the
@@ -40,10 +42,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -94,96 +98,40 @@ class ModelSpec:
         return current
 
 
-def _p(
-    effective: str,
-    input_: str,
-    write_5m: str,
-    write_1h: str,
-    read: str,
-    output: str,
-) -> Prices:
+#: The families and their prices, one table each: edited there, not here.
+FAMILIES_FILE = Path(__file__).with_name("llm_models.toml")
+
+
+def _prices(entry: Mapping[str, Any]) -> Prices:
     return Prices(
-        effective=date.fromisoformat(effective),
-        input=Decimal(input_),
-        cache_write_5m=Decimal(write_5m),
-        cache_write_1h=Decimal(write_1h),
-        cache_read=Decimal(read),
-        output=Decimal(output),
+        effective=entry["effective"],
+        input=Decimal(entry["input"]),
+        cache_write_5m=Decimal(entry["cache_write_5m"]),
+        cache_write_1h=Decimal(entry["cache_write_1h"]),
+        cache_read=Decimal(entry["cache_read"]),
+        output=Decimal(entry["output"]),
     )
 
 
-_EFFORT = ("low", "medium", "high", "max")
+def _family(table: Mapping[str, Any]) -> ModelSpec:
+    return ModelSpec(
+        **{
+            **table,
+            "prefixes": tuple(table["prefixes"]),
+            "thinking_modes": frozenset(table["thinking_modes"]),
+            "effort_levels": tuple(table["effort_levels"]),
+            "prices": tuple(_prices(entry) for entry in table["prices"]),
+        }
+    )
 
-FAMILIES: tuple[ModelSpec, ...] = (
-    ModelSpec(
-        family="claude-sonnet-5-5",
-        prefixes=("claude-sonnet-5-5",),
-        sampling_params=False,
-        prefill=False,
-        forced_tool_choice=False,
-        thinking_modes=frozenset({"adaptive"}),
-        effort_levels=_EFFORT,
-        max_output_tokens=128_000,
-        context_window=1_000_000,
-        min_cacheable_tokens=1024,
-        prices=(
-            _p("2026-09-01", "2", "2.50", "4", "0.20", "10"),
-            _p("2026-10-07", "2", "2.50", "4", "0.10", "10"),
-        ),
-    ),
-    ModelSpec(
-        family="claude-sonnet-5",
-        prefixes=("claude-sonnet-5",),
-        sampling_params=False,
-        prefill=False,
-        forced_tool_choice=True,
-        thinking_modes=frozenset({"adaptive", "disabled"}),
-        effort_levels=_EFFORT,
-        max_output_tokens=128_000,
-        context_window=1_000_000,
-        min_cacheable_tokens=1024,
-        prices=(_p("2026-05-01", "2", "2.50", "4", "0.20", "10"),),
-    ),
-    ModelSpec(
-        family="claude-sonnet-4-6",
-        prefixes=("claude-sonnet-4-6",),
-        sampling_params=True,
-        prefill=False,
-        forced_tool_choice=True,
-        thinking_modes=frozenset({"adaptive", "enabled", "disabled"}),
-        effort_levels=_EFFORT,
-        max_output_tokens=64_000,
-        context_window=1_000_000,
-        min_cacheable_tokens=2048,
-        prices=(_p("2026-02-17", "3", "3.75", "6", "0.30", "15"),),
-    ),
-    ModelSpec(
-        family="claude-opus-4-6",
-        prefixes=("claude-opus-4-6",),
-        sampling_params=True,
-        prefill=False,
-        forced_tool_choice=True,
-        thinking_modes=frozenset({"adaptive", "enabled", "disabled"}),
-        effort_levels=_EFFORT,
-        max_output_tokens=128_000,
-        context_window=1_000_000,
-        min_cacheable_tokens=4096,
-        prices=(_p("2026-02-05", "5", "6.25", "10", "0.50", "25"),),
-    ),
-    ModelSpec(
-        family="claude-haiku-4-5",
-        prefixes=("claude-haiku-4-5",),
-        sampling_params=True,
-        prefill=True,
-        forced_tool_choice=True,
-        thinking_modes=frozenset({"enabled", "disabled"}),
-        effort_levels=(),
-        max_output_tokens=64_000,
-        context_window=200_000,
-        min_cacheable_tokens=4096,
-        prices=(_p("2025-10-15", "1", "1.25", "2", "0.10", "5"),),
-    ),
-)
+
+def load_families(path: Path = FAMILIES_FILE) -> tuple[ModelSpec, ...]:
+    """The model families of the TOML file at ``path``, in file order."""
+    with path.open("rb") as handle:
+        return tuple(_family(table) for table in tomllib.load(handle)["family"])
+
+
+FAMILIES: tuple[ModelSpec, ...] = load_families()
 
 CONSERVATIVE = ModelSpec(
     family="unknown",

@@ -283,9 +283,11 @@ class TicketingTestView(MethodView):
         system's refusal."""
         _require_owner()
         settings = current_app.config["SETTINGS"]
-        return integrations.check_ticketing(
-            account_id=current_principal().account_id,
-            ticket_ref=data.get("ticket_ref"),
-            timeout_s=settings.WEBHOOK_TIMEOUT_S,
-            allow_private=settings.ALLOW_PRIVATE_WEBHOOKS,
-        )
+        with db.session() as session:
+            configured = integrations.configured_ticketing(
+                session,
+                account_id=current_principal().account_id,
+                timeout_s=settings.WEBHOOK_TIMEOUT_S,
+                allow_private=settings.ALLOW_PRIVATE_WEBHOOKS,
+            )
+        return integrations.check_ticketing(configured, data.get("ticket_ref"))

@@ -380,17 +380,19 @@ def target_for(row: TicketingIntegration, *, timeout_s: float, allow_private: bo
     )
 
 
-def check_ticketing(
-    *, account_id: uuid.UUID, ticket_ref: str | None, timeout_s: float, allow_private: bool
-) -> dict[str, Any]:
-    """One harmless authenticated call with the stored configuration: {ok, detail}."""
-    from shared.db import db
+def configured_ticketing(
+    session: Session, *, account_id: uuid.UUID, timeout_s: float, allow_private: bool
+) -> Configured:
+    """The account's stored integration, ready to call (404 when there is none)."""
+    row = _row(session, account_id)
+    if row is None:
+        raise NotFound("no ticketing integration is configured for this account")
+    return target_for(row, timeout_s=timeout_s, allow_private=allow_private)
 
-    with db.session() as session:
-        row = _row(session, account_id)
-        if row is None:
-            raise NotFound("no ticketing integration is configured for this account")
-        configured = target_for(row, timeout_s=timeout_s, allow_private=allow_private)
+
+def check_ticketing(configured: Configured, ticket_ref: str | None) -> dict[str, Any]:
+    """One harmless authenticated call with the stored configuration: {ok, detail}. Takes no
+    database session: the caller has closed it, so none is held across the outbound call."""
     try:
         seen = configured.adapter.check(configured.target, ticket_ref or None)
     except TargetError as exc:

@@ -20,9 +20,9 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
-from sqlalchemy import func, inspect, select
+from sqlalchemy import inspect
 
-from services.pilot import chat, sessions
+from services.pilot import chat, facts, fixes, sessions
 from services.pilot.schemas import (
     ChatMessageSchema,
     ChatTurnResponseSchema,
@@ -49,7 +49,6 @@ from shared.config import Settings
 from shared.db import db
 from shared.events import write_transaction
 from shared.llm import LLMClient, LLMUnavailable
-from shared.models import ChatMessage
 from shared.usage import budget_status
 from shared.web import BEARER_SECURITY
 
@@ -307,7 +306,7 @@ class FactsView(MethodView):
     def get(self, session_id: uuid.UUID) -> Any:
         """The session's facts, oldest first."""
         with db.session() as session:
-            return sessions.list_facts(session, current_principal(), session_id)
+            return facts.list_facts(session, current_principal(), session_id)
 
     @blp.arguments(FactCreateSchema)
     @blp.response(201, FactWriteResponseSchema)
@@ -315,7 +314,7 @@ class FactsView(MethodView):
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Record a fact: text (trimmed, 1..4000 characters) and kind (default observation)."""
         with write_transaction() as session:
-            result = sessions.add_fact(
+            result = facts.add_fact(
                 session, current_principal(), session_id, text=data["text"], kind=data["kind"]
             )
         return _versioned(result)
@@ -331,7 +330,7 @@ class FactView(MethodView):
     def patch(self, data: dict[str, Any], session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Change a fact's text or kind."""
         with write_transaction() as session:
-            result = sessions.update_fact(session, current_principal(), session_id, fact_id, data)
+            result = facts.update_fact(session, current_principal(), session_id, fact_id, data)
         return _versioned(result)
 
     @blp.response(200, FactDeleteResponseSchema)
@@ -339,7 +338,7 @@ class FactView(MethodView):
     def delete(self, session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Delete a fact. Answers 200 (not 204) so the new state_version can be returned."""
         with write_transaction() as session:
-            result = sessions.delete_fact(session, current_principal(), session_id, fact_id)
+            result = facts.delete_fact(session, current_principal(), session_id, fact_id)
         return {"id": fact_id, "deleted": True, "state_version": result.state_version}
 
 
@@ -355,24 +354,15 @@ class MessagesView(MethodView):
     @blp.doc(security=BEARER_SECURITY)
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The conversation, oldest first. `X-Total-Count` gives the unpaged total."""
-        principal = current_principal()
         with db.session() as session:
-            sessions.get_session(session, principal, session_id)
-            conditions = (
-                ChatMessage.session_id == session_id,
-                ChatMessage.account_id == principal.account_id,
+            rows, total = chat.list_messages(
+                session,
+                current_principal(),
+                session_id,
+                limit=args["limit"],
+                offset=args["offset"],
             )
-            total = session.execute(
-                select(func.count()).select_from(ChatMessage).where(*conditions)
-            ).scalar_one()
-            rows = session.scalars(
-                select(ChatMessage)
-                .where(*conditions)
-                .order_by(ChatMessage.created_at, ChatMessage.id)
-                .limit(args["limit"])
-                .offset(args["offset"])
-            ).all()
-        return list(rows), {"X-Total-Count": str(total)}
+        return rows, {"X-Total-Count": str(total)}
 
     @blp.arguments(MessageCreateSchema)
     @blp.response(201, ChatTurnResponseSchema)
@@ -454,7 +444,7 @@ class FixesView(MethodView):
     def get(self, session_id: uuid.UUID) -> Any:
         """Every fix proposed in the session, newest first, with supersession and decision."""
         with db.session() as session:
-            return sessions.list_fixes(session, current_principal(), session_id)
+            return fixes.list_fixes(session, current_principal(), session_id)
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/active")
@@ -466,7 +456,7 @@ class ActiveFixView(MethodView):
     def get(self, session_id: uuid.UUID) -> Any:
         """The active (not superseded) fix, or 404 when there is none."""
         with db.session() as session:
-            return sessions.get_active_fix(session, current_principal(), session_id)
+            return fixes.get_active_fix(session, current_principal(), session_id)
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/<uuid:fix_id>/decision")

@@ -1,4 +1,5 @@
-"""FlowPilot sessions domain: sessions, facts, suggested fixes, decisions, resolve and reopen.
+"""FlowPilot sessions domain: sessions, their writes' bump, fix decisions, resolve and reopen.
+Facts live in `facts`, suggested fixes in `fixes`.
 
 No Flask. Every function takes an open SQLAlchemy session (the caller owns the transaction,
 normally `shared.events.write_transaction()`) and the acting principal. Every query is scoped
@@ -13,20 +14,18 @@ outbox row included) rolls back.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from services.notes import bundle
 from shared import events
 from shared.errors import (
     AI_SESSION_NOT_FOUND,
-    FACT_NOT_FOUND,
     SUGGESTED_FIX_NOT_FOUND,
     Conflict,
     InvalidInput,
@@ -38,9 +37,10 @@ from shared.models import (
     SessionFact,
     SuggestedFix,
 )
-from shared.models.exposed import NotesIntegration, ScriptTemplateSummary
-from shared.permissions import can_create_content, template_visibility
+from shared.models.exposed import NotesIntegration
+from shared.permissions import can_create_content
 from shared.principal import Principal
+from shared.session_errors import session_write_errors
 
 # Causes written into `session.state_changed` events.
 CAUSE_SESSION_CREATED = "session_created"
@@ -51,10 +51,6 @@ CAUSE_FACT_DELETED = "fact_deleted"
 CAUSE_FIX_DECIDED = "fix_decided"
 CAUSE_RESOLVED = "session_resolved"
 CAUSE_REOPENED = "session_reopened"
-
-# How often persisting a fix retries after losing a race on the one-active-fix index.
-FIX_INSERT_ATTEMPTS = 3
-ONE_ACTIVE_FIX_INDEX = "uq_suggested_fixes_one_active"
 
 
 def _now() -> datetime:
@@ -104,7 +100,7 @@ def bump(
     extra_events: Iterable[tuple[str, dict[str, Any]]] = (),
 ) -> int:
     """`shared.events.bump` with its errors turned into the API's 404 and 409."""
-    try:
+    with session_write_errors():
         return events.bump(
             session,
             session_id=session_id,
@@ -113,10 +109,6 @@ def bump(
             require_active=require_active,
             extra_events=extra_events,
         )
-    except events.SessionNotFound as exc:
-        raise NotFound(AI_SESSION_NOT_FOUND) from exc
-    except events.SessionReadOnly as exc:
-        raise Conflict("Session is resolved and read-only; reopen it first") from exc
 
 
 def _locked_session(session: Session, principal: Principal, session_id: uuid.UUID) -> AISession:
@@ -231,17 +223,13 @@ def resolve_session(
     from, so the final note comes from exactly this version's data.
     """
     require_writer(session, principal, session_id)
-    try:
+    with session_write_errors(read_only="Session is already resolved"):
         version = events.bump(
             session,
             session_id=session_id,
             account_id=principal.account_id,
             cause=CAUSE_RESOLVED,
         )
-    except events.SessionNotFound as exc:
-        raise NotFound(AI_SESSION_NOT_FOUND) from exc
-    except events.SessionReadOnly as exc:
-        raise Conflict("Session is already resolved") from exc
     row = _locked_session(session, principal, session_id)
     if resolution:
         session.add(
@@ -326,201 +314,7 @@ def reopen_session(session: Session, principal: Principal, session_id: uuid.UUID
     return Versioned(row, version)
 
 
-# ── Facts ─────────────────────────────────────────────────────────────────
-
-
-def list_facts(session: Session, principal: Principal, session_id: uuid.UUID) -> list[SessionFact]:
-    get_session(session, principal, session_id)
-    return list(
-        session.scalars(
-            select(SessionFact)
-            .where(
-                SessionFact.session_id == session_id,
-                SessionFact.account_id == principal.account_id,
-            )
-            .order_by(SessionFact.created_at, SessionFact.id)
-        )
-    )
-
-
-def add_fact(
-    session: Session, principal: Principal, session_id: uuid.UUID, *, text: str, kind: str
-) -> Versioned:
-    require_writer(session, principal, session_id)
-    version = bump(session, principal, session_id, CAUSE_FACT_CREATED)
-    fact = SessionFact(
-        session_id=session_id,
-        account_id=principal.account_id,
-        kind=kind,
-        text=text,
-        source="engineer",
-        created_by=principal.id,
-    )
-    session.add(fact)
-    session.flush()
-    return Versioned(fact, version)
-
-
-def _get_fact(
-    session: Session, principal: Principal, session_id: uuid.UUID, fact_id: uuid.UUID
-) -> SessionFact:
-    fact = session.scalars(
-        select(SessionFact).where(
-            SessionFact.id == fact_id,
-            SessionFact.session_id == session_id,
-            SessionFact.account_id == principal.account_id,
-        )
-    ).one_or_none()
-    if fact is None:
-        raise NotFound(FACT_NOT_FOUND)
-    return fact
-
-
-def update_fact(
-    session: Session,
-    principal: Principal,
-    session_id: uuid.UUID,
-    fact_id: uuid.UUID,
-    changes: dict[str, Any],
-) -> Versioned:
-    require_writer(session, principal, session_id)
-    version = bump(session, principal, session_id, CAUSE_FACT_UPDATED)
-    fact = _get_fact(session, principal, session_id, fact_id)
-    for key in ("text", "kind"):
-        if key in changes:
-            setattr(fact, key, changes[key])
-    session.flush()
-    return Versioned(fact, version)
-
-
-def delete_fact(
-    session: Session, principal: Principal, session_id: uuid.UUID, fact_id: uuid.UUID
-) -> Versioned:
-    require_writer(session, principal, session_id)
-    version = bump(session, principal, session_id, CAUSE_FACT_DELETED)
-    fact = _get_fact(session, principal, session_id, fact_id)
-    session.delete(fact)
-    session.flush()
-    return Versioned(fact, version)
-
-
-def facts_by_kind(facts: Sequence[SessionFact]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for fact in facts:
-        grouped.setdefault(fact.kind, []).append(fact.text)
-    return grouped
-
-
-# ── Suggested fixes ───────────────────────────────────────────────────────
-
-
-def list_fixes(session: Session, principal: Principal, session_id: uuid.UUID) -> list[SuggestedFix]:
-    get_session(session, principal, session_id)
-    return list(
-        session.scalars(
-            select(SuggestedFix)
-            .where(
-                SuggestedFix.session_id == session_id,
-                SuggestedFix.account_id == principal.account_id,
-            )
-            .order_by(SuggestedFix.created_at.desc(), SuggestedFix.id.desc())
-        )
-    )
-
-
-def active_fix(
-    session: Session, account_id: uuid.UUID, session_id: uuid.UUID
-) -> SuggestedFix | None:
-    return session.scalars(
-        select(SuggestedFix).where(
-            SuggestedFix.session_id == session_id,
-            SuggestedFix.account_id == account_id,
-            SuggestedFix.superseded_at.is_(None),
-        )
-    ).one_or_none()
-
-
-def get_active_fix(session: Session, principal: Principal, session_id: uuid.UUID) -> SuggestedFix:
-    get_session(session, principal, session_id)
-    fix = active_fix(session, principal.account_id, session_id)
-    if fix is None:
-        raise NotFound("No active suggested fix")
-    return fix
-
-
-def account_principal(account_id: uuid.UUID) -> Principal:
-    """A stand-in for "the account as a whole": an owner of it sees every template the account
-    can see (built-ins and all of its own), which is what a fix's template_id must be."""
-    return Principal(
-        id=uuid.UUID(int=0),
-        account_id=account_id,
-        team_id=None,
-        role="owner",
-        is_super_admin=False,
-        email="",
-    )
-
-
-def visible_template_id(
-    session: Session, account_id: uuid.UUID, template_id: str | None
-) -> uuid.UUID | None:
-    """The template id when it names a live template visible to the account, else None."""
-    if not template_id:
-        return None
-    try:
-        candidate = uuid.UUID(str(template_id))
-    except ValueError:
-        return None
-    found = session.scalars(
-        select(ScriptTemplateSummary.id).where(
-            ScriptTemplateSummary.id == candidate,
-            ScriptTemplateSummary.is_active.is_(True),
-            template_visibility(account_principal(account_id), ScriptTemplateSummary),
-        )
-    ).one_or_none()
-    return found
-
-
-def persist_fix(
-    session: Session,
-    *,
-    account_id: uuid.UUID,
-    session_id: uuid.UUID,
-    values: dict[str, Any],
-    source_message_id: uuid.UUID | None = None,
-) -> SuggestedFix:
-    """Supersede the active fix and insert the new one, in the caller's transaction.
-
-    Callers normally hold the session's row lock (they bumped first), which serialises this.
-    A writer that did not, and inserted concurrently, makes our INSERT hit the partial unique
-    index once it commits; the savepoint then rolls back and the supersede-and-insert runs
-    again, now seeing (and superseding) the winner's row.
-    """
-    for attempt in range(1, FIX_INSERT_ATTEMPTS + 1):
-        try:
-            with session.begin_nested():
-                session.execute(
-                    update(SuggestedFix)
-                    .where(
-                        SuggestedFix.session_id == session_id,
-                        SuggestedFix.superseded_at.is_(None),
-                    )
-                    .values(superseded_at=func.now())
-                    .execution_options(synchronize_session=False)
-                )
-                fix = SuggestedFix(
-                    session_id=session_id,
-                    account_id=account_id,
-                    source_message_id=source_message_id,
-                    **values,
-                )
-                session.add(fix)
-                session.flush()
-            return fix
-        except IntegrityError as exc:
-            if ONE_ACTIVE_FIX_INDEX not in str(exc.orig) or attempt == FIX_INSERT_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+# ── Suggested fixes: decisions ───────────────────────────────────────────
 
 
 def decide_fix(

@@ -9,7 +9,7 @@ from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.scripts import templates
+from services.scripts import catalogue, generations, templates
 from services.scripts.schemas import (
     CategoryResponseSchema,
     GenerateRequestSchema,
@@ -161,7 +161,7 @@ class CategoriesView(MethodView):
     def get(self) -> list[dict[str, Any]]:
         """Active categories by sort order, with the number of templates you can see."""
         with db.session() as session:
-            return templates.list_categories(session, current_principal())
+            return catalogue.list_categories(session, current_principal())
 
 
 @scripts_blp.route("/templates")
@@ -175,7 +175,7 @@ class TemplatesView(MethodView):
         """Templates you can see, ordered by name, or by relevance when `search` is given
         (`websearch_to_tsquery` syntax: words, "quoted phrases", -excluded; typos tolerated).
         `X-Total-Count` gives the unpaged total."""
-        filters = templates.TemplateFilters(
+        filters = catalogue.TemplateFilters(
             category_slug=args.get("category_slug"),
             search=args.get("search"),
             tags=tuple((args.get("tags") or "").split(",")),
@@ -186,7 +186,7 @@ class TemplatesView(MethodView):
             offset=args["offset"],
         )
         with db.session() as session:
-            rows, total = templates.list_templates(session, current_principal(), filters)
+            rows, total = catalogue.list_templates(session, current_principal(), filters)
         return rows, {"X-Total-Count": str(total)}
 
     @scripts_blp.arguments(TemplateCreateSchema)
@@ -207,7 +207,7 @@ class TagsView(MethodView):
     def get(self) -> list[dict[str, Any]]:
         """Every tag on a template you can see, with its template count, sorted by tag."""
         with db.session() as session:
-            return templates.list_tags(session, current_principal())
+            return catalogue.list_tags(session, current_principal())
 
 
 @scripts_blp.route("/templates/by-slug/<string:slug>")
@@ -219,7 +219,7 @@ class TemplateBySlugView(MethodView):
     def get(self, slug: str) -> Any:
         """The template of that slug: your account's own, else the built-in one."""
         with db.session() as session:
-            return templates.get_template_by_slug(session, current_principal(), slug)
+            return catalogue.get_template_by_slug(session, current_principal(), slug)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>")
@@ -231,7 +231,7 @@ class TemplateView(MethodView):
     def get(self, template_id: uuid.UUID) -> Any:
         """One template with its body, parameters, defaults and validation rules."""
         with db.session() as session:
-            return templates.get_template(session, current_principal(), template_id)
+            return catalogue.get_template(session, current_principal(), template_id)
 
     @scripts_blp.arguments(TemplateUpdateSchema)
     @scripts_blp.response(200, TemplateDetailSchema)
@@ -273,7 +273,7 @@ class TemplateVersionsView(MethodView):
     def get(self, template_id: uuid.UUID) -> Any:
         """Every version of the template's body and parameters, newest first."""
         with db.session() as session:
-            return templates.list_versions(session, current_principal(), template_id)
+            return catalogue.list_versions(session, current_principal(), template_id)
 
 
 # ── Generate and history ──────────────────────────────────────────────────
@@ -292,7 +292,7 @@ class GenerateView(MethodView):
         principal = current_principal()
         _register_sensitive(data["parameters"])
         with write_transaction() as session:
-            result = templates.generate_script(
+            result = generations.generate_script(
                 session,
                 principal,
                 template_id=data["template_id"],
@@ -345,7 +345,7 @@ class GenerateView(MethodView):
         return body
 
 
-def _delivery_warnings(result: templates.GenerationResult) -> list[str]:
+def _delivery_warnings(result: generations.GenerationResult) -> list[str]:
     rendered = result.rendered
     warnings = []
     env = [s.variable for s in rendered.secret_inputs if s.variable]
@@ -383,7 +383,7 @@ class GenerationDownloadView(MethodView):
         byte-order mark (Windows PowerShell 5.1 reads a file without one in the ANSI code
         page). Inline generations answer 409: their stored copy has the secrets redacted."""
         with db.session() as session:
-            generation, slug = templates.get_generation_download(
+            generation, slug = generations.get_generation_download(
                 session, current_principal(), generation_id
             )
             script = generation.generated_script
@@ -407,7 +407,7 @@ class ScriptSettingsView(MethodView):
     def get(self) -> dict[str, Any]:
         """The account's script settings."""
         with db.session() as session:
-            return templates.get_script_settings(session, current_principal())
+            return generations.get_script_settings(session, current_principal())
 
     @scripts_blp.arguments(ScriptSettingsSchema)
     @scripts_blp.response(200, ScriptSettingsSchema)
@@ -415,7 +415,7 @@ class ScriptSettingsView(MethodView):
     def put(self, data: dict[str, Any]) -> dict[str, Any]:
         """Set the account's default secret delivery (owners)."""
         with write_transaction() as session:
-            return templates.update_script_settings(session, current_principal(), data)
+            return generations.update_script_settings(session, current_principal(), data)
 
 
 @scripts_blp.route("/generations")
@@ -429,7 +429,7 @@ class GenerationsView(MethodView):
         """Your own generations, newest first (parameters as stored: redacted). `X-Total-Count`
         gives the unpaged total."""
         with db.session() as session:
-            rows, total = templates.list_generations(
+            rows, total = generations.list_generations(
                 session, current_principal(), limit=args["limit"], offset=args["offset"]
             )
         return [

@@ -14,6 +14,7 @@ from services.notes.adapters.base import (
     Posted,
     Target,
     TargetError,
+    already_posted,
     numeric_ref,
 )
 from services.notes.adapters.render import Rendered, has_marker
@@ -115,30 +116,20 @@ class AutotaskAdapter(Adapter):
         )
         for item in (response.json() or {}).get("items") or []:
             if has_marker(str(item.get("description") or ""), note_id):
-                return Posted(
-                    ticket=ticket,
-                    external_id=str(item.get("id")),
-                    request_id=response.request_id,
-                    answer="already on the ticket",
-                    found=True,
-                )
+                return already_posted(ticket, str(item.get("id")), response=response)
         return None
 
     def check(self, target: Target, ticket_ref: str | None) -> str:
         zone = self._zone(target)
         if ticket_ref:
-            ticket = numeric_ref(ticket_ref, self.label)
-            response = self.call(
+            return self.describe_ticket(
                 target,
-                "GET",
-                f"{zone}/V1.0/Tickets/{ticket}",
+                ticket_ref,
+                lambda ticket: f"{zone}/V1.0/Tickets/{ticket}",
                 headers=self._headers(target),
-                ticket_ref=ticket_ref,
-                ok=(200,),
+                title=lambda data: (data.get("item") or {}).get("title", ""),
             )
-            item = (response.json() or {}).get("item") or {}
-            return f"ticket {ticket} found: {item.get('title', '')}"[:300]
-        response = self.call(
+        self.call(
             target,
             "GET",
             f"{zone}/V1.0/Tickets/entityInformation",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
@@ -142,6 +142,27 @@ class Posted:
     found: bool = False
 
 
+ALREADY_POSTED = "already on the ticket"
+
+
+def already_posted(
+    ticket: str,
+    external_id: str,
+    *,
+    link: str | None = None,
+    response: HttpResponse | None = None,
+) -> Posted:
+    """What :meth:`Adapter.find` returns for a note it found on the ticket by its marker."""
+    return Posted(
+        ticket=ticket,
+        external_id=external_id,
+        link=link,
+        request_id=response.request_id if response is not None else None,
+        answer=ALREADY_POSTED,
+        found=True,
+    )
+
+
 class TargetError(Exception):
     """The target refused or failed the call. ``status`` is its HTTP status (None: no answer)."""
 
@@ -220,6 +241,23 @@ class Adapter:
         return TargetError(
             f"ticket {ticket_ref} not found in {self.label}", status=404, retryable=False
         )
+
+    def describe_ticket(
+        self,
+        target: Target,
+        ticket_ref: str,
+        url: Callable[[str], str],
+        *,
+        headers: Mapping[str, str],
+        title: Callable[[Any], object],
+    ) -> str:
+        """:meth:`check`'s answer for a numbered ticket: GET ``url(number)`` and name the
+        ticket by ``title(answer)``."""
+        ticket = numeric_ref(ticket_ref, self.label)
+        response = self.call(
+            target, "GET", url(ticket), headers=headers, ticket_ref=ticket_ref, ok=(200,)
+        )
+        return f"ticket {ticket} found: {title(response.json() or {})}"[:300]
 
     def call(
         self,

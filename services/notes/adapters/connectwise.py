@@ -10,6 +10,7 @@ from services.notes.adapters.base import (
     Field,
     Posted,
     Target,
+    already_posted,
     basic_auth,
     numeric_ref,
 )
@@ -92,29 +93,20 @@ class ConnectWiseAdapter(Adapter):
             notes = response.json() or []
             for note in notes if isinstance(notes, list) else []:
                 if has_marker(str(note.get("text") or ""), note_id):
-                    return Posted(
-                        ticket=ticket,
-                        external_id=str(note.get("id")),
-                        request_id=response.request_id,
-                        answer="already on the ticket",
-                        found=True,
-                    )
+                    return already_posted(ticket, str(note.get("id")), response=response)
             if not isinstance(notes, list) or len(notes) < PAGE:
                 break
         return None
 
     def check(self, target: Target, ticket_ref: str | None) -> str:
         if ticket_ref:
-            ticket = numeric_ref(ticket_ref, self.label)
-            response = self.call(
+            return self.describe_ticket(
                 target,
-                "GET",
-                self._api(target, f"/service/tickets/{ticket}"),
+                ticket_ref,
+                lambda ticket: self._api(target, f"/service/tickets/{ticket}"),
                 headers=self._headers(target),
-                ticket_ref=ticket_ref,
-                ok=(200,),
+                title=lambda data: data.get("summary", ""),
             )
-            return f"ticket {ticket} found: {(response.json() or {}).get('summary', '')}"[:300]
         response = self.call(
             target, "GET", self._api(target, "/system/info"), headers=self._headers(target)
         )

@@ -9,6 +9,7 @@ from services.notes.adapters.base import (
     Field,
     Posted,
     Target,
+    already_posted,
     basic_auth,
     numeric_ref,
 )
@@ -65,13 +66,11 @@ class FreshserviceAdapter(Adapter):
             for item in items:
                 text = f"{item.get('body') or ''} {item.get('body_text') or ''}"
                 if has_marker(text, note_id):
-                    return Posted(
-                        ticket=ticket,
-                        external_id=str(item.get("id")),
+                    return already_posted(
+                        ticket,
+                        str(item.get("id")),
                         link=self._link(target, ticket),
-                        request_id=response.request_id,
-                        answer="already on the ticket",
-                        found=True,
+                        response=response,
                     )
             if len(items) < 100:
                 break
@@ -79,17 +78,13 @@ class FreshserviceAdapter(Adapter):
 
     def check(self, target: Target, ticket_ref: str | None) -> str:
         if ticket_ref:
-            ticket = numeric_ref(ticket_ref, self.label)
-            response = self.call(
+            return self.describe_ticket(
                 target,
-                "GET",
-                target.url(f"/api/v2/tickets/{ticket}"),
+                ticket_ref,
+                lambda ticket: target.url(f"/api/v2/tickets/{ticket}"),
                 headers=self._headers(target),
-                ticket_ref=ticket_ref,
-                ok=(200,),
+                title=lambda data: (data.get("ticket") or {}).get("subject", ""),
             )
-            subject = ((response.json() or {}).get("ticket") or {}).get("subject", "")
-            return f"ticket {ticket} found: {subject}"[:300]
         response = self.call(
             target, "GET", target.url("/api/v2/agents/me"), headers=self._headers(target)
         )

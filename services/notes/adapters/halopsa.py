@@ -13,6 +13,7 @@ from services.notes.adapters.base import (
     Posted,
     Target,
     TargetError,
+    already_posted,
     numeric_ref,
 )
 from services.notes.adapters.render import Rendered, has_marker
@@ -116,29 +117,24 @@ class HaloPSAAdapter(Adapter):
         for action in (response.json() or {}).get("actions") or []:
             text = f"{action.get('note') or ''} {action.get('note_html') or ''}"
             if has_marker(text, note_id):
-                return Posted(
-                    ticket=ticket,
-                    external_id=str(action.get("id")),
+                return already_posted(
+                    ticket,
+                    str(action.get("id")),
                     link=self._link(target, ticket),
-                    request_id=response.request_id,
-                    answer="already on the ticket",
-                    found=True,
+                    response=response,
                 )
         return None
 
     def check(self, target: Target, ticket_ref: str | None) -> str:
         token = self._token(target)
         if ticket_ref:
-            ticket = numeric_ref(ticket_ref, self.label)
-            response = self.call(
+            return self.describe_ticket(
                 target,
-                "GET",
-                target.url(f"/api/Tickets/{ticket}"),
+                ticket_ref,
+                lambda ticket: target.url(f"/api/Tickets/{ticket}"),
                 headers=self._headers(token),
-                ticket_ref=ticket_ref,
-                ok=(200,),
+                title=lambda data: data.get("summary", ""),
             )
-            return f"ticket {ticket} found: {(response.json() or {}).get('summary', '')}"[:300]
         response = self.call(
             target, "GET", target.url("/api/Agent/me"), headers=self._headers(token)
         )

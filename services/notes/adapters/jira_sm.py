@@ -13,6 +13,7 @@ from services.notes.adapters.base import (
     Posted,
     Target,
     TargetError,
+    already_posted,
     basic_auth,
     path_part,
 )
@@ -96,13 +97,8 @@ class JiraServiceManagementAdapter(Adapter):
                 text = adf_text(body) if isinstance(body, dict) else str(body or "")
                 if has_marker(text, note_id):
                     comment_id = str(comment.get("id"))
-                    return Posted(
-                        ticket=key,
-                        external_id=comment_id,
-                        link=self._link(target, key, comment_id),
-                        request_id=response.request_id,
-                        answer="already on the ticket",
-                        found=True,
+                    return already_posted(
+                        key, comment_id, link=self._link(target, key, comment_id), response=response
                     )
             if (page + 1) * PAGE >= int(data.get("total") or 0) or not comments:
                 break

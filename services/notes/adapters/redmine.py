@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.notes.adapters.base import Adapter, Field, Posted, Target, numeric_ref
+from services.notes.adapters.base import Adapter, Field, Posted, Target, already_posted, numeric_ref
 from services.notes.adapters.render import Rendered, has_marker
 
 
@@ -75,12 +75,10 @@ class RedmineAdapter(Adapter):
         for journal in issue.get("journals") or []:
             if has_marker(str(journal.get("notes") or ""), note_id):
                 number = str(issue.get("id"))
-                return Posted(
-                    ticket=number,
-                    external_id=str(journal.get("id")),
+                return already_posted(
+                    number,
+                    str(journal.get("id")),
                     link=target.url(f"/issues/{number}#change-{journal.get('id')}"),
-                    answer="already on the ticket",
-                    found=True,
                 )
         return None
 

@@ -17,6 +17,7 @@ from services.notes.adapters.base import (
     Posted,
     Target,
     TargetError,
+    already_posted,
     numeric_ref,
 )
 from services.notes.adapters.render import Rendered, has_marker
@@ -104,13 +105,8 @@ class RequestTrackerAdapter(Adapter):
                     continue
                 txn = str(item.get("id"))
                 if self._transaction_has(target, txn, note_id):
-                    return Posted(
-                        ticket=ticket,
-                        external_id=txn,
-                        link=self._link(target, ticket, txn),
-                        request_id=response.request_id,
-                        answer="already on the ticket",
-                        found=True,
+                    return already_posted(
+                        ticket, txn, link=self._link(target, ticket, txn), response=response
                     )
             if page >= int(data.get("pages") or 1):
                 break

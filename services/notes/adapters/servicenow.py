@@ -17,6 +17,7 @@ from services.notes.adapters.base import (
     Posted,
     Target,
     TargetError,
+    already_posted,
     basic_auth,
 )
 from services.notes.adapters.render import Rendered, has_marker, marker
@@ -134,13 +135,11 @@ class ServiceNowAdapter(Adapter):
         )
         for row in (response.json() or {}).get("result") or []:
             if has_marker(str(row.get("value") or ""), note_id):
-                return Posted(
-                    ticket=str(incident.get("number")),
-                    external_id=sys_id,
+                return already_posted(
+                    str(incident.get("number")),
+                    sys_id,
                     link=self._link(target, sys_id),
-                    request_id=response.request_id,
-                    answer="already on the ticket",
-                    found=True,
+                    response=response,
                 )
         return None
 

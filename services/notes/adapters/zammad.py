@@ -14,6 +14,7 @@ from services.notes.adapters.base import (
     Field,
     Posted,
     Target,
+    already_posted,
     numeric_ref,
 )
 from services.notes.adapters.render import Rendered, has_marker
@@ -91,13 +92,11 @@ class ZammadAdapter(Adapter):
         articles = response.json()
         for article in articles if isinstance(articles, list) else []:
             if has_marker(str(article.get("body") or ""), note_id):
-                return Posted(
-                    ticket=str(ticket.get("number")),
-                    external_id=str(article.get("id")),
+                return already_posted(
+                    str(ticket.get("number")),
+                    str(article.get("id")),
                     link=self._link(target, ticket["id"]),
-                    request_id=response.request_id,
-                    answer="already on the ticket",
-                    found=True,
+                    response=response,
                 )
         return None
 

@@ -12,6 +12,7 @@ from services.notes.adapters.base import (
     Field,
     Posted,
     Target,
+    already_posted,
     basic_auth,
     numeric_ref,
 )
@@ -78,13 +79,11 @@ class ZendeskAdapter(Adapter):
             for comment in data.get("comments") or []:
                 text = f"{comment.get('body') or ''} {comment.get('html_body') or ''}"
                 if has_marker(text, note_id):
-                    return Posted(
-                        ticket=ticket,
-                        external_id=str(comment.get("id")),
+                    return already_posted(
+                        ticket,
+                        str(comment.get("id")),
                         link=self._link(target, ticket),
-                        request_id=response.request_id,
-                        answer="already on the ticket",
-                        found=True,
+                        response=response,
                     )
             meta = data.get("meta") or {}
             next_url = (data.get("links") or {}).get("next") if meta.get("has_more") else None
@@ -94,17 +93,13 @@ class ZendeskAdapter(Adapter):
 
     def check(self, target: Target, ticket_ref: str | None) -> str:
         if ticket_ref:
-            ticket = numeric_ref(ticket_ref, self.label)
-            response = self.call(
+            return self.describe_ticket(
                 target,
-                "GET",
-                target.url(f"/api/v2/tickets/{ticket}.json"),
+                ticket_ref,
+                lambda ticket: target.url(f"/api/v2/tickets/{ticket}.json"),
                 headers=self._headers(target),
-                ticket_ref=ticket_ref,
-                ok=(200,),
+                title=lambda data: (data.get("ticket") or {}).get("subject", ""),
             )
-            subject = ((response.json() or {}).get("ticket") or {}).get("subject", "")
-            return f"ticket {ticket} found: {subject}"[:300]
         response = self.call(
             target, "GET", target.url("/api/v2/users/me.json"), headers=self._headers(target)
         )

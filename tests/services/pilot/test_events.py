@@ -16,7 +16,7 @@ import redis
 from flask import Flask
 from sqlalchemy import select
 
-from services.pilot import sessions
+from services.pilot.fixes import persist_fix
 from shared.config import Settings
 from shared.db import db
 from shared.events import FIX_DECIDED, SESSION_RESOLVED, STATE_CHANGED, relay_outbox
@@ -58,7 +58,7 @@ def _closed_port() -> int:
 
 def _seed_fix(session_id: str, account_id: uuid.UUID, title: str) -> str:
     with db.transaction() as session:
-        fix = sessions.persist_fix(
+        fix = persist_fix(
             session,
             account_id=account_id,
             session_id=uuid.UUID(session_id),

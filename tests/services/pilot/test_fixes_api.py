@@ -15,7 +15,7 @@ from flask import Flask
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from services.pilot import sessions
+from services.pilot.fixes import persist_fix
 from shared.db import db
 from shared.models import SuggestedFix
 from tests.support.stub_anthropic import StubAnthropic
@@ -23,7 +23,7 @@ from tests.support.stub_anthropic import StubAnthropic
 
 def _seed_fix(session_id: str, account_id: uuid.UUID, title: str, **values: Any) -> str:
     with db.transaction() as session:
-        fix = sessions.persist_fix(
+        fix = persist_fix(
             session,
             account_id=account_id,
             session_id=uuid.UUID(session_id),
@@ -290,7 +290,7 @@ def test_persisting_a_fix_retries_after_losing_the_race_on_the_unique_index(
     session_id = uuid.UUID(sid)
     first = db.session()
     first.begin()
-    sessions.persist_fix(
+    persist_fix(
         first, account_id=engineer.account_id, session_id=session_id, values={"title": "First"}
     )
     outcome: dict[str, Any] = {}
@@ -298,7 +298,7 @@ def test_persisting_a_fix_retries_after_losing_the_race_on_the_unique_index(
     def second() -> None:
         try:
             with db.transaction() as session:
-                fix = sessions.persist_fix(
+                fix = persist_fix(
                     session,
                     account_id=engineer.account_id,
                     session_id=session_id,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from services.pilot import sessions
+from services.pilot.fixes import persist_fix
 from shared.db import db
 from shared.models import OutboxEvent, ResolutionNote, SessionFact, TicketingIntegration
 
@@ -104,7 +104,7 @@ def test_a_dismissed_fix_is_no_resolution_but_a_decided_one_is(
 ) -> None:
     sid = helpers.create_session(pilot_client, engineer)["id"]
     with db.transaction() as session:
-        fix = sessions.persist_fix(
+        fix = persist_fix(
             session,
             account_id=engineer.account_id,
             session_id=uuid.UUID(sid),
@@ -121,7 +121,7 @@ def test_a_dismissed_fix_is_no_resolution_but_a_decided_one_is(
     assert _resolve(pilot_client, engineer, sid).status_code == 422
 
     with db.transaction() as session:
-        fix = sessions.persist_fix(
+        fix = persist_fix(
             session,
             account_id=engineer.account_id,
             session_id=uuid.UUID(sid),

@@ -16,8 +16,8 @@ from services.scripts.engine import (
     ScriptTemplateEngine,
     TemplateDefinitionError,
 )
+from services.scripts.generations import compiled_templates
 from services.scripts.library import read_library
-from services.scripts.templates import compiled_templates
 from tests.services.scripts.conftest import SIMPLE_BODY, SIMPLE_SCHEMA
 
 BASE = "/api/v1/scripts"

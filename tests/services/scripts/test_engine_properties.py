@@ -19,15 +19,13 @@ from hypothesis import strategies as st
 from tree_sitter import Language, Node, Parser
 
 from services.scripts.engine import (
-    INT64_MAX,
-    INT64_MIN,
     REDACTION_MARKER,
-    SINGLE_QUOTE_CHARS,
     ScriptRenderError,
     ScriptTemplateEngine,
     TemplateDefinitionError,
     quote_ps_string,
 )
+from services.scripts.engine.spec import INT64_MAX, INT64_MIN, SINGLE_QUOTE_CHARS
 
 PARSER = Parser(Language(tsp.language()))
 ENGINE = ScriptTemplateEngine()

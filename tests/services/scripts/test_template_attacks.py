@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import insert
 
 from services.scripts.engine import (
-    MAX_PATTERN_SUBJECT_LENGTH,
     ScriptRenderError,
     ScriptTemplateEngine,
     TemplateDefinitionError,
-    insertion_point_problems,
 )
+from services.scripts.engine.scanner import insertion_point_problems
+from services.scripts.engine.values import MAX_PATTERN_SUBJECT_LENGTH
 from shared.db import db
 from shared.models import ScriptTemplate
 

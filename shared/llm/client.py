@@ -1,27 +1,5 @@
-"""The one place that talks to the LLM (Claude, through the official ``anthropic`` SDK).
-
-:class:`LLMClient` wraps a single ``anthropic.Anthropic`` client (thread-safe, built once)
-configured from :class:`shared.config.Settings`: ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``,
-``ANTHROPIC_MODEL``, ``LLM_TIMEOUT_S`` and ``LLM_MAX_RETRIES``. Retries with backoff (timeouts,
-connection errors, 408/409/429/5xx/529, honouring ``retry-after``) are the SDK's own; whatever
-still fails afterwards surfaces as :class:`LLMUnavailable`.
-
-Every request is passed through :func:`shared.llm_models.conform_request` before it is sent,
-so nothing the target model refuses (sampling parameters on Sonnet 5.x, a prefill, a thinking
-mode or effort level it does not have, ``max_tokens`` above its limit, more than four cache
-breakpoints) ever leaves the process: what can be dropped is dropped (and logged), what cannot
-is refused locally as a permanent :class:`LLMUnavailable`. A refusal by the API itself (400,
-401, 402, 403, 404, 413) is permanent too: the SDK does not retry it, and ``error`` carries the
-API's error type and message for the ledger.
-
-The stable system prompt is sent as a text block marked ``cache_control: ephemeral`` so the
-API caches it (prompt caching); the usage figures of every call, cache reads and writes
-(split by TTL) included, come back on :class:`LLMResult` and are logged (never the prompt or
-the answer).
-
-Without an API key the client is *offline*: each call returns the caller's ``offline()``
-text, so the product stays usable without the LLM.
-"""
+"""The client: one `anthropic.Anthropic` client per process, every request conformed to its
+model, offline answers without an API key, and the usage of every call logged."""
 
 from __future__ import annotations
 
@@ -29,201 +7,33 @@ import logging
 import math
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import anthropic
 import httpx2
 
+from shared.llm.results import (
+    GENERATOR_ANTHROPIC,
+    GENERATOR_OFFLINE,
+    OFFLINE_MODEL,
+    LLMResult,
+    LLMUnavailable,
+    LLMUsage,
+    _api_error_text,
+    _classify,
+    _usage,
+)
 from shared.llm_models import ModelSpec, RequestNotSupported, conform_request, spec_for
 
 if TYPE_CHECKING:
     from shared.config import Settings
 
-logger = logging.getLogger(__name__)
 
-GENERATOR_ANTHROPIC = "anthropic"
-GENERATOR_OFFLINE = "offline"
-OFFLINE_MODEL = "offline"
+# One logger for the package, named as it was when the package was one module.
+logger = logging.getLogger("shared.llm")
 
-# Reasons carried by LLMUnavailable. The first group is transient (the SDK already retried);
-# the second means the request itself was refused and repeating it will not help.
-TRANSIENT_REASONS = frozenset(
-    {"timeout", "connection_error", "rate_limited", "overloaded", "server_error"}
-)
-PERMANENT_REASONS = frozenset(
-    {
-        "auth_error",
-        "billing_error",
-        "invalid_request",
-        "unsupported_request",
-        "api_error",
-        "offline",
-    }
-)
-# The API's error texts are stored in the ledger: bounded, never a prompt.
-MAX_ERROR_CHARS = 300
-
-# Rough per-message framing overhead used by fit_history, in tokens.
-MESSAGE_OVERHEAD_TOKENS = 4
 
 _CACHE_CONTROL: dict[str, str] = {"type": "ephemeral"}
-
-# error.type of an SSE ``error`` event (which arrives inside a 200 response) -> (reason, status)
-_STREAM_ERROR_TYPES: dict[str, tuple[str, int]] = {
-    "overloaded_error": ("overloaded", 529),
-    "rate_limit_error": ("rate_limited", 429),
-    "timeout_error": ("timeout", 504),
-    "api_error": ("server_error", 500),
-}
-
-
-@dataclass(frozen=True)
-class LLMUsage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    # The 1-hour-TTL part of cache_creation_input_tokens (priced higher than 5-minute writes).
-    cache_creation_1h_input_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class LLMResult:
-    text: str
-    generator: str  # "anthropic" | "offline"
-    model: str
-    usage: LLMUsage
-    latency_ms: int
-    stop_reason: str | None = None
-
-
-class LLMUnavailable(RuntimeError):
-    """The LLM could not answer: the SDK gave up after its retries, or refused the request.
-
-    ``reason`` is one of :data:`TRANSIENT_REASONS` (``timeout``, ``connection_error``,
-    ``rate_limited``, ``overloaded``, ``server_error``: try again later) or
-    :data:`PERMANENT_REASONS` (``auth_error`` for 401/403, ``invalid_request`` for other
-    4xx, ``api_error`` for anything else the SDK raised: retrying will not help).
-    ``status_code`` is the HTTP status when there was one; ``error`` is the API's own
-    ``error.type: error.message`` (or the local refusal), bounded, for the ledger.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        status_code: int | None = None,
-        detail: str = "",
-        error: str = "",
-    ) -> None:
-        message = f"LLM unavailable: {reason}"
-        if status_code is not None:
-            message += f" (HTTP {status_code})"
-        if detail:
-            message += f": {detail}"
-        super().__init__(message)
-        self.reason = reason
-        self.status_code = status_code
-        self.error = (error or detail or reason)[:MAX_ERROR_CHARS]
-
-    @property
-    def retryable(self) -> bool:
-        """Whether trying again later may succeed."""
-        return self.reason in TRANSIENT_REASONS
-
-
-def estimate_tokens(text: str) -> int:
-    """A rough token count: one token per four characters, rounded up (0 for "").
-
-    Claude's tokenizer averages a little under four characters a token on English prose
-    and fewer on code or non-Latin text, so treat this as an estimate for budgeting, not
-    for billing.
-    """
-    return math.ceil(len(text) / 4) if text else 0
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(block.get("text", ""))
-            for block in content
-            if isinstance(block, dict) and block.get("type", "text") == "text"
-        )
-    return ""
-
-
-def _message_tokens(message: dict[str, Any]) -> int:
-    return estimate_tokens(_content_text(message.get("content"))) + MESSAGE_OVERHEAD_TOKENS
-
-
-def _is_empty(content: Any) -> bool:
-    if isinstance(content, str):
-        return not content.strip()
-    if isinstance(content, list):
-        return not content
-    return content is None
-
-
-def _merge_content(first: Any, second: Any) -> Any:
-    if isinstance(first, str) and isinstance(second, str):
-        return f"{first}\n\n{second}"
-
-    def as_blocks(content: Any) -> list[Any]:
-        if isinstance(content, str):
-            return [{"type": "text", "text": content}]
-        return list(content)
-
-    return as_blocks(first) + as_blocks(second)
-
-
-def fit_history(messages: list[dict[str, Any]], budget_tokens: int) -> list[dict[str, Any]]:
-    """The most recent conversation turns that fit ``budget_tokens`` (by :func:`estimate_tokens`
-    plus a few tokens per message), shaped the way the Messages API wants them.
-
-    * The newest user message (and anything after it) is always kept, even over budget.
-    * Older messages are added newest-first while they fit; the first one that does not fit
-      ends the walk, so the kept history is contiguous.
-    * Messages with empty content or a role other than user/assistant are dropped.
-    * The result starts with a user turn (leading assistant turns are dropped) and
-      alternates roles (consecutive same-role turns are merged, their text joined by a blank
-      line).
-
-    The input list and its dicts are not modified.
-    """
-    cleaned = [
-        dict(m)
-        for m in messages
-        if m.get("role") in ("user", "assistant") and not _is_empty(m.get("content"))
-    ]
-    newest_user = max((i for i, m in enumerate(cleaned) if m["role"] == "user"), default=None)
-    if newest_user is None:
-        return []
-
-    kept = cleaned[newest_user:]
-    used = sum(_message_tokens(m) for m in kept)
-    for message in reversed(cleaned[:newest_user]):
-        cost = _message_tokens(message)
-        if used + cost > budget_tokens:
-            break
-        kept.insert(0, message)
-        used += cost
-
-    while kept and kept[0]["role"] != "user":
-        kept.pop(0)
-
-    shaped: list[dict[str, Any]] = []
-    for message in kept:
-        if shaped and shaped[-1]["role"] == message["role"]:
-            shaped[-1] = {
-                **shaped[-1],
-                "content": _merge_content(shaped[-1]["content"], message["content"]),
-            }
-        else:
-            shaped.append(message)
-    return shaped
 
 
 def _system_blocks(system: str | list[dict[str, Any]], cache_system: bool) -> list[dict[str, Any]]:
@@ -244,69 +54,6 @@ def _system_blocks(system: str | list[dict[str, Any]], cache_system: bool) -> li
     if cache_system and blocks and not any("cache_control" in b for b in blocks):
         blocks[0]["cache_control"] = dict(_CACHE_CONTROL)
     return blocks
-
-
-def _classify(exc: Exception) -> tuple[str, int | None]:
-    """``(reason, status_code)`` for an exception raised by the SDK or its HTTP layer."""
-    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return "timeout", None
-    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
-        return "connection_error", None
-    if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        if status < 400:  # an SSE error event inside a 200 stream
-            return _STREAM_ERROR_TYPES.get(str(exc.type or ""), ("server_error", 500))
-        if status == 429:
-            return "rate_limited", status
-        if status == 529:
-            return "overloaded", status
-        if status in (408, 504):
-            return "timeout", status
-        if status >= 500 or status == 409:
-            return "server_error", status
-        if status in (401, 403):
-            return "auth_error", status
-        if status == 402:
-            return "billing_error", status
-        return "invalid_request", status
-    return "api_error", None
-
-
-def _api_error_text(exc: Exception) -> str:
-    """``error.type: error.message`` from the API's error body, when it sent one."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        nested = body.get("error")
-        error: dict[str, Any] = nested if isinstance(nested, dict) else body
-        etype = str(error.get("type") or "")
-        message = str(error.get("message") or "")
-        if etype or message:
-            return f"{etype}: {message}"[:MAX_ERROR_CHARS]
-    return type(exc).__name__
-
-
-def _get(raw: Any, name: str) -> Any:
-    if isinstance(raw, dict):
-        return raw.get(name)
-    return getattr(raw, name, None)
-
-
-def usage_from(raw: Any) -> LLMUsage:
-    """:class:`LLMUsage` from a ``usage`` block (an SDK object or its JSON dict)."""
-    if raw is None:
-        return LLMUsage()
-    split = _get(raw, "cache_creation")
-    one_hour = int(_get(split, "ephemeral_1h_input_tokens") or 0) if split is not None else 0
-    return LLMUsage(
-        input_tokens=int(_get(raw, "input_tokens") or 0),
-        output_tokens=int(_get(raw, "output_tokens") or 0),
-        cache_creation_input_tokens=int(_get(raw, "cache_creation_input_tokens") or 0),
-        cache_read_input_tokens=int(_get(raw, "cache_read_input_tokens") or 0),
-        cache_creation_1h_input_tokens=one_hour,
-    )
-
-
-_usage = usage_from
 
 
 def _message_text(message: Any) -> str:
@@ -400,11 +147,7 @@ class LLMClient:
         request = self._request_kwargs(
             system, messages, max_tokens, cache_system, temperature=temperature, start=start
         )
-        try:
-            message = client.messages.create(**request)
-        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-            raise self._unavailable(exc, start, "complete") from exc
-        return self._online_result(message, start, "complete")
+        return self._create(client, request, start, "complete")
 
     def complete_json(
         self,
@@ -428,11 +171,7 @@ class LLMClient:
             return self._offline_result(offline, start, "complete_json")
         request = self._request_kwargs(system, messages, max_tokens, cache_system, start=start)
         request["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
-        try:
-            message = client.messages.create(**request)
-        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-            raise self._unavailable(exc, start, "complete_json") from exc
-        return self._online_result(message, start, "complete_json")
+        return self._create(client, request, start, "complete_json")
 
     def stream(
         self,
@@ -530,6 +269,16 @@ class LLMClient:
         return self._client
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _create(
+        self, client: anthropic.Anthropic, request: dict[str, Any], start: float, op: str
+    ) -> LLMResult:
+        """One Messages API call, its failure as :class:`LLMUnavailable`."""
+        try:
+            message = client.messages.create(**request)
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._unavailable(exc, start, op) from exc
+        return self._online_result(message, start, op)
 
     def _online_result(self, message: Any, start: float, mode: str) -> LLMResult:
         result = LLMResult(

@@ -1,0 +1,119 @@
+"""The Flask side: request ids, one access line and the request metric per request, and
+`GET /metrics` behind its bearer token."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from typing import Any
+
+import structlog
+
+from shared.observability import logs
+from shared.observability.celery_hooks import _propagate_request_ids_to_tasks
+from shared.observability.logs import ACCESS_LOGGER_NAME, get_logger
+from shared.observability.metrics import HTTP_REQUEST_DURATION, metrics_payload
+from shared.observability.request_ids import REQUEST_ID_HEADER, _reset_context, sanitize_request_id
+
+# Routes probed every few seconds: access lines at DEBUG, not INFO.
+_QUIET_ROUTES = frozenset({"/healthz", "/metrics"})
+_UNMATCHED_ROUTE = "<unmatched>"
+
+
+def metrics_token(app: Any) -> str | None:
+    """The bearer token `/metrics` requires: METRICS_TOKEN from the app's settings or, for an
+    app built without them, the environment."""
+    token = app.config.get("METRICS_TOKEN") or getattr(
+        app.config.get("SETTINGS"), "METRICS_TOKEN", None
+    )
+    return token or os.environ.get("METRICS_TOKEN") or None
+
+
+def init_app(app: Any, service_name: str) -> None:
+    """Request ids, access log, request metrics and `GET /metrics` for one Flask app."""
+    from flask import Response, g, request
+
+    extensions = app.extensions
+    if "rf_observability" in extensions:
+        return
+    extensions["rf_observability"] = {"service": service_name}
+    access_log = get_logger(ACCESS_LOGGER_NAME)
+    _stdlib_access = logging.getLogger(ACCESS_LOGGER_NAME)
+
+    def _start_request() -> None:
+        _reset_context()
+        request_id = sanitize_request_id(request.headers.get(REQUEST_ID_HEADER))
+        g.rf_request_id = request_id
+        g.rf_request_started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(request_id=request_id, service=service_name)
+
+    # First in line, so hooks registered earlier (authentication...) already log with the id.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start_request)
+
+    @app.after_request
+    def _finish_request(response: Any) -> Any:
+        request_id = getattr(g, "rf_request_id", None) or sanitize_request_id(
+            request.headers.get(REQUEST_ID_HEADER)
+        )
+        response.headers[REQUEST_ID_HEADER] = request_id
+        started = getattr(g, "rf_request_started", None)
+        duration = time.perf_counter() - started if started is not None else 0.0
+        rule = request.url_rule.rule if request.url_rule is not None else _UNMATCHED_ROUTE
+        if rule != "/metrics":
+            HTTP_REQUEST_DURATION.labels(
+                service=service_name,
+                method=request.method,
+                route=rule,
+                status=str(response.status_code),
+            ).observe(duration)
+        level = logging.DEBUG if rule in _QUIET_ROUTES else logging.INFO
+        fields = {
+            "method": request.method,
+            "route": rule,
+            "status": response.status_code,
+            "duration_ms": round(duration * 1000, 2),
+        }
+        # Read at each request: configure_logging() may run (again) after init_app().
+        fast = logs._access_fast
+        if (
+            fast is not None
+            and fast[0] in logging.root.handlers
+            and len(logging.root.handlers) == 1
+            and _stdlib_access.isEnabledFor(level)
+        ):
+            (fast[1].debug if level == logging.DEBUG else fast[1].info)("request", **fields)
+        else:
+            (access_log.debug if level == logging.DEBUG else access_log.info)("request", **fields)
+        return response
+
+    @app.teardown_request
+    def _end_request(_exc: BaseException | None) -> None:
+        # A streamed response that uses `stream_with_context` keeps the request context, and
+        # so its request id and sensitive values, until the stream ends.
+        _reset_context()
+
+    def _metrics() -> Any:
+        # /metrics answered anyone who reached an API port, the public gateway included. Now
+        # it needs `Authorization: Bearer $METRICS_TOKEN` (Prometheus' scrape credentials);
+        # without a configured token it is not served at all. The answer to anyone else is
+        # the same 404 as an unknown path.
+        expected = metrics_token(app)
+        given = request.headers.get("Authorization", "")
+        if not expected or not hmac.compare_digest(
+            given.encode("utf-8", "replace"), f"Bearer {expected}".encode()
+        ):
+            return Response(
+                '{"code": 404, "status": "Not Found", "message": "Not Found"}',
+                status=404,
+                content_type="application/json",
+            )
+        payload, content_type = metrics_payload()
+        return Response(payload, status=200, content_type=content_type)
+
+    if not any(r.rule == "/metrics" for r in app.url_map.iter_rules()):
+        app.add_url_rule("/metrics", endpoint="rf_metrics", view_func=_metrics, methods=["GET"])
+
+    # Tasks a request publishes (a preview's `notes.generate`, a redelivery) carry its id too.
+    _propagate_request_ids_to_tasks()
