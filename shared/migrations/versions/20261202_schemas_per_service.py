@@ -141,8 +141,13 @@ BEGIN
         END;
     END IF;
     -- The login that runs the services switches to the role (SET ROLE), so it must be a
-    -- member; a superuser already is.
-    IF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN
+    -- member that may SET it (PostgreSQL 16 grants a creator ADMIN without SET); a superuser
+    -- already is.
+    IF current_setting('server_version_num')::int >= 160000 THEN
+        IF NOT pg_has_role(current_user, '{role}', 'SET') THEN
+            EXECUTE format('GRANT {role} TO %I WITH SET TRUE', current_user);
+        END IF;
+    ELSIF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN
         EXECUTE format('GRANT {role} TO %I', current_user);
     END IF;
 END
