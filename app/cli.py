@@ -293,7 +293,7 @@ def backfill_notes(settings: Settings, *, account: str, session: str | None) -> 
     """Queue note re-generations for the batch lane (the account's resolved sessions, or one
     session); beat submits them and stores the results."""
     from services.notes.batch import queue_backfill
-    from services.notes.preview import context_for
+    from services.notes.context import context_for
     from shared.llm import LLMUnavailable
 
     try:

@@ -128,7 +128,7 @@ def gateway(migrated: Settings) -> Iterator[str]:
 def test_preview_cache_hit_against_healthz(
     benchmark: Any, gateway: str, migrated: Settings, make_user: Any
 ) -> None:
-    from services.notes.preview import context_for
+    from services.notes.context import context_for
 
     user = make_user("engineer")
     sid = create_session(user.account_id, problem="cache-hit bench")

@@ -102,7 +102,8 @@ def test_notes_per_second_by_worker_concurrency(
     make_account: Any,
     concurrency: int,
 ) -> None:
-    from services.notes.preview import TASK_GENERATE, context_for
+    from services.notes.context import context_for
+    from shared.tasks import TASK_GENERATE
 
     assert stub.client is not None
     ctx = context_for(bench_settings)

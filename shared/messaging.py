@@ -1,7 +1,7 @@
 """The broker side of the outbox: publishing events as Celery messages for the notes workers.
 
 Services never import each other; the notes worker registers `notes.handle_event` and the
-services only know its name and queue.
+services only know its name and queue, both declared in :mod:`shared.tasks`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from typing import Any
 from celery import Celery
 
 from shared.redis_client import broker_options
-
-EVENT_TASK = "notes.handle_event"
-EVENTS_QUEUE = "events"
+from shared.tasks import TASK_HANDLE_EVENT, queue_of
 
 _publishers: dict[str, Celery] = {}
 _lock = threading.Lock()
@@ -54,9 +52,9 @@ def send_event(
 ) -> None:
     """Publish one event; raises if the broker cannot take it."""
     get_publisher(broker_url).send_task(
-        EVENT_TASK,
+        TASK_HANDLE_EVENT,
         args=[event],
-        queue=EVENTS_QUEUE,
+        queue=queue_of(TASK_HANDLE_EVENT),
         retry=False,
         headers=headers or {},
     )

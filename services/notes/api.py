@@ -13,9 +13,10 @@ from flask import Response, current_app, g, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.notes import integrations, materialise, preview
+from services.notes import deliveries, final_note, integrations, preview
 from services.notes.adapters import describe_kinds
 from services.notes.bundle import principal_and_session_state
+from services.notes.context import NotesContext, context_for
 from services.notes.schemas import (
     FinalNoteResponseSchema,
     NoteKindArgsSchema,
@@ -40,6 +41,7 @@ from shared.errors import (
     Unavailable,
 )
 from shared.permissions import can_administer_account
+from shared.tasks import TASK_DELIVER
 from shared.web import BEARER_SECURITY
 
 notes_blp = Blueprint(
@@ -75,8 +77,8 @@ def blueprints() -> list[Blueprint]:
     return [notes_blp, integrations_blp]
 
 
-def _context() -> preview.NotesContext:
-    return preview.context_for(current_app.config["SETTINGS"])
+def _context() -> NotesContext:
+    return context_for(current_app.config["SETTINGS"])
 
 
 def _require_owner() -> None:
@@ -163,7 +165,7 @@ class FinalNoteView(MethodView):
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The final note of a resolved session, with its delivery status and attempts."""
         principal = current_principal()
-        return materialise.final_note(
+        return final_note.final_note(
             account_id=principal.account_id,
             session_id=session_id,
             kind=args["kind"],
@@ -181,11 +183,11 @@ class RedeliverView(MethodView):
     def post(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Queue another delivery of the final note (account owners)."""
         _require_owner()
-        note_id, status = materialise.request_redelivery(
+        note_id, status = deliveries.request_redelivery(
             account_id=current_principal().account_id, session_id=session_id, kind=args["kind"]
         )
         try:
-            _context().enqueue(preview.TASK_DELIVER, str(note_id))
+            _context().enqueue(TASK_DELIVER, str(note_id))
         except Exception as exc:  # noqa: BLE001 - the sweeper delivers it anyway
             raise Unavailable(
                 "delivery queued, but the workers cannot be reached right now"

@@ -29,6 +29,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from services.notes.bundle import load_bundle
+from services.notes.context import NotesContext, now_iso
+from services.notes.generation import USAGE_PURPOSE
 from services.notes.generator import (
     GENERATOR_ANTHROPIC,
     MAX_TOKENS,
@@ -40,7 +42,6 @@ from services.notes.generator import (
     render_markdown,
     validate_note,
 )
-from services.notes.preview import USAGE_PURPOSE, NotesContext, now_iso
 from shared.db import db
 from shared.llm import LLMResult, LLMUnavailable, LLMUsage
 from shared.models import LLMBatchItem

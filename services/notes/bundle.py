@@ -9,7 +9,8 @@ data, whatever writes commit while the bundle is being read.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,14 +18,12 @@ from sqlalchemy import and_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from services.notes.generator import (
+from services.notes.vocabulary import (
+    FACT_KINDS,
+    FIX_REF,
     NOTE_KINDS,
-    BundleFact,
-    BundleFix,
-    BundleScriptRun,
-    NoteBundle,
-    bundle_from_dict,
-    bundle_to_dict,
+    REDACTED,
+    REJECTED_DECISIONS,
 )
 from shared.auth import principal_from_row, principal_select
 from shared.db import db
@@ -38,6 +37,210 @@ from shared.models.exposed import (
 from shared.principal import Principal
 
 REPEATABLE_READ = "REPEATABLE READ"
+
+
+# -- the bundle's data ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BundleFact:
+    kind: str
+    text: str
+    created_at: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class BundleFix:
+    title: str
+    summary: str | None
+    steps: tuple[str, ...]
+    script: str | None
+    confidence: int | None
+    decision: str | None
+    template_id: str | None = None
+    created_at: str = ""
+
+    @property
+    def applied(self) -> bool:
+        """False when the fix was dismissed (it then explains nothing and fixed nothing)."""
+        return self.decision not in REJECTED_DECISIONS
+
+    @property
+    def decided(self) -> bool:
+        """A decision other than ``dismissed`` was recorded: the fix was carried out."""
+        return self.decision is not None and self.applied
+
+
+@dataclass(frozen=True)
+class BundleScriptRun:
+    template_name: str
+    parameters: Mapping[str, Any]
+    created_at: str
+    template_id: str | None = None
+
+    def redacted_keys(self) -> tuple[str, ...]:
+        return tuple(str(k) for k, v in self.parameters.items() if v == REDACTED)
+
+
+@dataclass(frozen=True)
+class NoteBundle:
+    kind: str
+    session_id: str
+    account_id: str
+    state_version: int
+    problem: str | None
+    facts: tuple[BundleFact, ...]
+    active_fix: BundleFix | None
+    script_runs: tuple[BundleScriptRun, ...]
+    forbidden_values: frozenset[str] = field(default_factory=frozenset)
+    title: str | None = None
+
+    def facts_by_kind(self) -> dict[str, list[BundleFact]]:
+        """Facts grouped by kind, in bundle order: every known kind (possibly empty) in
+        :data:`FACT_KINDS` order, then any unknown kind in order of first appearance."""
+        grouped: dict[str, list[BundleFact]] = {kind: [] for kind in FACT_KINDS}
+        for fact in self.facts:
+            grouped.setdefault(fact.kind, []).append(fact)
+        return grouped
+
+    def fact_refs(self) -> dict[str, BundleFact]:
+        """``F1``.. for the facts, in bundle order (the order they were recorded)."""
+        return {f"F{n}": fact for n, fact in enumerate(self.facts, start=1)}
+
+    def run_refs(self) -> dict[str, BundleScriptRun]:
+        return {f"S{n}": run for n, run in enumerate(self.script_runs, start=1)}
+
+    def ref_of(self, fact: BundleFact) -> str:
+        return next(f"F{n}" for n, f in enumerate(self.facts, start=1) if f is fact)
+
+    def known_refs(self) -> frozenset[str]:
+        refs = set(self.fact_refs()) | set(self.run_refs())
+        if self.active_fix is not None and self.active_fix.applied:
+            refs.add(FIX_REF)
+        return frozenset(refs)
+
+    def sensitive_keys(self) -> frozenset[str]:
+        """Script-run parameter names whose value was redacted."""
+        return frozenset(key for run in self.script_runs for key in run.redacted_keys())
+
+    def problem_statement(self) -> str:
+        return (self.problem or "").strip() or (self.title or "").strip()
+
+    def fix_for_cause(self) -> BundleFix | None:
+        """The active fix, unless dismissed: its summary is the stated cause."""
+        fix = self.active_fix
+        return fix if fix is not None and fix.applied else None
+
+    def decided_fix(self) -> BundleFix | None:
+        fix = self.active_fix
+        return fix if fix is not None and fix.decided else None
+
+    def runs_for_fix(self) -> list[BundleScriptRun]:
+        """The script runs made for the decided fix: runs of its template, or (a fix with no
+        template) runs made once it had been proposed."""
+        fix = self.decided_fix()
+        if fix is None:
+            return []
+        if fix.template_id:
+            return [run for run in self.script_runs if run.template_id == fix.template_id]
+        return [
+            run for run in self.script_runs if fix.created_at and run.created_at >= fix.created_at
+        ]
+
+    def has_resolution(self) -> bool:
+        """Whether the note can say what fixed it: a ``resolution`` fact, or a fix with a
+        recorded decision other than ``dismissed``."""
+        return bool(self.facts_by_kind()["resolution"]) or self.decided_fix() is not None
+
+
+def _fix_dict(fix: BundleFix | None) -> dict[str, Any] | None:
+    if fix is None:
+        return None
+    return {
+        "title": fix.title,
+        "summary": fix.summary,
+        "steps": list(fix.steps),
+        "script": fix.script,
+        "confidence": fix.confidence,
+        "decision": fix.decision,
+    }
+
+
+def bundle_to_dict(bundle: NoteBundle) -> dict[str, Any]:
+    """The bundle as JSON-able data (the Resolve snapshot); :func:`bundle_from_dict` reverses
+    it. ``forbidden_values`` are never serialised."""
+    fix = bundle.active_fix
+    return {
+        "kind": bundle.kind,
+        "session_id": bundle.session_id,
+        "account_id": bundle.account_id,
+        "state_version": bundle.state_version,
+        "title": bundle.title,
+        "problem": bundle.problem,
+        "facts": [
+            {"id": f.id, "kind": f.kind, "text": f.text, "created_at": f.created_at}
+            for f in bundle.facts
+        ],
+        "active_fix": None
+        if fix is None
+        else {
+            **(_fix_dict(fix) or {}),
+            "template_id": fix.template_id,
+            "created_at": fix.created_at,
+        },
+        "script_runs": [
+            {
+                "template_name": r.template_name,
+                "template_id": r.template_id,
+                "parameters": dict(r.parameters),
+                "created_at": r.created_at,
+            }
+            for r in bundle.script_runs
+        ],
+    }
+
+
+def bundle_from_dict(data: Mapping[str, Any]) -> NoteBundle:
+    fix = data.get("active_fix")
+    return NoteBundle(
+        kind=str(data["kind"]),
+        session_id=str(data["session_id"]),
+        account_id=str(data["account_id"]),
+        state_version=int(data["state_version"]),
+        title=data.get("title"),
+        problem=data.get("problem"),
+        facts=tuple(
+            BundleFact(
+                kind=str(f["kind"]),
+                text=str(f["text"]),
+                created_at=str(f.get("created_at") or ""),
+                id=str(f.get("id") or ""),
+            )
+            for f in data.get("facts") or []
+        ),
+        active_fix=None
+        if not fix
+        else BundleFix(
+            title=str(fix["title"]),
+            summary=fix.get("summary"),
+            steps=tuple(str(s) for s in fix.get("steps") or []),
+            script=fix.get("script"),
+            confidence=fix.get("confidence"),
+            decision=fix.get("decision"),
+            template_id=fix.get("template_id"),
+            created_at=str(fix.get("created_at") or ""),
+        ),
+        script_runs=tuple(
+            BundleScriptRun(
+                template_name=str(r["template_name"]),
+                parameters=dict(r.get("parameters") or {}),
+                created_at=str(r.get("created_at") or ""),
+                template_id=r.get("template_id"),
+            )
+            for r in data.get("script_runs") or []
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -60,6 +263,9 @@ class LoadedBundle:
     @property
     def state_version(self) -> int:
         return self.session.state_version
+
+
+# -- reading it -----------------------------------------------------------------------------
 
 
 def _iso(value: datetime | None) -> str:
@@ -201,7 +407,7 @@ def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBun
 
 
 def loaded_from_snapshot(snapshot: dict[str, Any], state: SessionState) -> LoadedBundle:
-    """A bundle captured at Resolve (see :func:`services.notes.generator.bundle_to_dict`),
+    """A bundle captured at Resolve (see :func:`bundle_to_dict`),
     paired with the session's identity and the resolved version."""
     bundle = bundle_from_dict(snapshot)
     return LoadedBundle(

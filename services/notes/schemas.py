@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from services.notes.adapters import KINDS
-from services.notes.generator import NOTE_KINDS
+from services.notes.vocabulary import NOTE_KINDS
 
 MAX_PREVIEW_WAIT_S = 120.0
 

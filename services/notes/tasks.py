@@ -1,9 +1,10 @@
 """Celery tasks of the notes service. Thin: each passes ids to a plain function of
-`preview`/`materialise`, which owns the transaction.
+the notes modules (generation, prewarm, resolve, deliveries, sweeper), which owns the transaction.
 
 Every task is idempotent, so all run with `acks_late` (a task whose worker died runs again):
 events are deduplicated by event id, generations by the cache and the single-flight lock,
-materialisations and deliveries by their PostgreSQL lease.
+materialisations and deliveries by their PostgreSQL lease. Each is declared with
+:func:`shared.tasks.declared_task`, which carries those options and the retries.
 """
 
 from __future__ import annotations
@@ -11,40 +12,44 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from celery import Task, shared_task
-from sqlalchemy.exc import OperationalError
+from celery import Task
 
-from services.notes import materialise, preview
-from services.notes.generator import NOTE_KINDS
+from services.notes import deliveries, generation, leases, prewarm, resolve, sweeper
+from services.notes.context import NotesContext, context_for
+from services.notes.vocabulary import NOTE_KINDS
 from shared import runtime
 from shared.events import SESSION_RESOLVED, STATE_CHANGED, outbox_backlog, relay_outbox
 from shared.llm import LLMUnavailable
 from shared.observability import OUTBOX_BACKLOG, get_logger
+from shared.tasks import (
+    TASK_BATCH_LANE,
+    TASK_DELIVER,
+    TASK_GENERATE,
+    TASK_HANDLE_EVENT,
+    TASK_MATERIALISE,
+    TASK_PREWARM_CHECK,
+    TASK_RELAY_OUTBOX,
+    TASK_SWEEP,
+    declared_task,
+)
 
 log = get_logger(__name__)
 
 EVENT_SEEN_TTL_S = 7 * 24 * 3600
-# Transient failures worth retrying with backoff; anything else fails the task visibly.
-TRANSIENT_INFRA = (OperationalError,)
 
 
 class RetryableLLMError(RuntimeError):
     """The LLM failed for a reason that may pass (timeout, 429, 529, 5xx): retry with backoff."""
 
 
-_RETRY_LLM: dict[str, Any] = {
-    "autoretry_for": (RetryableLLMError, *TRANSIENT_INFRA),
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-    "max_retries": 6,
-}
+# Tasks that call the LLM also retry its transient failures, starting 2 s apart.
+_RETRY_LLM: dict[str, Any] = {"retry_on": (RetryableLLMError,), "retry_backoff": 2}
 
 
-def context() -> preview.NotesContext:
+def context() -> NotesContext:
     """The process's notes context; configures the runtime on first use (once per process)."""
     settings = runtime.current_settings() or runtime.configure()
-    return preview.context_for(settings)
+    return context_for(settings)
 
 
 def _llm_call(func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -57,17 +62,10 @@ def _llm_call(func: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _owner(task: Task) -> str:
-    return materialise.new_lease_owner(getattr(task.request, "id", None))
+    return leases.new_lease_owner(getattr(task.request, "id", None))
 
 
-@shared_task(
-    name=preview.TASK_HANDLE_EVENT,
-    bind=True,
-    acks_late=True,
-    autoretry_for=TRANSIENT_INFRA,
-    retry_backoff=True,
-    max_retries=6,
-)
+@declared_task(TASK_HANDLE_EVENT, bind=True)
 def handle_event(self: Task, event: dict[str, Any]) -> str:
     """Consume one outbox event (at least once; duplicates are skipped by event id)."""
     ctx = context()
@@ -85,9 +83,9 @@ def handle_event(self: Task, event: dict[str, Any]) -> str:
     version = int(event.get("state_version") or 0)
     outcome = "ignored"
     if topic == STATE_CHANGED:
-        if preview.on_state_changed(ctx, session_id, version):
+        if prewarm.on_state_changed(ctx, session_id, version):
             ctx.enqueue(
-                preview.TASK_PREWARM_CHECK,
+                TASK_PREWARM_CHECK,
                 str(session_id),
                 version,
                 countdown=ctx.settings.NOTES_PREWARM_QUIET_S,
@@ -95,7 +93,7 @@ def handle_event(self: Task, event: dict[str, Any]) -> str:
         outcome = "state_changed"
     elif topic == SESSION_RESOLVED:
         resolved = event.get("resolved_version")
-        materialise.on_resolved(
+        resolve.on_resolved(
             ctx,
             session_id=session_id,
             account_id=uuid.UUID(str(event["account_id"])),
@@ -107,7 +105,7 @@ def handle_event(self: Task, event: dict[str, Any]) -> str:
     return outcome
 
 
-@shared_task(name=preview.TASK_GENERATE, bind=True, acks_late=True, **_RETRY_LLM)
+@declared_task(TASK_GENERATE, bind=True, **_RETRY_LLM)
 def generate(
     self: Task, kind: str, session_id: str, state_version: int, lock_token: str | None = None
 ) -> str:
@@ -116,7 +114,7 @@ def generate(
     # A retry must not reuse the lock token: the lock was released when the attempt failed.
     token = lock_token if not self.request.retries else None
     got = _llm_call(
-        preview.obtain_note,
+        generation.obtain_note,
         ctx,
         kind,
         uuid.UUID(session_id),
@@ -126,44 +124,37 @@ def generate(
     return got.source if got is not None else "skipped"
 
 
-@shared_task(name=preview.TASK_PREWARM_CHECK, bind=True, acks_late=True, **_RETRY_LLM)
+@declared_task(TASK_PREWARM_CHECK, bind=True, **_RETRY_LLM)
 def prewarm_check(self: Task, session_id: str, state_version: int) -> str:
     """Pre-warm the session's note once its state_changed events have gone quiet."""
     ctx = context()
     outcome, countdown = _llm_call(
-        preview.prewarm, ctx, uuid.UUID(session_id), int(state_version), NOTE_KINDS[0]
+        prewarm.prewarm, ctx, uuid.UUID(session_id), int(state_version), NOTE_KINDS[0]
     )
     if countdown is not None:
-        ctx.enqueue(preview.TASK_PREWARM_CHECK, session_id, state_version, countdown=countdown)
+        ctx.enqueue(TASK_PREWARM_CHECK, session_id, state_version, countdown=countdown)
     return outcome
 
 
-@shared_task(name=preview.TASK_MATERIALISE, bind=True, acks_late=True, **_RETRY_LLM)
+@declared_task(TASK_MATERIALISE, bind=True, **_RETRY_LLM)
 def materialise_note(self: Task, note_id: str) -> str:
     """Store a resolved session's note durably, then enqueue its delivery."""
     return str(
-        _llm_call(materialise.materialise_note, context(), uuid.UUID(note_id), owner=_owner(self))
+        _llm_call(resolve.materialise_note, context(), uuid.UUID(note_id), owner=_owner(self))
     )
 
 
-@shared_task(
-    name=preview.TASK_DELIVER,
-    bind=True,
-    acks_late=True,
-    autoretry_for=TRANSIENT_INFRA,
-    retry_backoff=True,
-    max_retries=6,
-)
+@declared_task(TASK_DELIVER, bind=True)
 def deliver(self: Task, note_id: str) -> str:
     """One webhook attempt; schedules the next one itself (the sweeper is the safety net)."""
     ctx = context()
-    step = materialise.deliver_note(ctx, uuid.UUID(note_id), owner=_owner(self))
+    step = deliveries.deliver_note(ctx, uuid.UUID(note_id), owner=_owner(self))
     if step.countdown is not None:
-        ctx.enqueue(preview.TASK_DELIVER, note_id, countdown=step.countdown)
+        ctx.enqueue(TASK_DELIVER, note_id, countdown=step.countdown)
     return step.status
 
 
-@shared_task(name=preview.TASK_RELAY_OUTBOX, acks_late=True)
+@declared_task(TASK_RELAY_OUTBOX)
 def relay(batch: int = 500) -> int:
     """Publish outbox events the writers could not (broker down at commit time)."""
     ctx = context()
@@ -176,7 +167,7 @@ def relay(batch: int = 500) -> int:
     return published
 
 
-@shared_task(name=preview.TASK_BATCH_LANE, acks_late=True, autoretry_for=TRANSIENT_INFRA)
+@declared_task(TASK_BATCH_LANE)
 def batch_lane() -> dict[str, Any]:
     """Submit queued batch generations and collect the batches that have ended."""
     from services.notes import batch
@@ -192,10 +183,10 @@ def batch_lane() -> dict[str, Any]:
     return counts
 
 
-@shared_task(name=preview.TASK_SWEEP, acks_late=True)
+@declared_task(TASK_SWEEP)
 def sweep() -> dict[str, int]:
     """Re-enqueue notes and deliveries whose lease expired (their worker died)."""
-    counts = materialise.sweep(context())
+    counts = sweeper.sweep(context())
     if any(counts.values()):
         log.info("sweep re-enqueued work", **counts)
     return counts

@@ -24,19 +24,21 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
-from services.notes.preview import (
+from shared.config import Settings
+from shared.redis_client import broker_options
+from shared.tasks import (
+    QUEUE_NOTES,
+    QUEUES,
     TASK_BATCH_LANE,
     TASK_QUEUES,
     TASK_RELAY_OUTBOX,
     TASK_SWEEP,
+    queue_of,
 )
-from shared.config import Settings
-from shared.redis_client import broker_options
 
-QUEUES = ("notes", "events", "webhooks")
 # The Redis broker hands an unacknowledged message to another worker only after this long. Our
 # correctness never depends on it (leases + sweeper do), so it stays long enough that no
-# countdown task we keep in the broker (at most 5 min, see materialise.MAX_COUNTDOWN_S) is
+# countdown task we keep in the broker (at most 5 min, see deliveries.MAX_COUNTDOWN_S) is
 # redelivered early.
 VISIBILITY_TIMEOUT_S = 3600
 
@@ -76,7 +78,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "task_queues": tuple(Queue(name) for name in QUEUES),
-        "task_default_queue": "notes",
+        "task_default_queue": QUEUE_NOTES,
         "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         # Idempotent tasks: acknowledge after running, and hand a task back if its worker dies.
         "task_acks_late": True,
@@ -91,17 +93,26 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_RELAY_OUTBOX: {
                 "task": TASK_RELAY_OUTBOX,
                 "schedule": settings.OUTBOX_RELAY_INTERVAL_S,
-                "options": {"queue": "events", "expires": settings.OUTBOX_RELAY_INTERVAL_S * 2},
+                "options": {
+                    "queue": queue_of(TASK_RELAY_OUTBOX),
+                    "expires": settings.OUTBOX_RELAY_INTERVAL_S * 2,
+                },
             },
             TASK_SWEEP: {
                 "task": TASK_SWEEP,
                 "schedule": settings.SWEEP_INTERVAL_S,
-                "options": {"queue": "notes", "expires": settings.SWEEP_INTERVAL_S * 2},
+                "options": {
+                    "queue": queue_of(TASK_SWEEP),
+                    "expires": settings.SWEEP_INTERVAL_S * 2,
+                },
             },
             TASK_BATCH_LANE: {
                 "task": TASK_BATCH_LANE,
                 "schedule": settings.BATCH_INTERVAL_S,
-                "options": {"queue": "notes", "expires": settings.BATCH_INTERVAL_S * 2},
+                "options": {
+                    "queue": queue_of(TASK_BATCH_LANE),
+                    "expires": settings.BATCH_INTERVAL_S * 2,
+                },
             },
         },
     }

@@ -416,8 +416,8 @@ class CeleryBeat:
 
 def run_sweeper(settings: Settings) -> dict[str, int]:
     """One sweep, in this process (what beat's `notes.sweep` does)."""
-    from services.notes.materialise import sweep
-    from services.notes.preview import context_for
+    from services.notes.context import context_for
+    from services.notes.sweeper import sweep
 
     return sweep(context_for(settings))
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from services.notes import batch, preview
-from services.notes.generator import NOTE_KINDS
+from services.notes import batch
+from services.notes.context import NotesContext, context_for
+from services.notes.vocabulary import NOTE_KINDS
 from shared import runtime
 from shared.config import Settings
 from shared.db import db
@@ -33,12 +34,12 @@ def stub() -> Iterator[StubAnthropic]:
 
 
 @pytest.fixture
-def ctx(migrated: Settings, stub: StubAnthropic) -> Iterator[preview.NotesContext]:
+def ctx(migrated: Settings, stub: StubAnthropic) -> Iterator[NotesContext]:
     settings = replace(
         migrated, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=stub.url, LLM_MAX_RETRIES=0
     )
     runtime.configure(settings)
-    context = preview.context_for(settings)
+    context = context_for(settings)
     yield context
     context.generator.llm.close()
     runtime.configure(migrated)
@@ -52,7 +53,7 @@ def _resolved_session(account_id: uuid.UUID, text: str) -> uuid.UUID:
 
 
 def test_backfill_goes_through_message_batches_into_the_cache_and_the_ledger(
-    ctx: preview.NotesContext, stub: StubAnthropic, make_user: Any
+    ctx: NotesContext, stub: StubAnthropic, make_user: Any
 ) -> None:
     from app.cli import backfill_notes
 

@@ -353,7 +353,7 @@ def test_a_short_lock_outlives_a_slow_generation_while_its_heartbeat_runs(
     heartbeat keeps it for as long as the generation takes, and stops renewing it when the
     holder goes away."""
     from services.notes.cache import NoteCache
-    from services.notes.preview import heartbeat
+    from services.notes.heartbeat import heartbeat
     from tests.support.workers import stays_false, wait_until
 
     cache = NoteCache(redis_client, prefix=f"hb{uuid.uuid4().hex[:6]}")

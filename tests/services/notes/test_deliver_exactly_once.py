@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from services.notes import materialise, preview
+from services.notes import deliveries
+from services.notes.context import context_for
 from services.notes.integrations import configure_integration
 from shared.db import db
 from shared.models import ResolutionNote, WebhookAttempt
@@ -59,14 +60,14 @@ def _post_marked(fake: Any, note_id: uuid.UUID) -> None:
 def test_a_worker_that_died_mid_call_is_not_followed_by_a_second_post(
     migrated: Any, make_user: Any
 ) -> None:
-    ctx = preview.context_for(settings_with(migrated, WEBHOOK_TIMEOUT_S=10.0))
+    ctx = context_for(settings_with(migrated, WEBHOOK_TIMEOUT_S=10.0))
     owner = make_user("owner")
     with ZendeskFake() as fake:
         _configure(owner.account_id, fake)
         note_id = _note(owner.account_id, status="delivering")  # lease expired, outcome unknown
         _post_marked(fake, note_id)
 
-        step = materialise.deliver_note(ctx, note_id, owner="w:recover")
+        step = deliveries.deliver_note(ctx, note_id, owner="w:recover")
 
         assert step.status == "delivered"
         assert fake.writes() == 0  # found, not posted again
@@ -82,13 +83,13 @@ def test_a_worker_that_died_mid_call_is_not_followed_by_a_second_post(
 
 
 def test_a_fresh_note_is_posted_without_looking_first(migrated: Any, make_user: Any) -> None:
-    ctx = preview.context_for(settings_with(migrated, WEBHOOK_TIMEOUT_S=10.0))
+    ctx = context_for(settings_with(migrated, WEBHOOK_TIMEOUT_S=10.0))
     owner = make_user("owner")
     with ZendeskFake() as fake:
         _configure(owner.account_id, fake)
         note_id = _note(owner.account_id, status="pending")
 
-        assert materialise.deliver_note(ctx, note_id, owner="w:first").status == "delivered"
+        assert deliveries.deliver_note(ctx, note_id, owner="w:first").status == "delivered"
         assert [m for m, _ in fake.requests] == ["PUT"]  # one call, no listing
 
         # A redelivery of a delivered note finds it and posts nothing.
@@ -98,6 +99,6 @@ def test_a_fresh_note_is_posted_without_looking_first(migrated: Any, make_user: 
                 .where(ResolutionNote.id == note_id)
                 .values(delivery_status="pending")
             )
-        assert materialise.deliver_note(ctx, note_id, owner="w:again").status == "delivered"
+        assert deliveries.deliver_note(ctx, note_id, owner="w:again").status == "delivered"
         assert fake.writes() == 1
         assert len(fake.notes("4711")) == 1

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from services.notes import delivery, materialise, preview
+from services.notes import deliveries, delivery
+from services.notes.context import context_for
 from services.notes.integrations import configure_ticketing
 from shared.db import db
 from shared.models import ResolutionNote, WebhookAttempt
@@ -98,7 +99,7 @@ def test_slow_drip_receiver_cannot_hold_a_delivery_past_its_deadline(drip_server
 
 
 def test_one_tenant_cannot_starve_the_others(migrated: Any, make_user: Any) -> None:
-    ctx = preview.context_for(
+    ctx = context_for(
         settings_with(
             migrated,
             WEBHOOK_ACCOUNT_CONCURRENCY=1,
@@ -117,18 +118,18 @@ def test_one_tenant_cannot_starve_the_others(migrated: Any, make_user: Any) -> N
         outcome: dict[str, Any] = {}
         holder = threading.Thread(
             target=lambda: outcome.update(
-                step=materialise.deliver_note(ctx, first, owner="w1:first")
+                step=deliveries.deliver_note(ctx, first, owner="w1:first")
             )
         )
         holder.start()
         try:
             slow.wait_for(1)  # the first delivery is in flight, held by the slow endpoint
-            busy = materialise.deliver_note(ctx, second, owner="w2:second")
+            busy = deliveries.deliver_note(ctx, second, owner="w2:second")
             assert (busy.status, busy.countdown) == ("account_busy", 2.0)
             assert len(slow.deliveries) == 1  # nothing was sent for the second note
 
             # Another account's note goes out at once.
-            assert materialise.deliver_note(ctx, other, owner="w3:other").status == "delivered"
+            assert deliveries.deliver_note(ctx, other, owner="w3:other").status == "delivered"
             assert len(fast.deliveries) == 1
         finally:
             slow.release_hangs()

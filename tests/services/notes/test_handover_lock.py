@@ -17,7 +17,7 @@ def test_a_queued_generation_keeps_its_lock_longer_than_a_running_one(
     migrated: Settings, make_user: Any
 ) -> None:
     from services.notes import create_app
-    from services.notes.preview import HANDOVER_LOCK_FACTOR, context_for
+    from services.notes.context import HANDOVER_LOCK_FACTOR, context_for
     from shared import runtime
 
     settings = replace(migrated, NOTES_LOCK_TTL_S=2.0, NOTES_PREWARM=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from services.notes.preview import heartbeat
+from services.notes.heartbeat import heartbeat
 from tests.support.workers import stays_false, wait_until
 
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from services.notes import preview
+from services.notes import generation, prewarm
+from services.notes.context import NotesContext, context_for
+from services.notes.vocabulary import NOTE_KINDS
 from shared import runtime
 from shared.config import Settings
 from shared.llm import LLMUnavailable
@@ -25,7 +27,7 @@ def stub() -> Iterator[StubAnthropic]:
 
 
 @pytest.fixture
-def ctx(migrated: Settings, stub: StubAnthropic) -> Iterator[preview.NotesContext]:
+def ctx(migrated: Settings, stub: StubAnthropic) -> Iterator[NotesContext]:
     settings = replace(
         migrated,
         ANTHROPIC_API_KEY="test-key",
@@ -35,14 +37,14 @@ def ctx(migrated: Settings, stub: StubAnthropic) -> Iterator[preview.NotesContex
         NOTES_PREWARM_QUIET_S=0.0,
     )
     runtime.configure(settings)
-    context = preview.context_for(settings)
+    context = context_for(settings)
     yield context
     context.generator.llm.close()
     runtime.configure(migrated)
 
 
 def test_a_transient_failure_backs_the_sessions_prewarm_off(
-    ctx: preview.NotesContext, stub: StubAnthropic, make_user: Any
+    ctx: NotesContext, stub: StubAnthropic, make_user: Any
 ) -> None:
     user = make_user("engineer")
     sid = create_session(user.account_id, problem="Teams status stuck on away")
@@ -50,22 +52,22 @@ def test_a_transient_failure_backs_the_sessions_prewarm_off(
     stub.fail_next(status=529, times=2, retry_after=0.01)
 
     with pytest.raises(LLMUnavailable) as failed:
-        preview.obtain_note(ctx, preview.NOTE_KINDS[0], sid)
+        generation.obtain_note(ctx, NOTE_KINDS[0], sid)
     assert failed.value.retryable and stub.call_count == 2  # one call + the SDK's retry
-    assert preview.backing_off(ctx, str(sid))
-    ttl = ctx.redis.ttl(preview.backoff_key(ctx, str(sid)))
-    assert 0 < ttl <= preview.LLM_BACKOFF_BASE_S
+    assert generation.backing_off(ctx, str(sid))
+    ttl = ctx.redis.ttl(generation.backoff_key(ctx, str(sid)))
+    assert 0 < ttl <= generation.LLM_BACKOFF_BASE_S
 
     ctx.cache.note_event(str(sid), version, 0.0)
-    assert preview.prewarm(ctx, sid, version) == ("backoff", None)
+    assert prewarm.prewarm(ctx, sid, version) == ("backoff", None)
     assert stub.call_count == 2  # the pre-warm made no call
 
     # A second failure doubles the wait; once it has passed, pre-warm generates again.
     stub.fail_next(status=529, times=2, retry_after=0.01)
     with pytest.raises(LLMUnavailable):
-        preview.obtain_note(ctx, preview.NOTE_KINDS[0], sid)
-    assert ctx.redis.ttl(preview.backoff_key(ctx, str(sid))) > preview.LLM_BACKOFF_BASE_S
-    ctx.redis.delete(preview.backoff_key(ctx, str(sid)))  # the back-off has run out
-    outcome, _ = preview.prewarm(ctx, sid, version)
+        generation.obtain_note(ctx, NOTE_KINDS[0], sid)
+    assert ctx.redis.ttl(generation.backoff_key(ctx, str(sid))) > generation.LLM_BACKOFF_BASE_S
+    ctx.redis.delete(generation.backoff_key(ctx, str(sid)))  # the back-off has run out
+    outcome, _ = prewarm.prewarm(ctx, sid, version)
     assert outcome == "generated"
     assert stub.refusals == []

@@ -60,7 +60,7 @@ def hot(migrated: Settings, test_servers: TestServers) -> Iterator[HotPath]:
         try:
             app = create_app(proxied)
             app.config["TESTING"] = True
-            from services.notes.preview import context_for
+            from services.notes.context import context_for
 
             yield HotPath(app.test_client(), pg, cache_redis, context_for(proxied).cache)
         finally:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from services.notes import preview
+from services.notes import generation
+from services.notes.context import context_for
 from shared.db import db
 from shared.models import LLMUsageRecord
 from tests.support import workers
@@ -61,12 +62,12 @@ def test_the_worker_stores_under_the_version_it_read(notes_stack: Any, make_user
     user = make_user("engineer")
     sid = create_session(user.account_id, problem="Moving target")
     v1 = add_fact(sid, user.account_id, "Confirmed: first fact")
-    ctx = preview.context_for(notes_stack.settings)
+    ctx = context_for(notes_stack.settings)
     lock = ctx.cache.acquire("resolution_note", str(sid), v1, 5.0)
     assert lock is not None
     v2 = add_fact(sid, user.account_id, "Confirmed: second fact")
 
-    got = preview.obtain_note(
+    got = generation.obtain_note(
         ctx, "resolution_note", sid, requested_version=v1, lock_token=lock.token
     )
     assert got is not None and got.source == "generated" and got.state_version == v2
@@ -82,12 +83,12 @@ def test_a_task_without_the_lock_does_not_generate(notes_stack: Any, make_user: 
     marker = f"held-{uuid.uuid4().hex[:8]}"
     sid = create_session(user.account_id, problem=marker)
     version = add_fact(sid, user.account_id, f"Confirmed: {marker}")
-    ctx = preview.context_for(notes_stack.settings)
+    ctx = context_for(notes_stack.settings)
     holder = ctx.cache.acquire("resolution_note", str(sid), version, 5.0)
     assert holder is not None
     # A stale token (say, a retried task whose lock expired and was taken by someone else).
     assert (
-        preview.obtain_note(
+        generation.obtain_note(
             ctx, "resolution_note", sid, requested_version=version, lock_token="stale"
         )
         is None

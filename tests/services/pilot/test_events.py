@@ -20,8 +20,8 @@ from services.pilot.fixes import persist_fix
 from shared.config import Settings
 from shared.db import db
 from shared.events import FIX_DECIDED, SESSION_RESOLVED, STATE_CHANGED, relay_outbox
-from shared.messaging import EVENT_TASK, EVENTS_QUEUE
 from shared.models import OutboxEvent
+from shared.tasks import QUEUE_EVENTS, TASK_HANDLE_EVENT
 
 
 def _outbox(session_id: str) -> list[OutboxEvent]:
@@ -39,7 +39,7 @@ def _queued(client: redis.Redis) -> list[dict[str, Any]]:
     """The Celery messages waiting in the `events` queue, oldest first, decoded."""
     messages = []
     # kombu's Redis transport LPUSHes and BRPOPs: the tail of the list is the oldest.
-    for raw in reversed(client.lrange(EVENTS_QUEUE, 0, -1)):
+    for raw in reversed(client.lrange(QUEUE_EVENTS, 0, -1)):
         envelope = json.loads(raw)
         body = envelope["body"]
         if envelope["properties"].get("body_encoding") == "base64":
@@ -123,7 +123,7 @@ def test_every_write_leaves_one_state_change_in_the_outbox_and_on_the_broker(
     assert resolved.payload["ticket_ref"] == "INC-2"
 
     queued = _queued(redis_client)
-    assert [m["task"] for m in queued] == [EVENT_TASK] * len(rows)
+    assert [m["task"] for m in queued] == [TASK_HANDLE_EVENT] * len(rows)
     assert [m["event"]["event_id"] for m in queued] == [str(r.id) for r in rows]
     assert [m["event"]["state_version"] for m in queued] == [s[1] for s in summary]
 
@@ -160,7 +160,7 @@ def test_broker_outage_loses_no_event(
     # After a failure the next writes leave their events to the relay instead of waiting on the
     # dead broker again.
     assert rows[1].publish_attempts == 0
-    assert redis_client.llen(EVENTS_QUEUE) == 0
+    assert redis_client.llen(QUEUE_EVENTS) == 0
 
     assert migrated.REDIS_URL is not None
     assert relay_outbox(migrated.REDIS_URL, min_age_s=0) == 2

@@ -185,9 +185,11 @@ def test_the_final_note_is_made_from_the_resolved_version_never_a_later_one(
 ) -> None:
     """Resolve, then reopen and change the session before any worker materialised the note:
     the final note still says what the resolved version said."""
-    from services.notes import materialise, preview
+    from services.notes import resolve
+    from services.notes.context import NotesContext
+    from shared.tasks import TASK_DELIVER
 
-    class Recording(preview.NotesContext):
+    class Recording(NotesContext):
         def __init__(self, settings: Any) -> None:
             super().__init__(settings)
             self.enqueued: list[tuple[str, tuple[Any, ...]]] = []
@@ -222,7 +224,7 @@ def test_the_final_note_is_made_from_the_resolved_version_never_a_later_one(
             )
         ).one()
     ctx = Recording(migrated)
-    assert materialise.materialise_note(ctx, note_id, owner="test-owner") == "materialised"
+    assert resolve.materialise_note(ctx, note_id, owner="test-owner") == "materialised"
     with db.session() as session:
         note = session.get(ResolutionNote, note_id)
         assert note is not None and note.markdown is not None
@@ -231,4 +233,4 @@ def test_the_final_note_is_made_from_the_resolved_version_never_a_later_one(
     assert "Cleared the spool folder" in markdown
     assert "LATER" not in markdown
     assert cites and all("LATER" not in c["text"] for c in cites)
-    assert ctx.enqueued == [(materialise.TASK_DELIVER, (str(note_id),))]
+    assert ctx.enqueued == [(TASK_DELIVER, (str(note_id),))]
