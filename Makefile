@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint format migrate bench eval-notes clean install install-dev test-tools lock
+.PHONY: run test test-unit lint format migrate bench eval-notes clean install install-dev test-tools lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,12 @@ eval-notes: install
 
 ## test: the whole suite against real PostgreSQL, Redis and Celery workers
 test: install-dev test-tools
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not isolated"
-	$(BIN)/python -m pytest -n 0 -m isolated
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+## test-unit: the fast tier: everything but the `slow` tests (tests/e2e, tests/deploy, tests/app and
+## the modules that run a Celery worker), in parallel
+test-unit: install-dev
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 # System tools some tests drive (nginx for the gateway routing tests, Chromium for the console)
 # and wrk, which `make bench` drives.

@@ -75,7 +75,7 @@ def create_account(name: str) -> dict[str, Any]:
 def _team_for(session: Any, account_id: uuid.UUID, team_name: str | None) -> uuid.UUID | None:
     if not team_name:
         return None
-    team = session.execute(
+    team: Team | None = session.execute(
         select(Team).where(Team.account_id == account_id, Team.name == team_name)
     ).scalar_one_or_none()
     if team is None:
@@ -129,7 +129,7 @@ def create_user(
 
 
 def _user_by_email(session: Any, email: str) -> User:
-    user = session.execute(
+    user: User | None = session.execute(
         select(User).where(func.lower(User.email) == email.strip().lower())
     ).scalar_one_or_none()
     if user is None:

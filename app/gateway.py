@@ -27,6 +27,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     (r"^/api/v1/openapi/notes\.json$", "notes"),
     (r"^/api/v1/ai-sessions/[^/]+/resolution-note(/|$)", "notes"),
     (r"^/api/v1/integrations(/|$)", "notes"),
+    (r"^/api/v1/kb-articles(/|$)", "notes"),
     (r"^/api/v1/ai-sessions(/|$)", "pilot"),
     (r"^/api/v1/usage(/|$)", "pilot"),
 )

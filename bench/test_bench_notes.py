@@ -143,9 +143,10 @@ def test_notes_per_second_by_worker_concurrency(
                     pending.discard(job)
                 return True
 
+            # A liveness bound, not a timing assertion: a busy machine only lowers the ratio.
             wait_until(
                 all_done,
-                timeout_s=NOTES_PER_SLOT * LLM_LATENCY_S * 4 + 30,
+                timeout_s=NOTES_PER_SLOT * LLM_LATENCY_S * 60 + 120,
                 interval_s=0.05,
                 message="every note",
             )
@@ -166,6 +167,7 @@ def test_notes_per_second_by_worker_concurrency(
             "notes": total,
             "notes_per_s": round(rate, 2),
             "ratio_to_ideal": round(ratio, 3),
+            "load_average": os.getloadavg()[0],
         }
     )
     benchmark.extra_info["target_ratio"] = TARGET_RATIO
@@ -173,7 +175,8 @@ def test_notes_per_second_by_worker_concurrency(
     # Reported, not asserted: on a busy machine the figure drops with the CPU left to us.
     print(
         f"\nconcurrency {concurrency:>2} ({processes} x {WORKER_POOL}): {total} notes in "
-        f"{wall:.2f}s = {rate:.1f} notes/s ({ratio:.2f} x ideal; target {TARGET_RATIO})"
+        f"{wall:.2f}s = {rate:.1f} notes/s ({ratio:.2f} x ideal; target {TARGET_RATIO}), "
+        f"load {os.getloadavg()[0]:.1f}"
     )
 
 

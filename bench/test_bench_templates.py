@@ -3,7 +3,7 @@
 The ranked search (weighted full text + trigram near-matches, ordered by relevance) is measured
 through the API and as the domain query alone; beside it, in the same run, the substring query
 it replaced (ILIKE over name, description and slug, ordered by name) as the same domain query,
-the seed's approach (load every visible row, filter tags in Python) and GET /api/v1/auth/me
+the naive approach (load every visible row, filter tags in Python) and GET /api/v1/auth/me
 (authentication and one query: the floor of any endpoint). Compare the ratios, not the absolute
 times.
 """
@@ -22,14 +22,6 @@ from shared.auth import load_principal
 from shared.db import db
 from shared.models import ScriptCategory, ScriptTemplate
 from shared.permissions import template_visibility
-from tests.conftest import (  # noqa: F401 - fixtures
-    make_account,
-    make_user,
-    migrated,
-    scripts_app,
-    settings,
-    test_servers,
-)
 
 TEMPLATE_COUNT = 20_000
 WORDS = [
@@ -59,7 +51,7 @@ TAGS = [
 
 
 @pytest.fixture(scope="module")
-def populated(migrated: Any) -> dict[str, Any]:  # noqa: F811
+def populated(migrated: Any) -> dict[str, Any]:
     from app.cli import create_account, create_user
 
     account = uuid.UUID(create_account("Bench MSP")["id"])
@@ -112,7 +104,7 @@ QUERY = f"/api/v1/scripts/templates?search={SEARCH}&tags={','.join(TAGS_FILTER)}
 
 
 @pytest.mark.benchmark(group="templates-list")
-def test_ranked_search_api(benchmark: Any, scripts_app: Any, populated: Any) -> None:  # noqa: F811
+def test_ranked_search_api(benchmark: Any, scripts_app: Any, populated: Any) -> None:
     client = scripts_app.test_client()
     response = benchmark(client.get, QUERY, headers=populated["headers"])
     assert response.status_code == 200 and len(response.json) == 50
@@ -165,10 +157,10 @@ def test_baseline_substring_query(benchmark: Any, populated: Any) -> None:
 
 
 @pytest.mark.benchmark(group="templates-list")
-def test_baseline_seed_style_python_tag_filter(benchmark: Any, populated: Any) -> None:
-    """The seed's query: every visible row loaded, tags filtered in Python."""
+def test_baseline_python_tag_filter(benchmark: Any, populated: Any) -> None:
+    """The naive query: every visible row loaded, tags filtered in Python."""
 
-    def seed_style() -> int:
+    def python_filter() -> int:
         with db.session() as session:
             term = "%spooler%"
             rows = session.scalars(
@@ -185,11 +177,11 @@ def test_baseline_seed_style_python_tag_filter(benchmark: Any, populated: Any) -
             wanted = {"printing", "security"}
             return len([t for t in rows if wanted & {tag.lower() for tag in t.tags}])
 
-    assert benchmark(seed_style) > 50
+    assert benchmark(python_filter) > 50
 
 
 @pytest.mark.benchmark(group="templates-list")
-def test_baseline_auth_me(benchmark: Any, scripts_app: Any, populated: Any) -> None:  # noqa: F811
+def test_baseline_auth_me(benchmark: Any, scripts_app: Any, populated: Any) -> None:
     client = scripts_app.test_client()
     response = benchmark(client.get, "/api/v1/auth/me", headers=populated["headers"])
     assert response.status_code == 200

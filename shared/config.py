@@ -14,8 +14,8 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# A current Sonnet id from the anthropic SDK's own model list; the seed's Sonnet 4.5 retires
-# on 2026-11-30.
+# A current Sonnet id from the anthropic SDK's own model list; Sonnet 4.5 retired on
+# 2026-11-30.
 DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-5-5"
 
 # immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: the schedule the established webhook

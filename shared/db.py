@@ -10,13 +10,14 @@ gives each request its own service's privileges.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from psycopg2 import sql
-from sqlalchemy import Engine, Executable, Row, create_engine, event, text
+from sqlalchemy import ClauseElement, Connection, Engine, Executable, Row, create_engine, event
+from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -44,6 +45,17 @@ def _switch_role(dbapi_connection: Any, role: str | None) -> None:
             cursor.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
     if not dbapi_connection.autocommit:
         dbapi_connection.commit()
+
+
+# The dialect every statement runs under (see normalise_database_url).
+_DIALECT = PGDialect_psycopg2()
+
+
+def driver_sql(statement: ClauseElement) -> str:
+    """`statement` compiled once to psycopg2's SQL (`%(name)s` for each bindparam), for
+    :meth:`Database.read_row_sql`. Compile at first use and keep the string: a hot request
+    then builds, keys and compiles no statement at all."""
+    return str(statement.compile(dialect=_DIALECT))
 
 
 def normalise_database_url(url: str) -> str:
@@ -143,20 +155,30 @@ class Database:
 
         A pooled connection the server closed (restart, failover) fails its statement and
         invalidates the pool; the statement then runs once more on a fresh connection."""
+        return self._read(lambda conn: conn.execute(statement).first())
+
+    def read_row_sql(self, sql: str, parameters: Mapping[str, Any]) -> Row[Any] | None:
+        """:meth:`read_row` for SQL compiled once by :func:`driver_sql`: the driver gets the
+        string and the parameters as they are (psycopg2 adapts uuid.UUID both ways)."""
+        return self._read(lambda conn: conn.exec_driver_sql(sql, parameters).first())
+
+    def _read(self, run: Callable[[Connection], Row[Any] | None]) -> Row[Any] | None:
         if self._read_engine is None:
             raise RuntimeError("database is not configured; call db.configure(url) first")
         try:
             with self._read_engine.connect() as conn:
-                return conn.execute(statement).first()
+                return run(conn)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
         with self._read_engine.connect() as conn:
-            return conn.execute(statement).first()
+            return run(conn)
 
     def ping(self) -> None:
-        with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        """One round trip to PostgreSQL (`/healthz`): on the autocommit engine, so neither a
+        pre-ping nor a ROLLBACK goes with it. A connection the server closed is replaced and
+        the ping sent once more, so the answer says whether the server answers now."""
+        self._read(_select_one)
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -166,6 +188,10 @@ class Database:
         self._engine = None
         self._read_engine = None
         self._sessionmaker = None
+
+
+def _select_one(conn: Connection) -> None:
+    conn.exec_driver_sql("SELECT 1")
 
 
 db = Database()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,13 +21,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import db
+from shared.event_payloads import SessionEvent, StateChanged
 from shared.models import AISession, OutboxEvent
 
 log = logging.getLogger(__name__)
-
-STATE_CHANGED = "session.state_changed"
-SESSION_RESOLVED = "session.resolved"
-FIX_DECIDED = "fix.decided"
 
 _OUTBOX_KEY = "rf_outbox_ids"
 
@@ -49,22 +46,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def enqueue_event(
-    session: Session,
-    *,
-    topic: str,
-    account_id: uuid.UUID,
-    session_id: uuid.UUID | None,
-    payload: dict[str, Any],
-) -> OutboxEvent:
+def enqueue_event(session: Session, event: SessionEvent) -> OutboxEvent:
+    """Write the event's outbox row inside the caller's transaction (published after commit).
+    The payload is the event's typed one (shared.event_payloads) inside the outbox's
+    envelope: event_id, occurred_at and the request id."""
     event_id = uuid.uuid4()
-    body = {
+    body: dict[str, Any] = {
         "event_id": str(event_id),
-        "topic": topic,
-        "account_id": str(account_id),
-        "session_id": str(session_id) if session_id else None,
         "occurred_at": _now().isoformat(),
-        **payload,
+        **event.to_payload(),
     }
     try:
         from shared.observability import current_request_id
@@ -74,12 +64,16 @@ def enqueue_event(
             body["request_id"] = request_id
     except ImportError:  # pragma: no cover - observability is optional for this module
         pass
-    event = OutboxEvent(
-        id=event_id, topic=topic, account_id=account_id, session_id=session_id, payload=body
+    row = OutboxEvent(
+        id=event_id,
+        topic=event.TOPIC,
+        account_id=event.account_id,
+        session_id=event.session_id,
+        payload=body,
     )
-    session.add(event)
+    session.add(row)
     session.info.setdefault(_OUTBOX_KEY, []).append(event_id)
-    return event
+    return row
 
 
 def bump(
@@ -89,13 +83,16 @@ def bump(
     account_id: uuid.UUID,
     cause: str,
     require_active: bool = True,
-    extra_events: Iterable[tuple[str, dict[str, Any]]] = (),
+    extra_events: Iterable[Callable[..., SessionEvent]] = (),
 ) -> int:
     """Raise state_version by one and record why. Returns the new version.
 
     The account condition is part of the UPDATE, so naming another account's session changes
     nothing and raises SessionNotFound. With require_active, a resolved session raises
-    SessionReadOnly and is left untouched.
+    SessionReadOnly and is left untouched. Each of `extra_events` is called with the
+    session's `account_id`, `session_id` and the new `state_version` and returns a typed event
+    (e.g. ``functools.partial(FixDecided, fix_id=..., decision=..., decided_by=...)``), written
+    to the outbox after the `session.state_changed` one.
     """
     conditions = [AISession.id == session_id, AISession.account_id == account_id]
     if require_active:
@@ -115,22 +112,19 @@ def bump(
         if exists is None:
             raise SessionNotFound(str(session_id))
         raise SessionReadOnly(str(session_id))
+    version = int(version)
     enqueue_event(
         session,
-        topic=STATE_CHANGED,
-        account_id=account_id,
-        session_id=session_id,
-        payload={"state_version": version, "cause": cause},
+        StateChanged(
+            account_id=account_id, session_id=session_id, state_version=version, cause=cause
+        ),
     )
-    for topic, payload in extra_events:
+    for make_event in extra_events:
         enqueue_event(
             session,
-            topic=topic,
-            account_id=account_id,
-            session_id=session_id,
-            payload={"state_version": version, **payload},
+            make_event(account_id=account_id, session_id=session_id, state_version=version),
         )
-    return int(version)
+    return version
 
 
 def pending_event_ids(session: Session) -> list[uuid.UUID]:

@@ -107,9 +107,10 @@ def _connect(url: str) -> redis.Redis:
         list(target.sentinels),
         sentinel_kwargs={"socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S, "socket_timeout": 2},
     )
-    return sentinel.master_for(
+    master: redis.Redis = sentinel.master_for(
         target.master_name, db=target.db, password=target.password, **options
     )
+    return master
 
 
 def get_redis(url: str) -> redis.Redis:

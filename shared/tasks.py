@@ -6,10 +6,10 @@ publish, the notes API and tasks enqueueing work) and the task definitions read 
 so a task cannot be published on one name or queue and consumed on another.
 
 :func:`declared_task` is every task's decorator (as Sentry's `instrumented_task` is theirs):
-the task's name and queue from the table below, `acks_late` (every task is idempotent, so
-one whose worker died runs again), and retries with exponential backoff and jitter on the
-transient infrastructure errors of :data:`TRANSIENT_INFRA`, plus whatever the task names.
-Anything else fails the task visibly.
+the task's name from the table below (the worker routes it to its queue from the same
+table), `acks_late` (every task is idempotent, so one whose worker died runs again), and
+retries with exponential backoff and jitter on the transient infrastructure errors of
+:data:`TRANSIENT_INFRA`, plus whatever the task names. Anything else fails the task visibly.
 """
 
 from __future__ import annotations
@@ -82,12 +82,11 @@ def declared_task(
     :data:`TRANSIENT_INFRA`; `retry_backoff` is the first delay in seconds (True: 1 s),
     doubled per retry up to `retry_backoff_max`, with jitter. Raises KeyError at import for
     a name the table does not declare."""
-    queue = queue_of(name)
+    queue_of(name)  # an undeclared name fails here, at import
 
     def decorate(func: Callable[..., Any]) -> Any:
         return shared_task(
             name=name,
-            queue=queue,
             bind=bind,
             acks_late=True,
             autoretry_for=(*TRANSIENT_INFRA, *retry_on),

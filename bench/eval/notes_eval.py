@@ -1,24 +1,32 @@
-"""Resolution-note evaluation: run a note generator over the sessions in ``bench/eval/notes/``
-and score each note.
+"""Note evaluation: run a note generator over the sessions in ``bench/eval/notes/`` and score
+each note, for every note kind.
 
     python -m bench.eval.notes_eval            # offline generator (no key), or
     ANTHROPIC_API_KEY=... python -m bench.eval.notes_eval   # the Messages API
                                                             # (ANTHROPIC_BASE_URL for another one)
+    python -m bench.eval.notes_eval --kind kb_article       # one kind only
+
+The resolution note is scored over ``bench/eval/notes/*.json``; each other kind over its own
+cases in ``bench/eval/notes/<kind>/``: a KB article case names a resolved session of the set and
+the customer details its article must not carry; an escalation case is an open session.
 
 Per session and in total:
 
-* completeness: share of the four sections present and non-empty;
+* completeness: share of the kind's sections present and non-empty;
 * groundedness: share of the note's specific tokens (IP addresses, host and domain names,
   e-mail addresses, URLs, KB/CVE numbers, hex error codes, registry and file paths, version
   numbers, numbers with units) that occur in the session data;
 * coverage: share of the ``confirmed``, ``root_cause`` and ``resolution`` facts the note
   reflects (the note carries at least 60 % of the fact's content words);
 * length: characters and words of the delivered markdown;
-* leaks: secret canaries of the session (values typed into sensitive parameters) found in it.
+* leaks: secret canaries of the session (values typed into sensitive parameters) found in it;
+* identifying (KB articles): customer-identifying details (names, e-mail addresses, host names,
+  IP addresses, ticket numbers) of the session found in the article.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -38,10 +46,12 @@ from services.notes.generator import (
     bundle_text,
     specific_tokens,
 )
+from services.notes.kinds import kind_spec, kind_specs, prepared_bundle
 from shared.config import DEFAULT_ANTHROPIC_MODEL
 from shared.llm import LLMClient
 
 DATA_DIR = Path(__file__).with_name("notes")
+RESOLUTION_NOTE = "resolution_note"
 COVERED_KINDS = ("confirmed", "root_cause", "resolution")
 # A fact counts as reflected when the note carries this share of its content words.
 COVERAGE_WORD_SHARE = 0.6
@@ -61,7 +71,38 @@ def load_sessions(directory: Path = DATA_DIR) -> list[tuple[str, NoteBundle]]:
     return sessions
 
 
-def bundle_of(data: dict[str, Any]) -> NoteBundle:
+@dataclass(frozen=True)
+class Case:
+    name: str
+    bundle: NoteBundle
+    # Customer details the note must not carry (KB articles).
+    identifiers: tuple[str, ...] = ()
+
+
+def load_cases(kind: str, directory: Path = DATA_DIR) -> list[Case]:
+    """The evaluation cases of ``kind``, sorted by file name, each bundle prepared as the
+    product prepares it (a KB article's generalised)."""
+    if kind == RESOLUTION_NOTE:
+        return [Case(name, bundle) for name, bundle in load_sessions(directory)]
+    cases = []
+    for path in sorted((directory / kind).glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("session"):
+            session = json.loads((directory / f"{data['session']}.json").read_text("utf-8"))
+            session["facts"] = [*session["facts"], *(data.get("extra_facts") or [])]
+            data = {**session, **{k: v for k, v in data.items() if k != "extra_facts"}}
+        bundle = bundle_of(data, kind=kind)
+        cases.append(
+            Case(
+                name=str(data["id"]),
+                bundle=prepared_bundle(bundle, ticket_ref=data.get("ticket_ref")),
+                identifiers=tuple(data.get("identifiers") or ()),
+            )
+        )
+    return cases
+
+
+def bundle_of(data: dict[str, Any], *, kind: str = RESOLUTION_NOTE) -> NoteBundle:
     stamp = "2026-12-01T09:{:02d}:00+00:00".format
     facts = tuple(
         BundleFact(kind=f["kind"], text=f["text"], created_at=stamp(n), id=f"fact-{n}")
@@ -77,7 +118,7 @@ def bundle_of(data: dict[str, Any]) -> NoteBundle:
         for n, r in enumerate(data.get("script_runs") or [], start=1)
     )
     return NoteBundle(
-        kind="resolution_note",
+        kind=kind,
         session_id=str(data["id"]),
         account_id="eval",
         state_version=1,
@@ -116,6 +157,9 @@ class Score:
     leaks: int
     tokens: int
     ungrounded: tuple[str, ...]
+    # Customer details found in a KB article (always 0 for the other kinds).
+    identifying: int = 0
+    identified: tuple[str, ...] = ()
 
 
 def _sections(markdown: str) -> dict[str, str]:
@@ -130,10 +174,30 @@ def _sections(markdown: str) -> dict[str, str]:
     return {name: "\n".join(lines).strip() for name, lines in found.items()}
 
 
-def score(name: str, bundle: NoteBundle, note: GeneratedNote) -> Score:
+def _titles(kind: str) -> tuple[str, ...]:
+    spec = kind_spec(kind)
+    return SECTIONS if spec is None else spec.titles
+
+
+def _covered_kinds(kind: str) -> tuple[str, ...]:
+    spec = kind_spec(kind)
+    return COVERED_KINDS if spec is None else spec.fact_kinds()
+
+
+def _mentions(markdown: str, value: str) -> bool:
+    """Whether ``value`` appears as a word of its own (a single-word name case-sensitively:
+    "Mark" is a name, "mark" a word)."""
+    flags = 0 if re.fullmatch(r"[A-Za-z]+", value) else re.IGNORECASE
+    return re.search(rf"(?<![\w@.-]){re.escape(value)}(?![\w@-])", markdown, flags) is not None
+
+
+def score(
+    name: str, bundle: NoteBundle, note: GeneratedNote, *, identifiers: tuple[str, ...] = ()
+) -> Score:
     markdown = note.markdown
     sections = _sections(markdown)
-    complete = sum(1 for s in SECTIONS if sections.get(s)) / len(SECTIONS)
+    titles = _titles(bundle.kind)
+    complete = sum(1 for s in titles if sections.get(s)) / len(titles)
 
     hay = "".join(bundle_text(bundle).split()).casefold()
     tokens = specific_tokens(markdown)
@@ -142,7 +206,8 @@ def score(name: str, bundle: NoteBundle, note: GeneratedNote) -> Score:
 
     note_words = _words(markdown)
     refs = bundle.fact_refs()
-    wanted = [f for f in refs.values() if f.kind in COVERED_KINDS]
+    covered_kinds = _covered_kinds(bundle.kind)
+    wanted = [f for f in refs.values() if f.kind in covered_kinds]
     covered = 0
     for fact in wanted:
         words = _words(fact.text)
@@ -159,6 +224,9 @@ def score(name: str, bundle: NoteBundle, note: GeneratedNote) -> Score:
         for canary in bundle.forbidden_values
         if canary and canary.casefold() in markdown.casefold()
     )
+    identified = tuple(
+        sorted(v for v in {*identifiers, *bundle.withheld} if v and _mentions(markdown, v))
+    )
     return Score(
         name=name,
         generator=note.generator,
@@ -170,11 +238,21 @@ def score(name: str, bundle: NoteBundle, note: GeneratedNote) -> Score:
         leaks=leaks,
         tokens=len(tokens),
         ungrounded=ungrounded,
+        identifying=len(identified),
+        identified=identified,
     )
 
 
-def evaluate(generator: ResolutionNoteGenerator) -> list[Score]:
-    return [score(name, bundle, generator.generate(bundle)) for name, bundle in load_sessions()]
+def evaluate(generator: ResolutionNoteGenerator, kind: str = RESOLUTION_NOTE) -> list[Score]:
+    return [
+        score(case.name, case.bundle, generator.generate(case.bundle), identifiers=case.identifiers)
+        for case in load_cases(kind)
+    ]
+
+
+def note_kinds() -> tuple[str, ...]:
+    """Every kind the evaluation scores: the resolution note, then the data-defined kinds."""
+    return (RESOLUTION_NOTE, *kind_specs())
 
 
 @dataclass(frozen=True)
@@ -186,6 +264,7 @@ class Totals:
     mean_chars: float
     mean_words: float
     leaks: int
+    identifying: int = 0
 
 
 def totals(scores: list[Score]) -> Totals:
@@ -201,6 +280,7 @@ def totals(scores: list[Score]) -> Totals:
         mean_chars=sum(s.chars for s in scores) / n,
         mean_words=sum(s.words for s in scores) / n,
         leaks=sum(s.leaks for s in scores),
+        identifying=sum(s.identifying for s in scores),
     )
 
 
@@ -218,15 +298,12 @@ def _pct(value: float) -> str:
     return f"{100 * value:5.1f}%"
 
 
-def main() -> int:
-    llm = client_from_env()
-    try:
-        scores = evaluate(ResolutionNoteGenerator(llm))
-    finally:
-        llm.close()
+def _print_kind(kind: str, scores: list[Score]) -> None:
+    generalised = kind != RESOLUTION_NOTE and bool(getattr(kind_spec(kind), "generalised", False))
+    extra = f" {'identifying':>11}" if generalised else ""
     header = (
         f"{'session':<28} {'generator':<17} {'complete':>8} {'grounded':>8} {'coverage':>8} "
-        f"{'chars':>6} {'words':>5} {'leaks':>5}"
+        f"{'chars':>6} {'words':>5} {'leaks':>5}" + extra
     )
     print(header)
     print("-" * len(header))
@@ -234,17 +311,37 @@ def main() -> int:
         print(
             f"{s.name[:28]:<28} {s.generator:<17} {_pct(s.completeness):>8} "
             f"{_pct(s.groundedness):>8} {_pct(s.coverage):>8} {s.chars:>6} {s.words:>5} "
-            f"{s.leaks:>5}"
+            f"{s.leaks:>5}" + (f" {s.identifying:>11}" if generalised else "")
         )
         for token in s.ungrounded:
             print(f"{'':<28}   not in the session: {token}")
+        for value in s.identified:
+            print(f"{'':<28}   identifies the customer: {value}")
     t = totals(scores)
     print("-" * len(header))
     print(
         f"{'TOTAL (' + str(t.sessions) + ' sessions)':<28} {'':<17} {_pct(t.completeness):>8} "
         f"{_pct(t.groundedness):>8} {_pct(t.coverage):>8} {t.mean_chars:>6.0f} "
-        f"{t.mean_words:>5.0f} {t.leaks:>5}"
+        f"{t.mean_words:>5.0f} {t.leaks:>5}" + (f" {t.identifying:>11}" if generalised else "")
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.eval.notes_eval")
+    parser.add_argument("--kind", choices=note_kinds(), help="score one kind only")
+    args = parser.parse_args(argv)
+    kinds = [args.kind] if args.kind else list(note_kinds())
+    llm = client_from_env()
+    try:
+        generator = ResolutionNoteGenerator(llm)
+        for n, kind in enumerate(kinds):
+            if n:
+                print()
+            if kind != RESOLUTION_NOTE or len(kinds) == 1:
+                print(f"kind: {kind}")
+            _print_kind(kind, evaluate(generator, kind))
+    finally:
+        llm.close()
     print("(chars and words: mean per note)")
     return 0
 

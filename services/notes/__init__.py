@@ -8,6 +8,7 @@ from shared.config import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    from services.notes import kb_api
     from services.notes.api import ERROR_RESPONSES, blueprints
     from shared.web import create_service_app
 
@@ -15,7 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         "notes",
         title="ResolutionFlow resolution notes",
         description="Resolution-note previews, final notes and ticketing webhook delivery.",
-        blueprints=blueprints(),
-        error_responses=ERROR_RESPONSES,
+        blueprints=[*blueprints(), *kb_api.blueprints()],
+        error_responses={**ERROR_RESPONSES, **kb_api.ERROR_RESPONSES},
         settings=settings,
     )

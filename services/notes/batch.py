@@ -30,18 +30,19 @@ from sqlalchemy import select, update
 
 from services.notes.bundle import load_bundle
 from services.notes.context import NotesContext, now_iso
-from services.notes.generation import USAGE_PURPOSE
+from services.notes.generation import usage_purpose
 from services.notes.generator import (
     GENERATOR_ANTHROPIC,
     MAX_TOKENS,
     NOTE_KINDS,
-    NOTE_SCHEMA,
     NoteValidationError,
+    answer_schema,
     build_prompt,
     citations,
     render_markdown,
     validate_note,
 )
+from services.notes.kinds import kind_specs
 from shared.db import db
 from shared.llm import LLMResult, LLMUnavailable, LLMUsage
 from shared.models import LLMBatchItem
@@ -91,7 +92,7 @@ def queue_backfill(
         fingerprint = ctx.generator.fingerprint(loaded.bundle)
         system, messages = build_prompt(loaded.bundle)
         params = llm.build_request(system, messages, MAX_TOKENS)
-        params["output_config"] = {"format": {"type": "json_schema", "schema": NOTE_SCHEMA}}
+        params["output_config"] = {"format": {"type": "json_schema", "schema": answer_schema(kind)}}
         with db.transaction() as session:
             pending = session.scalar(
                 select(LLMBatchItem.id).where(
@@ -107,7 +108,7 @@ def queue_backfill(
                 LLMBatchItem(
                     account_id=account_id,
                     ai_session_id=session_id,
-                    purpose=USAGE_PURPOSE,
+                    purpose=usage_purpose(kind),
                     kind=kind,
                     state_version=loaded.state_version,
                     model=llm.model,
@@ -116,6 +117,21 @@ def queue_backfill(
                 )
             )
         queued += 1
+    return queued
+
+
+def queue_on_resolve(ctx: NotesContext, account_id: uuid.UUID, session_id: uuid.UUID) -> int:
+    """Queue the kinds written from a resolved session that nobody waits on (the KB article)
+    for the batch lane, when an LLM is configured; without one the preview writes them
+    offline on demand. Returns how many were queued."""
+    if not ctx.generator.llm.online:
+        return 0
+    queued = 0
+    for spec in kind_specs().values():
+        if spec.batch_on_resolve:
+            queued += queue_backfill(
+                ctx, account_id, kind=spec.name, session_ids=[session_id], status=None
+            )
     return queued
 
 

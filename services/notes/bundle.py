@@ -4,29 +4,34 @@ linked to it, together with the `state_version` they belong to.
 Everything is read in ONE repeatable-read transaction, so the bundle and the version come from
 the same snapshot: a note stored under a version key was generated from exactly that version's
 data, whatever writes commit while the bundle is being read.
+
+Length: the bundle's dataclasses, their (de)serialisation and their loader stay in this one
+module (a little over 500 lines) so the shape of a bundle and the reading that fills it change
+together; the generator and the preview import the shape from here.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from services.notes.kinds import prepared_bundle
 from services.notes.vocabulary import (
-    FACT_KINDS,
     FIX_REF,
     NOTE_KINDS,
     REDACTED,
     REJECTED_DECISIONS,
 )
 from shared.auth import principal_from_row, principal_select
-from shared.db import db
+from shared.db import db, driver_sql
 from shared.models import ResolutionNote, User
 from shared.models.exposed import (
     PilotSession,
@@ -35,6 +40,7 @@ from shared.models.exposed import (
     ScriptSessionRun,
 )
 from shared.principal import Principal
+from shared.vocabulary import FACT_KINDS
 
 REPEATABLE_READ = "REPEATABLE READ"
 
@@ -95,6 +101,9 @@ class NoteBundle:
     script_runs: tuple[BundleScriptRun, ...]
     forbidden_values: frozenset[str] = field(default_factory=frozenset)
     title: str | None = None
+    # Customer details a generalised kind replaced by placeholders (services.notes.kinds): no
+    # note of the bundle may bring one back.
+    withheld: frozenset[str] = field(default_factory=frozenset)
 
     def facts_by_kind(self) -> dict[str, list[BundleFact]]:
         """Facts grouped by kind, in bundle order: every known kind (possibly empty) in
@@ -301,16 +310,12 @@ def session_state(
         return read_session_state(session, session_id, account_id=account_id)
 
 
-def principal_and_session_state(
-    user_id: uuid.UUID, session_id: uuid.UUID
-) -> tuple[Principal | None, SessionState | None]:
-    """The preview's whole database read, ONE statement: the active principal of `user_id`
-    (as every request reads it, see shared.auth) and the state of the session if it is in the
-    principal's account. (None, None): no such active user; (principal, None): no such session
-    for that account."""
+@functools.cache
+def _principal_and_session_state_sql() -> str:
+    """The preview's statement, compiled once (`%(user_id)s`, `%(session_id)s`)."""
     sessions, users = PilotSession.__table__, User.__table__
     statement = (
-        principal_select(user_id)
+        principal_select(bindparam("user_id"))
         .add_columns(
             sessions.c.id.label("session_id"),
             sessions.c.state_version,
@@ -320,10 +325,25 @@ def principal_and_session_state(
         )
         .outerjoin(
             sessions,
-            and_(sessions.c.id == session_id, sessions.c.account_id == users.c.account_id),
+            and_(
+                sessions.c.id == bindparam("session_id"),
+                sessions.c.account_id == users.c.account_id,
+            ),
         )
     )
-    row = db.read_row(statement)
+    return driver_sql(statement)
+
+
+def principal_and_session_state(
+    user_id: uuid.UUID, session_id: uuid.UUID
+) -> tuple[Principal | None, SessionState | None]:
+    """The preview's whole database read, ONE statement: the active principal of `user_id`
+    (as every request reads it, see shared.auth) and the state of the session if it is in the
+    principal's account. (None, None): no such active user; (principal, None): no such session
+    for that account."""
+    row = db.read_row_sql(
+        _principal_and_session_state_sql(), {"user_id": user_id, "session_id": session_id}
+    )
     if row is None:
         return None, None
     principal = principal_from_row(row)
@@ -403,6 +423,9 @@ def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBun
             for generation in runs
         ),
     )
+    # A generalised kind (the KB article) is made from the generalised bundle only: whatever
+    # reads it next (prompt, fingerprint, offline note, validation) never sees the originals.
+    bundle = prepared_bundle(bundle, ticket_ref=row.ticket_ref)
     return LoadedBundle(bundle=bundle, session=_state(row))
 
 

@@ -33,6 +33,7 @@ from services.notes.generator import (
     render_markdown,
 )
 from services.notes.heartbeat import heartbeat
+from services.notes.vocabulary import NOTE_KINDS
 from shared.db import db
 from shared.llm import LLMUnavailable, LLMUsage
 from shared.observability import (
@@ -47,6 +48,13 @@ from shared.usage import budget_status, record_reuse, record_usage
 log = get_logger(__name__)
 
 USAGE_PURPOSE = "resolution_note"
+
+
+def usage_purpose(kind: str) -> str:
+    """The ledger's purpose of a note generation: the kind (the resolution note's is the
+    historical "resolution_note")."""
+    return USAGE_PURPOSE if kind == NOTE_KINDS[0] else kind
+
 
 # After a transient LLM failure (the SDK's retries spent), a session's pre-warm waits this long,
 # doubling per failure up to the cap, so a dead LLM is not hammered once per sweep or event.
@@ -80,7 +88,7 @@ def reuse_by_fingerprint(
             session,
             account_id=loaded.session.account_id,
             ai_session_id=loaded.session.session_id,
-            purpose=USAGE_PURPOSE,
+            purpose=usage_purpose(kind),
             state_version=loaded.state_version,
         )
     return payload
@@ -241,7 +249,7 @@ def _generate(
         for reason in reasons:
             NOTE_REJECTIONS.labels(reason=reason).inc()
     if note.llm_calls:
-        LLM_CALLS.labels(model=note.model, purpose=USAGE_PURPOSE, outcome=note.generator).inc(
+        LLM_CALLS.labels(model=note.model, purpose=usage_purpose(kind), outcome=note.generator).inc(
             note.llm_calls
         )
         for token_type, count in (
@@ -251,15 +259,15 @@ def _generate(
             ("cache_read", note.usage.cache_read_input_tokens),
         ):
             if count:
-                LLM_TOKENS.labels(model=note.model, purpose=USAGE_PURPOSE, type=token_type).inc(
-                    count
-                )
+                LLM_TOKENS.labels(
+                    model=note.model, purpose=usage_purpose(kind), type=token_type
+                ).inc(count)
     with db.transaction() as session:
         record_usage(
             session,
             account_id=loaded.session.account_id,
             ai_session_id=loaded.session.session_id,
-            purpose=USAGE_PURPOSE,
+            purpose=usage_purpose(kind),
             generator=note.generator,
             model=note.model,
             usage=note.usage,

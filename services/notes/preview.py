@@ -25,8 +25,8 @@ from services.notes.bundle import (
 from services.notes.cache import note_tag
 from services.notes.context import NotesContext
 from services.notes.generation import reuse_by_fingerprint
-from services.notes.vocabulary import NOTE_KINDS
-from shared.errors import AI_SESSION_NOT_FOUND, InvalidInput, NotFound, Unavailable
+from services.notes.kinds import kind_spec, preview_kinds
+from shared.errors import AI_SESSION_NOT_FOUND, Conflict, InvalidInput, NotFound, Unavailable
 from shared.observability import (
     NOTES_CACHE_REQUESTS,
     get_logger,
@@ -96,10 +96,24 @@ class PreviewOutcome:
 
 
 def check_kind(kind: str) -> None:
-    if kind not in NOTE_KINDS:
+    kinds = preview_kinds()
+    if kind not in kinds:
         raise InvalidInput(
-            "unknown note kind", errors={"kind": [f"must be one of: {', '.join(NOTE_KINDS)}"]}
+            "unknown note kind", errors={"kind": [f"must be one of: {', '.join(kinds)}"]}
         )
+
+
+def check_session_status(kind: str, status: str) -> None:
+    """A kind written for one session status (a KB article from a resolved session, an
+    escalation for an active one) is refused for the other: 409 naming the kind."""
+    spec = kind_spec(kind)
+    if spec is None or spec.session_status is None or spec.session_status == status:
+        return
+    raise Conflict(
+        f"a {spec.label.lower()} is written for a {spec.session_status} session; this session "
+        f"is {status}",
+        errors={"kind": [f"{kind} needs a {spec.session_status} session"]},
+    )
 
 
 def preview_note(
@@ -126,6 +140,7 @@ def preview_note(
         state = session_state(session_id, account_id=account_id)
     if state is None or state.account_id != account_id:
         raise NotFound(AI_SESSION_NOT_FOUND)
+    check_session_status(kind, state.status)
     version, ticket_ref = state.state_version, state.ticket_ref
     sid = str(session_id)
     # The first look is the hit path: one Redis round trip, whatever the answer.

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from services.notes.adapters import KINDS
+from services.notes.kinds import preview_kinds
 from services.notes.vocabulary import NOTE_KINDS
 
 MAX_PREVIEW_WAIT_S = 120.0
@@ -23,6 +27,15 @@ class NoteKindArgsSchema(StrictSchema):
 
 
 class PreviewQueryArgsSchema(NoteKindArgsSchema):
+    kind = fields.String(
+        load_default=NOTE_KINDS[0],
+        validate=validate.OneOf(preview_kinds()),
+        metadata={
+            "description": "resolution_note (default); kb_article: an internal knowledge-base "
+            "article of a resolved session, customer details generalised; escalation: a "
+            "handoff of an active session to the next tier"
+        },
+    )
     wait = fields.Float(
         validate=validate.Range(min=0, max=MAX_PREVIEW_WAIT_S),
         metadata={
@@ -64,6 +77,37 @@ class PreviewResponseSchema(StrictSchema):
             "configured: permanent_error, llm_unavailable (final note) or budget_exceeded"
         },
     )
+
+
+# The response's fields, in the schema's order (preview_response_body follows the schema).
+_PREVIEW_FIELDS = tuple(PreviewResponseSchema._declared_fields)
+
+
+def preview_response_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A ready preview's body as PreviewResponseSchema dumps it, without marshmallow: the
+    schema's fields in its order, citations with CitationSchema's fields only, uuids as
+    strings. The hot path's serialisation; tests hold it equal to the schema's dump."""
+    shaped = {name: body.get(name) for name in _PREVIEW_FIELDS if name in body}
+    if "session_id" in shaped and shaped["session_id"] is not None:
+        shaped["session_id"] = str(shaped["session_id"])
+    citations = shaped.get("citations")
+    if citations is not None:
+        shaped["citations"] = [_citation(item) for item in citations]
+    return shaped
+
+
+def _citation(item: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    for name in ("section", "text"):
+        if name in item:
+            entry[name] = None if item[name] is None else str(item[name])
+    if "cites" in item:
+        cites = item["cites"]
+        entry["cites"] = None if cites is None else [str(c) for c in cites]
+    if "fact_ids" in item:
+        ids = item["fact_ids"]
+        entry["fact_ids"] = None if ids is None else [str(uuid.UUID(str(i))) for i in ids]
+    return entry
 
 
 class PreviewPendingSchema(StrictSchema):

@@ -18,7 +18,8 @@ from services.notes import deliveries, generation, leases, prewarm, resolve, swe
 from services.notes.context import NotesContext, context_for
 from services.notes.vocabulary import NOTE_KINDS
 from shared import runtime
-from shared.events import SESSION_RESOLVED, STATE_CHANGED, outbox_backlog, relay_outbox
+from shared.event_payloads import SessionResolved, StateChanged, parse_event
+from shared.events import outbox_backlog, relay_outbox
 from shared.llm import LLMUnavailable
 from shared.observability import OUTBOX_BACKLOG, get_logger
 from shared.tasks import (
@@ -67,39 +68,44 @@ def _owner(task: Task) -> str:
 
 @declared_task(TASK_HANDLE_EVENT, bind=True)
 def handle_event(self: Task, event: dict[str, Any]) -> str:
-    """Consume one outbox event (at least once; duplicates are skipped by event id)."""
-    ctx = context()
-    event_id = str(event.get("event_id") or "")
-    topic = event.get("topic")
-    if not event_id or not event.get("session_id"):
+    """Consume one outbox event (at least once; duplicates are skipped by event id).
+
+    The payload is parsed into its typed event (shared.event_payloads); one that lacks a
+    required field or has a wrong type is refused (InvalidEvent: the task fails visibly and
+    nothing is written). A topic the notes service does not handle is ignored."""
+    received = parse_event(event)
+    if received is None:
         return "ignored"
-    seen_key = f"{ctx.settings.REDIS_KEY_PREFIX}:event:{event_id}"
+    ctx = context()
+    seen_key = f"{ctx.settings.REDIS_KEY_PREFIX}:event:{received.event_id}"
     if ctx.redis.exists(seen_key):
         return "duplicate"
     # Marked handled only once handled: a worker killed in between leaves it unmarked, so the
     # broker's redelivery (acks_late) handles it again. Two copies running at once are safe:
     # both handlers are idempotent (cache deletes; note rows insert ... on conflict do nothing).
-    session_id = uuid.UUID(str(event["session_id"]))
-    version = int(event.get("state_version") or 0)
+    typed = received.event
     outcome = "ignored"
-    if topic == STATE_CHANGED:
-        if prewarm.on_state_changed(ctx, session_id, version):
+    if isinstance(typed, StateChanged):
+        if prewarm.on_state_changed(ctx, typed.session_id, typed.state_version):
             ctx.enqueue(
                 TASK_PREWARM_CHECK,
-                str(session_id),
-                version,
+                str(typed.session_id),
+                typed.state_version,
                 countdown=ctx.settings.NOTES_PREWARM_QUIET_S,
             )
         outcome = "state_changed"
-    elif topic == SESSION_RESOLVED:
-        resolved = event.get("resolved_version")
+    elif isinstance(typed, SessionResolved):
         resolve.on_resolved(
             ctx,
-            session_id=session_id,
-            account_id=uuid.UUID(str(event["account_id"])),
-            state_version=int(resolved if resolved is not None else version),
-            ticket_ref=event.get("ticket_ref"),
+            session_id=typed.session_id,
+            account_id=typed.account_id,
+            state_version=typed.resolved_version,
+            ticket_ref=typed.ticket_ref,
         )
+        from services.notes import batch
+
+        # The KB article of the resolved session, at the batch price: nobody waits on it.
+        batch.queue_on_resolve(ctx, typed.account_id, typed.session_id)
         outcome = "resolved"
     ctx.redis.set(seen_key, 1, ex=EVENT_SEEN_TTL_S)
     return outcome
@@ -133,7 +139,7 @@ def prewarm_check(self: Task, session_id: str, state_version: int) -> str:
     )
     if countdown is not None:
         ctx.enqueue(TASK_PREWARM_CHECK, session_id, state_version, countdown=countdown)
-    return outcome
+    return str(outcome)
 
 
 @declared_task(TASK_MATERIALISE, bind=True, **_RETRY_LLM)

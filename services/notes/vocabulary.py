@@ -4,20 +4,14 @@ the generator and the API alike, so it depends on nothing."""
 
 from __future__ import annotations
 
+from shared.vocabulary import REDACTION_MARKER
+
+REDACTED = REDACTION_MARKER
+
 NOTE_KINDS = ("resolution_note",)
 SECTIONS = ("Problem", "What we confirmed", "Root cause", "Resolution")
-FACT_KINDS = (
-    "symptom",
-    "observation",
-    "confirmed",
-    "ruled_out",
-    "environment",
-    "root_cause",
-    "resolution",
-)
 CONFIRMED_KINDS = ("confirmed", "ruled_out", "environment")
 ITEM_FORMATS = ("sentence", "bullet", "step")
-REDACTED = "[REDACTED]"
 # Decisions on a suggested fix that mean it was not applied.
 REJECTED_DECISIONS = frozenset({"dismissed"})
 FIX_REF = "X1"

@@ -7,10 +7,10 @@ starts, and each worker process configures the runtime (database, settings) in `
 
 Pool: threads, chosen by measurement (bench/test_bench_notes.py; deploy/README.md has the
 figures). Generating a note is waiting on the LLM (I/O), so notes per second grow with the
-number of threads (`--concurrency`). The gevent pool measured at half the threads pool's rate
-(psycopg2 blocks its hub without green support) and splitting the slots over two processes
-gained nothing on a busy two-core machine: what limits a worker there is its CPU per note,
-which is what was cut (one heartbeat thread per process instead of one per generation).
+number of threads (`--concurrency`) until the process's GIL is busy: Celery's consumer thread
+takes half of it at 64 threads. So a process runs 16 threads, and capacity comes from more
+processes (replicas): two processes of 32 beat one of 64 in the same hour. The gevent pool
+measured at half the threads pool's rate (psycopg2 blocks its hub without green support).
 
 Time limits: `task_time_limit`/`task_soft_time_limit` are honoured by the prefork and gevent
 pools; under the threads pool the LLM client's timeout and the webhook timeout bound each task,
@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu.entity import Queue
 
 from shared.config import Settings
 from shared.redis_client import broker_options
@@ -67,7 +67,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # A silently dead connection (the primary gone, no RST) is noticed within seconds.
             "socket_keepalive": True,
             "health_check_interval": 10,
-            "retry_on_timeout": True,
+            # No `retry_on_timeout`: kombu reconnects by itself (above). With it, redis-py
+            # reconnected the worker's pub/sub connection (remote control) inside kombu's event
+            # loop to whichever server answered next; after a Sentinel failover that the loop
+            # noticed late (a busy machine), that was the new primary, and the loop then waited
+            # on that connection for ever: alive, consuming nothing. Without it the error
+            # reaches kombu, which rebuilds the consumer on the new primary.
             **sentinel_options,
         },
         # Results are not used: state lives in PostgreSQL and the note cache.

@@ -22,7 +22,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE
 from sqlalchemy import inspect
 
-from services.pilot import chat, facts, fixes, sessions
+from services.pilot import chat, drafts, facts, fixes, sessions, similar
 from services.pilot.schemas import (
     ChatMessageSchema,
     ChatTurnResponseSchema,
@@ -42,6 +42,8 @@ from services.pilot.schemas import (
     SessionQueryArgsSchema,
     SessionResponseSchema,
     SessionUpdateSchema,
+    SimilarQueryArgsSchema,
+    SimilarSessionSchema,
     SuggestedFixSchema,
 )
 from shared.auth import auth_required, current_principal
@@ -78,6 +80,7 @@ ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
     "/api/v1/ai-sessions/{session_id}/suggested-fixes": {"get": _READ},
     "/api/v1/ai-sessions/{session_id}/suggested-fixes/active": {"get": _READ},
     "/api/v1/ai-sessions/{session_id}/suggested-fixes/{fix_id}/decision": {"post": _WRITE},
+    "/api/v1/ai-sessions/{session_id}/similar": {"get": _READ},
     "/api/v1/usage": {"get": (401, 403)},
     "/api/v1/usage/budget": {"put": (401, 403)},
     "/api/v1/ai-sessions/{session_id}/usage": {"get": (401, 403, 404)},
@@ -435,6 +438,24 @@ class MessagesView(MethodView):
 # ── Suggested fixes ───────────────────────────────────────────────────────
 
 
+@blp.route("/<uuid:session_id>/similar")
+class SimilarView(MethodView):
+    decorators = [auth_required]
+
+    @blp.arguments(SimilarQueryArgsSchema, location="query", unknown=RAISE)
+    @blp.response(200, SimilarSessionSchema(many=True))
+    @blp.doc(security=BEARER_SECURITY)
+    def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
+        """Up to five resolved sessions of your account whose problem and facts are closest
+        to this one's (full-text rank plus trigram similarity), each with its root cause,
+        resolution and the templates used."""
+        with db.session() as session:
+            found = similar.similar_sessions(
+                session, current_principal(), session_id, limit=args["limit"]
+            )
+        return [item.as_dict() for item in found]
+
+
 @blp.route("/<uuid:session_id>/suggested-fixes")
 class FixesView(MethodView):
     decorators = [auth_required]
@@ -470,8 +491,10 @@ class DecisionView(MethodView):
         """Record what the engineer does with the active fix: one_off, draft_template,
         build_template or dismissed (which supersedes it). 409 on a superseded fix or one
         already decided."""
+        principal = current_principal()
         with write_transaction() as session:
-            result = sessions.decide_fix(
-                session, current_principal(), session_id, fix_id, data["decision"]
-            )
-        return _versioned(result)
+            result = sessions.decide_fix(session, principal, session_id, fix_id, data["decision"])
+            draft = drafts.draft_from_fix(session, principal, result.obj, data["decision"])
+            body = _versioned(result)
+            body["draft_template"] = draft.as_dict() if draft is not None else None
+        return body

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared.vocabulary import REDACTION_MARKER
+
 PROMPT_FILE = Path(__file__).with_name("assistant_system_prompt.txt")
 
 
@@ -57,7 +59,7 @@ FACT_KIND_HEADINGS: dict[str, str] = {
 MAX_FACT_CHARS = 1000
 MAX_SCRIPT_CHARS = 4000
 MAX_OUTPUT_CHARS = 2000
-REDACTED = "[REDACTED]"
+REDACTED = REDACTION_MARKER
 
 # Parameter names whose values are withheld even if the caller forgot to redact them.
 _SENSITIVE_NAME_RE = re.compile(
@@ -178,6 +180,9 @@ def _render_templates(templates: Sequence[Mapping[str, Any]]) -> list[str]:
         description = _first(template, "description", "summary")
         if description:
             line += f" - {_one_line(str(description), 300)}"
+        match = template.get("match")
+        if isinstance(match, int) and not isinstance(match, bool):
+            line += f" (matches this session's facts: {match}%)"
         lines.append(line)
     return lines
 

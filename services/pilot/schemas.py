@@ -275,5 +275,55 @@ class DecisionRequestSchema(StrictSchema):
     decision = fields.String(required=True, validate=validate.OneOf(FIX_DECISIONS))
 
 
+class DraftTemplateSchema(StrictSchema):
+    template_id = fields.UUID()
+    status = fields.String(metadata={"enum": ["draft", "published"]})
+    name = fields.String()
+    slug = fields.String()
+    parameters = fields.List(
+        fields.Dict(),
+        metadata={"description": "the literals lifted from the fix's script, with their defaults"},
+    )
+    script_findings = fields.List(fields.Dict())
+
+
 class DecisionResponseSchema(SuggestedFixSchema):
     state_version = fields.Integer()
+    draft_template = fields.Nested(
+        DraftTemplateSchema,
+        allow_none=True,
+        metadata={
+            "description": "draft_template / build_template on a fix with a script: the draft "
+            "made from it (personal, hidden from the library until published)"
+        },
+    )
+
+
+# ── Similar past sessions ─────────────────────────────────────────────────
+
+
+class SimilarQueryArgsSchema(StrictSchema):
+    """Unknown query parameters are a 422 naming them."""
+
+    limit = fields.Integer(load_default=5, validate=validate.Range(min=1, max=5))
+
+
+class TemplateUsedSchema(StrictSchema):
+    template_id = fields.UUID()
+    name = fields.String()
+
+
+class SimilarSessionSchema(StrictSchema):
+    session_id = fields.UUID()
+    title = fields.String()
+    ticket_ref = fields.String(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    score = fields.Float(
+        metadata={"description": "full-text rank plus trigram similarity; higher is closer"}
+    )
+    root_cause = fields.List(fields.String(), metadata={"description": "root_cause facts"})
+    resolution = fields.List(
+        fields.String(),
+        metadata={"description": "resolution facts, else the title of the fix carried out"},
+    )
+    templates_used = fields.List(fields.Nested(TemplateUsedSchema))

@@ -14,9 +14,10 @@ outbox row included) rolls back.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -32,6 +33,7 @@ from shared.errors import (
     NotFound,
     PermissionDenied,
 )
+from shared.event_payloads import FixDecided, SessionEvent, SessionResolved
 from shared.models import (
     AISession,
     SessionFact,
@@ -75,7 +77,7 @@ def _scoped_session(session_id: uuid.UUID, principal: Principal) -> Any:
 
 
 def get_session(session: Session, principal: Principal, session_id: uuid.UUID) -> AISession:
-    row = session.scalars(_scoped_session(session_id, principal)).one_or_none()
+    row: AISession | None = session.scalars(_scoped_session(session_id, principal)).one_or_none()
     if row is None:
         raise NotFound(AI_SESSION_NOT_FOUND)
     return row
@@ -97,7 +99,7 @@ def bump(
     cause: str,
     *,
     require_active: bool = True,
-    extra_events: Iterable[tuple[str, dict[str, Any]]] = (),
+    extra_events: Iterable[Callable[..., SessionEvent]] = (),
 ) -> int:
     """`shared.events.bump` with its errors turned into the API's 404 and 409."""
     with session_write_errors():
@@ -113,7 +115,7 @@ def bump(
 
 def _locked_session(session: Session, principal: Principal, session_id: uuid.UUID) -> AISession:
     """The session row after a bump in this transaction, read fresh (the bump changed it)."""
-    row = session.scalars(
+    row: AISession | None = session.scalars(
         _scoped_session(session_id, principal).execution_options(populate_existing=True)
     ).one_or_none()
     if row is None:  # pragma: no cover - the bump just found it under its row lock
@@ -274,16 +276,15 @@ def resolve_session(
     # version the bump has just produced.
     events.enqueue_event(
         session,
-        topic=events.SESSION_RESOLVED,
-        account_id=principal.account_id,
-        session_id=session_id,
-        payload={
-            "state_version": version,
-            "resolved_version": version,
-            "ticket_ref": row.ticket_ref,
-            "resolved_by": str(principal.id),
-            "forced": bool(force and not (loaded and loaded.bundle.has_resolution())),
-        },
+        SessionResolved(
+            account_id=principal.account_id,
+            session_id=session_id,
+            state_version=version,
+            resolved_version=version,
+            ticket_ref=row.ticket_ref,
+            resolved_by=principal.id,
+            forced=bool(force and not (loaded and loaded.bundle.has_resolution())),
+        ),
     )
     session.flush()
     return Versioned(row, version)
@@ -338,10 +339,7 @@ def decide_fix(
         session_id,
         CAUSE_FIX_DECIDED,
         extra_events=[
-            (
-                events.FIX_DECIDED,
-                {"fix_id": str(fix_id), "decision": decision, "decided_by": str(principal.id)},
-            )
+            partial(FixDecided, fix_id=fix_id, decision=decision, decided_by=principal.id)
         ],
     )
     fix = session.scalars(

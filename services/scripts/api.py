@@ -9,7 +9,7 @@ from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.scripts import catalogue, generations, templates
+from services.scripts import catalogue, drafts, generations, templates
 from services.scripts.schemas import (
     CategoryResponseSchema,
     GenerateRequestSchema,
@@ -60,6 +60,8 @@ ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
         "delete": (401, 403, 404),
     },
     "/api/v1/scripts/templates/{template_id}/share": {"patch": (401, 403, 404, 409)},
+    "/api/v1/scripts/templates/{template_id}/publish": {"post": (401, 403, 404, 409)},
+    "/api/v1/scripts/templates/drafts": {"get": (401,)},
     "/api/v1/scripts/templates/{template_id}/versions": {"get": (401, 404)},
     "/api/v1/scripts/generate": {"post": (401, 403, 404, 409)},
     "/api/v1/scripts/generations": {"get": (401,)},
@@ -262,6 +264,32 @@ class TemplateShareView(MethodView):
             return templates.share_template(
                 session, current_principal(), template_id, args["shared"]
             )
+
+
+@scripts_blp.route("/templates/drafts")
+class TemplateDraftsView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(200, TemplateDetailSchema(many=True))
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def get(self) -> Any:
+        """Your template drafts made from fixes (not in the library until published)."""
+        with db.session() as session:
+            return drafts.list_drafts(session, current_principal())
+
+
+@scripts_blp.route("/templates/<uuid:template_id>/publish")
+class TemplatePublishView(MethodView):
+    decorators = [auth_required]
+
+    @scripts_blp.response(200, TemplateDetailSchema)
+    @scripts_blp.doc(security=BEARER_SECURITY)
+    def post(self, template_id: uuid.UUID) -> Any:
+        """Publish a draft to your team's library (its creator or an account owner), after
+        the same validation and static check as any template save. 409 when already
+        published."""
+        with write_transaction() as session:
+            return drafts.publish_template(session, current_principal(), template_id)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>/versions")

@@ -33,7 +33,11 @@ from shared.principal import Principal
 def list_categories(session: Session, principal: Principal) -> list[dict[str, Any]]:
     counts = (
         select(ScriptTemplate.category_id, func.count().label("n"))
-        .where(ScriptTemplate.is_active.is_(True), template_visibility(principal))
+        .where(
+            ScriptTemplate.is_active.is_(True),
+            ScriptTemplate.status == "published",
+            template_visibility(principal),
+        )
         .group_by(ScriptTemplate.category_id)
         .subquery()
     )
@@ -182,7 +186,9 @@ def list_templates(
 
 
 def _filtered_templates(principal: Principal, filters: TemplateFilters) -> Select[Any] | None:
-    query = _visible_templates(principal)
+    # A draft made from a fix is opened by id and listed among its creator's drafts, never in
+    # the library until it is published.
+    query = _visible_templates(principal).where(ScriptTemplate.status == "published")
     if filters.category_slug:
         query = query.join(ScriptCategory, ScriptTemplate.category_id == ScriptCategory.id).where(
             ScriptCategory.slug == filters.category_slug
@@ -232,7 +238,11 @@ def list_tags(session: Session, principal: Principal) -> list[dict[str, Any]]:
         select(tag.c.tag, func.count().label("n"))
         .select_from(ScriptTemplate)
         .join(tag, literal_column("true"))
-        .where(ScriptTemplate.is_active.is_(True), template_visibility(principal))
+        .where(
+            ScriptTemplate.is_active.is_(True),
+            ScriptTemplate.status == "published",
+            template_visibility(principal),
+        )
         .group_by(tag.c.tag)
         .order_by(tag.c.tag)
     ).all()

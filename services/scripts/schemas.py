@@ -1,4 +1,4 @@
-"""Request and response schemas of the script library API (field names as in the seed)."""
+"""Request and response schemas of the script library API."""
 
 from __future__ import annotations
 
@@ -94,6 +94,15 @@ class TemplateListItemSchema(StrictSchema):
     usage_count = fields.Integer()
     version = fields.Integer()
     is_active = fields.Boolean()
+    status = fields.String(
+        metadata={
+            "enum": ["draft", "published"],
+            "description": "draft: made from a fix, not in the library until published",
+        }
+    )
+    source_fix_id = fields.UUID(
+        allow_none=True, metadata={"description": "the suggested fix a draft was made from"}
+    )
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
@@ -161,7 +170,7 @@ class _TemplateWriteFields(StrictSchema):
     )
 
     @validates_schema
-    def name_not_blank(self, data: dict, **_: object) -> None:
+    def name_not_blank(self, data: dict[str, Any], **_: object) -> None:
         if "name" in data and not data["name"].strip():
             raise ValidationError("must not be blank", "name")
         if "script_body" in data and not data["script_body"].strip():
@@ -200,7 +209,7 @@ class TemplateVersionSchema(StrictSchema):
 
 class GenerateRequestSchema(StrictSchema):
     """`ai_session_id` links the run to a FlowPilot session. There is no other kind of session
-    to link: any other field (the seed's `session_id` included) is a 422 naming it, so a
+    to link: any other field (`session_id` included) is a 422 naming it, so a
     session id sent under the wrong name is never silently left unlinked."""
 
     template_id = fields.UUID(required=True)

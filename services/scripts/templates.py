@@ -188,7 +188,7 @@ def create_template(session: Session, principal: Principal, data: dict[str, Any]
     if builtin:
         scope, account_id, team_id = "builtin", None, None
     elif principal.team_id is not None and shared is not False:
-        # The seed files a team member's template with their team; keep that default.
+        # A team member's template is filed with their team by default.
         scope, account_id, team_id = "team", principal.account_id, principal.team_id
     else:
         if shared:

@@ -2,7 +2,6 @@
 
 from shared.models.account import ACCOUNT_ROLES, Account, Team, User
 from shared.models.ai_session import (
-    FACT_KINDS,
     FIX_DECISIONS,
     SESSION_STATUSES,
     AISession,
@@ -12,6 +11,7 @@ from shared.models.ai_session import (
 )
 from shared.models.base import Base, utcnow
 from shared.models.events import OutboxEvent
+from shared.models.kb_articles import KbArticle
 from shared.models.notes import (
     DELIVERY_STATUSES,
     ResolutionNote,
@@ -20,12 +20,14 @@ from shared.models.notes import (
 )
 from shared.models.scripts import (
     TEMPLATE_SCOPES,
+    TEMPLATE_STATUSES,
     ScriptCategory,
     ScriptGeneration,
     ScriptTemplate,
     ScriptTemplateVersion,
 )
 from shared.models.usage import BATCH_ITEM_STATUSES, LLMBatchItem, LLMUsageRecord, NoteReuse
+from shared.vocabulary import FACT_KINDS
 
 __all__ = [
     "ACCOUNT_ROLES",
@@ -35,10 +37,12 @@ __all__ = [
     "FIX_DECISIONS",
     "SESSION_STATUSES",
     "TEMPLATE_SCOPES",
+    "TEMPLATE_STATUSES",
     "AISession",
     "Account",
     "Base",
     "ChatMessage",
+    "KbArticle",
     "LLMBatchItem",
     "LLMUsageRecord",
     "NoteReuse",

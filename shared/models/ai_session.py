@@ -13,15 +13,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.models.base import PILOT, Base, Timestamps, UUIDPrimaryKey
 
 SESSION_STATUSES = ("active", "resolved")
-FACT_KINDS = (
-    "symptom",
-    "observation",
-    "confirmed",
-    "ruled_out",
-    "environment",
-    "root_cause",
-    "resolution",
-)
 FIX_DECISIONS = ("one_off", "draft_template", "build_template", "dismissed")
 
 

@@ -102,6 +102,15 @@ CROSS_SERVICE_PRIVILEGES: dict[str, frozenset[str]] = {
             "USAGE ON SCHEMA notes",
             "INSERT ON notes.resolution_notes",
             "SELECT (id, kind, session_id, state_version) ON notes.resolution_notes",
+            # A template decision on a fix files a draft template in scripts' schema
+            # (services.pilot.drafts): the one write pilot makes there. The library match
+            # (services.pilot.library_match) ranks the templates by their search document, and
+            # the draft is filed under a category, so pilot reads those tables themselves.
+            "USAGE ON SCHEMA scripts",
+            "SELECT ON scripts.script_categories",
+            "SELECT ON scripts.script_templates",
+            "INSERT ON scripts.script_templates",
+            "INSERT ON scripts.script_template_versions",
         )
     ),
     "rf_notes": frozenset(
@@ -206,6 +215,9 @@ class ScriptTemplateSummary(ExposedBase):
     description: Mapped[str | None] = mapped_column(Text)
     usage_count: Mapped[int] = mapped_column(Integer)
     is_active: Mapped[bool]
+    # draft: made from a fix and not yet published, so no fix may name it.
+    status: Mapped[str] = mapped_column(String(20))
+    source_fix_id: Mapped[uuid.UUID | None]
 
 
 class NotesIntegration(ExposedBase):

@@ -26,6 +26,9 @@ from shared.models.base import SCRIPTS, Base, Timestamps, UUIDPrimaryKey
 # team: visible to one team of one account (and that account's owners).
 # personal: visible to its creator (and that account's owners, and super admins).
 TEMPLATE_SCOPES = ("builtin", "team", "personal")
+# draft: made from a fix, seen only by whoever may see its scope, never listed in the library
+# until it is published.
+TEMPLATE_STATUSES = ("draft", "published")
 
 
 class ScriptCategory(UUIDPrimaryKey, Timestamps, Base):
@@ -49,6 +52,7 @@ class ScriptTemplate(UUIDPrimaryKey, Timestamps, Base):
         ),
         CheckConstraint("scope <> 'team' OR team_id IS NOT NULL", name="team_scope_has_team"),
         CheckConstraint("slug <> ''", name="slug_not_empty"),
+        CheckConstraint("status IN ('draft', 'published')", name="status_valid"),
         CheckConstraint("usage_count >= 0", name="usage_count_not_negative"),
         # Slugs are unique among live templates of one scope owner: builtins globally, the rest
         # per account.
@@ -127,6 +131,11 @@ class ScriptTemplate(UUIDPrimaryKey, Timestamps, Base):
     usage_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    status: Mapped[str] = mapped_column(String(20), default="published", server_default="published")
+    # The suggested fix a draft was lifted from.
+    source_fix_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("pilot.suggested_fixes.id", ondelete="SET NULL", use_alter=True), index=True
+    )
     # Default delivery of sensitive parameters for this template (inline, env or prompt).
     secret_delivery: Mapped[str | None] = mapped_column(String(10))
     # Static-check findings of error severity the author accepted: [{"rule", "reason"}].
@@ -193,7 +202,7 @@ class ScriptGeneration(UUIDPrimaryKey, Timestamps, Base):
     team_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("core.teams.id", ondelete="SET NULL")
     )
-    # The seed's free-standing troubleshooting session reference; no table of ours owns it.
+    # A free-standing troubleshooting session reference; no table of ours owns it.
     session_id: Mapped[uuid.UUID | None] = mapped_column()
     ai_session_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("pilot.ai_sessions.id", ondelete="CASCADE")

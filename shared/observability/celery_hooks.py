@@ -76,13 +76,29 @@ def on_task_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> No
     _task_started.set(time.perf_counter())
 
 
+# Labelled children of the task metrics, per (metric, label values): `labels()` builds and
+# checks its key on every call, and a worker runs these for every task. Task names and states
+# are few.
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _labelled(metric: Any, *values: str) -> Any:
+    key = (id(metric), *values)
+    child = _children.get(key)
+    if child is None:
+        child = metric.labels(*values)
+        if len(_children) < 4096:
+            _children[key] = child
+    return child
+
+
 def on_task_postrun(task: Any = None, state: str | None = None, **_: Any) -> None:
     """`task_postrun`: record the task's metrics and drop its log context."""
     task_name = getattr(task, "name", None) or "unknown"
     started = _task_started.get()
     if started is not None:
-        CELERY_TASK_SECONDS.labels(task=task_name).observe(time.perf_counter() - started)
-    CELERY_TASKS.labels(task=task_name, state=state or "UNKNOWN").inc()
+        _labelled(CELERY_TASK_SECONDS, task_name).observe(time.perf_counter() - started)
+    _labelled(CELERY_TASKS, task_name, state or "UNKNOWN").inc()
     _task_started.set(None)
     _reset_context()
 

@@ -20,6 +20,8 @@ from shared.observability.request_ids import REQUEST_ID_HEADER, _reset_context, 
 # Routes probed every few seconds: access lines at DEBUG, not INFO.
 _QUIET_ROUTES = frozenset({"/healthz", "/metrics"})
 _UNMATCHED_ROUTE = "<unmatched>"
+# WSGI's name of the X-Request-ID header.
+_REQUEST_ID_ENVIRON_KEY = "HTTP_X_REQUEST_ID"
 
 
 def metrics_token(app: Any) -> str | None:
@@ -40,11 +42,15 @@ def init_app(app: Any, service_name: str) -> None:
         return
     extensions["rf_observability"] = {"service": service_name}
     access_log = get_logger(ACCESS_LOGGER_NAME)
-    _stdlib_access = logging.getLogger(ACCESS_LOGGER_NAME)
+    stdlib_access = logging.getLogger(ACCESS_LOGGER_NAME)
+    # The histogram's child per (method, route template, status): `labels()` builds and
+    # validates its key on every call. Route templates are few, so this stays small; the
+    # bound only guards against a client inventing methods.
+    histograms: dict[tuple[str, str, int], Any] = {}
 
     def _start_request() -> None:
         _reset_context()
-        request_id = sanitize_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request_id = sanitize_request_id(request.environ.get(_REQUEST_ID_ENVIRON_KEY))
         g.rf_request_id = request_id
         g.rf_request_started = time.perf_counter()
         structlog.contextvars.bind_contextvars(request_id=request_id, service=service_name)
@@ -54,36 +60,42 @@ def init_app(app: Any, service_name: str) -> None:
 
     @app.after_request
     def _finish_request(response: Any) -> Any:
-        request_id = getattr(g, "rf_request_id", None) or sanitize_request_id(
-            request.headers.get(REQUEST_ID_HEADER)
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        request_g = g._get_current_object()
+        request_id = getattr(request_g, "rf_request_id", None) or sanitize_request_id(
+            current.environ.get(_REQUEST_ID_ENVIRON_KEY)
         )
         response.headers[REQUEST_ID_HEADER] = request_id
-        started = getattr(g, "rf_request_started", None)
+        started = getattr(request_g, "rf_request_started", None)
         duration = time.perf_counter() - started if started is not None else 0.0
-        rule = request.url_rule.rule if request.url_rule is not None else _UNMATCHED_ROUTE
+        url_rule = current.url_rule
+        rule = url_rule.rule if url_rule is not None else _UNMATCHED_ROUTE
+        method = current.method
+        status = response.status_code
         if rule != "/metrics":
-            HTTP_REQUEST_DURATION.labels(
-                service=service_name,
-                method=request.method,
-                route=rule,
-                status=str(response.status_code),
-            ).observe(duration)
+            key = (method, rule, status)
+            child = histograms.get(key)
+            if child is None:
+                child = HTTP_REQUEST_DURATION.labels(
+                    service=service_name, method=method, route=rule, status=str(status)
+                )
+                if len(histograms) < 4096:
+                    histograms[key] = child
+            child.observe(duration)
         level = logging.DEBUG if rule in _QUIET_ROUTES else logging.INFO
+        if not stdlib_access.isEnabledFor(level):
+            return response
         fields = {
-            "method": request.method,
+            "method": method,
             "route": rule,
-            "status": response.status_code,
+            "status": status,
             "duration_ms": round(duration * 1000, 2),
         }
         # Read at each request: configure_logging() may run (again) after init_app().
         fast = logs._access_fast
-        if (
-            fast is not None
-            and fast[0] in logging.root.handlers
-            and len(logging.root.handlers) == 1
-            and _stdlib_access.isEnabledFor(level)
-        ):
-            (fast[1].debug if level == logging.DEBUG else fast[1].info)("request", **fields)
+        root_handlers = logging.root.handlers
+        if fast is not None and len(root_handlers) == 1 and root_handlers[0] is fast[0]:
+            fast[1].write(logs.access_line(fields, level))
         else:
             (access_log.debug if level == logging.DEBUG else access_log.info)("request", **fields)
         return response

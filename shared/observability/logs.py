@@ -3,13 +3,14 @@ that ends in one JSON object per line on stdout."""
 
 from __future__ import annotations
 
+import json as _json
 import logging
 import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
 
 import structlog
-from structlog.types import Processor
+from structlog.types import EventDict, Processor
 
 from shared.observability.redaction import redact, set_sensitive_keys
 
@@ -34,36 +35,44 @@ ACCESS_LOGGER_NAME = "rf.access"
 
 
 class _AccessLineWriter:
-    """The end of the access line's own chain: writes the rendered line to stdout under the
-    stdout handler's lock, as that handler would."""
-
-    name = ACCESS_LOGGER_NAME
+    """Writes one rendered access line to stdout under the stdout handler's lock, as that
+    handler would."""
 
     def __init__(self, handler: logging.Handler) -> None:
         self.handler = handler
 
-    def msg(self, message: str) -> None:
-        with self.handler.lock if self.handler.lock is not None else _nullcontext():
+    def write(self, line: str) -> None:
+        lock = self.handler.lock
+        if lock is None:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            return
+        with lock:
             stream = sys.stdout
-            stream.write(message + "\n")
+            stream.write(line)
             stream.flush()
 
-    info = debug = msg
+
+# The access line's short path, set by configure_logging: (the stdout handler, its writer).
+# The access line is written once per request, and the general path (structlog's bound
+# logger, a stdlib LogRecord, the handler's formatter, redaction a second time for exception
+# text it never has) was the gateway's largest cost. The short path (:func:`access_line`)
+# builds the same event (context, level, logger name, timestamp), redacts it with the same
+# processor and renders the same JSON.
+_access_fast: tuple[logging.Handler, _AccessLineWriter] | None = None
+_iso_utc_stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
 
 
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-
-# (handler, logger): the access line's short path, set by configure_logging. The access line is
-# written once per request, and the general path (structlog, a stdlib LogRecord, the handler's
-# formatter, redaction a second time for exception text it never has) was the gateway's largest
-# cost. The short path runs the same processors, redaction included, and renders the same JSON.
-_access_fast: tuple[logging.Handler, Any] | None = None
+def access_line(fields: dict[str, Any], level: int) -> str:
+    """The access line as the general chain renders it: the event, the request's context,
+    level, logger name and timestamp, redacted, as one JSON line."""
+    event: EventDict = {"event": "request", **fields}
+    structlog.contextvars.merge_contextvars(None, "", event)
+    event["level"] = "debug" if level == logging.DEBUG else "info"
+    event["logger"] = ACCESS_LOGGER_NAME
+    _iso_utc_stamp(None, "", event)
+    redact(None, "", event)
+    return _json.dumps(event, default=str) + "\n"
 
 
 def configure_logging(
@@ -124,16 +133,7 @@ def configure_logging(
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
     global _access_fast
-    _access_fast = (
-        (
-            handler,
-            structlog.wrap_logger(
-                _AccessLineWriter(handler), processors=[*shared, redact, renderer]
-            ),
-        )
-        if json
-        else None
-    )
+    _access_fast = (handler, _AccessLineWriter(handler)) if json else None
 
     root = logging.getLogger()
     for existing in list(root.handlers):

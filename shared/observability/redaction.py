@@ -11,7 +11,9 @@ from typing import Any
 
 from structlog.types import EventDict, WrappedLogger
 
-REDACTED = "[REDACTED]"
+from shared.vocabulary import REDACTION_MARKER
+
+REDACTED = REDACTION_MARKER
 
 
 DEFAULT_SENSITIVE_KEYS: frozenset[str] = frozenset(

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import pytest
@@ -303,3 +304,25 @@ def test_list_disable_and_enable_users(migrated: Any, client: Any) -> None:
     cli("enable-user", "--email", "b@roster.test")
     assert client.post("/api/v1/auth/token", json=login).status_code == 200
     assert_json_error(cli_raw("disable-user", "--email", "nobody@roster.test"), "nobody")
+
+
+def test_a_verified_token_is_refused_once_it_expires(migrated: Any) -> None:
+    """Verified tokens are remembered, but their expiry is checked at every use."""
+    from shared.auth import InvalidToken, decode_token, issue_token
+    from tests.support.workers import wait_until
+
+    user_id = uuid.uuid4()
+    token = issue_token(migrated.secret_key, user_id, 3)
+    assert decode_token(migrated.secret_key, token) == user_id
+    assert decode_token(migrated.secret_key, token) == user_id
+
+    def refused() -> bool:
+        try:
+            decode_token(migrated.secret_key, token)
+        except InvalidToken:
+            return True
+        return False
+
+    wait_until(refused, timeout_s=30, interval_s=0.1, message="the token to expire")
+    with pytest.raises(InvalidToken):
+        decode_token("another-secret-key-0123456789abcdef0123", token)

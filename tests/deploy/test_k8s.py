@@ -488,6 +488,8 @@ ROUTES = [
     ("/api/v1/ai-sessions/a/b/resolution-note", "pilot"),
     ("/api/v1/integrations", "notes"),
     ("/api/v1/integrations/webhooks", "notes"),
+    ("/api/v1/kb-articles", "notes"),
+    ("/api/v1/kb-articles/4b2d", "notes"),
     ("/api/v1/usage", "pilot"),
     ("/api/v1/usage/budget", "pilot"),
     ("/", "web"),

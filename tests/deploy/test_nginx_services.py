@@ -31,8 +31,6 @@ from test_nginx import NGINX_CONF, nginx_test, render_config
 from shared.config import PROJECT_ROOT, Settings
 from tests.support.workers import child_env, wait_until
 
-pytestmark = pytest.mark.slow
-
 APPS = {
     "scripts": "services.scripts:create_app()",
     "pilot": "services.pilot:create_app()",

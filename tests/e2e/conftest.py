@@ -1,43 +1,36 @@
-"""The product as users start it: the gateway under gunicorn (2 processes), two Celery worker
-processes (threads pool), the stub Messages API in its own process."""
+"""The end-to-end stacks, all started by tests/support/stack.py:
+
+* `gateway` (module): the product as users start it: the gateway under gunicorn (2 processes),
+  two Celery worker processes (threads pool), the stub Messages API in its own process. A module
+  may define `gateway_overrides` (module scope) to change its settings.
+* `fault_stack` (per test): the stack the fault tests break on purpose: on a Redis of the test's
+  own, with short leases and retries, beat, and the owner's notes going to a webhook receiver.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-import requests
 
-from shared.config import PROJECT_ROOT, Settings
-from tests.support.stub_anthropic import StubAnthropicProcess
-from tests.support.workers import (
-    ARTIFACTS,
-    CeleryWorker,
-    child_env,
-    clean_state,
-    running_gateway,
-)
+from shared.config import Settings
+from shared.db import db
+from tests.support.receiver import WebhookReceiver
+from tests.support.stack import RunningStack, running_stack
 
-NOTE_SYSTEM_MARKER = "You write resolution notes"
-
-
-@dataclass
-class Gateway:
-    settings: Settings
-    base_url: str
-    stub: Any
-    workers: list[CeleryWorker]
-    http: requests.Session = field(default_factory=requests.Session)
-
-    def url(self, path: str) -> str:
-        return f"{self.base_url}{path}"
-
-    def note_calls(self) -> list[dict[str, Any]]:
-        """The stub's recorded calls that were resolution-note generations."""
-        calls = self.stub.client.calls()
-        return [c for c in calls if NOTE_SYSTEM_MARKER in str(c["json"].get("system"))]
+# Leases, sweeps and retries short enough that a fault heals within the tests' deadlines.
+FAULT_SETTINGS: dict[str, Any] = {
+    "JOB_LEASE_S": 3,
+    "SWEEP_INTERVAL_S": 1.0,
+    "OUTBOX_RELAY_INTERVAL_S": 1.0,
+    "NOTES_LOCK_TTL_S": 3.0,
+    "NOTES_PREWARM": False,
+    "WEBHOOK_RETRY_SCHEDULE_S": (0, 1, 1, 1, 1, 1, 1, 1),
+    "WEBHOOK_TIMEOUT_S": 5.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,50 +39,59 @@ def gateway_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gateway(migrated: Settings, gateway_overrides: dict[str, Any]) -> Iterator[Gateway]:
-    (ARTIFACTS / "workers").mkdir(parents=True, exist_ok=True)
-    with StubAnthropicProcess(cwd=str(PROJECT_ROOT)) as stub:
-        values: dict[str, Any] = {
-            "ANTHROPIC_API_KEY": "test-key",
-            "ANTHROPIC_BASE_URL": stub.url,
-            "LLM_MAX_RETRIES": 0,
-            "LLM_TIMEOUT_S": 20.0,
-            "NOTES_PREWARM": True,
-            "NOTES_PREWARM_QUIET_S": 1.0,
-            "NOTES_LOCK_TTL_S": 5.0,
-        }
-        settings = replace(migrated, **{**values, **gateway_overrides})
-        env = child_env(settings)
-        workers = [CeleryWorker(env, concurrency=4).start() for _ in range(2)]
-        try:
-            with running_gateway(env) as base:
-                yield Gateway(settings, base, stub, workers)
-        finally:
-            for worker in workers:
-                worker.stop()
+def gateway(migrated: Settings, gateway_overrides: dict[str, Any]) -> Iterator[RunningStack]:
+    values: dict[str, Any] = {
+        "ANTHROPIC_API_KEY": "test-key",
+        "LLM_MAX_RETRIES": 0,
+        "LLM_TIMEOUT_S": 20.0,
+        "NOTES_PREWARM": True,
+        "NOTES_PREWARM_QUIET_S": 1.0,
+        "NOTES_LOCK_TTL_S": 5.0,
+    }
+    overrides = {**values, **gateway_overrides}
+    # Without an API key the notes are written offline: no stub to point at.
+    with_stub = overrides["ANTHROPIC_API_KEY"] is not None
+    settings = replace(migrated, **overrides)
+    with running_stack(settings, stub=with_stub, workers=2, concurrency=4) as stack:
+        yield stack
 
 
-@pytest.fixture(autouse=True)
-def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Like the suite's clean-up, but keeps the broker's bindings for the module's workers."""
-    gateway: Gateway | None = (
-        request.getfixturevalue("gateway") if "gateway" in request.fixturenames else None
-    )
-    if gateway is not None:
-        gateway.stub.client.reset()
-    yield
-    if gateway is not None:
-        clean_state(gateway.settings, gateway.workers[0])
-    elif "migrated" in request.fixturenames:
-        # Every other e2e test gets the suite's usual clean-up.
-        import redis
-        from sqlalchemy import text
+@dataclass
+class FaultStack:
+    stack: RunningStack
+    owner: Any
+    receiver: WebhookReceiver
 
-        from shared.db import db
-        from shared.models import Base
+    @property
+    def base_url(self) -> str:
+        return self.stack.base_url
 
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        with db.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        servers = request.getfixturevalue("test_servers")
-        redis.Redis.from_url(servers.redis_url).flushdb()
+
+@pytest.fixture
+def fault_stack(
+    migrated: Settings, make_user: Callable[..., Any]
+) -> Callable[..., AbstractContextManager[FaultStack]]:
+    """Starts the fault tests' stack on `redis_url` (the test's own Redis, which it breaks)."""
+    from services.notes.integrations import configure_ticketing
+
+    @contextmanager
+    def start(redis_url: str, *, supervise: bool, log_name: str) -> Iterator[FaultStack]:
+        owner = make_user("owner")
+        settings = replace(migrated, REDIS_URL=redis_url, **FAULT_SETTINGS)
+        with (
+            WebhookReceiver() as receiver,
+            running_stack(
+                settings, beat=True, supervise=supervise, concurrency=4, log_name=log_name
+            ) as stack,
+        ):
+            with db.transaction() as session:
+                receiver.secret = configure_ticketing(
+                    session,
+                    account_id=owner.account_id,
+                    url=receiver.url,
+                    secret=None,
+                    allow_private=True,
+                ).secret
+            yield FaultStack(stack, owner, receiver)
+
+    return start

@@ -14,8 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -33,11 +31,18 @@ import requests
 from sqlalchemy import text
 
 from shared.config import PROJECT_ROOT, Settings
-from tests.support.workers import free_port
+from tests.e2e.pages.history import HistoryPage
+from tests.e2e.pages.library import LibraryPage
+from tests.e2e.pages.login import DEMO_PASSWORD, LoginPage
+from tests.e2e.pages.session import SessionPage
+from tests.e2e.pages.sessions import SessionsPage
+from tests.e2e.pages.settings import SettingsPage
+from tests.e2e.pages.template import TemplatePage
+from tests.support.stack import RunningStack, running_stack
 
 expect = playwright_sync.expect
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-e2e")]
+pytestmark = pytest.mark.xdist_group("console-e2e")
 
 # The README's screenshots: refreshed with UPDATE_SCREENSHOTS=1, else kept with the test artifacts
 # so that an ordinary run leaves the tree as it was.
@@ -58,7 +63,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DEMO_PASSWORD = "demo-password"
 ENGINEER = "engineer@demo.resolutionflow.local"
 OWNER = "owner@demo.resolutionflow.local"
 # What a page may request: its own shell and assets, and the public API. Nothing else.
@@ -245,36 +249,12 @@ def _start_receiver() -> Receiver:
     return receiver
 
 
-@dataclass
-class Stack:
-    base_url: str
-    redis_url: str
-    stub_url: str
-    logs: list[Path]
-
-    def api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
-        headers = kwargs.pop("headers", {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return requests.request(
-            method, f"{self.base_url}{path}", headers=headers, timeout=60, **kwargs
-        )
-
-
 @pytest.fixture(scope="module")
 def chromium_path() -> str:
     path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
         pytest.fail("Debian's chromium is not installed (make test-tools installs it)")
     return path
-
-
-@pytest.fixture(scope="module")
-def stub() -> Iterator[Any]:
-    from tests.support.stub_anthropic import StubAnthropicProcess
-
-    with StubAnthropicProcess(cwd=str(PROJECT_ROOT)) as proc:
-        yield proc
 
 
 @pytest.fixture(scope="module")
@@ -286,97 +266,19 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    migrated: Settings, stub: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    """The gateway, a Celery worker and beat, started as `make run` starts them."""
-    assert migrated.REDIS_URL is not None
-    port = free_port()
-    redis_url = migrated.REDIS_URL
-    run_dir = tmp_path_factory.mktemp("console-stack")
-    env = dict(os.environ)
-    env.update(
-        {
-            "PYTHONUNBUFFERED": "1",
-            "DATABASE_URL": migrated.DATABASE_URL or "",
-            "REDIS_URL": redis_url,
-            "REDIS_KEY_PREFIX": migrated.REDIS_KEY_PREFIX,
-            "GATEWAY_PORT": str(port),
-            "ANTHROPIC_API_KEY": "test",
-            "ANTHROPIC_BASE_URL": stub.url,
-            "ALLOW_PRIVATE_WEBHOOKS": "true",
-            "WEBHOOK_RETRY_SCHEDULE_S": "0,1,2,5",
-            "RF_DATA_DIR": str(run_dir),
-        }
-    )
-    from app.devstack import stack_commands
-
-    stack_settings = replace(
+def stack(migrated: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The gateway, a Celery worker and beat, as `make run` starts them, logging at INFO (every
+    line of which the secrecy checks read)."""
+    settings = replace(
         migrated,
-        GATEWAY_PORT=port,
-        WEB_CONCURRENCY=2,
+        WEBHOOK_RETRY_SCHEDULE_S=(0, 1, 2, 5),
         WORKER_CONCURRENCY=2,
-        LOG_LEVEL="INFO",
-        DATA_DIR=run_dir,
+        DATA_DIR=tmp_path_factory.mktemp("console-stack"),
     )
-    commands = stack_commands(stack_settings, worker_name=f"console-e2e-{uuid.uuid4().hex[:6]}@%h")
-    procs: list[subprocess.Popen[bytes]] = []
-    logs: list[Path] = []
-    try:
-        for name, command in commands.items():
-            log = run_dir / f"{name}.log"
-            logs.append(log)
-            with log.open("wb") as out:
-                procs.append(
-                    subprocess.Popen(
-                        command,
-                        cwd=PROJECT_ROOT,
-                        env=env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
-        base_url = f"http://127.0.0.1:{port}"
-        _wait_until(
-            lambda: requests.get(f"{base_url}/healthz", timeout=2).status_code == 200,
-            60,
-            "the gateway",
-        )
-        _wait_until(lambda: b" ready." in (run_dir / "worker.log").read_bytes(), 60, "the worker")
-        yield Stack(base_url=base_url, redis_url=redis_url, stub_url=stub.url, logs=logs)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-@pytest.fixture(autouse=True)
-def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Overrides the suite's clean-up, which empties the whole Redis db: that would take the
-    broker's queue bindings from under the module's running worker. This one waits (bounded)
-    for the queues to drain, then empties the tables and the app's own keys."""
-    yield
-    if "stack" not in request.fixturenames:
-        return
-    from tests.support.workers import BROKER_QUEUES, clean_state
-
-    stack: Stack = request.getfixturevalue("stack")
-    settings: Settings = request.getfixturevalue("migrated")
-    client = redis.Redis.from_url(stack.redis_url)
-    try:
-        _wait_until(lambda: not any(client.llen(q) for q in BROKER_QUEUES), 10, "idle queues")
-    except TimeoutError:
-        pass
-    finally:
-        client.close()
-    clean_state(settings)
+    with running_stack(
+        settings, stub=True, concurrency=2, beat=True, log_level="INFO", log_name="console"
+    ) as running:
+        yield running
 
 
 @dataclass
@@ -387,7 +289,7 @@ class Demo:
 
 
 @pytest.fixture
-def demo(stack: Stack, migrated: Settings) -> Demo:
+def demo(stack: RunningStack, migrated: Settings) -> Demo:
     """The demo users `make run` prints, the built-in library when it is there, and one
     template with a sensitive parameter (created through the public API)."""
     from sqlalchemy import select
@@ -452,7 +354,7 @@ class Tab:
     errors: list[str]
 
 
-def _open(browser: Any, stack: Stack, viewport: dict[str, int]) -> Tab:
+def _open(browser: Any, stack: RunningStack, viewport: dict[str, int]) -> Tab:
     context = browser.new_context(
         viewport=viewport,
         base_url=stack.base_url,
@@ -471,7 +373,7 @@ def _open(browser: Any, stack: Stack, viewport: dict[str, int]) -> Tab:
 
 
 @pytest.fixture
-def tab(browser: Any, stack: Stack) -> Iterator[Tab]:
+def tab(browser: Any, stack: RunningStack) -> Iterator[Tab]:
     opened = _open(browser, stack, DESKTOP)
     yield opened
     _check_requests(opened, stack)
@@ -479,14 +381,14 @@ def tab(browser: Any, stack: Stack) -> Iterator[Tab]:
 
 
 @pytest.fixture
-def phone(browser: Any, stack: Stack) -> Iterator[Tab]:
+def phone(browser: Any, stack: RunningStack) -> Iterator[Tab]:
     opened = _open(browser, stack, PHONE)
     yield opened
     _check_requests(opened, stack)
     opened.page.context.close()
 
 
-def _check_requests(tab: Tab, stack: Stack) -> None:
+def _check_requests(tab: Tab, stack: RunningStack) -> None:
     """The console calls the public API on its own origin, and nothing else."""
     origin = urlsplit(stack.base_url)
     for req in tab.requests:
@@ -510,14 +412,6 @@ def shot(page: Any, name: str, *, full_page: bool = True) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
 
 
-def sign_in(page: Any, email: str, password: str = DEMO_PASSWORD) -> None:
-    page.goto("/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#user-email")).to_have_text(email)
-
-
 def page_text_outside_script(page: Any) -> str:
     """Everything the page holds that a person or script could read, except the one rendered
     script view: markup, form values, storage, URL and history state."""
@@ -534,7 +428,7 @@ def page_text_outside_script(page: Any) -> str:
     )
 
 
-def stored_copies(stack: Stack, needle: str) -> list[str]:
+def stored_copies(stack: RunningStack, needle: str) -> list[str]:
     """Where `needle` is stored: every table of the database, every key of the stack's Redis
     db, and the logs of its processes."""
     from shared.db import db
@@ -580,12 +474,12 @@ def stored_copies(stack: Stack, needle: str) -> list[str]:
     return found
 
 
-def _pilot_available(stack: Stack, demo: Demo) -> bool:
+def _pilot_available(stack: RunningStack, demo: Demo) -> bool:
     response = stack.api("GET", "/api/v1/ai-sessions", demo.tokens["engineer"])
     return response.status_code == 200
 
 
-def _notes_available(stack: Stack, demo: Demo, session_id: str) -> bool:
+def _notes_available(stack: RunningStack, demo: Demo, session_id: str) -> bool:
     response = stack.api(
         "GET",
         f"/api/v1/ai-sessions/{session_id}/resolution-note/preview?wait=0",
@@ -594,7 +488,7 @@ def _notes_available(stack: Stack, demo: Demo, session_id: str) -> bool:
     return response.status_code in (200, 202)
 
 
-def _stub_note_calls(stack: Stack) -> int:
+def _stub_note_calls(stack: RunningStack) -> int:
     from tests.support.stub_anthropic import StubClient, wants_json_schema
 
     client = StubClient(stack.stub_url)
@@ -605,7 +499,7 @@ def _stub_note_calls(stack: Stack) -> int:
         client.close()
 
 
-def _settled_note_calls(stack: Stack, quiet_s: float = 3.0, timeout_s: float = 30.0) -> int:
+def _settled_note_calls(stack: RunningStack, quiet_s: float = 3.0, timeout_s: float = 30.0) -> int:
     """The stub's count of note generations once it has not moved for `quiet_s` (longer than
     the notes service's pre-warm quiet period)."""
     deadline = time.monotonic() + timeout_s
@@ -624,7 +518,7 @@ def _settled_note_calls(stack: Stack, quiet_s: float = 3.0, timeout_s: float = 3
 # ── Shell and client ───────────────────────────────────────────────────────
 
 
-def test_shell_is_served_with_strict_headers_and_adds_no_api(stack: Stack) -> None:
+def test_shell_is_served_with_strict_headers_and_adds_no_api(stack: RunningStack) -> None:
     response = requests.get(f"{stack.base_url}/", timeout=10)
     assert response.status_code == 200
     assert "text/html" in response.headers["Content-Type"]
@@ -652,7 +546,7 @@ def test_api_client_parses_sse_and_normalises_404(tab: Tab, demo: Demo) -> None:
     sendMessage's JSON fallback and getActiveFix reading the list of fixes (null when none is
     active) instead of asking for a 404."""
     page = tab.page
-    sign_in(page, ENGINEER)
+    LoginPage(page).sign_in(ENGINEER)
     session_id = str(uuid.uuid4())
     other_session = str(uuid.uuid4())
     fixes = [
@@ -720,117 +614,112 @@ def test_api_client_parses_sse_and_normalises_404(tab: Tab, demo: Demo) -> None:
 
 
 def test_login_library_generate_history_keep_the_secret_out(
-    tab: Tab, stack: Stack, demo: Demo
+    tab: Tab, stack: RunningStack, demo: Demo
 ) -> None:
     page = tab.page
     canary = f"Kiosk-{uuid.uuid4().hex[:10]}-Pw!"
-    page.goto("/")
-    expect(page.get_by_role("heading", name="Sign in to ResolutionFlow")).to_be_visible()
-    expect(page.get_by_label("Email")).to_be_focused()
+    login = LoginPage(page).open()
+    expect(login.heading).to_be_visible()
+    expect(login.email).to_be_focused()
     shot(page, "login", full_page=False)
 
     # A wrong password is refused in place; the field is emptied.
-    page.get_by_label("Email").fill(ENGINEER)
-    page.get_by_label("Password").fill("not-the-password")
-    page.keyboard.press("Enter")
-    expect(page.get_by_role("alert")).to_contain_text("do not match")
-    expect(page.get_by_label("Password")).to_have_value("")
+    login.submit_with_enter(ENGINEER, "not-the-password")
+    expect(login.alert).to_contain_text("do not match")
+    expect(login.password).to_have_value("")
 
     # Keyboard only: type the password, Enter.
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.keyboard.press("Enter")
-    expect(page.locator("#user-email")).to_have_text(ENGINEER)
-    token = page.evaluate("sessionStorage.getItem('rf.console.token')")
+    login.submit_with_enter(None, DEMO_PASSWORD)
+    expect(login.signed_in_as).to_have_text(ENGINEER)
+    token = login.stored_token()
     assert token and token.count(".") == 2
     assert page.evaluate("localStorage.length") == 0
 
     # Library: categories with counts, search, tag filter.
-    expect(page.get_by_role("heading", name="Script library", level=1)).to_be_visible()
-    categories = page.locator("#category-list .category-button")
-    expect(categories.first).to_contain_text("All templates")
-    counts = [int(c) for c in page.locator("#category-list .count-badge").all_inner_texts()]
+    library = LibraryPage(page)
+    expect(library.heading).to_be_visible()
+    expect(library.categories.first).to_contain_text("All templates")
+    counts = library.category_counts()
     assert counts[0] == sum(counts[1:]) and counts[0] >= 1
-    expect(page.locator("#template-results .template-card").first).to_be_visible()
+    expect(library.cards.first).to_be_visible()
     shot(page, "library", full_page=False)
 
     # A quoted phrase: ranked search would also list the built-ins that mention each word.
-    page.get_by_label("Search").fill('"local Windows account"')
-    expect(page.locator("#template-results .template-card")).to_have_count(1)
+    library.search('"local Windows account"')
+    expect(library.cards).to_have_count(1)
     expect(page).to_have_url(re.compile(r"q=.*local"))
-    page.get_by_role("button", name="Show only tag kiosk").click()
-    expect(page.get_by_role("button", name="Remove tag filter kiosk")).to_be_visible()
+    library.show_only_tag("kiosk")
+    expect(library.tag_filter("kiosk")).to_be_visible()
     expect(page).to_have_url(re.compile(r"tags=kiosk"))
-    expect(page.locator("#template-results .template-card")).to_have_count(1)
-    page.get_by_role("button", name="Remove tag filter kiosk").click()
+    expect(library.cards).to_have_count(1)
+    library.remove_tag_filter("kiosk")
     expect(page).not_to_have_url(re.compile(r"tags="))
-    page.get_by_label("Add a tag filter").fill("no-such-tag")
-    page.get_by_label("Add a tag filter").press("Enter")
-    expect(page.locator("#template-results")).to_contain_text("No template matches")
-    page.get_by_role("button", name="Remove tag filter no-such-tag").click()
-    expect(page.locator("#template-results .template-card")).to_have_count(1)
+    library.add_tag_filter("no-such-tag")
+    expect(library.results).to_contain_text("No template matches")
+    library.remove_tag_filter("no-such-tag")
+    expect(library.cards).to_have_count(1)
 
     # Template detail and the form built from parameters_schema.
-    page.get_by_role("link", name=RESET_TEMPLATE["name"]).click()
-    expect(page.get_by_role("heading", name=RESET_TEMPLATE["name"], level=1)).to_be_focused()
-    form = page.locator("#generate-form")
-    expect(form.get_by_label("Account name")).to_have_attribute("type", "text")
-    expect(form.get_by_label("New password")).to_have_attribute("type", "password")
-    expect(form.get_by_label("New password")).to_have_value("")
-    expect(form.get_by_label("Password expires in (days)")).to_have_value("90")
-    expect(form.get_by_label("Mode")).to_have_value("reset-and-unlock")
+    library.open_template(RESET_TEMPLATE["name"])
+    template = TemplatePage(page)
+    expect(template.heading(RESET_TEMPLATE["name"])).to_be_focused()
+    expect(template.field("Account name")).to_have_attribute("type", "text")
+    expect(template.field("New password")).to_have_attribute("type", "password")
+    expect(template.field("New password")).to_have_value("")
+    expect(template.field("Password expires in (days)")).to_have_value("90")
+    expect(template.field("Mode")).to_have_value("reset-and-unlock")
     assert (
-        form.get_by_label("Notify").evaluate("el => el.tagName + ':' + el.multiple")
-        == "SELECT:true"
+        template.field("Notify").evaluate("el => el.tagName + ':' + el.multiple") == "SELECT:true"
     )
-    expect(form.get_by_label("User must change the password at next logon")).to_be_checked()
-    expect(form.get_by_label("Computer")).to_have_value("localhost")
+    expect(template.field("User must change the password at next logon")).to_be_checked()
+    expect(template.field("Computer")).to_have_value("localhost")
 
     # Server-side validation errors land beside their fields; the secret does not stay.
-    form.get_by_label("Account name").fill("bad name!")
-    form.get_by_label("New password").fill(canary)
-    form.get_by_label("Password expires in (days)").fill("9999")
-    form.get_by_role("button", name="Generate script").click()
-    expect(page.locator("#param-expire_days-error")).to_contain_text("between 1 and 365")
-    expect(page.locator("#param-username-error")).to_contain_text("pattern")
-    expect(form.get_by_label("Account name")).to_have_attribute("aria-invalid", "true")
-    expect(page.locator("#generate-errors")).to_be_visible()
-    expect(form.get_by_label("New password")).to_have_value("")
+    template.fill(
+        **{
+            "Account name": "bad name!",
+            "New password": canary,
+            "Password expires in (days)": "9999",
+        }
+    )
+    template.press_generate()
+    expect(template.field_error("expire_days")).to_contain_text("between 1 and 365")
+    expect(template.field_error("username")).to_contain_text("pattern")
+    expect(template.field("Account name")).to_have_attribute("aria-invalid", "true")
+    expect(template.errors).to_be_visible()
+    expect(template.field("New password")).to_have_value("")
     assert canary not in page_text_outside_script(page)
 
     # A valid run: the script is shown once, with its warnings and a copy button.
-    form.get_by_label("Account name").fill("kiosk01")
-    form.get_by_label("New password").fill(canary)
-    form.get_by_label("Password expires in (days)").fill("30")
-    form.get_by_label("Notify").select_option(["user", "helpdesk"])
-    form.get_by_label("User must change the password at next logon").uncheck()
-    with page.expect_response("**/api/v1/scripts/generate") as generated:
-        form.get_by_role("button", name="Generate script").click()
-    assert generated.value.status == 200
-    script = page.locator("#rendered-script")
-    expect(script).to_contain_text(f"$rfp_new_password = '{canary}'")
-    expect(script).to_contain_text(re.compile(r"\$rfp_notify = @\('user', ?'helpdesk'\)"))
-    expect(script).to_contain_text("$rfp_must_change = $false")
-    expect(page.locator("#script-output .warnings")).to_contain_text("Run as Administrator")
-    expect(form.get_by_label("New password")).to_have_value("")
+    template.fill(
+        **{"Account name": "kiosk01", "New password": canary, "Password expires in (days)": "30"}
+    )
+    template.field("Notify").select_option(["user", "helpdesk"])
+    template.field("User must change the password at next logon").uncheck()
+    assert template.generate().status == 200
+    expect(template.script).to_contain_text(f"$rfp_new_password = '{canary}'")
+    expect(template.script).to_contain_text(re.compile(r"\$rfp_notify = @\('user', ?'helpdesk'\)"))
+    expect(template.script).to_contain_text("$rfp_must_change = $false")
+    expect(template.warnings).to_contain_text("Run as Administrator")
+    expect(template.field("New password")).to_have_value("")
     assert canary not in page_text_outside_script(page)
-    page.get_by_role("button", name="Copy").click()
-    expect(page.locator("#script-output .copy-status")).to_have_text("Copied to the clipboard.")
+    expect(template.copy()).to_have_text("Copied to the clipboard.")
     assert canary in page.evaluate("navigator.clipboard.readText()")
     page.evaluate("navigator.clipboard.writeText('')")
     shot(page, "generate")
 
     # Leaving the page removes the one rendered copy; history shows the stored, redacted one.
-    page.get_by_role("link", name="History").click()
-    expect(page.get_by_role("heading", name="Generation history")).to_be_visible()
-    row = page.locator("#history-table tbody tr").first
+    history = HistoryPage(page).open_from_nav()
+    expect(history.heading).to_be_visible()
+    row = history.rows.first
     expect(row).to_contain_text(RESET_TEMPLATE["name"])
     expect(row).to_contain_text("[REDACTED]")
     expect(row).to_contain_text("kiosk01")
     assert canary not in page.content()
     assert canary not in page_text_outside_script(page)
     page.go_back()
-    expect(page.get_by_role("heading", name=RESET_TEMPLATE["name"], level=1)).to_be_visible()
-    expect(page.locator("#script-output")).to_be_hidden()
+    expect(template.heading(RESET_TEMPLATE["name"])).to_be_visible()
+    expect(template.output).to_be_hidden()
     assert canary not in page.content()
 
     # No stored copy anywhere: database tables, Redis, process logs.
@@ -839,8 +728,9 @@ def test_login_library_generate_history_keep_the_secret_out(
 
 def test_phone_width_library_and_generate(phone: Tab, demo: Demo) -> None:
     page = phone.page
-    sign_in(page, ENGINEER)
-    expect(page.locator("#template-results .template-card").first).to_be_visible()
+    LoginPage(page).sign_in(ENGINEER)
+    library = LibraryPage(page)
+    expect(library.cards.first).to_be_visible()
 
     def no_horizontal_scroll() -> None:
         width = page.evaluate("document.documentElement.scrollWidth")
@@ -848,45 +738,39 @@ def test_phone_width_library_and_generate(phone: Tab, demo: Demo) -> None:
 
     no_horizontal_scroll()
     shot(page, "library-375", full_page=False)
-    page.get_by_role("link", name=RESET_TEMPLATE["name"]).click()
-    expect(page.locator("#generate-form")).to_be_visible()
+    library.open_template(RESET_TEMPLATE["name"])
+    expect(TemplatePage(page).form).to_be_visible()
     no_horizontal_scroll()
     # Every control is reachable and at least 36 px tall (touch targets).
     heights = page.locator(
         "#generate-form input:not([type=checkbox]), #generate-form select, #generate-form button"
     ).evaluate_all("els => els.map((el) => el.getBoundingClientRect().height)")
     assert heights and min(heights) >= 36, heights
-    page.get_by_role("link", name="Sessions").click()
+    SessionsPage(page).open_from_nav()
     no_horizontal_scroll()
 
 
 def test_env_delivery_downloads_a_ps1_without_the_secret(
-    tab: Tab, stack: Stack, demo: Demo, tmp_path: Any
+    tab: Tab, stack: RunningStack, demo: Demo, tmp_path: Any
 ) -> None:
     page = tab.page
     canary = f"Env-{uuid.uuid4().hex[:10]}-Pw!"
-    sign_in(page, ENGINEER)
-    expect(page.locator("#template-results .template-card").first).to_be_visible()
+    LoginPage(page).sign_in(ENGINEER)
+    library = LibraryPage(page)
+    expect(library.cards.first).to_be_visible()
     # The tag filter suggests the tags that exist.
-    options = page.locator("#library-tag-options option")
-    expect(options.first).to_be_attached()
-    assert "kiosk" in options.evaluate_all("els => els.map((o) => o.value)")
+    expect(library.tag_options.first).to_be_attached()
+    assert "kiosk" in library.tag_options.evaluate_all("els => els.map((o) => o.value)")
 
-    page.get_by_role("link", name=RESET_TEMPLATE["name"]).click()
-    form = page.locator("#generate-form")
-    form.get_by_label("Account name").fill("kiosk02")
-    form.get_by_label("New password").fill(canary)
-    form.get_by_label("Deliver sensitive values").select_option("env")
-    with page.expect_response("**/api/v1/scripts/generate") as generated:
-        form.get_by_role("button", name="Generate script").click()
-    assert generated.value.status == 200
-    script = page.locator("#rendered-script")
-    expect(script).to_contain_text("$env:RF_NEW_PASSWORD")
-    expect(page.locator("#script-output .warnings")).to_contain_text("RF_NEW_PASSWORD")
+    library.open_template(RESET_TEMPLATE["name"])
+    template = TemplatePage(page)
+    template.fill(**{"Account name": "kiosk02", "New password": canary})
+    template.field("Deliver sensitive values").select_option("env")
+    assert template.generate().status == 200
+    expect(template.script).to_contain_text("$env:RF_NEW_PASSWORD")
+    expect(template.warnings).to_contain_text("RF_NEW_PASSWORD")
     assert canary not in page.content()
-    with page.expect_download() as download_info:
-        page.get_by_role("button", name="Download .ps1").click()
-    download = download_info.value
+    download = template.download()
     assert download.suggested_filename.endswith(".ps1")
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
@@ -899,12 +783,12 @@ def test_env_delivery_downloads_a_ps1_without_the_secret(
 # ── Sessions: facts, preview, chat, fix, resolve ───────────────────────────
 
 
-def _require_session_services(stack: Stack, demo: Demo) -> None:
+def _require_session_services(stack: RunningStack, demo: Demo) -> None:
     if not _pilot_available(stack, demo):
         pytest.fail("the pilot service's API (/api/v1/ai-sessions) is not available")
 
 
-def _api_session(stack: Stack, demo: Demo, title: str, facts: list[tuple[str, str]]) -> str:
+def _api_session(stack: RunningStack, demo: Demo, title: str, facts: list[tuple[str, str]]) -> str:
     token = demo.tokens["engineer"]
     response = stack.api("POST", "/api/v1/ai-sessions", token, json={"title": title})
     assert response.status_code == 201, response.text
@@ -920,46 +804,31 @@ def _api_session(stack: Stack, demo: Demo, title: str, facts: list[tuple[str, st
     return session_id
 
 
-def _state_version(page: Any) -> int:
-    return int(page.locator("#state-version").inner_text().removeprefix("state v"))
-
-
-def _expect_preview(page: Any, version: int, cache: str | None = None) -> None:
-    expect(page.locator("#preview-version")).to_have_attribute(
-        "data-version", str(version), timeout=45_000
-    )
-    if cache:
-        expect(page.locator("#preview-cache")).to_have_attribute("data-cache", cache)
-    expect(page.locator("#preview-body h3").first).to_have_text("Problem")
-
-
 def test_session_flow_from_facts_to_delivered_note(
-    tab: Tab, stack: Stack, demo: Demo, receiver: Receiver, browser: Any
+    tab: Tab, stack: RunningStack, demo: Demo, receiver: Receiver, browser: Any
 ) -> None:
     _require_session_services(stack, demo)
     page = tab.page
     receiver.deliveries.clear()
 
     # The owner points the account's ticketing webhook at the local receiver.
-    sign_in(page, OWNER)
-    page.get_by_role("link", name="Settings").click()
-    page.get_by_label("Endpoint URL").fill(receiver.url)
-    page.get_by_role("button", name="Save webhook").click()
-    secret = page.locator("#ticketing-secret-value").inner_text()
+    LoginPage(page).sign_in(OWNER)
+    settings = SettingsPage(page).open_from_nav()
+    secret = settings.save_webhook(receiver.url)
     assert secret.startswith("whsec_")
-    expect(page.locator("#ticketing-current")).to_contain_text(receiver.url)
+    expect(settings.current).to_contain_text(receiver.url)
 
     # A new session.
-    page.get_by_role("link", name="Sessions").click()
-    page.get_by_label("Title").fill("Outlook keeps prompting for a password")
-    page.get_by_label("Ticket reference").fill("INC-1042")
-    page.get_by_role("button", name="Open session").click()
+    SessionsPage(page).open_from_nav().open_new(
+        "Outlook keeps prompting for a password", ticket_ref="INC-1042"
+    )
+    session = SessionPage(page)
     expect(
         page.get_by_role("heading", name="Outlook keeps prompting for a password")
     ).to_be_visible()
     assert secret not in page.content()
-    expect(page.locator("#preview-panel")).to_have_attribute("data-state", "ready", timeout=45_000)
-    session_id = page.url.rsplit("/", 1)[-1]
+    expect(session.preview_panel).to_have_attribute("data-state", "ready", timeout=45_000)
+    session_id = session.session_id
 
     # Facts by kind; the preview follows 500 ms after the last one.
     facts = [
@@ -970,12 +839,9 @@ def test_session_flow_from_facts_to_delivered_note(
         ("resolution", "Set EnableADAL back to 1 and restarted Outlook"),
     ]
     for kind, fact in facts:
-        page.get_by_label("Kind", exact=True).select_option(kind)
-        page.get_by_label("Fact", exact=True).fill(fact)
-        page.get_by_label("Fact", exact=True).press("Enter")
-        expect(page.locator(f'.fact-group[data-kind="{kind}"]')).to_contain_text(fact)
-    version = _state_version(page)
-    _expect_preview(page, version)
+        session.add_fact(kind, fact)
+    version = session.state_version()
+    session.expect_preview(version)
     expect(page.locator("#preview-ticket")).to_have_text("Ticket INC-1042")
     expect(page.locator("#preview-body h3")).to_have_text(
         ["Problem", "What we confirmed", "Root cause", "Resolution"]
@@ -983,9 +849,7 @@ def test_session_flow_from_facts_to_delivered_note(
     before = _settled_note_calls(stack)
 
     # Changing a fact: one new generation, and the preview turns fresh at the new version.
-    confirmed = page.locator('.fact-group[data-kind="confirmed"] li').first
-    confirmed.get_by_role("button", name=re.compile("^Edit fact")).click()
-    edit = page.locator(".fact-edit-input")
+    edit = session.edit_fact(session.fact_items("confirmed").first)
     edit.fill("Modern authentication is disabled in the registry (EnableADAL=0); set to 1")
     with page.expect_response(
         lambda r: "/facts/" in r.url and r.request.method == "PATCH"
@@ -993,12 +857,12 @@ def test_session_flow_from_facts_to_delivered_note(
         edit.press("Enter")
     new_version = patched.value.json()["state_version"]
     assert new_version > version
-    _expect_preview(page, new_version, cache="fresh")
+    session.expect_preview(new_version, cache="fresh")
     assert _settled_note_calls(stack) == before + 1
 
     # Refresh with nothing changed: served from the cache, no generation.
-    page.get_by_role("button", name="Refresh").click()
-    expect(page.locator("#preview-cache")).to_have_attribute("data-cache", "cached")
+    session.refresh_preview()
+    expect(session.preview_cache).to_have_attribute("data-cache", "cached")
     assert _settled_note_calls(stack, quiet_s=1.0) == before + 1
 
     # Chat: the stub answers with a suggested fix (twice: the first one is superseded).
@@ -1021,19 +885,19 @@ def test_session_flow_from_facts_to_delivered_note(
         ):
             _settled_note_calls(stack, quiet_s=2.5)
             stub_client.responses([f"{said}\n\n{fix_block(title, confidence)}"])
-            page.get_by_label("Message", exact=True).fill(f"What next? ({title})")
+            session.type_message(f"What next? ({title})")
             with page.expect_response(
                 lambda r: r.url.endswith("/messages") and r.request.method == "POST"
             ) as sent:
-                page.get_by_role("button", name="Send").click()
+                session.send_message_button().click()
             assert "text/event-stream" in (sent.value.request.headers.get("accept") or "")
             assert "text/event-stream" in sent.value.headers.get("content-type", "")
-            expect(page.locator("#chat-log")).to_contain_text(said)
-            expect(page.locator("#fix-card h3")).to_have_text(title)
+            expect(session.chat_log).to_contain_text(said)
+            expect(session.fix_card.locator("h3")).to_have_text(title)
     finally:
         stub_client.close()
     assert "SUGGEST_FIX" not in page.content()
-    card = page.locator("#fix-card")
+    card = session.fix_card
     expect(card.locator("article.fix .confidence")).to_have_text("82% confidence")
     expect(card.locator("#superseded-fixes summary")).to_have_text("Earlier suggestions (1)")
     expect(card.locator("#superseded-fixes")).not_to_have_attribute("open", "")
@@ -1043,17 +907,15 @@ def test_session_flow_from_facts_to_delivered_note(
     # A script run linked to the session: it joins the note's input with its secret redacted,
     # and the secret reaches neither the LLM nor any stored copy.
     canary = f"Linked-{uuid.uuid4().hex[:10]}-Pw!"
-    page.goto(f"/#/templates/{demo.template_id}?session={session_id}")
-    form = page.locator("#generate-form")
-    expect(form.get_by_label("Link to a troubleshooting session")).to_have_value(session_id)
-    form.get_by_label("Account name").fill("jdoe")
-    form.get_by_label("New password").fill(canary)
-    form.get_by_role("button", name="Generate script").click()
-    expect(page.locator("#rendered-script")).to_contain_text(canary)
-    page.locator("#script-output").get_by_role("link", name="the session").click()
-    expect(page.locator("#script-output")).to_have_count(0)
-    version = _state_version(page)
-    _expect_preview(page, version)
+    template = TemplatePage(page).open(demo.template_id, session_id=session_id)
+    expect(template.field("Link to a troubleshooting session")).to_have_value(session_id)
+    template.fill(**{"Account name": "jdoe", "New password": canary})
+    template.press_generate()
+    expect(template.script).to_contain_text(canary)
+    template.go_to_linked_session()
+    expect(template.output).to_have_count(0)
+    version = session.state_version()
+    session.expect_preview(version)
     assert canary not in page.content()
     _settled_note_calls(stack, quiet_s=2.5)
     stub_client = StubClient(stack.stub_url)
@@ -1062,7 +924,7 @@ def test_session_flow_from_facts_to_delivered_note(
     finally:
         stub_client.close()
     assert stored_copies(stack, canary) == []
-    card = page.locator("#fix-card")
+    card = session.fix_card
     # The decision changes the note's input: the next generation (one) gets a note written
     # the way Sonnet writes one, for the screenshots.
     _settled_note_calls(stack, quiet_s=2.5)
@@ -1074,23 +936,20 @@ def test_session_flow_from_facts_to_delivered_note(
     card.get_by_role("button", name="Use once").click()
     expect(card.locator("#fix-decision")).to_contain_text("Use once")
     expect(card.get_by_role("button", name="Use once")).to_have_attribute("aria-pressed", "true")
-    version = _state_version(page)
-    _expect_preview(page, version, cache="fresh")
-    expect(page.locator("#preview-body")).to_contain_text("EnableADAL")
+    version = session.state_version()
+    session.expect_preview(version, cache="fresh")
+    expect(session.preview_body).to_contain_text("EnableADAL")
     shot(page, "session")
 
     phone_tab = _open(browser, stack, PHONE)
     try:
-        phone_tab.page.goto("/")
-        phone_tab.page.evaluate(
-            "([t]) => sessionStorage.setItem('rf.console.token', t)", [demo.tokens["owner"]]
-        )
+        LoginPage(phone_tab.page).use_token(demo.tokens["owner"])
         phone_tab.page.goto(page.url)
         phone_tab.page.reload()
         expect(phone_tab.page.locator("#fix-card article.fix .confidence")).to_have_text(
             "82% confidence"
         )
-        _expect_preview(phone_tab.page, version)
+        SessionPage(phone_tab.page).expect_preview(version)
         width = phone_tab.page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"]
         shot(phone_tab.page, "session-375")
@@ -1103,15 +962,15 @@ def test_session_flow_from_facts_to_delivered_note(
     expect(page.locator("#resolve-outline-fix")).to_contain_text("EnableADAL back to 1")
     expect(page.locator("#resolve-resolution-field")).to_be_hidden()
     expect(page.locator("#preview-sources li").first).to_contain_text("Symptom: Outlook prompts")
-    expect(page.get_by_label("Ticket reference")).to_have_value("INC-1042")
-    page.get_by_role("button", name="Resolve session").click()
-    expect(page.locator("#session-status")).to_have_text("resolved")
+    expect(session.ticket_reference).to_have_value("INC-1042")
+    session.resolve()
     expect(page.locator('#delivery-status [data-delivery="delivered"]')).to_be_visible(
         timeout=60_000
     )
-    expect(page.locator(".final-note")).to_contain_text("EnableADAL")
-    _expect_preview(page, _state_version(page), cache="cached")  # Resolve cost no generation
-    expect(page.get_by_label("Fact", exact=True)).to_be_disabled()
+    expect(session.final_note).to_contain_text("EnableADAL")
+    # Resolve cost no generation.
+    session.expect_preview(session.state_version(), cache="cached")
+    expect(session.fact_field).to_be_disabled()
     shot(page, "resolved")
 
     assert len(receiver.deliveries) == 1
@@ -1126,7 +985,7 @@ def test_session_flow_from_facts_to_delivered_note(
 
 
 def test_burst_of_five_fact_edits_makes_one_preview_request(
-    tab: Tab, stack: Stack, demo: Demo
+    tab: Tab, stack: RunningStack, demo: Demo
 ) -> None:
     """Five fact edits within 500 ms (page.on("request") counts): one preview request, 500 ms
     after the last of them. Each edit goes through the page's controls (Edit, new text, Save);
@@ -1143,10 +1002,11 @@ def test_burst_of_five_fact_edits_makes_one_preview_request(
         stack, demo, "Printer queue stalls", [("observation", t) for t in texts]
     )
     page = tab.page
-    sign_in(page, ENGINEER)
+    LoginPage(page).sign_in(ENGINEER)
     page.goto(f"/#/sessions/{session_id}")
     expect(page.locator(".fact-group[data-kind='observation'] li")).to_have_count(5)
-    _expect_preview(page, _state_version(page))
+    session = SessionPage(page)
+    session.expect_preview(session.state_version())
     page.wait_for_timeout(700)  # nothing else is scheduled now
 
     previews: list[float] = []
@@ -1192,13 +1052,13 @@ def test_burst_of_five_fact_edits_makes_one_preview_request(
     assert burst_s < 0.5, f"the five edits took {burst_s:.3f} s"
     assert len(previews) == 1, f"{len(previews)} preview requests for one burst"
     assert previews[0] - max(done) >= 0.45  # 500 ms after the last change, not before
-    version = _state_version(page)
-    _expect_preview(page, version)
+    version = SessionPage(page).state_version()
+    SessionPage(page).expect_preview(version)
     assert version == int(page.locator("#preview-version").get_attribute("data-version") or 0)
 
 
 def test_preview_shows_pending_and_retries_after_retry_after(
-    tab: Tab, stack: Stack, demo: Demo
+    tab: Tab, stack: RunningStack, demo: Demo
 ) -> None:
     """A 202 from the preview shows the pending state and is retried after `retry_after`."""
     _require_session_services(stack, demo)
@@ -1220,7 +1080,7 @@ def test_preview_shows_pending_and_retries_after_retry_after(
             route.continue_()
 
     page.route("**/resolution-note/preview?*", first_pending)
-    sign_in(page, ENGINEER)
+    LoginPage(page).sign_in(ENGINEER)
     page.goto(f"/#/sessions/{session_id}")
     panel = page.locator("#preview-panel")
     expect(panel).to_have_attribute("data-state", "pending")
@@ -1229,7 +1089,8 @@ def test_preview_shows_pending_and_retries_after_retry_after(
     expect(panel).to_have_attribute("data-state", "ready", timeout=45_000)
     assert answered[:2] == ["202", "real"]
     expect(panel).not_to_have_attribute("aria-busy", "true")
-    _expect_preview(page, _state_version(page))
+    session = SessionPage(page)
+    session.expect_preview(session.state_version())
 
     # Deleting a fact asks first (inline), then the list and the preview follow.
     fact = page.locator(".fact-group[data-kind='symptom'] li")
@@ -1245,7 +1106,7 @@ def test_preview_shows_pending_and_retries_after_retry_after(
     expect(page.locator(".fact-group[data-kind='symptom'] li")).to_have_count(0)
     expect(page.locator(".fact-group[data-kind='symptom'] .count-badge")).to_have_text("0")
     expect(page.get_by_label("Fact", exact=True)).to_be_focused()
-    _expect_preview(page, version)
+    SessionPage(page).expect_preview(version)
 
 
 # ── Accessibility ──────────────────────────────────────────────────────────
@@ -1267,7 +1128,7 @@ def _axe_violations(page: Any) -> list[str]:
     return problems
 
 
-def test_main_screens_pass_axe_wcag_aa(tab: Tab, stack: Stack, demo: Demo) -> None:
+def test_main_screens_pass_axe_wcag_aa(tab: Tab, stack: RunningStack, demo: Demo) -> None:
     """axe-core (WCAG 2.1 A and AA rules) finds nothing on the main screens, desktop size."""
     import axe_playwright_python  # noqa: F401
 
@@ -1276,7 +1137,7 @@ def test_main_screens_pass_axe_wcag_aa(tab: Tab, stack: Stack, demo: Demo) -> No
     page.goto("/")
     expect(page.get_by_label("Email")).to_be_visible()
     report["login"] = _axe_violations(page)
-    sign_in(page, OWNER)
+    LoginPage(page).sign_in(OWNER)
     expect(page.locator("#template-results .template-card").first).to_be_visible()
     report["library"] = _axe_violations(page)
     page.goto(f"/#/templates/{demo.template_id}")
@@ -1312,14 +1173,14 @@ def test_main_screens_pass_axe_wcag_aa(tab: Tab, stack: Stack, demo: Demo) -> No
 
 
 def test_settings_builds_the_form_from_kinds_tests_and_removes(
-    tab: Tab, stack: Stack, demo: Demo
+    tab: Tab, stack: RunningStack, demo: Demo
 ) -> None:
     """The owner picks Zendesk, fills the fields the kinds endpoint describes, saves, tests
     against the Zendesk fake and removes it; the API token never comes back to the page."""
     from tests.support.fake_saas import ZendeskFake
 
     page = tab.page
-    sign_in(page, OWNER)
+    LoginPage(page).sign_in(OWNER)
     page.goto("/#/settings")
     expect(page.get_by_label("Endpoint URL")).to_be_visible()
     with ZendeskFake() as fake:
@@ -1357,7 +1218,7 @@ LONG_SCRIPT_LINE = (
 )
 
 
-def _session_with_long_fix(stack: Stack, demo: Demo) -> str:
+def _session_with_long_fix(stack: RunningStack, demo: Demo) -> str:
     """A session whose active fix carries a script with one very long line (written the way
     the assistant's [SUGGEST_FIX] block is stored)."""
     from shared.db import db
@@ -1397,7 +1258,7 @@ def _overlaps(boxes: dict[str, dict[str, float]]) -> list[str]:
 
 
 def test_long_script_lines_scroll_inside_their_box_and_no_panel_overlaps_another(
-    browser: Any, stack: Stack, demo: Demo
+    browser: Any, stack: RunningStack, demo: Demo
 ) -> None:
     _require_session_services(stack, demo)
     session_id = _session_with_long_fix(stack, demo)
@@ -1451,7 +1312,7 @@ def test_long_script_lines_scroll_inside_their_box_and_no_panel_overlaps_another
             page.context.close()
 
 
-def test_first_hour_console_fixes(tab: Tab, stack: Stack, demo: Demo) -> None:
+def test_first_hour_console_fixes(tab: Tab, stack: RunningStack, demo: Demo) -> None:
     """Login without developer text, honest runtime pills, the fact editor as a textarea,
     editable details, a session list search box, Copy on the preview, no failed request."""
     _require_session_services(stack, demo)
@@ -1459,7 +1320,7 @@ def test_first_hour_console_fixes(tab: Tab, stack: Stack, demo: Demo) -> None:
     page.goto("/")
     login_text = page.locator("main").inner_text()
     assert "`" not in login_text and "make run" not in login_text
-    sign_in(page, ENGINEER)
+    LoginPage(page).sign_in(ENGINEER)
 
     page.goto("/#/library")
     expect(page.locator(".template-card").first).to_be_visible()
@@ -1514,7 +1375,7 @@ def test_first_hour_console_fixes(tab: Tab, stack: Stack, demo: Demo) -> None:
     )
 
     # Copy on the preview: markdown and plain text.
-    _expect_preview(page, saved["state_version"])
+    SessionPage(page).expect_preview(saved["state_version"])
     page.locator("#preview-copy-markdown").click()
     expect(page.locator("#preview-copy .copy-status")).to_have_text("Copied.")
     copied = page.evaluate("navigator.clipboard.readText()")
@@ -1542,7 +1403,7 @@ def test_first_hour_console_fixes(tab: Tab, stack: Stack, demo: Demo) -> None:
 
 
 def test_resolved_session_shows_the_final_note_once_with_copy(
-    tab: Tab, stack: Stack, demo: Demo
+    tab: Tab, stack: RunningStack, demo: Demo
 ) -> None:
     _require_session_services(stack, demo)
     session_id = _api_session(
@@ -1567,7 +1428,7 @@ def test_resolved_session_shows_the_final_note_once_with_copy(
     _wait_until(lambda: final_note() is not None, 90, "the final note")
     note = final_note()
     page = tab.page
-    sign_in(page, ENGINEER)
+    LoginPage(page).sign_in(ENGINEER)
     page.goto(f"/#/sessions/{session_id}")
     expect(page.locator("#final-note-body")).to_be_visible(timeout=30_000)
     expect(page.locator("#preview-panel")).to_be_hidden()
@@ -1584,7 +1445,7 @@ def test_resolved_session_shows_the_final_note_once_with_copy(
 
 
 def test_history_generates_again_with_the_stored_values_sensitive_left_empty(
-    tab: Tab, stack: Stack, demo: Demo
+    tab: Tab, stack: RunningStack, demo: Demo
 ) -> None:
     token = demo.tokens["engineer"]
     values = {
@@ -1603,7 +1464,7 @@ def test_history_generates_again_with_the_stored_values_sensitive_left_empty(
     listed = stack.api("GET", "/api/v1/scripts/generations", token)
     assert listed.headers["X-Total-Count"] == "1"
     page = tab.page
-    sign_in(page, ENGINEER)
+    LoginPage(page).sign_in(ENGINEER)
     page.goto("/#/history")
     expect(page.locator("#history-table tbody tr")).to_have_count(1)
     expect(page.locator("main")).to_contain_text("1 of 1 shown")
@@ -1617,7 +1478,9 @@ def test_history_generates_again_with_the_stored_values_sensitive_left_empty(
     assert "Sup3r-Secret-Canary-91" not in stored and "rf.console.prefill" not in stored
 
 
-def test_api_docs_render_offline_from_the_products_own_origin(tab: Tab, stack: Stack) -> None:
+def test_api_docs_render_offline_from_the_products_own_origin(
+    tab: Tab, stack: RunningStack
+) -> None:
     """Swagger UI comes from the gateway (no CDN): it renders with every request on the
     product's origin, and its Content-Security-Policy blocks nothing it needs."""
     page = tab.page
@@ -1639,3 +1502,101 @@ def test_api_docs_render_offline_from_the_products_own_origin(tab: Tab, stack: S
     csp = page.evaluate("fetch('/api/docs').then((r) => r.headers.get('content-security-policy'))")
     assert "script-src 'self'" in csp and "http" not in csp
     assert tab.errors == [], tab.errors  # a CSP violation is logged as an error
+
+
+SPOOLER_FIX_SCRIPT = (
+    "Invoke-Command -ComputerName PRN-SRV01 -ScriptBlock {\n"
+    "    Restart-Service -Name Spooler -Force\n"
+    "}\n"
+)
+
+
+def test_a_fix_becomes_a_draft_edited_beside_its_findings_and_similar_sessions_show(
+    tab: Tab, stack: RunningStack, demo: Demo
+) -> None:
+    """The session page lists the similar resolved session; "Draft a template" on a fix with
+    a script opens the draft in the editor (name, description, parameters, body) with the
+    static check beside it; saving and publishing go through the API."""
+    from shared.db import db
+    from shared.models import SuggestedFix
+
+    _require_session_services(stack, demo)
+    token = demo.tokens["engineer"]
+    past = _api_session(
+        stack,
+        demo,
+        "Print queue stuck on PRN-SRV01",
+        [("symptom", "Print jobs stay queued on PRN-SRV01 and cannot be cancelled")],
+    )
+    resolved = stack.api(
+        "POST",
+        f"/api/v1/ai-sessions/{past}/resolve",
+        token,
+        json={"resolution": "Restarted the print spooler on PRN-SRV01"},
+    )
+    assert resolved.status_code == 202, resolved.text
+    session_id = _api_session(
+        stack,
+        demo,
+        "Printer queue frozen on the print server",
+        [("symptom", "Jobs stay in the print queue and will not cancel")],
+    )
+    with db.transaction() as session:
+        session.add(
+            SuggestedFix(
+                session_id=uuid.UUID(session_id),
+                account_id=uuid.UUID(demo.account_id),
+                title="Restart the spooler on the print server",
+                summary="Restarts the print spooler on PRN-SRV01.",
+                steps=["Restart the spooler", "Check the queue drains"],
+                script=SPOOLER_FIX_SCRIPT,
+            )
+        )
+
+    page = tab.page
+    LoginPage(page).sign_in(ENGINEER)
+    page.goto(f"/#/sessions/{session_id}")
+    similar = page.locator("#similar-sessions")
+    expect(similar.locator(f"li[data-session-id='{past}']")).to_contain_text(
+        "Restarted the print spooler on PRN-SRV01"
+    )
+    page.locator("#fix-card [data-decision='draft_template']").click()
+    link = page.locator("#fix-draft-link")
+    expect(link).to_be_visible()
+    link.click()
+
+    expect(page.get_by_role("heading", name="Template draft", level=1)).to_be_visible()
+    expect(page.locator("#draft-state")).to_have_text("Draft: not in the library yet")
+    expect(page.locator("#draft-name")).to_have_value("Restart the spooler on the print server")
+    expect(page.locator("#draft-param-computer-default")).to_have_value("PRN-SRV01")
+    expect(page.locator("#draft-param-computer-type")).to_have_value("hostname")
+    expect(page.locator("#draft-body")).to_have_value(re.compile(r"-ComputerName \{\{computer\}\}"))
+    expect(page.locator("#draft-findings-panel")).to_be_visible()
+    editor = page.locator("#draft-form").bounding_box()
+    findings = page.locator("#draft-findings-panel").bounding_box()
+    assert editor and findings and findings["x"] >= editor["x"] + editor["width"] - 1
+
+    # A body the static check flags shows its finding beside the editor once saved.
+    page.locator("#draft-name").fill("Restart the print spooler remotely")
+    page.locator("#draft-body").fill(
+        page.locator("#draft-body").input_value() + "Restart-Computer -ComputerName {{computer}}\n"
+    )
+    page.locator("#draft-save").click()
+    expect(page.locator("#draft-status")).to_have_text("Draft saved.")
+    expect(page.locator("#draft-findings-list li[data-rule='RF1004']")).to_be_visible()
+    saved = stack.api("GET", f"/api/v1/scripts/templates/{_draft_id(page)}", token).json()
+    assert saved["name"] == "Restart the print spooler remotely"
+    assert saved["status"] == "draft"
+
+    page.locator("#draft-publish").click()
+    expect(page.locator("#draft-status")).to_contain_text("Published to your team's library.")
+    expect(page.locator("#draft-state")).to_have_text("Published")
+    published = stack.api("GET", f"/api/v1/scripts/templates/{_draft_id(page)}", token).json()
+    assert published["status"] == "published" and published["scope"] == "team"
+    _check_requests(tab, stack)
+
+
+def _draft_id(page: Any) -> str:
+    match = re.search(r"#/templates/([^/]+)/edit", page.url)
+    assert match, page.url
+    return match.group(1)

@@ -13,13 +13,9 @@ the stub Messages API in its own process.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +23,13 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from shared.config import PROJECT_ROOT, Settings
-from tests.support.stub_anthropic import StubAnthropicProcess
+from shared.config import Settings
+from tests.support.stack import RunningStack, running_stack
 from tests.support.workers import (
-    ARTIFACTS,
     CeleryWorker,
-    child_env,
-    clean_state,
-    free_port,
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
-
-GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
 # The most verbose level: a sensitive value must not reach even a debug line.
 LOG_LEVEL = "DEBUG"
 
@@ -60,12 +49,25 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
 
 @dataclass
 class Stack:
-    settings: Settings
-    base_url: str
-    stub: Any
-    worker: CeleryWorker
-    api_log: Path
-    http: requests.Session = field(default_factory=requests.Session)
+    """The running stack, read the way these tests read it: through its log lines."""
+
+    running: RunningStack
+
+    @property
+    def settings(self) -> Settings:
+        return self.running.settings
+
+    @property
+    def stub(self) -> Any:
+        return self.running.stub
+
+    @property
+    def worker(self) -> CeleryWorker:
+        return self.running.workers[0]
+
+    @property
+    def api_log(self) -> Path:
+        return self.running.logs[-1]
 
     def call(
         self,
@@ -80,9 +82,7 @@ class Stack:
         headers = {**user.headers, **(headers or {})}
         if request_id is not None:
             headers["X-Request-ID"] = request_id
-        return self.http.request(
-            method, f"{self.base_url}{path}", headers=headers, timeout=60, **kw
-        )
+        return self.running.api(method, path, headers=headers, **kw)  # type: ignore[no-any-return]
 
     @property
     def worker_log(self) -> Path:
@@ -99,90 +99,34 @@ class Stack:
     def api_lines(self, request_id: str) -> list[dict[str, Any]]:
         return [e for e in json_lines(self.api_log) if e.get("request_id") == request_id]
 
+    def before_test(self) -> None:
+        self.running.before_test()
 
-def _start_gateway(
-    env: dict[str, str], port: int, log_path: Path, metrics_dir: Path
-) -> subprocess.Popen[bytes]:
-    server_env = dict(env)
-    server_env.update(
-        {
-            "PORT": str(port),
-            "BIND_HOST": "127.0.0.1",
-            "WEB_CONCURRENCY": "2",
-            "GUNICORN_THREADS": "8",
-            # gunicorn's own access line too: every line of the API process is checked.
-            "GUNICORN_ACCESS_LOG": "-",
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-            "SERVICE_NAME": "rf-test-gateway",
-        }
-    )
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(GUNICORN_CONF),
-                "app.gateway:create_app()",
-            ],
-            cwd=PROJECT_ROOT,
-            env=server_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    def after_test(self) -> None:
+        self.running.after_test()
 
 
 @pytest.fixture(scope="module")
-def stack(migrated: Settings) -> Iterator[Stack]:
-    (ARTIFACTS / "workers").mkdir(parents=True, exist_ok=True)
-    with StubAnthropicProcess(cwd=str(PROJECT_ROOT)) as stub:
-        settings = replace(
-            migrated,
-            ANTHROPIC_API_KEY="test-key",
-            ANTHROPIC_BASE_URL=stub.url,
-            LLM_MAX_RETRIES=0,
-            LLM_TIMEOUT_S=20.0,
-            NOTES_PREWARM=False,
-            NOTES_LOCK_TTL_S=5.0,
-        )
-        env = child_env(settings, LOG_LEVEL=LOG_LEVEL)
-        worker = CeleryWorker(env, concurrency=4).start()
-        port = free_port()
-        api_log = ARTIFACTS / "workers" / f"gateway-observability-{port}.log"
-        metrics_dir = Path(tempfile.mkdtemp(prefix="rf-obs-metrics-"))
-        server = _start_gateway(env, port, api_log, metrics_dir)
-        base = f"http://127.0.0.1:{port}"
-        try:
-
-            def healthy() -> bool:
-                if server.poll() is not None:
-                    pytest.fail(f"gunicorn exited:\n{api_log.read_text(errors='replace')[-3000:]}")
-                try:
-                    return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-                except requests.RequestException:
-                    return False
-
-            wait_until(healthy, 60, interval_s=0.1, message="the gateway under gunicorn")
-            yield Stack(settings, base, stub, worker, api_log)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=5)
-            worker.stop()
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def _clean_state(stack: Stack) -> Iterator[None]:
-    """Overrides the suite's clean-up, which would flush the broker bindings of the worker."""
-    stack.stub.client.reset()
-    yield
-    clean_state(stack.settings, stack.worker)
+def stack(migrated: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = replace(
+        migrated, LLM_MAX_RETRIES=0, LLM_TIMEOUT_S=20.0, NOTES_PREWARM=False, NOTES_LOCK_TTL_S=5.0
+    )
+    gateway_env = {
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "8",
+        # gunicorn's own access line too: every line of the API process is checked.
+        "GUNICORN_ACCESS_LOG": "-",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("rf-obs-metrics")),
+        "SERVICE_NAME": "rf-test-gateway",
+    }
+    with running_stack(
+        settings,
+        stub=True,
+        log_level=LOG_LEVEL,
+        log_name="gateway-observability",
+        gateway_env=gateway_env,
+    ) as running:
+        yield Stack(running)
 
 
 def _new_session(stack: Stack, user: Any, **fields: Any) -> str:

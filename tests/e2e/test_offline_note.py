@@ -69,7 +69,7 @@ def test_a_session_with_cause_and_fix_resolves_into_a_note_stating_both(
         body = response.json()
         return body.get("delivery_status") == "delivered" and body
 
-    note = wait_until(final, 20, message="the note delivered")
+    note = wait_until(final, 120, message="the note delivered")
     assert note["generator"] == "offline" and note["markdown"] == markdown
     cited = {c["section"]: c for c in note["citations"] if c["fact_ids"]}
     assert set(cited) == {"Problem", "What we confirmed", "Root cause", "Resolution"}

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-import requests
 
-from shared.config import PROJECT_ROOT
-from tests.support.workers import free_port, wait_until
-
-pytestmark = pytest.mark.slow
+from shared.config import PROJECT_ROOT, Settings
+from tests.support.stack import RunningStack, running_stack
 
 README = PROJECT_ROOT / "README.md"
 FENCE = re.compile(r"^```([A-Za-z0-9_-]*)\s*$")
@@ -98,62 +92,18 @@ def test_readme_convention_parser() -> None:
     assert [(b.text, b.expected) for b in runnable] == [("echo hi", "hi"), ("true", None)]
 
 
-@dataclass
-class Stack:
-    base_url: str
-    port: int
-    log_path: Path
-
-
 @pytest.fixture(scope="module")
-def stack(migrated: Any, artifacts_dir: Path) -> Iterator[Stack]:
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        GATEWAY_PORT=str(port),
-        WEB_CONCURRENCY="2",
-        WORKER_CONCURRENCY="2",
-        WORKER_METRICS_PORT="0",
-        RF_DATA_DIR=str(artifacts_dir / f"readme-{port}"),
-    )
-    log_path = artifacts_dir / f"readme-devstack-{port}.log"
-    log = open(log_path, "w")  # a file, not a pipe the stack could fill
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.devstack"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"make run's stack exited:\n{log_path.read_text()[-4000:]}")
-        try:
-            return requests.get(f"{base}/healthz", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(up, 180, interval_s=0.2, message="the stack's /healthz")
-        yield Stack(base, port, log_path)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
+def stack(migrated: Settings) -> Iterator[RunningStack]:
+    """What `make run` starts, on a free port."""
+    with running_stack(migrated, make_run=True, log_name="readme") as running:
+        yield running
 
 
 def _localised(command: str, port: int) -> str:
     return re.sub(r"\b(localhost|127\.0\.0\.1):8000\b", rf"\g<1>:{port}", command)
 
 
-def test_readme_sh_blocks_run_verbatim_and_print_what_it_says(stack: Stack) -> None:
+def test_readme_sh_blocks_run_verbatim_and_print_what_it_says(stack: RunningStack) -> None:
     blocks = [b for b in readme_blocks(README.read_text()) if b.lang == "sh"]
     assert len(blocks) >= 1, "the README's walk-through has no `sh` block"
     assert any(b.expected is not None for b in blocks)
@@ -161,7 +111,7 @@ def test_readme_sh_blocks_run_verbatim_and_print_what_it_says(stack: Stack) -> N
     script = ["set -euo pipefail"]
     for index, block in enumerate(blocks):
         script.append(f"printf '%s\\n' '{MARKER.format(index)}'")
-        script.append(_localised(block.text, stack.port))
+        script.append(_localised(block.text, urlsplit(stack.base_url).port or 0))
     script.append(f"printf '%s\\n' '{MARKER.format(len(blocks))}'")
     env = {k: v for k, v in os.environ.items() if k != "TOKEN"}
     env["PATH"] = f"{PROJECT_ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -193,9 +143,10 @@ def test_readme_sh_blocks_run_verbatim_and_print_what_it_says(stack: Stack) -> N
             )
 
 
-def test_make_run_prints_the_demo_users_as_the_readme_shows(stack: Stack) -> None:
+def test_make_run_prints_the_demo_users_as_the_readme_shows(stack: RunningStack) -> None:
     readme = README.read_text()
-    printed = stack.log_path.read_text()
+    [log] = stack.logs
+    printed = log.read_text()
     shown = readme[readme.index("`make run` prints something like:") :]
     shown = shown[shown.index("```") + 3 : shown.index("```", shown.index("```") + 3)]
     for line in shown.strip().splitlines():

@@ -20,7 +20,7 @@ from shared import secrets_at_rest
 from shared.config import ConfigError, Settings
 from shared.db import db, normalise_database_url
 from shared.secrets_at_rest import SecretBox, SecretKeyError
-from tests.conftest import _admin_database_url, settings_with
+from tests.support.servers import admin_database_url, settings_with
 
 URL_WITH_TOKEN = "http://127.0.0.1:9/hooks/T0K3N-in-the-path?sig=query-secret"
 
@@ -96,7 +96,7 @@ def test_dev_and_test_use_a_fixed_development_key_only() -> None:
 
 
 def _scratch_database() -> tuple[str, str]:
-    admin = _admin_database_url()
+    admin = admin_database_url()
     name = f"rf_i11_{uuid.uuid4().hex[:10]}"
     conn = psycopg2.connect(admin)
     conn.autocommit = True

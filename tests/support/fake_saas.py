@@ -23,7 +23,7 @@ import socket
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -48,9 +48,18 @@ def _basic(user: str, password: str) -> str:
 
 
 class Fake:
-    """A vendor's API on a loopback port (werkzeug, threaded), with notes per ticket."""
+    """A vendor's API on a loopback port (werkzeug, threaded), with notes per ticket.
+
+    One guard runs before every route: a request without the vendor's credentials gets the
+    vendor's own refusal (`unauthorised`), and a route whose URL names a ticket
+    (`ticket_arg`) answers the vendor's not-found (`missing`) for a ticket it does not hold.
+    A vendor's fake defines those three and lists the endpoints its API serves without
+    credentials (`public_endpoints`: a token or zone lookup)."""
 
     label = ""
+    ticket_arg = "ticket"
+    public_endpoints: frozenset[str] = frozenset()
+    tickets: Mapping[str, Any] = {}
 
     def __init__(self) -> None:
         self.app = Flask(type(self).__name__)
@@ -60,7 +69,7 @@ class Fake:
         self.requests: list[tuple[str, str]] = []
         self.ids = itertools.count(1001)
         self.routes()
-        self.app.before_request(self._record)
+        self.app.before_request(self._guard)
         self._server: BaseWSGIServer = make_server("127.0.0.1", 0, self.app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -110,9 +119,33 @@ class Fake:
     def routes(self) -> None:
         raise NotImplementedError
 
-    def _record(self) -> None:
+    def authorised(self) -> bool:
+        """The request carries the credentials the vendor's API reference asks for."""
+        raise NotImplementedError
+
+    def unauthorised(self) -> Response:
+        """The vendor's answer to missing or wrong credentials."""
+        raise NotImplementedError
+
+    def missing(self, ticket: str) -> Response:
+        """The vendor's answer for a ticket it does not hold."""
+        raise NotImplementedError
+
+    def known_tickets(self) -> Mapping[str, Any]:
+        return self.tickets
+
+    def _guard(self) -> Response | None:
         with self.lock:
             self.requests.append((request.method, request.full_path))
+        # No route (404) or no such method (405): the server's own answer, as before routing.
+        if request.endpoint is None or request.endpoint in self.public_endpoints:
+            return None
+        if not self.authorised():
+            return self.unauthorised()
+        ticket = (request.view_args or {}).get(self.ticket_arg)
+        if ticket is not None and str(ticket) not in self.known_tickets():
+            return self.missing(str(ticket))
+        return None
 
     def next_fault(self) -> str | None:
         with self.lock:
@@ -150,8 +183,6 @@ class Fake:
         ticket: str,
         note: dict[str, Any],
         answer: Callable[[dict[str, Any]], Response],
-        *,
-        refuse: Callable[[str], Response],
     ) -> Response:
         """Apply the next fault around storing ``note`` on ``ticket``."""
         fault = self.next_fault()
@@ -160,7 +191,7 @@ class Fake:
                 429, {"error": "TooManyRequests"}, {"Retry-After": str(RETRY_AFTER_S)}
             )
         if fault == "401":
-            return refuse("401")
+            return self.unauthorised()
         note = {"id": next(self.ids), **note}
         with self.lock:
             self.notes_by_ticket.setdefault(str(ticket), []).append(note)
@@ -193,24 +224,20 @@ class ZendeskFake(Fake):
     def credentials(self) -> dict[str, str]:
         return {"email": self.email, "api_token": self.token}
 
+    def unauthorised(self) -> Response:
+        return self.error(401, {"error": "Couldn't authenticate you"})
+
+    def authorised(self) -> bool:
+        return request.headers.get("Authorization") == _basic(f"{self.email}/token", self.token)
+
+    def missing(self, ticket: str) -> Response:
+        return self.error(404, {"error": "RecordNotFound", "description": "Not found"})
+
     def routes(self) -> None:
         app = self.app
 
-        def unauthorised(_: str = "") -> Response:
-            return self.error(401, {"error": "Couldn't authenticate you"})
-
-        def authorised() -> bool:
-            return request.headers.get("Authorization") == _basic(f"{self.email}/token", self.token)
-
-        def missing() -> Response:
-            return self.error(404, {"error": "RecordNotFound", "description": "Not found"})
-
         @app.put("/api/v2/tickets/<ticket>.json")
         def update(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return missing()
             data = self.json_body()
             comment = (data.get("ticket") or {}).get("comment")
             if not isinstance(comment, dict) or not (
@@ -244,15 +271,10 @@ class ZendeskFake(Fake):
                         },
                     }
                 ),
-                refuse=unauthorised,
             )
 
         @app.get("/api/v2/tickets/<ticket>/comments.json")
         def comments(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return missing()
             return self.ok(
                 {
                     "comments": self.notes(ticket),
@@ -263,16 +285,10 @@ class ZendeskFake(Fake):
 
         @app.get("/api/v2/tickets/<ticket>.json")
         def show(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return missing()
             return self.ok({"ticket": {"id": int(ticket), "subject": self.tickets[ticket]}})
 
         @app.get("/api/v2/users/me.json")
         def me() -> Response:
-            if not authorised():
-                return unauthorised()
             return self.ok({"user": {"id": 1, "email": self.email, "role": "agent"}})
 
 
@@ -291,30 +307,26 @@ class FreshserviceFake(Fake):
     def credentials(self) -> dict[str, str]:
         return {"api_key": self.api_key}
 
+    def unauthorised(self) -> Response:
+        return self.error(
+            401,
+            {
+                "code": "invalid_credentials",
+                "message": "You have to be logged in to perform this action.",
+            },
+        )
+
+    def authorised(self) -> bool:
+        return request.headers.get("Authorization") == _basic(self.api_key, "X")
+
+    def missing(self, ticket: str) -> Response:
+        return self.error(404, {"code": "access_denied", "message": "Record not found"})
+
     def routes(self) -> None:
         app = self.app
 
-        def unauthorised(_: str = "") -> Response:
-            return self.error(
-                401,
-                {
-                    "code": "invalid_credentials",
-                    "message": "You have to be logged in to perform this action.",
-                },
-            )
-
-        def authorised() -> bool:
-            return request.headers.get("Authorization") == _basic(self.api_key, "X")
-
-        def missing() -> Response:
-            return self.error(404, {"code": "access_denied", "message": "Record not found"})
-
         @app.post("/api/v2/tickets/<ticket>/notes")
         def add_note(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return missing()
             data = self.json_body()
             allowed = {"body", "private", "incoming", "notify_emails", "user_id"}
             errors = [
@@ -349,30 +361,18 @@ class FreshserviceFake(Fake):
                 "private": data.get("private", True),
                 "ticket_id": int(ticket),
             }
-            return self.write(
-                ticket, note, lambda n: self.ok({"conversation": n}, 201), refuse=unauthorised
-            )
+            return self.write(ticket, note, lambda n: self.ok({"conversation": n}, 201))
 
         @app.get("/api/v2/tickets/<ticket>/conversations")
         def conversations(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return missing()
             return self.ok({"conversations": self.notes(ticket), "meta": {"count": 0}})
 
         @app.get("/api/v2/tickets/<ticket>")
         def show(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return missing()
             return self.ok({"ticket": {"id": int(ticket), "subject": self.tickets[ticket]}})
 
         @app.get("/api/v2/agents/me")
         def me() -> Response:
-            if not authorised():
-                return unauthorised()
             return self.ok({"agent": {"id": 7, "email": "agent@msp.example"}})
 
 
@@ -388,37 +388,35 @@ class JiraFake(Fake):
     email = "agent@msp.example"
     token = "jira-token-xyz"
     issues = {"HELP-42": "Laptop will not boot"}
+    ticket_arg = "key"
+
+    def known_tickets(self) -> Mapping[str, Any]:
+        return self.issues
 
     @property
     def credentials(self) -> dict[str, str]:
         return {"email": self.email, "api_token": self.token}
 
+    def unauthorised(self) -> Response:
+        return Response("Client must be authenticated to access this resource.", 401)
+
+    def authorised(self) -> bool:
+        return request.headers.get("Authorization") == _basic(self.email, self.token)
+
+    def missing(self, ticket: str) -> Response:
+        return self.error(
+            404,
+            {
+                "errorMessages": ["Issue does not exist or you do not have permission to see it."],
+                "errors": {},
+            },
+        )
+
     def routes(self) -> None:
         app = self.app
 
-        def unauthorised(_: str = "") -> Response:
-            return Response("Client must be authenticated to access this resource.", 401)
-
-        def authorised() -> bool:
-            return request.headers.get("Authorization") == _basic(self.email, self.token)
-
-        def missing() -> Response:
-            return self.error(
-                404,
-                {
-                    "errorMessages": [
-                        "Issue does not exist or you do not have permission to see it."
-                    ],
-                    "errors": {},
-                },
-            )
-
         @app.post("/rest/api/3/issue/<key>/comment")
         def add(key: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if key not in self.issues:
-                return missing()
             data = self.json_body()
             body = data.get("body")
             if not isinstance(body, dict) or not _ADF.is_valid(body):
@@ -430,14 +428,10 @@ class JiraFake(Fake):
                 if prop.get("key") == "sd.public.comment":
                     internal = bool((prop.get("value") or {}).get("internal"))
             note = {"body": body, "jsdPublic": not internal}
-            return self.write(key, note, lambda n: self.ok(n, 201), refuse=unauthorised)
+            return self.write(key, note, lambda n: self.ok(n, 201))
 
         @app.get("/rest/api/3/issue/<key>/comment")
         def listing(key: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if key not in self.issues:
-                return missing()
             start = int(request.args.get("startAt", 0))
             size = int(request.args.get("maxResults", 50))
             notes = self.notes(key)
@@ -452,16 +446,10 @@ class JiraFake(Fake):
 
         @app.get("/rest/api/3/issue/<key>")
         def show(key: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if key not in self.issues:
-                return missing()
             return self.ok({"key": key, "fields": {"summary": self.issues[key]}})
 
         @app.get("/rest/api/3/myself")
         def me() -> Response:
-            if not authorised():
-                return unauthorised()
             return self.ok({"accountId": "abc", "emailAddress": self.email})
 
 
@@ -490,30 +478,26 @@ class ConnectWiseFake(Fake):
             "client_id": self.client_id,
         }
 
+    def unauthorised(self) -> Response:
+        return self.error(401, {"code": "Unauthorized", "message": "Unauthorized"})
+
+    def authorised(self) -> bool:
+        return (
+            request.headers.get("Authorization")
+            == _basic(f"{self.company}+{self.public}", self.private)
+            and request.headers.get("clientId") == self.client_id
+        )
+
+    def missing(self, ticket: str) -> Response:
+        return self.error(
+            404, {"code": "NotFound", "message": f"Ticket with id {ticket} not found"}
+        )
+
     def routes(self) -> None:
         app = self.app
 
-        def unauthorised(_: str = "") -> Response:
-            return self.error(401, {"code": "Unauthorized", "message": "Unauthorized"})
-
-        def authorised() -> bool:
-            return (
-                request.headers.get("Authorization")
-                == _basic(f"{self.company}+{self.public}", self.private)
-                and request.headers.get("clientId") == self.client_id
-            )
-
-        def missing(ticket: str) -> Response:
-            return self.error(
-                404, {"code": "NotFound", "message": f"Ticket with id {ticket} not found"}
-            )
-
         @app.post(self.prefix + "/service/tickets/<ticket>/notes")
         def add(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return missing(ticket)
             data = self.json_body()
             flags = ("detailDescriptionFlag", "internalAnalysisFlag", "resolutionFlag")
             if not data.get("text") or not any(data.get(f) is True for f in flags):
@@ -530,28 +514,18 @@ class ConnectWiseFake(Fake):
                 "ticketId": int(ticket),
                 **{f: bool(data.get(f)) for f in flags},
             }
-            return self.write(ticket, note, lambda n: self.ok(n, 201), refuse=unauthorised)
+            return self.write(ticket, note, lambda n: self.ok(n, 201))
 
         @app.get(self.prefix + "/service/tickets/<ticket>/notes")
         def listing(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return missing(ticket)
             return self.ok(self.notes(ticket))
 
         @app.get(self.prefix + "/service/tickets/<ticket>")
         def show(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return missing(ticket)
             return self.ok({"id": int(ticket), "summary": self.tickets[ticket]})
 
         @app.get(self.prefix + "/system/info")
         def info() -> Response:
-            if not authorised():
-                return unauthorised()
             return self.ok({"version": "v2024.1", "isCloud": True})
 
 
@@ -573,19 +547,17 @@ class ZammadFake(Fake):
     def _by_id(self, ticket_id: int) -> str | None:
         return next((n for n, t in self.tickets.items() if t["id"] == ticket_id), None)
 
+    def unauthorised(self) -> Response:
+        return self.error(401, {"error": "Invalid token!"})
+
+    def authorised(self) -> bool:
+        return request.headers.get("Authorization") == f"Token token={self.token}"
+
     def routes(self) -> None:
         app = self.app
 
-        def unauthorised(_: str = "") -> Response:
-            return self.error(401, {"error": "Invalid token!"})
-
-        def authorised() -> bool:
-            return request.headers.get("Authorization") == f"Token token={self.token}"
-
         @app.get("/api/v1/tickets/search")
         def search() -> Response:
-            if not authorised():
-                return unauthorised()
             query = request.args.get("query", "")
             number = query.removeprefix("number:")
             found = self.tickets.get(number)
@@ -596,8 +568,6 @@ class ZammadFake(Fake):
 
         @app.post("/api/v1/ticket_articles")
         def add() -> Response:
-            if not authorised():
-                return unauthorised()
             data = self.json_body()
             number = (
                 self._by_id(data.get("ticket_id"))
@@ -621,12 +591,10 @@ class ZammadFake(Fake):
                 "type": data.get("type", "note"),
                 "internal": data.get("internal", False),
             }
-            return self.write(number, note, lambda n: self.ok(n, 201), refuse=unauthorised)
+            return self.write(number, note, lambda n: self.ok(n, 201))
 
         @app.get("/api/v1/ticket_articles/by_ticket/<int:ticket_id>")
         def listing(ticket_id: int) -> Response:
-            if not authorised():
-                return unauthorised()
             number = self._by_id(ticket_id)
             if number is None:
                 return self.error(404, {"error": "Couldn't find Ticket"})
@@ -634,8 +602,6 @@ class ZammadFake(Fake):
 
         @app.get("/api/v1/users/me")
         def me() -> Response:
-            if not authorised():
-                return unauthorised()
             return self.ok({"id": 3, "login": "agent@msp.example"})
 
 
@@ -666,23 +632,23 @@ class ServiceNowFake(Fake):
     def _number(self, sys_id: str) -> str | None:
         return next((n for n, i in self.incidents.items() if i["sys_id"] == sys_id), None)
 
+    def unauthorised(self) -> Response:
+        return self.error(
+            401,
+            {
+                "error": {
+                    "message": "User Not Authenticated",
+                    "detail": "Required to provide Auth information",
+                },
+                "status": "failure",
+            },
+        )
+
+    def authorised(self) -> bool:
+        return request.headers.get("Authorization") == _basic(self.user, self.password)
+
     def routes(self) -> None:
         app = self.app
-
-        def unauthorised(_: str = "") -> Response:
-            return self.error(
-                401,
-                {
-                    "error": {
-                        "message": "User Not Authenticated",
-                        "detail": "Required to provide Auth information",
-                    },
-                    "status": "failure",
-                },
-            )
-
-        def authorised() -> bool:
-            return request.headers.get("Authorization") == _basic(self.user, self.password)
 
         def query() -> dict[str, str]:
             raw = request.args.get("sysparm_query", "")
@@ -698,16 +664,12 @@ class ServiceNowFake(Fake):
 
         @app.get("/api/now/table/incident")
         def find_incident() -> Response:
-            if not authorised():
-                return unauthorised()
             number = query().get("number", "")
             row = self.incidents.get(number)
             return self.ok({"result": [{"number": number, **row}] if row else []})
 
         @app.patch("/api/now/table/incident/<sys_id>")
         def patch(sys_id: str) -> Response:
-            if not authorised():
-                return unauthorised()
             number = self._number(sys_id)
             if number is None:
                 return self.error(
@@ -746,13 +708,10 @@ class ServiceNowFake(Fake):
                 number,
                 note,
                 lambda n: self.ok({"result": {"sys_id": sys_id, "number": number}}),
-                refuse=unauthorised,
             )
 
         @app.get("/api/now/table/sys_journal_field")
         def journal() -> Response:
-            if not authorised():
-                return unauthorised()
             q = query()
             number = self._number(q.get("element_id", ""))
             rows = self.notes(number) if number else []
@@ -764,8 +723,6 @@ class ServiceNowFake(Fake):
 
         @app.get("/api/now/table/sys_user")
         def users() -> Response:
-            if not authorised():
-                return unauthorised()
             return self.ok({"result": [{"user_name": self.user}]})
 
 
@@ -780,6 +737,8 @@ class HaloFake(Fake):
     label = "HaloPSA"
     client_id, client_secret = "halo-client", "halo-secret"
     tickets = {"880": "New starter laptop"}
+    # The client-credentials grant is how a caller gets its token.
+    public_endpoints = frozenset({"token"})
 
     def __init__(self) -> None:
         self.tokens: set[str] = set()
@@ -789,17 +748,20 @@ class HaloFake(Fake):
     def credentials(self) -> dict[str, str]:
         return {"client_id": self.client_id, "client_secret": self.client_secret}
 
+    def unauthorised(self) -> Response:
+        with self.lock:
+            self.tokens.clear()
+        return Response("", 401)
+
+    def authorised(self) -> bool:
+        header = request.headers.get("Authorization", "")
+        return header.startswith("Bearer ") and header[7:] in self.tokens
+
+    def missing(self, ticket: str) -> Response:
+        return self.error(404, {"message": "Ticket not found"})
+
     def routes(self) -> None:
         app = self.app
-
-        def unauthorised(_: str = "") -> Response:
-            with self.lock:
-                self.tokens.clear()
-            return Response("", 401)
-
-        def authorised() -> bool:
-            header = request.headers.get("Authorization", "")
-            return header.startswith("Bearer ") and header[7:] in self.tokens
 
         @app.post("/auth/token")
         def token() -> Response:
@@ -820,8 +782,6 @@ class HaloFake(Fake):
 
         @app.post("/api/Actions")
         def add() -> Response:
-            if not authorised():
-                return unauthorised()
             data = self.json_body(array=True)
             if len(data) != 1 or not isinstance(data[0].get("ticket_id"), int):
                 return self.error(400, {"message": "ticket_id is required"})
@@ -835,27 +795,19 @@ class HaloFake(Fake):
                 "hiddenfromuser": bool(action.get("hiddenfromuser", False)),
                 "outcome": action.get("outcome"),
             }
-            return self.write(ticket, note, lambda n: self.ok(n, 201), refuse=unauthorised)
+            return self.write(ticket, note, lambda n: self.ok(n, 201))
 
         @app.get("/api/Actions")
         def listing() -> Response:
-            if not authorised():
-                return unauthorised()
             ticket = request.args.get("ticket_id", "")
             return self.ok({"record_count": len(self.notes(ticket)), "actions": self.notes(ticket)})
 
         @app.get("/api/Tickets/<ticket>")
         def show(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return self.error(404, {"message": "Ticket not found"})
             return self.ok({"id": int(ticket), "summary": self.tickets[ticket]})
 
         @app.get("/api/Agent/me")
         def me() -> Response:
-            if not authorised():
-                return unauthorised()
             return self.ok({"id": 1, "name": "API agent"})
 
 
@@ -870,24 +822,29 @@ class AutotaskFake(Fake):
     label = "Autotask"
     username, secret, code = "api@msp.example", "at-secret", "TRACKING-ID"
     tickets = {"9001": "Backup failed"}
+    # The zone lookup comes before any credentials: it says which zone's API to call.
+    public_endpoints = frozenset({"zone"})
 
     @property
     def credentials(self) -> dict[str, str]:
         return {"username": self.username, "secret": self.secret, "integration_code": self.code}
 
+    def unauthorised(self) -> Response:
+        return Response("", 401)
+
+    def authorised(self) -> bool:
+        h = request.headers
+        return (h.get("ApiIntegrationCode"), h.get("UserName"), h.get("Secret")) == (
+            self.code,
+            self.username,
+            self.secret,
+        )
+
+    def missing(self, ticket: str) -> Response:
+        return self.error(404, {"errors": [f"Ticket {ticket} not found"]})
+
     def routes(self) -> None:
         app = self.app
-
-        def unauthorised(_: str = "") -> Response:
-            return Response("", 401)
-
-        def authorised() -> bool:
-            h = request.headers
-            return (h.get("ApiIntegrationCode"), h.get("UserName"), h.get("Secret")) == (
-                self.code,
-                self.username,
-                self.secret,
-            )
 
         @app.get("/atservicesrest/V1.0/zoneInformation")
         def zone() -> Response:
@@ -904,10 +861,6 @@ class AutotaskFake(Fake):
 
         @app.post("/ATServicesRest/V1.0/Tickets/<ticket>/Notes")
         def add(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return self.error(404, {"errors": [f"Ticket {ticket} not found"]})
             data = self.json_body()
             missing = [
                 k
@@ -917,28 +870,16 @@ class AutotaskFake(Fake):
             if missing or data.get("ticketID") not in (None, int(ticket)):
                 return self.error(500, {"errors": [f"Missing required fields: {missing}"]})
             note = {k: data[k] for k in ("title", "description", "noteType", "publish")}
-            return self.write(
-                ticket, note, lambda n: self.ok({"itemId": n["id"]}), refuse=unauthorised
-            )
+            return self.write(ticket, note, lambda n: self.ok({"itemId": n["id"]}))
 
         @app.get("/ATServicesRest/V1.0/Tickets/<ticket>/Notes")
         def listing(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return self.error(404, {"errors": [f"Ticket {ticket} not found"]})
             return self.ok({"items": self.notes(ticket), "pageDetails": {"count": 0}})
 
         @app.get("/ATServicesRest/V1.0/Tickets/<ticket>")
         def show(ticket: str) -> Response:
-            if not authorised():
-                return unauthorised()
-            if ticket not in self.tickets:
-                return self.error(404, {"errors": [f"Ticket {ticket} not found"]})
             return self.ok({"item": {"id": int(ticket), "title": self.tickets[ticket]}})
 
         @app.get("/ATServicesRest/V1.0/Tickets/entityInformation")
         def entity() -> Response:
-            if not authorised():
-                return unauthorised()
             return self.ok({"info": {"name": "Ticket", "canCreate": True, "canQuery": True}})

@@ -146,7 +146,7 @@ class WebhookReceiver:
         with self._cond:
             return list(self._deliveries)
 
-    def wait_for(self, count: int, timeout_s: float = 20.0) -> list[Delivery]:
+    def wait_for(self, count: int, timeout_s: float = 60.0) -> list[Delivery]:
         """Block until at least `count` requests arrived (woken by each arrival)."""
         with self._cond:
             if not self._cond.wait_for(lambda: len(self._deliveries) >= count, timeout_s):

@@ -59,7 +59,7 @@ class RedisServer:
                 return False
 
         try:
-            wait_until(up, 20, message=f"redis-server on {self.port}")
+            wait_until(up, 60, message=f"redis-server on {self.port}")
         except BaseException:
             self.kill()
             raise
@@ -104,7 +104,7 @@ class SentinelGroup:
         self.replica.start()
         wait_until(
             lambda: self.replica.client().info("replication").get("master_link_status") == "up",
-            20,
+            60,
             message="the replica to sync",
         )
         for port in self.sentinel_ports:

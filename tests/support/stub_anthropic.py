@@ -199,6 +199,8 @@ def default_structured_note(request: dict[str, Any]) -> str:
     the session data in the first user message: each section's facts, each item citing its id."""
     first = {"messages": (request.get("messages") or [])[:1]}
     doc = _session_document(first)
+    if isinstance(doc.get("sections"), list):
+        return _sectioned_note(doc["sections"])
 
     def items(facts: Any, fmt: str = "bullet") -> list[dict[str, Any]]:
         return [
@@ -243,6 +245,43 @@ def default_structured_note(request: dict[str, Any]) -> str:
             ]
         }
     )
+
+
+def _sectioned_note(sections: list[Any]) -> str:
+    """A note of a kind whose session data lists its sections (title, items, when_empty):
+    each section's items copied, citing their ids; an empty section says `when_empty`."""
+
+    def text_of(item: dict[str, Any]) -> str:
+        if item.get("text"):
+            return str(item["text"])
+        if item.get("template_name"):
+            return f"Ran the script {item['template_name']}."
+        steps = "; ".join(str(s) for s in item.get("steps") or [])
+        return f"{item.get('title', '')}" + (f": {steps}" if steps else "")
+
+    out = []
+    for section in sections:
+        if not isinstance(section, dict):
+            continue
+        items = [
+            {
+                "text": text_of(item),
+                "format": "bullet",
+                "cites": [str(item["id"])] if item.get("id") else [],
+            }
+            for item in section.get("items") or []
+            if isinstance(item, dict) and text_of(item).strip()
+        ]
+        if not items:
+            items = [
+                {
+                    "text": str(section.get("when_empty") or "Nothing."),
+                    "format": "sentence",
+                    "cites": [],
+                }
+            ]
+        out.append({"title": str(section.get("title", "")), "items": items})
+    return json.dumps({"sections": out})
 
 
 def wants_json_schema(request: dict[str, Any]) -> bool:
@@ -1347,7 +1386,7 @@ class StubAnthropicProcess:
         latency_s: float = 0.0,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
-        startup_timeout_s: float = 20.0,
+        startup_timeout_s: float = 120.0,
     ) -> None:
         self._args = [sys.executable, "-m", "tests.support.stub_anthropic", "--port", str(port)]
         if latency_s:

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,12 +43,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_gateway(env: Mapping[str, str], *, log_name: str = "gunicorn") -> Iterator[str]:
+def running_gateway(
+    env: Mapping[str, str], *, log_name: str = "gunicorn", logs: list[Path] | None = None
+) -> Iterator[str]:
     """The gateway under gunicorn with two processes, as users run it, on a free loopback port;
     yields its base URL once `/healthz` answers 200 and stops it afterwards."""
     # The deploy's settings, as `make run` uses them (JSON logs, no control socket).
     with running_gunicorn(
-        env, "app.gateway:create_app()", log_name=log_name, config=str(GUNICORN_CONF)
+        env,
+        "app.gateway:create_app()",
+        log_name=log_name,
+        config=str(GUNICORN_CONF),
+        logs=logs,
     ) as base:
         yield base
 
@@ -65,18 +70,22 @@ def running_gunicorn(
     threads: int = 16,
     ready_path: str = "/healthz",
     config: str | None = None,
+    logs: list[Path] | None = None,
 ) -> Iterator[str]:
     """`app` (a gunicorn app spec) under gunicorn on a free loopback port; yields its base URL
     once `ready_path` answers 200 and stops it afterwards. With `config` (a gunicorn config
-    file, e.g. deploy/gunicorn.conf.py) the options given here still win over it."""
+    file, e.g. deploy/gunicorn.conf.py) the options given here still win over it. Its log's
+    path is appended to `logs` when given."""
     import requests
 
     port = free_port()
     config_args = ["-c", config] if config else []
     # The config file derives per-port state (its metrics directory) from PORT.
     server_env = {**env, "PORT": str(port)} if config else dict(env)
-    (ARTIFACTS / "workers").mkdir(parents=True, exist_ok=True)
-    with open(ARTIFACTS / "workers" / f"{log_name}-{port}.log", "wb") as log:
+    log_path = _log_file(f"{log_name}-{port}")
+    if logs is not None:
+        logs.append(log_path)
+    with open(log_path, "wb") as log:
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -114,7 +123,9 @@ def running_gunicorn(
             return False
 
     try:
-        wait_until(up, 60, interval_s=0.1, message="gunicorn")
+        # Generous: two processes importing every service take a minute or more on a machine
+        # whose cores are busy.
+        wait_until(up, 180, interval_s=0.1, message="gunicorn")
         yield base
     finally:
         server.terminate()
@@ -369,11 +380,12 @@ class CeleryBeat:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     name: str = field(default_factory=lambda: f"rfbeat-{uuid.uuid4().hex[:8]}")
+    log_path: Path | None = None
 
     def start(self) -> CeleryBeat:
         directory = ARTIFACTS / "workers"
-        directory.mkdir(parents=True, exist_ok=True)
-        log = open(_log_file(self.name), "wb")  # the child owns it
+        self.log_path = _log_file(self.name)
+        log = open(self.log_path, "wb")  # the child owns it
         try:
             self.proc = subprocess.Popen(
                 [
@@ -535,32 +547,44 @@ def chat_turn(session_id: uuid.UUID, account_id: uuid.UUID, content: str) -> int
 def resolve_session(
     session_id: uuid.UUID, account_id: uuid.UUID, *, ticket_ref: str | None = None
 ) -> int:
-    """Mark the session resolved with its bump and the `session.resolved` event."""
-    from sqlalchemy import update
+    """Resolve through pilot's own Resolve (forced: the note may have no resolution yet), as
+    one of the account's writers: its bump, note rows with their snapshot and the
+    `session.resolved` event, published after the commit."""
+    from sqlalchemy import select
 
-    from services.notes.bundle import snapshot_resolution
-    from shared.events import SESSION_RESOLVED, bump, write_transaction
-    from shared.models import AISession
+    from services.pilot.sessions import resolve_session as pilot_resolve
+    from shared.events import write_transaction
+    from shared.models import User
+    from shared.principal import Principal
 
     with write_transaction() as session:
-        version = bump(
-            session,
-            session_id=session_id,
-            account_id=account_id,
-            cause="resolved",
-            extra_events=[(SESSION_RESOLVED, {"ticket_ref": ticket_ref})],
+        writer = session.scalars(
+            select(User)
+            .where(User.account_id == account_id, User.account_role.in_(("owner", "engineer")))
+            .order_by(User.created_at)
+            .limit(1)
+        ).one()
+        resolved = pilot_resolve(
+            session, Principal.from_user(writer), session_id, ticket_ref=ticket_ref, force=True
         )
-        values: dict[str, Any] = {
-            "status": "resolved",
-            "resolved_at": datetime.now(UTC),
-            "resolved_version": version,
-        }
-        if ticket_ref is not None:
-            values["ticket_ref"] = ticket_ref
-        session.execute(update(AISession).where(AISession.id == session_id).values(**values))
-        # As Resolve does: the note rows carry a snapshot of exactly this version's data.
-        snapshot_resolution(session, session_id)
-        return version
+        return resolved.state_version
+
+
+def outbox_payload(session_id: uuid.UUID, topic: str) -> dict[str, Any]:
+    """The latest payload the producer wrote to the outbox for the session and topic."""
+    from sqlalchemy import select
+
+    from shared.db import db
+    from shared.models import OutboxEvent
+
+    with db.session() as session:
+        payload = session.scalars(
+            select(OutboxEvent.payload)
+            .where(OutboxEvent.session_id == session_id, OutboxEvent.topic == topic)
+            .order_by(OutboxEvent.seq.desc())
+            .limit(1)
+        ).one()
+        return dict(payload)
 
 
 def stub_calls_mentioning(calls: Iterable[Mapping[str, Any]], marker: str) -> int:
@@ -568,99 +592,3 @@ def stub_calls_mentioning(calls: Iterable[Mapping[str, Any]], marker: str) -> in
     import json
 
     return sum(1 for call in calls if marker in json.dumps(call.get("json", {}).get("messages")))
-
-
-# ── pytest fixtures shared by the notes test modules ──────────────────────────────────────────
-#
-# A module imports the ones it needs (`from tests.support.workers import notes_stack, ...`) and
-# may define `notes_overrides` (module scope) to change the settings of its worker and app.
-
-import pytest  # noqa: E402
-
-
-@dataclass
-class NotesStack:
-    """One module's stack: settings, the stub LLM, a real worker (replaceable), the notes app."""
-
-    settings: Settings
-    base_settings: Settings
-    stub: Any
-    worker: CeleryWorker
-    app: Any
-    extra_workers: list[CeleryWorker] = field(default_factory=list)
-
-    @property
-    def stub_client(self) -> Any:
-        return self.stub.client
-
-    def client(self) -> Any:
-        return self.app.test_client()
-
-    def replace_worker(self) -> CeleryWorker:
-        """Start a new worker after the current one was killed (or to swap it)."""
-        self.worker.stop()
-        self.worker = self.worker.replacement().start()
-        return self.worker
-
-    def add_worker(self) -> CeleryWorker:
-        extra = self.worker.replacement().start()
-        self.extra_workers.append(extra)
-        return extra
-
-
-@pytest.fixture(scope="module")
-def notes_overrides() -> dict[str, Any]:
-    return {}
-
-
-@pytest.fixture(scope="module")
-def notes_stack(migrated: Settings, notes_overrides: dict[str, Any]) -> Any:
-    from dataclasses import replace
-
-    from services.notes import create_app
-    from shared import runtime
-    from tests.support.stub_anthropic import StubAnthropicProcess
-
-    overrides = dict(notes_overrides)
-    worker_count = int(overrides.pop("_workers", 1))
-    concurrency = int(overrides.pop("_concurrency", 4))
-    with StubAnthropicProcess(cwd=str(PROJECT_ROOT)) as stub:
-        values: dict[str, Any] = {
-            "ANTHROPIC_API_KEY": "test-key",
-            "ANTHROPIC_BASE_URL": stub.url,
-            "NOTES_PREWARM": False,
-            "NOTES_LOCK_TTL_S": 5.0,
-            "LLM_TIMEOUT_S": 20.0,
-            "LLM_MAX_RETRIES": 0,
-        }
-        settings = replace(migrated, **{**values, **overrides})
-        workers = [
-            CeleryWorker(child_env(settings), concurrency=concurrency).start()
-            for _ in range(worker_count)
-        ]
-        app = create_app(settings)
-        app.config["TESTING"] = True
-        stack = NotesStack(settings, migrated, stub, workers[0], app, workers[1:])
-        try:
-            yield stack
-        finally:
-            for worker in [stack.worker, *stack.extra_workers]:
-                worker.stop()
-            runtime.configure(migrated)
-
-
-@pytest.fixture(autouse=True)
-def _clean_state(request: pytest.FixtureRequest) -> Any:
-    """Overrides the suite's clean-up (which empties the whole Redis db, broker bindings too)
-    for modules that run a worker across tests."""
-    stack: NotesStack | None = (
-        request.getfixturevalue("notes_stack") if "notes_stack" in request.fixturenames else None
-    )
-    if stack is not None:
-        stack.stub_client.reset()
-    yield
-    if stack is not None:
-        # Whatever a test did, the product sent nothing the real API would refuse.
-        refused = stack.stub_client.refusals()
-        clean_state(stack.settings, stack.worker)
-        assert refused == [], refused

@@ -238,6 +238,17 @@ export async function listTemplates(filters = {}, signal) {
 /** @returns {Promise<TemplateDetail>} */
 export const getTemplate = (id) => get(`/scripts/templates/${encodeURIComponent(id)}`);
 
+/** Partial update of a template (the response carries its static-check findings). */
+export const updateTemplate = (id, patch) =>
+  send("PUT", `/scripts/templates/${encodeURIComponent(id)}`, patch);
+
+/** Publish a draft made from a fix to the team's library. */
+export const publishTemplate = (id) =>
+  send("POST", `/scripts/templates/${encodeURIComponent(id)}/publish`, {});
+
+/** The caller's drafts made from fixes. */
+export const listDrafts = () => get("/scripts/templates/drafts");
+
 /** Every tag on a template the caller can see, with its template count.
  * @returns {Promise<{tag: string, template_count: number}[]>} */
 export const listTags = () => get("/scripts/tags");
@@ -419,6 +430,9 @@ export async function getActiveFix(id, signal) {
 
 /** Every fix of the session, newest first. @returns {Promise<SuggestedFix[]>} */
 export const listFixes = (id, signal) => get(`${S(id)}/suggested-fixes`, undefined, signal);
+
+/** Up to five resolved sessions of the account closest to this one. */
+export const similarSessions = (id, signal) => get(`${S(id)}/similar`, undefined, signal);
 
 /** @param {FixDecision} decision @returns {Promise<SuggestedFix>} */
 export const decideFix = (id, fixId, decision) =>

@@ -2,6 +2,7 @@
 
 import * as api from "./api.js";
 import { announce, describeError, h, mount } from "./dom.js";
+import { renderDraftEditor } from "./views/draft.js";
 import { renderGenerate } from "./views/generate.js";
 import { renderHistory } from "./views/history.js";
 import { renderLibrary } from "./views/library.js";
@@ -13,6 +14,7 @@ import { renderSettings } from "./views/settings.js";
 /** [pattern, view, nav key]; a view gets (main, {params, query}, ctx) and may return cleanup. */
 const ROUTES = [
   [/^\/library$/, renderLibrary, "library"],
+  [/^\/templates\/([^/]+)\/edit$/, renderDraftEditor, "library"],
   [/^\/templates\/([^/]+)$/, renderGenerate, "library"],
   [/^\/history$/, renderHistory, "history"],
   [/^\/sessions$/, renderSessions, "sessions"],

@@ -44,7 +44,9 @@ class ZammadAdapter(Adapter):
         )
         found = response.json()
         tickets = found if isinstance(found, list) else []
-        match = next((t for t in tickets if str(t.get("number")) == number), None)
+        match: dict[str, Any] | None = next(
+            (t for t in tickets if str(t.get("number")) == number), None
+        )
         if match is None:
             raise self.not_found(ticket_ref)
         return match

@@ -55,6 +55,7 @@ from services.notes.generator.draft import (
     render_markdown,
 )
 from services.notes.generator.fingerprint import bundle_fingerprint
+from services.notes.generator.kind_sources import answer_schema
 from services.notes.generator.note_generator import (
     MAX_TOKENS,
     GeneratedNote,
@@ -88,10 +89,10 @@ from services.notes.generator.validation import (
     ungrounded_tokens,
     validate_note,
 )
+from services.notes.kinds import preview_kinds, section_titles
 from services.notes.vocabulary import (
     CONFIRMED_KINDS,
     DEFAULT_MAX_CHARS,
-    FACT_KINDS,
     FIX_REF,
     GENERATOR_ANTHROPIC,
     GENERATOR_OFFLINE,
@@ -106,6 +107,7 @@ from services.notes.vocabulary import (
     REJECTED_DECISIONS,
     SECTIONS,
 )
+from shared.vocabulary import FACT_KINDS
 
 __all__ = [
     "BundleFact",
@@ -141,6 +143,7 @@ __all__ = [
     "ResolutionNoteGenerator",
     "SECTIONS",
     "SYSTEM_PROMPT",
+    "answer_schema",
     "build_prompt",
     "bundle_fingerprint",
     "bundle_from_dict",
@@ -152,9 +155,11 @@ __all__ = [
     "offline_draft",
     "offline_note",
     "parse_answer",
+    "preview_kinds",
     "render_markdown",
     "scrub_any",
     "scrub_text",
+    "section_titles",
     "source_document",
     "specific_tokens",
     "ungrounded_tokens",

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from services.notes.bundle import NoteBundle
-from services.notes.generator.prompt import note_prompt
+from services.notes.generator.prompt import prompt_version
 from services.notes.generator.sources import source_document
 
 
@@ -27,7 +27,7 @@ def bundle_fingerprint(bundle: NoteBundle, *, model: str) -> str:
     forbidden values may have grown can re-run :func:`validate_note` on it.
     """
     document = {
-        "prompt_version": note_prompt().version,
+        "prompt_version": prompt_version(bundle.kind),
         "model": model,
         "sources": source_document(bundle),
     }

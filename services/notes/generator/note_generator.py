@@ -9,12 +9,12 @@ from typing import Any
 
 from services.notes.bundle import NoteBundle
 from services.notes.generator.draft import (
-    NOTE_SCHEMA,
     NoteDraft,
     citations,
     render_markdown,
 )
 from services.notes.generator.fingerprint import bundle_fingerprint
+from services.notes.generator.kind_sources import answer_schema
 from services.notes.generator.offline import offline_draft
 from services.notes.generator.prompt import (
     _correction_message,
@@ -25,6 +25,7 @@ from services.notes.generator.validation import (
     NoteValidationError,
     validate_note,
 )
+from services.notes.kinds import preview_kinds, section_titles
 from services.notes.vocabulary import (
     DEFAULT_MAX_CHARS,
     GENERATOR_ANTHROPIC,
@@ -88,7 +89,7 @@ class ResolutionNoteGenerator:
         )
 
     def generate(self, bundle: NoteBundle) -> GeneratedNote:
-        if bundle.kind not in NOTE_KINDS:
+        if bundle.kind not in preview_kinds():
             raise ValueError(f"unknown note kind {bundle.kind!r}")
         fingerprint = self.fingerprint(bundle)
 
@@ -127,7 +128,7 @@ class ResolutionNoteGenerator:
         rejections: list[list[str]] = []
         model = self.llm.model
         for _ in range(2):
-            result: LLMResult = self._call(system, messages, offline_json)
+            result: LLMResult = self._call(system, messages, offline_json, bundle.kind)
             attempts += 1
             usage = _add_usage(usage, result.usage)
             if result.generator != GENERATOR_ANTHROPIC:
@@ -153,7 +154,9 @@ class ResolutionNoteGenerator:
                     {"role": "assistant", "content": bad},
                     {
                         "role": "user",
-                        "content": _correction_message(exc.problems, result.stop_reason),
+                        "content": _correction_message(
+                            exc.problems, result.stop_reason, section_titles(bundle.kind)
+                        ),
                     },
                 ]
                 continue
@@ -170,13 +173,17 @@ class ResolutionNoteGenerator:
         )
 
     def _call(
-        self, system: str, messages: list[dict[str, Any]], offline: Callable[[], str]
+        self,
+        system: str,
+        messages: list[dict[str, Any]],
+        offline: Callable[[], str],
+        kind: str = NOTE_KINDS[0],
     ) -> LLMResult:
         return self.llm.complete_json(
             system=system,
             messages=messages,
             max_tokens=MAX_TOKENS,
-            schema=NOTE_SCHEMA,
+            schema=answer_schema(kind),
             offline=offline,
             cache_system=True,
         )

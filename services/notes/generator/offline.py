@@ -4,18 +4,21 @@ sources, with no model, fitted to the note's length limit."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from services.notes.bundle import (
     BundleFact,
     BundleScriptRun,
     NoteBundle,
 )
+from services.notes.generator import kind_sources
 from services.notes.generator.draft import (
     NoteDraft,
     NoteItem,
     render_markdown,
 )
 from services.notes.generator.scrub import scrub_text
+from services.notes.kinds import KindSpec, SectionSpec, kind_spec
 from services.notes.vocabulary import (
     DEFAULT_MAX_CHARS,
     FIX_REF,
@@ -154,6 +157,61 @@ def _offline_sections(bundle: NoteBundle, bullets: int) -> dict[str, list[NoteIt
     }
 
 
+def _offline_item(
+    spec: KindSpec, section: SectionSpec, item: dict[str, Any], bundle: NoteBundle
+) -> list[NoteItem]:
+    cites = (str(item["id"]),) if item.get("id") else ()
+    source = str(item.get("source"))
+    fmt = "bullet" if section.format == "step" else section.format
+    prefix = section.prefixes.get(source, "")
+
+    def line(text: str, limit: int = _OFFLINE_ITEM_CHARS) -> str:
+        return _sentence(_one_line(text, bundle, limit))
+
+    if source == "problem":
+        return [NoteItem(text=line(str(item["text"]), 2 * _OFFLINE_ITEM_CHARS), cites=())]
+    if source == "script_run":
+        name = _one_line(str(item["template_name"]), bundle, 200)
+        run = BundleScriptRun(
+            template_name=name, parameters=dict(item["parameters"]), created_at=""
+        )
+        params = _params(run, bundle) if run.parameters else ""
+        text = f"Ran the script “{name}”" + (f" ({params})" if params else "")
+        return [NoteItem(text=_sentence(text), format="bullet", cites=cites)]
+    if source in ("decided_fix", "proposed_fix"):
+        title = _one_line(str(item["title"]), bundle, 200)
+        lead = "Applied the fix: " if source == "decided_fix" else "Proposed fix: "
+        out = [NoteItem(text=_sentence(lead + title), cites=cites)] if title else []
+        steps = [_one_line(str(s), bundle) for s in item.get("steps") or []]
+        out += [NoteItem(text=_sentence(s), format="step", cites=cites) for s in steps if s]
+        return out
+    if source == "fix_state":
+        title = _one_line(str(item["title"]), bundle, 200)
+        text = f"Suggested fix “{title}”: {item['decision']}"
+        return [NoteItem(text=_sentence(text), format=fmt, cites=cites)]
+    return [NoteItem(text=prefix + line(str(item.get("text", ""))), format=fmt, cites=cites)]
+
+
+def _kind_sections(
+    spec: KindSpec, bundle: NoteBundle, bullets: int
+) -> list[tuple[str, tuple[NoteItem, ...]]]:
+    """The offline note of this kind: every source item copied (scrubbed, one line, capped),
+    at most ``bullets`` items per list, the section's `when_empty` sentence for an empty one."""
+    out: list[tuple[str, tuple[NoteItem, ...]]] = []
+    for section in spec.sections:
+        items: list[NoteItem] = []
+        for source_item in kind_sources.section_items(spec, section, bundle):
+            items += _offline_item(spec, section, source_item, bundle)
+        items = [i for i in items if i.text.strip(" .")]
+        if len(items) > bullets:
+            rest = len(items) - bullets
+            items = [*items[:bullets], NoteItem(text=f"… and {rest} more.", format=items[0].format)]
+        if not items:
+            items = [NoteItem(text=section.when_empty)]
+        out.append((section.title, tuple(items)))
+    return out
+
+
 def offline_draft(bundle: NoteBundle, *, max_chars: int = DEFAULT_MAX_CHARS) -> NoteDraft:
     """A deterministic, extractive note grounded only in the section sources (no model).
 
@@ -162,14 +220,18 @@ def offline_draft(bundle: NoteBundle, *, max_chars: int = DEFAULT_MAX_CHARS) -> 
     ``max_chars``. The result passes :func:`validate_note`.
     """
     bullets = _OFFLINE_MAX_BULLETS
+    spec = kind_spec(bundle.kind)
     while True:
-        sections = _offline_sections(bundle, bullets)
-        draft = NoteDraft(sections=tuple((name, tuple(sections[name])) for name in SECTIONS))
+        if spec is not None:
+            draft = NoteDraft(sections=tuple(_kind_sections(spec, bundle, bullets)))
+        else:
+            sections = _offline_sections(bundle, bullets)
+            draft = NoteDraft(sections=tuple((name, tuple(sections[name])) for name in SECTIONS))
         if len(render_markdown(draft)) <= max_chars or bullets <= 1:
             break
         bullets = bullets // 2
     if len(render_markdown(draft)) > max_chars:  # only with a tiny max_chars: cut every item
-        budget = max(20, (max_chars - 80) // (4 * 3))
+        budget = max(20, (max_chars - 80) // (len(draft.sections) * 3))
         draft = NoteDraft(
             sections=tuple(
                 (

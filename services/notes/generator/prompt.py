@@ -15,6 +15,7 @@ from services.notes.bundle import NoteBundle
 from services.notes.generator.scrub import scrub_any
 from services.notes.generator.sources import source_document
 from services.notes.generator.validation import Problem
+from services.notes.kinds import generalisation_version, kind_spec
 from services.notes.vocabulary import (
     REDACTED,
     SECTIONS,
@@ -51,6 +52,22 @@ PROMPT_VERSION = note_prompt().version
 SYSTEM_PROMPT = note_prompt().text
 
 
+def prompt_version(kind: str) -> str:
+    """The version a kind's notes are fingerprinted with: its prompt (and, for a generalised
+    kind, the generalisation rules), so an edit to either is never served an older note."""
+    spec = kind_spec(kind)
+    if spec is None:
+        return note_prompt().version
+    if spec.generalised:
+        return f"{spec.prompt.version}/{generalisation_version()}"
+    return spec.prompt.version
+
+
+def system_prompt(kind: str) -> str:
+    spec = kind_spec(kind)
+    return note_prompt().text if spec is None else spec.prompt.text
+
+
 def build_prompt(bundle: NoteBundle) -> tuple[str, list[dict[str, Any]]]:
     """``(system, messages)`` for the Messages API.
 
@@ -60,24 +77,28 @@ def build_prompt(bundle: NoteBundle) -> tuple[str, list[dict[str, Any]]]:
     """
     document = scrub_any(source_document(bundle), bundle)
     body = json.dumps(document, indent=2, ensure_ascii=False, default=str)
+    spec = kind_spec(bundle.kind)
+    what = "resolution note" if spec is None else spec.label.lower()
     user = (
-        "Write the resolution note for this troubleshooting session. The session data is "
+        f"Write the {what} for this troubleshooting session. The session data is "
         "between the <session> tags, grouped by the section that may use it.\n\n"
         f"<session>\n{body}\n</session>\n\n"
         "Answer with the JSON object only."
     )
-    return note_prompt().text, [{"role": "user", "content": user}]
+    return system_prompt(bundle.kind), [{"role": "user", "content": user}]
 
 
-def _correction_message(problems: list[Problem], stop_reason: str | None) -> str:
+def _correction_message(
+    problems: list[Problem], stop_reason: str | None, titles: tuple[str, ...] = SECTIONS
+) -> str:
     lines = ["Your note cannot be used as written. Problems:"]
     lines += [f"- {problem.message}" for problem in problems]
     if stop_reason == "max_tokens":
         lines.append("- the answer was cut off at the length limit; write a shorter note")
     lines.append("")
     lines.append(
-        "Write the corrected note now, as the JSON object: exactly the four sections "
-        + ", ".join(f"'{s}'" for s in SECTIONS)
+        f"Write the corrected note now, as the JSON object: exactly the {len(titles)} sections "
+        + ", ".join(f"'{s}'" for s in titles)
         + ", in that order, each with at least one item of plain prose, citing only the ids "
         f"in the session data, stating only values the session data holds, and {REDACTED} in "
         "place of any redacted value."

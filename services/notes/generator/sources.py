@@ -10,6 +10,8 @@ from services.notes.bundle import (
     BundleScriptRun,
     NoteBundle,
 )
+from services.notes.generator import kind_sources
+from services.notes.kinds import kind_spec
 from services.notes.vocabulary import (
     CONFIRMED_KINDS,
     FIX_REF,
@@ -22,7 +24,11 @@ def _run_dict(run: BundleScriptRun) -> dict[str, Any]:
 
 def source_document(bundle: NoteBundle) -> dict[str, Any]:
     """Exactly what a note is made from, section by section, each item with its id. The prompt
-    carries it (scrubbed), and the fingerprint hashes it."""
+    carries it (scrubbed), and the fingerprint hashes it. A data-defined kind's document lists
+    its own sections (:mod:`.kind_sources`)."""
+    spec = kind_spec(bundle.kind)
+    if spec is not None:
+        return kind_sources.source_document(spec, bundle)
     facts = bundle.facts_by_kind()
     refs = {id(fact): ref for ref, fact in bundle.fact_refs().items()}
 

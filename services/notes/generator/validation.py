@@ -23,11 +23,11 @@ from services.notes.generator.scrub import (
     sensitive_patterns,
 )
 from services.notes.generator.sources import source_document
+from services.notes.kinds import section_titles
 from services.notes.vocabulary import (
     DEFAULT_MAX_CHARS,
     ITEM_FORMATS,
     REDACTED,
-    SECTIONS,
 )
 
 
@@ -149,7 +149,8 @@ def ungrounded_tokens(
     return [(cat, tok) for cat, tok in specific_tokens(text) if _squash(tok) not in squashed]
 
 
-_JSON_START = re.compile(r"^\s*[\[{]")
+# An item may start with a placeholder ("[user]'s laptop", "[REDACTED] was ..."): not JSON.
+_JSON_START = re.compile(r"^\s*(?:\{|\[(?![a-z][a-z-]*(?:-\d+)?\]|REDACTED\]))")
 _JSON_PAIR = re.compile(r"[\"'][^\"']{1,60}[\"']\s*:\s*")
 _KV_PAIR = re.compile(r"(?:^|[\s,;|])[\w.\-]{1,40}\s*(?:=|:)\s*[^\s,;|]+")
 _TABLE = re.compile(r"\|.*\|")
@@ -193,6 +194,13 @@ def _item_problems(item_text: str, squashed_bundle: str = "") -> list[Problem]:
     return problems
 
 
+def mentions(text: str, value: str) -> bool:
+    """Whether ``value`` appears in ``text`` as a word of its own; a one-word name only in
+    its own case ("Mark" is a name, "mark" a word)."""
+    flags = 0 if re.fullmatch(r"[A-Za-z]+", value) else re.IGNORECASE
+    return re.search(rf"(?<![\w@.-]){re.escape(value)}(?![\w@-])", text, flags) is not None
+
+
 def parse_answer(text: str) -> Any:
     """The JSON document of an answer (an outer code fence is tolerated)."""
     body = text.strip()
@@ -233,6 +241,7 @@ def validate_note(
             [Problem("not_json", "the answer must be an object with a 'sections' array")]
         )
 
+    titles_wanted = section_titles(bundle.kind)
     known = bundle.known_refs()
     haystack = bundle_text(bundle)
     squashed = _squash(haystack)
@@ -241,13 +250,13 @@ def validate_note(
     for raw in raw_sections:
         title = str(raw.get("title", "")).strip() if isinstance(raw, Mapping) else ""
         canonical = next(
-            (s for s in SECTIONS if s.casefold() == title.rstrip(":").casefold()), None
+            (s for s in titles_wanted if s.casefold() == title.rstrip(":").casefold()), None
         )
         if canonical is None:
             problems.append(
                 Problem(
                     "unknown_section",
-                    f"unexpected section {title!r} (only: " + ", ".join(SECTIONS) + ")",
+                    f"unexpected section {title!r} (only: " + ", ".join(titles_wanted) + ")",
                 )
             )
             continue
@@ -297,18 +306,18 @@ def validate_note(
             problems.append(Problem("empty_section", f"section '{canonical}' is empty"))
         sections.append((canonical, tuple(items)))
 
-    for name in SECTIONS:
+    for name in titles_wanted:
         count = titles.count(name)
         if count == 0:
             problems.append(Problem("missing_section", f"missing section '{name}'"))
         elif count > 1:
             problems.append(Problem("duplicate_section", f"section '{name}' appears {count} times"))
-    if len(titles) == len(set(titles)) and titles != [s for s in SECTIONS if s in titles]:
+    if len(titles) == len(set(titles)) and titles != [s for s in titles_wanted if s in titles]:
         problems.append(
             Problem(
                 "out_of_order",
                 "sections are out of order: expected "
-                + ", ".join(SECTIONS)
+                + ", ".join(titles_wanted)
                 + "; got "
                 + ", ".join(titles),
             )
@@ -332,6 +341,15 @@ def validate_note(
                 )
             )
     flagged: set[str] = set()
+    if any(mentions(markdown, value) for value in bundle.withheld):
+        problems.append(
+            Problem(
+                "identifying_detail",
+                "the article names a customer detail (a person, e-mail address, computer, "
+                "domain, IP address or ticket) that the session data shows as a placeholder; "
+                "keep the placeholder",
+            )
+        )
     for key, pattern in sensitive_patterns(bundle):
         if key in flagged:
             continue

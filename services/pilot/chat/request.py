@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.pilot import fixes
-from services.pilot.chat.offline import offline_answer
+from services.pilot.chat import offline
+from services.pilot.chat.offline import next_step
 from services.pilot.facts import facts_by_kind, list_facts
 from services.pilot.prompts import (
     ASSISTANT_SYSTEM_PROMPT,
@@ -23,6 +24,7 @@ from shared.llm import (
     fit_history,
 )
 from shared.models import (
+    AISession,
     ChatMessage,
     SuggestedFix,
 )
@@ -96,6 +98,7 @@ def fix_templates(session: Session, account_id: uuid.UUID) -> list[dict[str, Any
         select(ScriptTemplateSummary)
         .where(
             ScriptTemplateSummary.is_active.is_(True),
+            ScriptTemplateSummary.status == "published",
             template_visibility(fixes.account_principal(account_id), ScriptTemplateSummary),
         )
         .order_by(
@@ -127,19 +130,34 @@ def build_request(
     facts = list_facts(session, fixes.account_principal(account_id), session_id)
     grouped = facts_by_kind(facts)
     fix = fixes.active_fix(session, account_id, session_id)
+    about = session.execute(
+        select(AISession.title, AISession.problem).where(
+            AISession.id == session_id, AISession.account_id == account_id
+        )
+    ).one()
+    matches = offline.session_matches(
+        session, account_id, title=about.title, problem=about.problem, grouped=grouped
+    )
     context = format_context_block(
         grouped,
         _fix_context(fix),
         script_runs(session, account_id, session_id),
-        fix_templates(session, account_id),
+        offline.context_templates(matches, fix_templates(session, account_id), TEMPLATES_LIMIT),
     )
+    said = history(session, account_id, session_id)
     system: list[dict[str, Any]] = [
         {"type": "text", "text": ASSISTANT_SYSTEM_PROMPT, "cache_control": dict(_CACHE_CONTROL)},
         {"type": "text", "text": context},
     ]
     return LLMRequest(
         system=system,
-        messages=fit_history(history(session, account_id, session_id), history_budget),
+        messages=fit_history(said, history_budget),
         max_tokens=CHAT_MAX_TOKENS,
-        offline_text=offline_answer(grouped, fix.title if fix else None),
+        offline_text=offline.offline_answer(
+            grouped,
+            _fix_context(fix),
+            next((m["content"] for m in reversed(said) if m["role"] == "user"), None),
+            matches,
+            next_step(grouped, fix.title if fix else None),
+        ),
     )

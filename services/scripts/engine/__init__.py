@@ -30,7 +30,6 @@ from services.scripts.engine.literals import quote_ps_string
 from services.scripts.engine.spec import (
     ENV_VARIABLE_PREFIX,
     PARAM_TYPES,
-    REDACTION_MARKER,
     RESERVED_VARIABLE_PREFIX,
     SECRET_DELIVERY_MODES,
     ParameterSpec,
@@ -40,6 +39,7 @@ from services.scripts.engine.spec import (
     TemplateDefinitionError,
 )
 from services.scripts.engine.template_engine import ScriptTemplateEngine
+from shared.vocabulary import REDACTION_MARKER
 
 __all__ = [
     "ENV_VARIABLE_PREFIX",

@@ -14,7 +14,6 @@ from services.scripts import param_types
 from services.scripts.engine.literals import _ps_literal, quote_ps_string
 from services.scripts.engine.spec import (
     _SINGLE_LINE_TYPES,
-    REDACTION_MARKER,
     SECRET_DELIVERY_MODES,
     ParameterSpec,
     RenderedScript,
@@ -23,6 +22,7 @@ from services.scripts.engine.spec import (
     _Errors,
 )
 from services.scripts.engine.values import _coerce, _is_empty, _run_time_input, _scrubbed
+from shared.vocabulary import REDACTION_MARKER
 
 if TYPE_CHECKING:
     from services.scripts.engine.template_engine import ScriptTemplateEngine
@@ -199,9 +199,9 @@ class CompiledTemplateCache:
         self,
         key: Hashable,
         script_body: str,
-        parameters_schema: dict | None,
-        default_values: dict | None = None,
-        validation_rules: dict | None = None,
+        parameters_schema: dict[str, Any] | None,
+        default_values: dict[str, Any] | None = None,
+        validation_rules: dict[str, Any] | None = None,
     ) -> CompiledTemplate:
         inputs = (script_body, parameters_schema, default_values, validation_rules)
         with self._lock:

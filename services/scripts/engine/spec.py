@@ -10,8 +10,6 @@ from typing import Any
 
 from services.scripts import param_types
 
-REDACTION_MARKER = "[REDACTED]"
-
 #: How a sensitive value reaches the script: written in it (inline), read from an environment
 #: variable the RMM sets (env), or asked for when the script runs (prompt).
 SECRET_DELIVERY_MODES = ("inline", "env", "prompt")

@@ -24,7 +24,6 @@ from services.scripts.engine.spec import (
     _SURROGATE_RE,
     MAX_OPTIONS,
     PARAM_TYPES,
-    REDACTION_MARKER,
     RESERVED_VARIABLE_PREFIX,
     ParameterSpec,
     RenderedScript,
@@ -32,13 +31,14 @@ from services.scripts.engine.spec import (
     _Errors,
 )
 from services.scripts.engine.values import _check_rules, _coerce, _is_empty
+from shared.vocabulary import REDACTION_MARKER
 
 
 class ScriptTemplateEngine:
     """Validates PowerShell templates and renders them with injection-safe parameter values."""
 
     # -- schema ------------------------------------------------------------------------------
-    def parse_parameters(self, parameters_schema: dict | None) -> list[ParameterSpec]:
+    def parse_parameters(self, parameters_schema: dict[str, Any] | None) -> list[ParameterSpec]:
         errors = _Errors()
         specs = self._parse_parameters(parameters_schema, errors)
         if errors:
@@ -238,9 +238,9 @@ class ScriptTemplateEngine:
     def validate_template(
         self,
         script_body: str,
-        parameters_schema: dict | None,
-        default_values: dict | None = None,
-        validation_rules: dict | None = None,
+        parameters_schema: dict[str, Any] | None,
+        default_values: dict[str, Any] | None = None,
+        validation_rules: dict[str, Any] | None = None,
     ) -> list[ParameterSpec]:
         errors = _Errors()
         specs = self._validate(
@@ -345,9 +345,9 @@ class ScriptTemplateEngine:
     def compile(
         self,
         script_body: str,
-        parameters_schema: dict | None,
-        default_values: dict | None = None,
-        validation_rules: dict | None = None,
+        parameters_schema: dict[str, Any] | None,
+        default_values: dict[str, Any] | None = None,
+        validation_rules: dict[str, Any] | None = None,
     ) -> CompiledTemplate:
         """Validate the template once and keep what every render of it shares: the parameter
         specs, the body with its placeholders already replaced, the generated block's place.
@@ -372,10 +372,10 @@ class ScriptTemplateEngine:
     def render(
         self,
         script_body: str,
-        parameters_schema: dict | None,
+        parameters_schema: dict[str, Any] | None,
         values: dict[str, Any],
-        default_values: dict | None = None,
-        validation_rules: dict | None = None,
+        default_values: dict[str, Any] | None = None,
+        validation_rules: dict[str, Any] | None = None,
         *,
         secret_delivery: str = "inline",
     ) -> RenderedScript:
@@ -399,7 +399,7 @@ class ScriptTemplateEngine:
 
     # -- redaction ---------------------------------------------------------------------------
     @staticmethod
-    def sensitive_keys(parameters_schema: dict | None) -> set[str]:
+    def sensitive_keys(parameters_schema: dict[str, Any] | None) -> set[str]:
         """Keys of parameters marked ``sensitive`` or of type ``password``. Lenient: entries
         that are malformed are skipped rather than reported."""
         keys: set[str] = set()

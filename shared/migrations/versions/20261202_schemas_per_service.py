@@ -1,7 +1,7 @@
 """One PostgreSQL schema and one role per service; the cross-service reads as read-only views
 
 Revision ID: 20261202_schemas
-Revises: 20261201_i10
+Revises: 20261202_kinds
 Create Date: 2026-12-02
 
 - Schemas `scripts`, `pilot`, `notes` (each service's own tables), `core` (what shared/ writes
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "20261202_schemas"
-down_revision: str | None = "20261201_i10"
+down_revision: str | None = "20261202_kinds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -37,7 +37,13 @@ TABLES = {
         "script_generations",
     ),
     "pilot": ("ai_sessions", "session_facts", "chat_messages", "suggested_fixes"),
-    "notes": ("ticketing_integrations", "resolution_notes", "webhook_attempts", "llm_batch_items"),
+    "notes": (
+        "ticketing_integrations",
+        "resolution_notes",
+        "webhook_attempts",
+        "llm_batch_items",
+        "kb_articles",
+    ),
 }
 SCHEMAS = ("core", "scripts", "pilot", "notes", "exposed")
 SEARCH_PATH = "core, scripts, pilot, notes, exposed, public"
@@ -81,7 +87,7 @@ VIEWS = {
         WHERE g.ai_session_id IS NOT NULL""",
     "scripts_templates": """
         SELECT id, scope, account_id, team_id, created_by, name, description, usage_count,
-               is_active
+               is_active, status, source_fix_id
         FROM scripts.script_templates""",
     "notes_integrations": """
         SELECT account_id, kind, status FROM notes.ticketing_integrations""",
@@ -118,6 +124,12 @@ GRANTS = {
         "GRANT USAGE ON SCHEMA notes TO {role}",
         "GRANT INSERT ON notes.resolution_notes TO {role}",
         "GRANT SELECT (id, kind, session_id, state_version) ON notes.resolution_notes TO {role}",
+        # A template decision on a fix files a draft template (services.pilot.drafts), under
+        # the category and beside the templates the library match ranks by search document.
+        "GRANT USAGE ON SCHEMA scripts TO {role}",
+        "GRANT SELECT ON scripts.script_categories TO {role}",
+        "GRANT SELECT, INSERT ON scripts.script_templates TO {role}",
+        "GRANT INSERT ON scripts.script_template_versions TO {role}",
     ),
     "rf_notes": (
         *_CORE_READS,

@@ -12,7 +12,7 @@ from uuid import uuid4
 import pytest
 import redis
 
-from tests.conftest import TestServers
+from tests.support.servers import TestServers
 
 
 @pytest.fixture

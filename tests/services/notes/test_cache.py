@@ -276,7 +276,7 @@ def test_fifty_waiters_all_receive_one_put(redis_client: redis.Redis, redis_pref
         cache.put(KIND, SID, 8, payload(8))
         results = [f.result(timeout=15) for f in futures]
     assert results == [payload(8)] * 50
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 15  # loose: a busy machine stretches 50 threads
 
 
 def test_wait_stops_early_when_the_lock_owner_dies(cache: NoteCache) -> None:
@@ -285,7 +285,7 @@ def test_wait_stops_early_when_the_lock_owner_dies(cache: NoteCache) -> None:
     start = time.monotonic()
     assert cache.wait(KIND, SID, 2, 20, stop_when_unlocked=True) is None
     elapsed = time.monotonic() - start
-    assert 0.1 < elapsed < 5.0
+    assert 0.1 < elapsed < 15.0  # well before the 20 s timeout
     # Without a lock at all it returns straight away.
     start = time.monotonic()
     assert cache.wait(KIND, SID, 3, 20, stop_when_unlocked=True) is None

@@ -14,8 +14,8 @@ from services.notes.context import context_for
 from services.notes.integrations import configure_integration
 from shared.db import db
 from shared.models import ResolutionNote, WebhookAttempt
-from tests.conftest import settings_with
 from tests.support.fake_saas import ZendeskFake
+from tests.support.servers import settings_with
 from tests.support.workers import create_session
 
 

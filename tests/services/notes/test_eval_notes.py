@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.eval import notes_eval
 from services.notes.generator import FACT_KINDS, ResolutionNoteGenerator
 from shared.llm import LLMClient
@@ -106,3 +108,53 @@ def test_every_offline_note_and_every_verbatim_copy_of_the_session_validates() -
         validate_note(offline_draft(bundle).to_json(), bundle)
         copied = default_structured_note({"messages": build_prompt(bundle)[1]})
         validate_note(copied, bundle)
+
+
+@pytest.mark.parametrize("kind", ["kb_article", "escalation"])
+def test_each_kind_has_its_own_cases_and_the_offline_generator_holds_its_figures(
+    kind: str,
+) -> None:
+    cases = notes_eval.load_cases(kind)
+    assert len(cases) >= 8
+    assert all(case.bundle.kind == kind for case in cases)
+    scores = notes_eval.evaluate(_offline(), kind)
+    totals = notes_eval.totals(scores)
+    assert totals.sessions == len(cases)
+    assert totals.completeness == 1.0
+    assert totals.groundedness == 1.0
+    assert totals.coverage >= 0.9
+    assert totals.leaks == 0
+    assert totals.identifying == 0
+    assert sum(s.tokens for s in scores) > 5  # versions, KB numbers, quantities
+
+
+def test_kb_cases_name_resolved_sessions_and_the_details_they_hide() -> None:
+    cases = notes_eval.load_cases("kb_article")
+    for case in cases:
+        assert case.identifiers, case.name
+        assert set(case.identifiers) <= case.bundle.withheld, case.name
+        assert case.bundle.has_resolution(), case.name
+    escalations = notes_eval.load_cases("escalation")
+    assert all(not any(f.kind == "resolution" for f in c.bundle.facts) for c in escalations)
+    assert any(c.bundle.forbidden_values for c in escalations)
+
+
+def test_the_scorer_catches_a_customer_detail_in_a_kb_article() -> None:
+    case = next(c for c in notes_eval.load_cases("kb_article") if c.name == "print-spooler-stuck")
+    good = _offline().generate(case.bundle)
+    assert (
+        notes_eval.score(case.name, case.bundle, good, identifiers=case.identifiers).identifying
+        == 0
+    )
+    bad = type(good)(**{**good.__dict__, "markdown": good.markdown + "\nSee PRINT-SRV01.\n"})
+    score = notes_eval.score(case.name, case.bundle, bad, identifiers=case.identifiers)
+    assert score.identifying == 1 and score.identified == ("PRINT-SRV01",)
+
+
+def test_eval_notes_prints_one_kind_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    assert notes_eval.main(["--kind", "escalation"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "kind: escalation"
+    assert lines[1].split()[:5] == ["session", "generator", "complete", "grounded", "coverage"]
+    assert any(line.startswith("esc-sso-loop") for line in lines)
+    assert "100.0%" in next(line for line in lines if line.startswith("TOTAL"))

@@ -14,12 +14,19 @@ import sys
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text
 
 from shared.config import PROJECT_ROOT
 from shared.db import db
-from shared.models import AISession, ResolutionNote
-from tests.support.workers import child_env, create_session, wait_until
+from shared.event_payloads import SESSION_RESOLVED
+from shared.models import ResolutionNote
+from tests.support.workers import (
+    child_env,
+    create_session,
+    outbox_payload,
+    resolve_session,
+    wait_until,
+)
 
 
 def _notes(sid: uuid.UUID) -> int:
@@ -51,20 +58,14 @@ def test_worker_killed_mid_event_does_not_drop_the_event(migrated: Any, make_use
 
     user = make_user("owner")
     sid = create_session(user.account_id)
+    resolve_session(sid, user.account_id)
+    event = outbox_payload(sid, SESSION_RESOLVED)
+    # The event as the broker would redeliver it to a fresh consumer. The rows Resolve made
+    # are removed, so the handler's own (idempotent) creation of them is what blocks below
+    # and what shows the event was handled.
+    event["event_id"] = str(uuid.uuid4())
     with db.transaction() as session:
-        session.execute(
-            update(AISession)
-            .where(AISession.id == sid)
-            .values(status="resolved", resolved_version=1, state_version=1)
-        )
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "topic": "session.resolved",
-        "account_id": str(user.account_id),
-        "session_id": str(sid),
-        "state_version": 1,
-        "resolved_version": 1,
-    }
+        session.execute(delete(ResolutionNote).where(ResolutionNote.session_id == sid))
     code = (
         "import json, sys\n"
         "from services.notes import tasks\n"

@@ -23,8 +23,6 @@ from tests.support.workers import add_fact, create_session, stub_calls_mentionin
 
 pytestmark = pytest.mark.slow
 
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 LLM_LATENCY_S = 3.0
 # Warm shutdown waits for the running generation (at most LLM_LATENCY_S more), then exits.

@@ -11,7 +11,7 @@ import pytest
 
 from services.notes import delivery
 from shared.config import PROJECT_ROOT
-from tests.conftest import settings_with
+from tests.support.servers import settings_with
 
 URL = "/api/v1/integrations/ticketing"
 

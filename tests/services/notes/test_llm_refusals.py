@@ -15,13 +15,9 @@ from sqlalchemy import select
 from shared.db import db
 from shared.models import LLMUsageRecord
 from shared.usage import set_budget
-from tests.support import workers
 from tests.support.workers import add_fact, create_session, resolve_session, wait_until
 
 pytestmark = pytest.mark.slow
-
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from shared.db import db
 from shared.models import LLMUsageRecord
-from tests.support import workers
 from tests.support.workers import (
     add_fact,
     chat_turn,
@@ -25,8 +24,6 @@ from tests.support.workers import (
 pytestmark = pytest.mark.slow
 
 # Fixtures: a module-wide worker, stub LLM and notes app; a clean-up that keeps the broker's keys.
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 HEADINGS = ("## Problem", "## What we confirmed", "## Root cause", "## Resolution")
 

@@ -2,7 +2,7 @@
 ETag and 304, and a principal that is never stale.
 
 The notes app runs in-process with PostgreSQL and the note cache's Redis reached through
-RoundTripProxy (tests/support/roundtrips.py), which counts the round trips each request makes.
+RoundTripProxy (tests/support/tcp_proxy.py), which counts the round trips each request makes.
 The note is stored with the cache's own `put`, as a worker stores it.
 """
 
@@ -22,11 +22,11 @@ from sqlalchemy.engine import make_url
 from services.notes.cache import NoteCache, note_tag
 from shared.config import Settings
 from shared.db import db
-from tests.support.roundtrips import RoundTripProxy
+from tests.support.tcp_proxy import RoundTripProxy
 from tests.support.workers import add_fact, create_session
 
 if TYPE_CHECKING:
-    from tests.conftest import TestServers
+    from tests.support.servers import TestServers
 
 KIND = "resolution_note"
 
@@ -225,3 +225,68 @@ def test_a_changed_role_takes_effect_at_the_next_request(hot: HotPath, make_user
             text("UPDATE users SET account_role = 'owner' WHERE id = :id"), {"id": owner.id}
         )
     assert hot.client.put(url, json=body, headers=owner.headers).status_code == 200
+
+
+def test_healthz_is_one_postgres_and_one_redis_round_trip(
+    migrated: Settings, test_servers: TestServers
+) -> None:
+    """Honest and cheap: one ping each, no pool pre-ping or ROLLBACK beside PostgreSQL's."""
+    from services.notes import create_app
+    from shared import runtime
+
+    db_url = make_url(test_servers.database_url)
+    redis_url = urlsplit(test_servers.redis_url)
+    with (
+        RoundTripProxy(db_url.host or "127.0.0.1", db_url.port or 5432) as pg,
+        RoundTripProxy(redis_url.hostname or "127.0.0.1", redis_url.port or 6379) as broker,
+    ):
+        proxied = replace(
+            migrated,
+            DATABASE_URL=db_url.set(host="127.0.0.1", port=pg.port).render_as_string(
+                hide_password=False
+            ),
+            REDIS_URL=f"redis://127.0.0.1:{broker.port}{redis_url.path}",
+        )
+        try:
+            client = create_app(proxied).test_client()
+            # The first answer opens the pooled connections.
+            assert client.get("/healthz").status_code == 200
+            pg.reset()
+            broker.reset()
+            health = client.get("/healthz")
+            assert health.status_code == 200
+            assert health.get_json()["checks"] == {"database": "ok", "redis": "ok"}
+            assert (pg.counts()[0], pg.counts()[2]) == (1, 0)
+            assert (broker.counts()[0], broker.counts()[2]) == (1, 0)
+        finally:
+            runtime.configure(migrated)
+
+
+def test_the_hot_path_body_is_the_response_schemas_dump() -> None:
+    from services.notes.schemas import PreviewResponseSchema, preview_response_body
+
+    fact_id = uuid.uuid4()
+    body = {
+        "kind": KIND,
+        "session_id": uuid.uuid4(),
+        "state_version": 7,
+        "markdown": "## Problem\nthe spooler",
+        "citations": [
+            {
+                "section": "Problem",
+                "text": "The spooler stops.",
+                "cites": ["F1"],
+                "fact_ids": [str(fact_id)],
+                "internal": "not part of the API",
+            },
+            {"section": "Resolution", "text": "Restarted.", "cites": []},
+        ],
+        "from_cache": True,
+        "generator": "llm",
+        "model": "claude",
+        "generated_at": "2026-12-01T00:00:00+00:00",
+        "ticket_ref": None,
+        "fallback_reason": None,
+    }
+    assert preview_response_body(body) == PreviewResponseSchema().dump(body)
+    assert list(preview_response_body(body)) == list(PreviewResponseSchema().dump(body))

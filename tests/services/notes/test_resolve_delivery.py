@@ -10,13 +10,11 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from services.notes.integrations import configure_ticketing
 from shared.db import db
-from shared.events import SESSION_RESOLVED, bump
-from shared.models import AISession, LLMUsageRecord, ResolutionNote, TicketingIntegration
-from tests.support import workers
+from shared.models import LLMUsageRecord, ResolutionNote, TicketingIntegration
 from tests.support.receiver import WebhookReceiver
 from tests.support.workers import (
     CeleryBeat,
@@ -32,8 +30,6 @@ from tests.support.workers import (
 pytestmark = pytest.mark.slow
 
 # Fixtures: a module-wide worker, stub LLM and notes app; a clean-up that keeps the broker's keys.
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +130,7 @@ def test_three_failures_then_the_fourth_attempt_delivers(notes_stack: Any, make_
     add_fact(sid, user.account_id, "Confirmed: the GPO drive map points at an old server")
     with WebhookReceiver(statuses=[500, 503, 429, 200]) as receiver:
         receiver.secret = _ticketing(user.account_id, receiver.url)
-        resolve_session(sid, user.account_id)
+        resolve_session(sid, user.account_id, ticket_ref="T-7")
         deliveries = receiver.wait_for(4)
         wait_until(lambda: _status(sid) == "delivered", 10, message="note delivered")
     assert all(d.verified for d in deliveries)
@@ -168,7 +164,7 @@ def test_a_permanent_error_fails_and_redelivery_succeeds(notes_stack: Any, make_
     add_fact(sid, user.account_id, "Confirmed: wifi driver outdated")
     with WebhookReceiver(statuses=[400]) as receiver:
         receiver.secret = _ticketing(user.account_id, receiver.url)
-        resolve_session(sid, user.account_id)
+        resolve_session(sid, user.account_id, ticket_ref="T-7")
         wait_until(lambda: _status(sid) == "failed", 15, message="delivery failed")
         final = _final(notes_stack, user, sid)
         assert final["attempts"] == 1
@@ -201,7 +197,7 @@ def test_410_disables_the_endpoint(notes_stack: Any, make_user: Any) -> None:
     add_fact(sid, user.account_id, "Confirmed: cert expired")
     with WebhookReceiver(statuses=[410]) as receiver:
         receiver.secret = _ticketing(user.account_id, receiver.url)
-        resolve_session(sid, user.account_id)
+        resolve_session(sid, user.account_id, ticket_ref="T-7")
         wait_until(lambda: _status(sid) == "disabled", 15, message="disabled")
     with db.session() as session:
         integration = session.scalars(
@@ -235,24 +231,9 @@ def test_a_resolve_whose_event_was_lost_is_found_by_the_sweeper(
     user = make_user("owner")
     sid = create_session(user.account_id, problem="Lost event")
     add_fact(sid, user.account_id, "Confirmed: the event never left the outbox")
-    # Resolve in a plain transaction: the outbox rows are written but never published.
+    # Pilot's Resolve in a plain transaction: the outbox rows are written but never published.
     with db.transaction() as session:
-        version = bump(
-            session,
-            session_id=sid,
-            account_id=user.account_id,
-            cause="resolved",
-            extra_events=[(SESSION_RESOLVED, {"ticket_ref": None})],
-        )
-        session.execute(
-            update(AISession)
-            .where(AISession.id == sid)
-            .values(
-                status="resolved",
-                resolved_version=version,
-                resolved_at=__import__("sqlalchemy").func.now(),
-            )
-        )
+        version = resolve_session_in(session, sid, user).state_version
 
     def swept() -> bool:
         run_sweeper(notes_stack.settings)
@@ -269,7 +250,7 @@ def test_a_worker_killed_mid_delivery_still_delivers(notes_stack: Any, make_user
     add_fact(sid, user.account_id, "Confirmed: NIC firmware bug")
     with WebhookReceiver(statuses=["hang"]) as receiver:
         receiver.secret = _ticketing(user.account_id, receiver.url)
-        resolve_session(sid, user.account_id)
+        resolve_session(sid, user.account_id, ticket_ref="T-7")
         receiver.wait_for(1)  # the worker is inside the POST now
         assert _status(sid) == "delivering"
         notes_stack.worker.kill()
@@ -283,3 +264,12 @@ def test_a_worker_killed_mid_delivery_still_delivers(notes_stack: Any, make_user
     assert all(d.verified for d in deliveries)
     final = _final(notes_stack, user, sid)
     assert final["delivery_attempts"][-1]["outcome"] == "delivered"
+
+
+def resolve_session_in(session: Any, sid: uuid.UUID, user: Any) -> Any:
+    from services.pilot.sessions import resolve_session as pilot_resolve
+    from shared.models import User
+    from shared.principal import Principal
+
+    writer = session.get(User, user.id)
+    return pilot_resolve(session, Principal.from_user(writer), sid, ticket_ref=None, force=True)

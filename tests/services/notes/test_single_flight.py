@@ -14,13 +14,9 @@ from services.notes import generation
 from services.notes.context import context_for
 from shared.db import db
 from shared.models import LLMUsageRecord
-from tests.support import workers
 from tests.support.workers import add_fact, create_session, stub_calls_mentioning
 
 pytestmark = pytest.mark.slow
-
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 
 @pytest.fixture(scope="module")

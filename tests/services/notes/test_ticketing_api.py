@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from shared.db import db
-from tests.conftest import settings_with
 from tests.support.fake_saas import ZendeskFake
+from tests.support.servers import settings_with
 
 URL = "/api/v1/integrations/ticketing"
 

@@ -14,12 +14,13 @@ from sqlalchemy import func, select
 
 from shared.config import PROJECT_ROOT
 from shared.db import db
+from shared.event_payloads import SESSION_RESOLVED, InvalidEvent
 from shared.events import bump
 from shared.models import LLMUsageRecord, ResolutionNote, SessionFact
-from tests.support import workers
 from tests.support.workers import (
     add_fact,
     create_session,
+    outbox_payload,
     resolve_session,
     run_relay,
     run_sweeper,
@@ -28,9 +29,6 @@ from tests.support.workers import (
 )
 
 pytestmark = pytest.mark.slow
-
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 
 @pytest.fixture(scope="module")
@@ -131,17 +129,38 @@ def test_duplicate_events_are_handled_once(notes_stack: Any, make_user: Any) -> 
     sid = create_session(user.account_id)
     version = resolve_session(sid, user.account_id)
     wait_until(lambda: _note_count(sid) == 1, 15)
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "topic": "session.resolved",
-        "account_id": str(user.account_id),
-        "session_id": str(sid),
-        "state_version": version,
-    }
-    # Calling the task function directly, twice: the second is recognised by its event id.
-    assert tasks.handle_event(event) == "resolved"
-    assert tasks.handle_event(event) == "duplicate"
+    # The event pilot's Resolve wrote, as the broker delivers it.
+    event = outbox_payload(sid, SESSION_RESOLVED)
+    assert event["resolved_version"] == version
+    # Calling the task function directly, twice (a copy under an id of its own, so the
+    # worker's handling of the original does not race with it): the second is recognised by
+    # its event id.
+    replayed = {**event, "event_id": str(uuid.uuid4())}
+    assert tasks.handle_event(replayed) == "resolved"
+    assert tasks.handle_event(replayed) == "duplicate"
     assert _note_count(sid) == 1  # the note row is unique per (session, kind, version)
+
+
+def test_an_event_missing_a_required_field_is_refused(notes_stack: Any, make_user: Any) -> None:
+    from services.notes import tasks
+
+    user = make_user("owner")
+    sid = create_session(user.account_id)
+    resolve_session(sid, user.account_id)
+    wait_until(lambda: _note_count(sid) == 1, 15)
+    event = {**outbox_payload(sid, SESSION_RESOLVED), "event_id": str(uuid.uuid4())}
+    del event["resolved_version"]
+    with pytest.raises(InvalidEvent) as refused:
+        tasks.handle_event(event)
+    assert "resolved_version" in refused.value.errors
+    # Refused before anything was written: not even marked as seen.
+    ctx = tasks.context()
+    assert not ctx.redis.exists(f"{ctx.settings.REDIS_KEY_PREFIX}:event:{event['event_id']}")
+    wrong_type = {**outbox_payload(sid, SESSION_RESOLVED), "event_id": str(uuid.uuid4())}
+    wrong_type["session_id"] = "not-a-uuid"
+    with pytest.raises(InvalidEvent) as refused:
+        tasks.handle_event(wrong_type)
+    assert "session_id" in refused.value.errors
 
 
 def _note_count(sid: uuid.UUID) -> int:

@@ -9,7 +9,6 @@ the suite's settings afterwards.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
@@ -17,13 +16,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from shared.config import Settings
+from tests.support.pilot_api import BASE, add_fact, create_session, fix_block, session_version
 from tests.support.stub_anthropic import StubAnthropic
-
-BASE = "/api/v1/ai-sessions"
 
 
 def settings_with(settings: Settings, **overrides: Any) -> Settings:
@@ -147,46 +144,6 @@ def serve() -> Iterator[Callable[[Flask], LiveServer]]:
         live.thread.join(10)
 
 
-# ── Data helpers ──────────────────────────────────────────────────────────
-
-
-def create_session(client: Any, actor: Any, **body: Any) -> dict[str, Any]:
-    payload = {"title": "Outlook keeps asking for a password", **body}
-    response = client.post(BASE, json=payload, headers=actor.headers)
-    assert response.status_code == 201, response.get_json()
-    data: dict[str, Any] = response.get_json()
-    return data
-
-
-def add_fact(
-    client: Any, actor: Any, session_id: str, text: str, kind: str = "observation"
-) -> dict[str, Any]:
-    response = client.post(
-        f"{BASE}/{session_id}/facts", json={"text": text, "kind": kind}, headers=actor.headers
-    )
-    assert response.status_code == 201, response.get_json()
-    data: dict[str, Any] = response.get_json()
-    return data
-
-
-def session_version(session_id: str | uuid.UUID) -> int:
-    from shared.db import db
-    from shared.models import AISession
-
-    with db.session() as session:
-        return int(
-            session.scalars(
-                select(AISession.state_version).where(AISession.id == uuid.UUID(str(session_id)))
-            ).one()
-        )
-
-
-def fix_block(title: str, **fields: Any) -> str:
-    import json
-
-    return f"[SUGGEST_FIX]\n{json.dumps({'title': title, **fields})}\n[/SUGGEST_FIX]"
-
-
 @pytest.fixture
 def engineer(make_user: Callable[..., Any]) -> Any:
     return make_user("engineer")
@@ -200,7 +157,7 @@ def outsider(make_user: Callable[..., Any]) -> Any:
 
 @pytest.fixture
 def helpers() -> SimpleNamespace:
-    """The helpers above, for test modules (which should not import conftest)."""
+    """The helpers of tests/support/pilot_api.py, for test modules."""
     return SimpleNamespace(
         base=BASE,
         create_session=create_session,

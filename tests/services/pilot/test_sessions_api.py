@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from shared.db import db
 from shared.models import AISession, OutboxEvent
-from tests.services.pilot.conftest import BASE
+from tests.support.pilot_api import BASE
 
 
 def _count_sessions() -> int:

@@ -18,7 +18,7 @@ from services.scripts.engine import (
 )
 from services.scripts.generations import compiled_templates
 from services.scripts.library import read_library
-from tests.services.scripts.conftest import SIMPLE_BODY, SIMPLE_SCHEMA
+from tests.support.templates import SIMPLE_BODY, SIMPLE_SCHEMA
 
 BASE = "/api/v1/scripts"
 TEMPLATES = read_library().templates

@@ -19,7 +19,7 @@ from sqlalchemy import update
 from shared import auth
 from shared.db import db
 from shared.models import User
-from tests.conftest import settings_with
+from tests.support.servers import settings_with
 
 URL = "/api/v1/auth/token"
 PASSWORD = "correct horse battery staple"

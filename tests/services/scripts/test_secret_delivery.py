@@ -15,7 +15,7 @@ from tree_sitter import Language, Node, Parser
 from services.scripts.engine import ScriptTemplateEngine, quote_ps_string
 from shared.db import db
 from shared.models import ScriptGeneration
-from tests.services.scripts.conftest import SECRET_BODY, SECRET_SCHEMA
+from tests.support.templates import SECRET_BODY, SECRET_SCHEMA
 
 BASE = "/api/v1/scripts"
 PARSER = Parser(Language(tsp.language()))

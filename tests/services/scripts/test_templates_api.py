@@ -1,11 +1,11 @@
-"""The script library API at parity with the seed: routes, filters, ordering, versions."""
+"""The script library API: routes, filters, ordering, versions."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from tests.services.scripts.conftest import SIMPLE_BODY, SIMPLE_SCHEMA
+from tests.support.templates import SIMPLE_BODY, SIMPLE_SCHEMA
 
 BASE = "/api/v1/scripts"
 
@@ -139,7 +139,7 @@ def test_shared_filter_is_empty_for_a_user_without_team(
     assert client.get(f"{BASE}/templates?shared=true", headers=loner.headers).json == []
 
 
-def test_generate_returns_the_seed_shape_and_history_lists_it(
+def test_generate_returns_script_warnings_and_metadata_and_history_lists_it(
     client: Any, make_user: Any, create_template: Any
 ) -> None:
     engineer = make_user("engineer")

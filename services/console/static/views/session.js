@@ -117,6 +117,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     /** @type {Object[]} */ messages: [],
     /** @type {?api.SuggestedFix} */ activeFix: null,
     /** @type {api.SuggestedFix[]} */ fixes: [],
+    /** Template drafts made from this session's fixes, by fix id. */ drafts: new Map(),
     stateVersion: 0,
     sending: false,
   };
@@ -178,6 +179,57 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     fixBody,
     fixStatus,
   );
+
+  // Similar past sessions
+  const similarBody = h("div", { class: "similar-body", id: "similar-sessions" });
+  const similarSection = h(
+    "section",
+    { class: "panel similar-panel", id: "similar-panel", "aria-labelledby": "similar-title" },
+    h("h2", { id: "similar-title", text: "Similar past sessions" }),
+    similarBody,
+  );
+
+  function renderSimilar(items) {
+    if (!items.length) {
+      mount(similarBody, h("p", { class: "muted", id: "similar-empty", text: "No resolved session of your account looks like this one yet." }));
+      return;
+    }
+    mount(
+      similarBody,
+      h(
+        "ol",
+        { class: "similar-list" },
+        items.map((item) =>
+          h(
+            "li",
+            { dataset: { sessionId: item.session_id } },
+            h("a", { href: `#/sessions/${item.session_id}`, text: item.title }),
+            item.ticket_ref ? h("span", { class: "muted small", text: ` · ${item.ticket_ref}` }) : null,
+            item.root_cause?.length ? h("p", { class: "small" }, h("strong", { text: "Cause: " }), item.root_cause.join("; ")) : null,
+            item.resolution?.length ? h("p", { class: "small" }, h("strong", { text: "Fixed by: " }), item.resolution.join("; ")) : null,
+            item.templates_used?.length
+              ? h("p", { class: "small" }, h("strong", { text: "Templates: " }), item.templates_used.map((t, i) => [i ? ", " : "", h("a", { href: `#/templates/${t.template_id}`, text: t.name })]))
+              : null,
+          ),
+        ),
+      ),
+    );
+  }
+
+  async function refreshSimilar() {
+    try {
+      const items = await api.similarSessions(sessionId);
+      if (!disposed) renderSimilar(items || []);
+    } catch (err) {
+      if (!disposed) mount(similarBody, h("p", { class: "muted", text: describeError(err) }));
+    }
+  }
+
+  async function refreshDrafts() {
+    const drafts = await api.listDrafts().catch(() => []);
+    if (disposed) return;
+    state.drafts = new Map((drafts || []).filter((d) => d.source_fix_id).map((d) => [d.source_fix_id, d.id]));
+  }
 
   // Resolve
   /** The preview last shown (the Resolve panel reads the cause and fix from it). */
@@ -696,6 +748,9 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
           fix.template_id
             ? h("p", {}, h("a", { href: `#/templates/${fix.template_id}?session=${sessionId}`, text: "Open the suggested template" }))
             : null,
+          state.drafts.get(fix.id)
+            ? h("p", { class: "draft-link" }, h("a", { href: `#/templates/${state.drafts.get(fix.id)}/edit`, id: "fix-draft-link", text: "Edit the template draft made from this fix" }))
+            : null,
           fix.decision
             ? h("p", { class: "decision-made", id: "fix-decision" }, "Decision: ", h("strong", { text: LABELS[fix.decision] || fix.decision }), fix.decided_at ? [" · ", when(fix.decided_at)] : null)
             : null,
@@ -773,6 +828,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     try {
       const result = await api.decideFix(sessionId, fix.id, decision);
       setVersion(result?.state_version);
+      if (result?.draft_template) state.drafts.set(fix.id, result.draft_template.template_id);
       fixStatus.textContent = decision === "dismissed" ? "Fix dismissed." : `Decision recorded: ${LABELS[decision]}.`;
       announce(fixStatus.textContent);
       await refreshFixes();
@@ -1149,7 +1205,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
         h(
           "div",
           { class: "session-layout" },
-          h("div", { class: "lane" }, factsSection, fixSection, resolveSection),
+          h("div", { class: "lane" }, factsSection, fixSection, similarSection, resolveSection),
           chatSection,
           previewSection,
         ),
@@ -1159,6 +1215,10 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
       renderChat();
       if (hadFocus) titleEl.focus();
       refreshPreview("initial");
+      refreshSimilar();
+      refreshDrafts().then(() => {
+        if (!disposed && state.drafts.size) renderFix();
+      });
       if (session.status !== "active") pollDelivery();
     })
     .catch((err) => {

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.support import workers
 from tests.support.fake_saas import ZendeskFake
 from tests.support.real_ticketing import Redmine, RequestTracker
 from tests.support.tcp_proxy import DroppingProxy
@@ -17,8 +16,6 @@ from tests.support.workers import add_fact, create_session, resolve_session, wai
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_ticketing")]
 
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 URL = "/api/v1/integrations/ticketing"
 
 

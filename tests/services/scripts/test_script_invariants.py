@@ -1,4 +1,5 @@
-"""Each defect of the seed's scripts endpoint, with a test that fails on the seed's behaviour."""
+"""The scripts endpoints' invariants: tenancy of templates, writes to a linked session, exact
+usage counts, sensitive values, literal search and SQL tag filters, slugs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy import select, text
 from shared.db import db
 from shared.events import write_transaction
 from shared.models import AISession, OutboxEvent, ScriptGeneration, ScriptTemplate
-from tests.services.scripts.conftest import SECRET_BODY, SECRET_SCHEMA
+from tests.support.templates import SECRET_BODY, SECRET_SCHEMA
 
 BASE = "/api/v1/scripts"
 
@@ -25,13 +26,13 @@ def _ai_session(account_id: uuid.UUID, status: str = "active") -> uuid.UUID:
         return row.id
 
 
-# 1. Tenancy leak: team_id NULL made "personal" templates global.
+# Tenancy: a template of a user with no team is personal, never global.
 
 
-def test_defect1_personal_templates_are_not_global(
+def test_personal_templates_are_not_global(
     client: Any, make_user: Any, create_template: Any
 ) -> None:
-    loner = make_user("engineer", team=None)  # seed: created with team_id NULL → global
+    loner = make_user("engineer", team=None)  # team_id NULL: personal, not global
     template = create_template(loner)
     assert template["scope"] == "personal"
     outsider = make_user("engineer")
@@ -43,7 +44,7 @@ def test_defect1_personal_templates_are_not_global(
     assert template["id"] not in {t["id"] for t in listed}
 
 
-def test_defect1_unsharing_does_not_publish_to_every_account(
+def test_unsharing_does_not_publish_to_every_account(
     client: Any, make_user: Any, create_template: Any
 ) -> None:
     owner = make_user("owner")
@@ -65,7 +66,7 @@ def test_defect1_unsharing_does_not_publish_to_every_account(
     assert generate.status_code == 404
 
 
-def test_defect1_another_accounts_owner_cannot_share_or_edit(
+def test_another_accounts_owner_cannot_share_or_edit(
     client: Any, make_user: Any, create_template: Any
 ) -> None:
     victim = make_user("owner")
@@ -89,10 +90,10 @@ def test_defect1_another_accounts_owner_cannot_share_or_edit(
     )
 
 
-# 2. POST /generate bumped any ai_session_id, even another account's.
+# POST /generate bumps only a linked session of the caller's own account.
 
 
-def test_defect2_another_accounts_ai_session_is_404_and_nothing_is_written(
+def test_another_accounts_ai_session_is_404_and_nothing_is_written(
     client: Any, make_user: Any, create_template: Any
 ) -> None:
     engineer = make_user("engineer")
@@ -117,7 +118,7 @@ def test_defect2_another_accounts_ai_session_is_404_and_nothing_is_written(
         assert usage is not None and usage.usage_count == 0
 
 
-def test_defect2_own_session_is_bumped_once_with_an_outbox_event(
+def test_own_session_is_bumped_once_with_an_outbox_event(
     client: Any, make_user: Any, create_template: Any
 ) -> None:
     engineer = make_user("engineer")
@@ -144,9 +145,7 @@ def test_defect2_own_session_is_bumped_once_with_an_outbox_event(
         assert generation.ai_session_id == own
 
 
-def test_defect2_resolved_session_is_read_only(
-    client: Any, make_user: Any, create_template: Any
-) -> None:
+def test_resolved_session_is_read_only(client: Any, make_user: Any, create_template: Any) -> None:
     engineer = make_user("engineer")
     template = create_template(engineer)
     resolved = _ai_session(engineer.account_id, status="resolved")
@@ -164,10 +163,10 @@ def test_defect2_resolved_session_is_read_only(
         assert session.scalars(select(ScriptGeneration)).all() == []
 
 
-# 3. usage_count += 1 in Python lost increments.
+# usage_count is incremented in SQL: concurrent generates lose no count.
 
 
-def test_defect3_concurrent_generates_count_exactly(
+def test_concurrent_generates_count_exactly(
     scripts_app: Any, make_user: Any, create_template: Any
 ) -> None:
     engineer = make_user("engineer")
@@ -197,10 +196,10 @@ def test_defect3_concurrent_generates_count_exactly(
         assert count == 200
 
 
-# 4. The stored generated_script kept sensitive values in clear.
+# A stored generated_script never holds a sensitive value in clear.
 
 
-def test_defect4_sensitive_values_exist_only_in_the_response(
+def test_sensitive_values_exist_only_in_the_response(
     client: Any, make_user: Any, create_template: Any
 ) -> None:
     engineer = make_user("engineer")
@@ -231,10 +230,10 @@ def test_defect4_sensitive_values_exist_only_in_the_response(
     assert canary not in history.get_data(as_text=True)
 
 
-# 5. search passed % and _ into LIKE; tags were filtered in Python.
+# Search treats % and _ literally; tags are filtered in SQL.
 
 
-def test_defect5_search_treats_wildcards_literally(
+def test_search_treats_wildcards_literally(
     client: Any, make_user: Any, create_template: Any
 ) -> None:
     owner = make_user("owner")
@@ -254,7 +253,7 @@ def test_defect5_search_treats_wildcards_literally(
     assert ids("%25") == {percent["id"]}
 
 
-def test_defect5_tags_filter_in_sql_case_insensitive_any_of(
+def test_tags_filter_in_sql_case_insensitive_any_of(
     client: Any, make_user: Any, create_template: Any
 ) -> None:
     owner = make_user("owner")
@@ -275,10 +274,10 @@ def test_defect5_tags_filter_in_sql_case_insensitive_any_of(
     assert "tags &&" in plan, "the tag filter is a SQL array overlap"
 
 
-# 6. Slug collisions and empty slugs.
+# Slugs: unique per scope, never empty.
 
 
-def test_defect6_slugs_are_unique_per_scope_and_never_empty(
+def test_slugs_are_unique_per_scope_and_never_empty(
     client: Any, make_user: Any, create_template: Any
 ) -> None:
     owner = make_user("owner")
@@ -291,7 +290,7 @@ def test_defect6_slugs_are_unique_per_scope_and_never_empty(
     assert elsewhere["slug"] == "restart-service", "another account has its own slug space"
 
 
-def test_defect6_concurrent_creates_with_one_name_get_distinct_slugs(
+def test_concurrent_creates_with_one_name_get_distinct_slugs(
     scripts_app: Any, make_user: Any, category_id: Any
 ) -> None:
     owner = make_user("owner")
@@ -311,7 +310,7 @@ def test_defect6_concurrent_creates_with_one_name_get_distinct_slugs(
     assert "same-name" in slugs
 
 
-def test_defect6_explicit_slug_change(client: Any, make_user: Any, create_template: Any) -> None:
+def test_explicit_slug_change(client: Any, make_user: Any, create_template: Any) -> None:
     owner = make_user("owner")
     a = create_template(owner, name="Alpha")
     b = create_template(owner, name="Beta")

@@ -1,6 +1,7 @@
-"""The seed's own end-to-end check and the issue's concurrency and cost figures, through the
-gateway served by gunicorn (2 processes), two Celery workers and the real anthropic SDK against
-the stub Messages API, which counts the calls."""
+"""Resolution notes through the whole product: a session's preview and its invalidation by facts
+and script runs, and the concurrency and cost figures, through the gateway served by gunicorn (2
+processes), two Celery workers and the real anthropic SDK against the stub Messages API, which
+counts the calls."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from shared.models import LLMUsageRecord, ScriptTemplate
 from tests.support.receiver import WebhookReceiver
 from tests.support.workers import wait_until
 
-pytestmark = pytest.mark.slow
+
+@pytest.fixture(scope="module")
+def gateway_overrides() -> dict[str, Any]:
+    # The pre-warm waits for this much quiet after the last write. The bursts below count on
+    # it outlasting the gap between two of their writes, which on a busy 2-core machine is
+    # well over the 1 s the other modules use.
+    return {"NOTES_PREWARM_QUIET_S": 3.0}
+
 
 HEADINGS = ("## Problem", "## What we confirmed", "## Root cause", "## Resolution")
 NOTE_PURPOSE = "resolution_note"
@@ -67,7 +75,9 @@ def _usage(sid: str) -> list[LLMUsageRecord]:
         )
 
 
-def test_the_seed_journey(gateway: Any, make_user: Any, library: Any) -> None:
+def test_a_preview_is_generated_once_per_version_and_invalidated_by_facts_and_scripts(
+    gateway: Any, make_user: Any, library: Any
+) -> None:
     user = make_user("owner")
     call = _api(gateway, user)
     sid = _new_session(call, problem="The office printer shows offline")["id"]
@@ -152,7 +162,7 @@ def test_a_burst_of_twenty_writes_is_prewarmed_with_at_most_two_calls(
     version = 0
     for i in range(20):
         version = _fact(call, sid, f"Observation {i}: the share maps slowly", "observation")
-    wait_until(lambda: _cached(gateway, sid, version), 20, message="the pre-warmed note")
+    wait_until(lambda: _cached(gateway, sid, version), 90, message="the pre-warmed note")
     assert len(gateway.note_calls()) <= 2
     before = len(gateway.note_calls())
     preview = _preview(call, sid, wait=0)
@@ -166,7 +176,7 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
     gateway: Any, make_user: Any
 ) -> None:
     """Five rounds of: four fact writes, a pause, a preview, a chat turn, a pause, a preview;
-    then Resolve. The seed pays one Sonnet call per preview and one on Resolve: eleven."""
+    then Resolve. One call per preview and one on Resolve would be eleven."""
     user = make_user("owner")
     call = _api(gateway, user)
     sid = _new_session(call, problem="Outlook keeps asking for the password")["id"]
@@ -175,12 +185,12 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
         for i in range(4):
             version = _fact(call, sid, f"Confirmed: round {round_no} finding {i}")
         # The pause: the user reads; the session goes quiet and the note is pre-warmed.
-        wait_until(lambda v=version: _cached(gateway, sid, v), 20, message="pre-warm")
+        wait_until(lambda v=version: _cached(gateway, sid, v), 90, message="pre-warm")
         served_from_cache += bool(_preview(call, sid).json()["from_cache"])
         chat = call("POST", f"/api/v1/ai-sessions/{sid}/messages", json={"content": "ok, next?"})
         assert chat.status_code == 201, chat.text
         version = int(chat.json()["state_version"])
-        wait_until(lambda v=version: _cached(gateway, sid, v), 20, message="pre-warm after chat")
+        wait_until(lambda v=version: _cached(gateway, sid, v), 90, message="pre-warm after chat")
         served_from_cache += bool(_preview(call, sid).json()["from_cache"])
     resolved = call(
         "POST", f"/api/v1/ai-sessions/{sid}/resolve", json={"ticket_ref": "T-7", "force": True}
@@ -193,7 +203,7 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
         settled = response.status_code == 200 and response.json()["markdown"]
         return settled and response.json()["delivery_status"] != "pending" and response.json()
 
-    note = wait_until(final, 60, message="the final note and its delivery step")
+    note = wait_until(final, 120, message="the final note and its delivery step")
     assert note["delivery_status"] == "not_configured"
     distinct_bundles = 5  # each round's four facts change the input; chat turns and Resolve don't
     usage = _usage(sid)
@@ -203,7 +213,7 @@ def test_a_realistic_session_pays_one_generation_per_distinct_bundle(
     assert served_from_cache == 10
     print(
         f"\nrealistic session: {generations} generations for {distinct_bundles} distinct "
-        "bundles (the seed would pay 11)"
+        "bundles (one per preview and Resolve would be 11)"
     )
 
 
@@ -225,7 +235,7 @@ def test_resolve_delivers_one_signed_webhook(gateway: Any, make_user: Any) -> No
                 call("GET", f"/api/v1/ai-sessions/{sid}/resolution-note").json()["delivery_status"]
                 == "delivered"
             ),
-            15,
+            60,
         )
         assert len(receiver.deliveries) == 1
     assert delivery.verified
@@ -317,7 +327,7 @@ def test_an_invented_error_code_host_or_kb_is_never_served_or_delivered(
         response = call("GET", f"/api/v1/ai-sessions/{sid}/resolution-note")
         return response.status_code == 200 and response.json()["markdown"] and response.json()
 
-    note = wait_until(final, 20, message="the final note")
+    note = wait_until(final, 120, message="the final note")
     assert note["markdown"] == markdown and note["generator"] == "offline-fallback"
     assert all(token not in note["markdown"] for token in invented)
     assert "[F" not in note["markdown"]

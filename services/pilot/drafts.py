@@ -1,0 +1,141 @@
+"""A fix becomes a template: the draft made when an engineer decides `draft_template` or
+`build_template` on a fix that carries a script.
+
+The script's ticket-specific literals become typed parameters whose defaults are the fix's
+values (shared.powershell_literals, on the syntax tree, offline); the rest of the script is
+kept as written. The draft is a personal template of the deciding engineer, `status: "draft"`
+and linked to the fix, so the library does not list it until it is published (the scripts
+service's publish route, which runs the engine's validation and the static check first, as it
+does for every template it saves). No Flask.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.pilot import library_match
+from shared import powershell_check
+from shared.models import AISession, ScriptCategory, ScriptTemplate, ScriptTemplateVersion
+from shared.models.ai_session import SuggestedFix
+from shared.permissions import can_create_content
+from shared.powershell_literals import LiftedScript, lift_literals
+from shared.principal import Principal
+
+TEMPLATE_DECISIONS = frozenset({"draft_template", "build_template"})
+DRAFT_TAG = "from-fix"
+_SLUG_RE = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Draft:
+    template: ScriptTemplate
+    lifted: LiftedScript
+    findings: list[powershell_check.Finding]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "template_id": self.template.id,
+            "status": self.template.status,
+            "name": self.template.name,
+            "slug": self.template.slug,
+            "parameters": [p.as_schema() for p in self.lifted.parameters],
+            "script_findings": [f.as_dict() for f in self.findings],
+        }
+
+
+def _slug(title: str, fix_id: uuid.UUID) -> str:
+    base = _SLUG_RE.sub("-", title.lower()).strip("-")[:180] or "fix"
+    # One draft per fix (a fix takes one template decision), so the fix id keeps it unique.
+    return f"{base}-{fix_id.hex[:8]}"
+
+
+def _category(session: Session, fix: SuggestedFix, problem: str | None) -> uuid.UUID | None:
+    """The category of the template the fix named, else of the library template that best
+    matches what the fix does, else the first category."""
+    if fix.template_id is not None:
+        found = session.scalar(
+            select(ScriptTemplate.category_id).where(ScriptTemplate.id == fix.template_id)
+        )
+        if found is not None:
+            return found
+    about = library_match.session_text(problem, fix.title, [fix.summary or ""])
+    for match in library_match.rank_templates(session, fix.account_id, about, limit=1):
+        return session.scalar(
+            select(ScriptTemplate.category_id).where(ScriptTemplate.id == match.template_id)
+        )
+    return session.scalar(
+        select(ScriptCategory.id)
+        .where(ScriptCategory.is_active.is_(True))
+        .order_by(ScriptCategory.sort_order, ScriptCategory.slug)
+    )
+
+
+def draft_from_fix(
+    session: Session, principal: Principal, fix: SuggestedFix, decision: str
+) -> Draft | None:
+    """The draft template for a template decision on a fix with a script, in the caller's
+    transaction; None for any other decision or a fix without a script."""
+    if decision not in TEMPLATE_DECISIONS or not (fix.script or "").strip():
+        return None
+    if not can_create_content(principal):  # pragma: no cover - deciding already needs this
+        return None
+    assert fix.script is not None
+    lifted = lift_literals(fix.script)
+    problem = session.scalar(select(AISession.problem).where(AISession.id == fix.session_id))
+    category_id = _category(session, fix, problem)
+    if category_id is None:  # no library loaded at all: nothing to file the draft under
+        return None
+    template = ScriptTemplate(
+        id=uuid.uuid4(),
+        category_id=category_id,
+        scope="personal",
+        account_id=principal.account_id,
+        team_id=None,
+        created_by=principal.id,
+        name=fix.title[:200],
+        slug=_slug(fix.title, fix.id),
+        description=fix.summary,
+        use_case=problem,
+        script_body=lifted.body,
+        parameters_schema=lifted.parameters_schema,
+        default_values={},
+        validation_rules={},
+        tags=[DRAFT_TAG],
+        requires_elevation=False,
+        requires_modules=[],
+        acknowledged_findings=[],
+        usage_count=0,
+        version=1,
+        is_active=True,
+        status="draft",
+        source_fix_id=fix.id,
+    )
+    session.add(template)
+    session.flush()
+    session.add(
+        ScriptTemplateVersion(
+            template_id=template.id,
+            version=1,
+            script_body=template.script_body,
+            parameters_schema=template.parameters_schema,
+            created_by=principal.id,
+        )
+    )
+    session.flush()
+    return Draft(template, lifted, powershell_check.check_script(lifted.body))
+
+
+def draft_of_fix(session: Session, account_id: uuid.UUID, fix_id: uuid.UUID) -> uuid.UUID | None:
+    """The draft (or the template it became) made from the fix, if any."""
+    return session.scalar(
+        select(ScriptTemplate.id).where(
+            ScriptTemplate.source_fix_id == fix_id,
+            ScriptTemplate.account_id == account_id,
+            ScriptTemplate.is_active.is_(True),
+        )
+    )
