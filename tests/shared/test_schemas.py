@@ -22,7 +22,7 @@ from shared.db import db, normalise_database_url, request_role
 from shared.models import Base
 from shared.models.base import ALL_SCHEMAS, EXPOSED, SERVICE_SCHEMAS
 from shared.models.exposed import CROSS_SERVICE_PRIVILEGES, SERVICE_ROLES, VIEWS, ExposedBase
-from tests.conftest import _admin_database_url, settings_with
+from tests.support.servers import admin_database_url, settings_with
 
 # Every privilege granted to the role itself (not to PUBLIC) on anything outside `own` in this
 # database, spelled as CROSS_SERVICE_PRIVILEGES spells it.
@@ -197,7 +197,7 @@ def test_connections_return_to_the_owner_after_a_service_request(migrated: Setti
 def scratch_database(settings: Settings) -> Iterator[str]:
     """A database of its own on the suite's server, beside the suite's (which keeps its grants
     to the same cluster-wide roles)."""
-    admin = _admin_database_url()
+    admin = admin_database_url()
     name = f"rf_schemas_{uuid.uuid4().hex[:10]}"
     conn = psycopg2.connect(admin)
     conn.autocommit = True
@@ -248,7 +248,7 @@ def test_a_second_database_migrates_down_and_up_beside_the_first(
     assert at_head["pilot"] == {"ai_sessions", "session_facts", "chat_messages", "suggested_fixes"}
     assert at_head["unqualified accounts"] == {"0"}
 
-    _downgrade(scratch_database, "20261201_i10")
+    _downgrade(scratch_database, "20261202_kinds")
     below = _tables_by_schema(scratch_database)
     assert below["public"] == {"alembic_version"} | {t.name for t in Base.metadata.sorted_tables}
     assert all(not below[schema] for schema in ALL_SCHEMAS)
