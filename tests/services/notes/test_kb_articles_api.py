@@ -13,13 +13,10 @@ from sqlalchemy import func, select
 
 from shared.db import db
 from shared.models import KbArticle
-from tests.support import workers
 from tests.support.workers import add_fact, create_session, resolve_session
 
 pytestmark = pytest.mark.slow
 
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 LIST = "/api/v1/kb-articles"
 

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from services.notes import batch, context
 from shared.db import db
 from shared.models import LLMBatchItem, LLMUsageRecord
-from tests.support import workers
 from tests.support.workers import (
     add_fact,
     chat_turn,
@@ -28,8 +27,6 @@ from tests.support.workers import (
 
 pytestmark = pytest.mark.slow
 
-notes_stack = workers.notes_stack
-_clean_state = workers._clean_state
 
 ESCALATION = (
     "## What was reported",
