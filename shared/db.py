@@ -1,15 +1,51 @@
-"""Engine and session handling. Explicit transactions: `with db.transaction() as session:`."""
+"""Engine and session handling. Explicit transactions: `with db.transaction() as session:`.
+
+Each service runs as its PostgreSQL role (shared.models.exposed.SERVICE_ROLES): a service's
+Flask app names it for the requests it serves (:func:`request_role`), a worker for its whole
+process (:meth:`Database.run_as`); the CLI and the migrations run as the login itself, which
+owns the tables. The role is set on a pooled connection when it is checked out for a different
+role than it last served, so one process serving several services (the local gateway) still
+gives each request its own service's privileges.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import ClauseElement, Connection, Engine, Executable, Row, create_engine
+from psycopg2 import sql
+from sqlalchemy import ClauseElement, Connection, Engine, Executable, Row, create_engine, event
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from shared.models.base import ALL_SCHEMAS
+
+# Every schema, so hand-written SQL may name tables unqualified (the models qualify them).
+SEARCH_PATH = ",".join((*ALL_SCHEMAS, "public"))
+_ROLE_KEY = "rf_role"
+# The role of the request being served, when a service's app set one (see request_role).
+_request_role: ContextVar[str | None] = ContextVar("rf_request_role", default=None)
+
+
+def request_role(role: str | None) -> None:
+    """Run this thread's (context's) next connections as `role`; None: the process's role."""
+    _request_role.set(role)
+
+
+def _switch_role(dbapi_connection: Any, role: str | None) -> None:
+    # Outside any transaction block, so a rollback later never undoes it.
+    with dbapi_connection.cursor() as cursor:
+        if role is None:
+            cursor.execute("RESET ROLE")
+        else:
+            cursor.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+    if not dbapi_connection.autocommit:
+        dbapi_connection.commit()
+
 
 # The dialect every statement runs under (see normalise_database_url).
 _DIALECT = PGDialect_psycopg2()
@@ -38,6 +74,26 @@ class Database:
         self._read_engine: Engine | None = None
         self._sessionmaker: sessionmaker[Session] | None = None
         self.url: str | None = None
+        # The role of every connection of this process that no request names (a worker's).
+        self.role: str | None = None
+
+    def run_as(self, role: str | None) -> None:
+        self.role = role
+
+    def current_role(self) -> str | None:
+        return _request_role.get() or self.role
+
+    def _install_role_switch(self, engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _connected(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            record.info[_ROLE_KEY] = None
+
+        @event.listens_for(engine, "checkout")
+        def _checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+            wanted = self.current_role()
+            if record.info.get(_ROLE_KEY) != wanted:
+                _switch_role(dbapi_connection, wanted)
+                record.info[_ROLE_KEY] = wanted
 
     def configure(self, url: str, **engine_options: Any) -> Database:
         if self._engine is not None and self.url == normalise_database_url(url):
@@ -50,7 +106,7 @@ class Database:
             "pool_pre_ping": True,
             # A server that does not answer fails the request in seconds (-> 503), never hangs
             # it; and a request waits at most this long for a pooled connection.
-            "connect_args": {"connect_timeout": 5},
+            "connect_args": {"connect_timeout": 5, "options": f"-c search_path={SEARCH_PATH}"},
             "pool_timeout": 10,
             "pool_size": 10,
             "max_overflow": 20,
@@ -58,11 +114,13 @@ class Database:
         }
         options.update(engine_options)
         self._engine = create_engine(self.url, **options)
+        self._install_role_switch(self._engine)
         # The hot read path (see read_row): autocommit, so a statement is one round trip with
         # no BEGIN/ROLLBACK around it, and no pre-ping, which would be a second one. A
         # connection that died is noticed by the statement itself and retried once instead.
         read_options = {**options, "pool_pre_ping": False, "isolation_level": "AUTOCOMMIT"}
         self._read_engine = create_engine(self.url, **read_options)
+        self._install_role_switch(self._read_engine)
         self._sessionmaker = sessionmaker(bind=self._engine, expire_on_commit=False)
         return self
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, and_, false, or_, true
 
 from shared.models import ScriptTemplate
@@ -17,8 +19,11 @@ def can_administer_account(principal: Principal) -> bool:
     return principal.is_super_admin or principal.role == "owner"
 
 
-def template_visibility(principal: Principal) -> ColumnElement[bool]:
-    """SQL condition: the templates this principal may see.
+def template_visibility(
+    principal: Principal, templates: Any = ScriptTemplate
+) -> ColumnElement[bool]:
+    """SQL condition: the templates this principal may see (in `templates`: the table, or a
+    view with its scope columns such as exposed.scripts_templates).
 
     builtin: everyone. team: members of that team in that account, and the account's owners.
     personal: the creator, and the account's owners. Super admins operate the platform and see
@@ -26,21 +31,21 @@ def template_visibility(principal: Principal) -> ColumnElement[bool]:
     """
     if principal.is_super_admin:
         return true()
-    own_account = ScriptTemplate.account_id == principal.account_id
+    own_account = templates.account_id == principal.account_id
     clauses = [
-        ScriptTemplate.scope == "builtin",
+        templates.scope == "builtin",
         and_(
             own_account,
-            ScriptTemplate.scope == "personal",
-            ScriptTemplate.created_by == principal.id,
+            templates.scope == "personal",
+            templates.created_by == principal.id,
         ),
     ]
     if principal.team_id is not None:
         clauses.append(
             and_(
                 own_account,
-                ScriptTemplate.scope == "team",
-                ScriptTemplate.team_id == principal.team_id,
+                templates.scope == "team",
+                templates.team_id == principal.team_id,
             )
         )
     if principal.is_owner:

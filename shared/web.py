@@ -17,8 +17,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from shared import hostile_input, runtime
 from shared.auth import configure_hashing
 from shared.config import Settings
-from shared.db import db
+from shared.db import db, request_role
 from shared.errors import DomainError
+from shared.models.exposed import SERVICE_ROLES
 from shared.observability import get_logger
 from shared.redis_client import get_redis
 
@@ -224,6 +225,17 @@ def create_service_app(
         concurrency=settings.LOGIN_HASH_CONCURRENCY, wait_s=settings.LOGIN_HASH_WAIT_S
     )
     app = Flask(f"resolutionflow.{name}")
+    service_role = SERVICE_ROLES.get(name)
+
+    # First of the hooks, so no query of the request runs with another service's privileges.
+    @app.before_request
+    def run_as_service_role() -> None:
+        request_role(service_role)
+
+    @app.teardown_request
+    def end_service_role(_exc: BaseException | None) -> None:
+        request_role(None)
+
     if settings.TRUSTED_PROXY_HOPS:
         # The client address for rate limits comes from the deploy's proxy, never a client.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -45,7 +45,8 @@ from services.notes.generator import (
 from services.notes.kinds import kind_specs
 from shared.db import db
 from shared.llm import LLMResult, LLMUnavailable, LLMUsage
-from shared.models import AISession, LLMBatchItem
+from shared.models import LLMBatchItem
+from shared.models.exposed import PilotSession
 from shared.observability import get_logger
 from shared.usage import record_usage
 
@@ -77,12 +78,12 @@ def queue_backfill(
     if not llm.online:
         raise LLMUnavailable("offline", detail="the batch lane needs ANTHROPIC_API_KEY")
     with db.session() as session:
-        query = select(AISession.id).where(AISession.account_id == account_id)
+        query = select(PilotSession.id).where(PilotSession.account_id == account_id)
         if session_ids is not None:
-            query = query.where(AISession.id.in_(list(session_ids)))
+            query = query.where(PilotSession.id.in_(list(session_ids)))
         elif status is not None:
-            query = query.where(AISession.status == status)
-        ids = list(session.scalars(query.order_by(AISession.created_at)))
+            query = query.where(PilotSession.status == status)
+        ids = list(session.scalars(query.order_by(PilotSession.created_at)))
     queued = 0
     for session_id in ids:
         loaded = load_bundle(session_id, kind)

@@ -32,14 +32,12 @@ from services.notes.vocabulary import (
 )
 from shared.auth import principal_from_row, principal_select
 from shared.db import db, driver_sql
-from shared.models import (
-    AISession,
-    ResolutionNote,
-    ScriptGeneration,
-    ScriptTemplate,
-    SessionFact,
-    SuggestedFix,
-    User,
+from shared.models import ResolutionNote, User
+from shared.models.exposed import (
+    PilotSession,
+    PilotSessionFact,
+    PilotSuggestedFix,
+    ScriptSessionRun,
 )
 from shared.principal import Principal
 from shared.vocabulary import FACT_KINDS
@@ -283,7 +281,7 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else ""
 
 
-def _state(row: AISession) -> SessionState:
+def _state(row: PilotSession) -> SessionState:
     return SessionState(
         session_id=row.id,
         account_id=row.account_id,
@@ -298,9 +296,9 @@ def read_session_state(
     session: Session, session_id: uuid.UUID, *, account_id: uuid.UUID | None = None
 ) -> SessionState | None:
     """The session's current state (account-scoped when `account_id` is given), or None."""
-    query = select(AISession).where(AISession.id == session_id)
+    query = select(PilotSession).where(PilotSession.id == session_id)
     if account_id is not None:
-        query = query.where(AISession.account_id == account_id)
+        query = query.where(PilotSession.account_id == account_id)
     row = session.scalars(query).one_or_none()
     return _state(row) if row is not None else None
 
@@ -315,7 +313,7 @@ def session_state(
 @functools.cache
 def _principal_and_session_state_sql() -> str:
     """The preview's statement, compiled once (`%(user_id)s`, `%(session_id)s`)."""
-    sessions, users = AISession.__table__, User.__table__
+    sessions, users = PilotSession.__table__, User.__table__
     statement = (
         principal_select(bindparam("user_id"))
         .add_columns(
@@ -361,7 +359,7 @@ def principal_and_session_state(
     )
 
 
-def _fix(row: SuggestedFix | None) -> BundleFix | None:
+def _fix(row: PilotSuggestedFix | None) -> BundleFix | None:
     if row is None:
         return None
     steps: list[Any] = row.steps if isinstance(row.steps, list) else []
@@ -379,26 +377,25 @@ def _fix(row: SuggestedFix | None) -> BundleFix | None:
 
 def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBundle | None:
     """Build the bundle inside the caller's transaction (which should be repeatable read)."""
-    row = session.scalars(select(AISession).where(AISession.id == session_id)).one_or_none()
+    row = session.scalars(select(PilotSession).where(PilotSession.id == session_id)).one_or_none()
     if row is None:
         return None
     facts = session.scalars(
-        select(SessionFact)
-        .where(SessionFact.session_id == session_id)
-        .order_by(SessionFact.created_at, SessionFact.id)
+        select(PilotSessionFact)
+        .where(PilotSessionFact.session_id == session_id)
+        .order_by(PilotSessionFact.created_at, PilotSessionFact.id)
     ).all()
     # Dismissing a fix supersedes it, so "not superseded" is the active fix (at most one: a
     # partial unique index holds that).
     active_fix = session.scalars(
-        select(SuggestedFix).where(
-            SuggestedFix.session_id == session_id, SuggestedFix.superseded_at.is_(None)
+        select(PilotSuggestedFix).where(
+            PilotSuggestedFix.session_id == session_id, PilotSuggestedFix.superseded_at.is_(None)
         )
     ).one_or_none()
-    runs = session.execute(
-        select(ScriptGeneration, ScriptTemplate.name)
-        .join(ScriptTemplate, ScriptTemplate.id == ScriptGeneration.template_id)
-        .where(ScriptGeneration.ai_session_id == session_id)
-        .order_by(ScriptGeneration.created_at, ScriptGeneration.id)
+    runs = session.scalars(
+        select(ScriptSessionRun)
+        .where(ScriptSessionRun.ai_session_id == session_id)
+        .order_by(ScriptSessionRun.created_at, ScriptSessionRun.id)
     ).all()
     bundle = NoteBundle(
         kind=kind,
@@ -416,14 +413,14 @@ def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBun
         active_fix=_fix(active_fix),
         script_runs=tuple(
             BundleScriptRun(
-                template_name=name,
+                template_name=generation.template_name,
                 # Stored already redacted by the scripts service: the real sensitive values
                 # never reach the database, so there is nothing else to forbid here.
                 parameters=dict(generation.parameters_used or {}),
                 created_at=_iso(generation.created_at),
                 template_id=str(generation.template_id) if generation.template_id else None,
             )
-            for generation, name in runs
+            for generation in runs
         ),
     )
     # A generalised kind (the KB article) is made from the generalised bundle only: whatever

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from services.notes.adapters import ADAPTERS
 from shared.db import db
 from shared.errors import AI_SESSION_NOT_FOUND, NotFound
-from shared.models import AISession, ResolutionNote, WebhookAttempt
+from shared.models import ResolutionNote, WebhookAttempt
+from shared.models.exposed import PilotSession
 
 
 def find_final_note(
@@ -19,11 +20,11 @@ def find_final_note(
 ) -> ResolutionNote:
     query = (
         select(ResolutionNote)
-        .join(AISession, AISession.id == ResolutionNote.session_id)
+        .join(PilotSession, PilotSession.id == ResolutionNote.session_id)
         .where(
             ResolutionNote.session_id == session_id,
             ResolutionNote.kind == kind,
-            AISession.account_id == account_id,
+            PilotSession.account_id == account_id,
         )
         .order_by(ResolutionNote.state_version.desc())
         .limit(1)
@@ -33,8 +34,8 @@ def find_final_note(
     note = session.scalars(query).first()
     if note is None:
         found = session.scalars(
-            select(AISession.id).where(
-                AISession.id == session_id, AISession.account_id == account_id
+            select(PilotSession.id).where(
+                PilotSession.id == session_id, PilotSession.account_id == account_id
             )
         ).one_or_none()
         raise NotFound(

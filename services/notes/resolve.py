@@ -21,7 +21,8 @@ from services.notes.heartbeat import heartbeat
 from services.notes.leases import extend_lease, lease_free, release_lease
 from services.notes.vocabulary import NOTE_KINDS
 from shared.db import db
-from shared.models import AISession, ResolutionNote
+from shared.models import ResolutionNote
+from shared.models.exposed import PilotSession
 from shared.tasks import TASK_DELIVER, TASK_MATERIALISE
 
 # Rounds of waiting for another process's generation of the same version before giving up (the
@@ -41,8 +42,8 @@ def on_resolved(
     materialisation."""
     with db.transaction() as session:
         exists_row = session.scalars(
-            select(AISession.id).where(
-                AISession.id == session_id, AISession.account_id == account_id
+            select(PilotSession.id).where(
+                PilotSession.id == session_id, PilotSession.account_id == account_id
             )
         ).one_or_none()
         if exists_row is None:

@@ -14,7 +14,8 @@ from services.notes.context import NotesContext
 from services.notes.leases import OPEN_STATUSES
 from services.notes.vocabulary import NOTE_KINDS
 from shared.db import db
-from shared.models import AISession, ResolutionNote
+from shared.models import ResolutionNote
+from shared.models.exposed import PilotSession
 from shared.tasks import TASK_DELIVER, TASK_MATERIALISE
 
 
@@ -28,16 +29,19 @@ def sweep(ctx: NotesContext, *, limit: int = 500) -> dict[str, int]:
         kind = NOTE_KINDS[0]
         orphans = session.execute(
             select(
-                AISession.id, AISession.account_id, AISession.resolved_version, AISession.ticket_ref
+                PilotSession.id,
+                PilotSession.account_id,
+                PilotSession.resolved_version,
+                PilotSession.ticket_ref,
             )
             .where(
-                AISession.status == "resolved",
-                AISession.resolved_version.is_not(None),
-                AISession.resolved_at < func.now() - grace,
+                PilotSession.status == "resolved",
+                PilotSession.resolved_version.is_not(None),
+                PilotSession.resolved_at < func.now() - grace,
                 ~exists().where(
-                    ResolutionNote.session_id == AISession.id,
+                    ResolutionNote.session_id == PilotSession.id,
                     ResolutionNote.kind == kind,
-                    ResolutionNote.state_version == AISession.resolved_version,
+                    ResolutionNote.state_version == PilotSession.resolved_version,
                 ),
             )
             .limit(limit)

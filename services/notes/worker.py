@@ -146,8 +146,13 @@ from services.notes import tasks as _tasks  # noqa: E402,F401
 def _configure_runtime(**_: Any) -> None:
     """Once per worker: settings validated, embedded servers resolved, database configured."""
     from shared import runtime
+    from shared.db import db
+    from shared.models.base import NOTES
+    from shared.models.exposed import SERVICE_ROLES
 
     runtime.configure(app.conf.rf_settings)
+    # Every task of this worker reads and writes as the notes service.
+    db.run_as(SERVICE_ROLES[NOTES])
 
 
 @signals.worker_process_init.connect(weak=False)

@@ -16,9 +16,9 @@ from shared.errors import (
     NotFound,
 )
 from shared.models import (
-    ScriptTemplate,
     SuggestedFix,
 )
+from shared.models.exposed import ScriptTemplateSummary
 from shared.permissions import template_visibility
 from shared.principal import Principal
 
@@ -85,10 +85,10 @@ def visible_template_id(
     except ValueError:
         return None
     found = session.scalars(
-        select(ScriptTemplate.id).where(
-            ScriptTemplate.id == candidate,
-            ScriptTemplate.is_active.is_(True),
-            template_visibility(account_principal(account_id)),
+        select(ScriptTemplateSummary.id).where(
+            ScriptTemplateSummary.id == candidate,
+            ScriptTemplateSummary.is_active.is_(True),
+            template_visibility(account_principal(account_id), ScriptTemplateSummary),
         )
     ).one_or_none()
     return found

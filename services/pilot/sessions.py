@@ -38,8 +38,8 @@ from shared.models import (
     AISession,
     SessionFact,
     SuggestedFix,
-    TicketingIntegration,
 )
+from shared.models.exposed import NotesIntegration
 from shared.permissions import can_create_content
 from shared.principal import Principal
 from shared.session_errors import session_write_errors
@@ -293,7 +293,7 @@ def resolve_session(
 def _has_ticketing(session: Session, account_id: uuid.UUID) -> bool:
     return (
         session.scalars(
-            select(TicketingIntegration.id).where(TicketingIntegration.account_id == account_id)
+            select(NotesIntegration.kind).where(NotesIntegration.account_id == account_id)
         ).first()
         is not None
     )

@@ -23,7 +23,8 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from services.pilot import sessions
-from shared.models import ScriptGeneration, ScriptTemplate, SessionFact, SuggestedFix
+from shared.models import ScriptTemplate, SessionFact, SuggestedFix
+from shared.models.exposed import ScriptSessionRun
 from shared.permissions import template_visibility
 from shared.principal import Principal
 
@@ -240,14 +241,14 @@ def _templates_used(
     if not ids:
         return {}
     generated = session.execute(
-        select(ScriptGeneration.ai_session_id, ScriptTemplate.id, ScriptTemplate.name)
-        .join(ScriptTemplate, ScriptTemplate.id == ScriptGeneration.template_id)
+        select(ScriptSessionRun.ai_session_id, ScriptTemplate.id, ScriptTemplate.name)
+        .join(ScriptTemplate, ScriptTemplate.id == ScriptSessionRun.template_id)
         .where(
-            ScriptGeneration.ai_session_id.in_(ids),
-            ScriptGeneration.account_id == account_id,
+            ScriptSessionRun.ai_session_id.in_(ids),
+            ScriptSessionRun.account_id == account_id,
             visible,
         )
-        .order_by(ScriptGeneration.created_at, ScriptGeneration.id)
+        .order_by(ScriptSessionRun.created_at, ScriptSessionRun.id)
     ).all()
     named = session.execute(
         select(SuggestedFix.session_id, ScriptTemplate.id, ScriptTemplate.name)

@@ -28,10 +28,10 @@ from shared.errors import (
 )
 from shared.models import (
     Account,
-    AISession,
     ScriptGeneration,
     ScriptTemplate,
 )
+from shared.models.exposed import PilotSession
 from shared.permissions import (
     can_create_content,
 )
@@ -81,7 +81,7 @@ def generate_script(
         # Linking a run bumps the session and adds the run to its note: a write, which viewers
         # may not make. Another account's session still reads as missing.
         owner_account = session.scalars(
-            select(AISession.account_id).where(AISession.id == ai_session_id)
+            select(PilotSession.account_id).where(PilotSession.id == ai_session_id)
         ).one_or_none()
         if owner_account != principal.account_id:
             raise NotFound("AI session not found", errors={"ai_session_id": ["no such session"]})

@@ -17,13 +17,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+from shared.models.base import CORE, Base, Timestamps, UUIDPrimaryKey
 
 ACCOUNT_ROLES = ("owner", "engineer", "viewer")
 
 
 class Account(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "accounts"
+    __table_args__ = {"schema": CORE}
 
     name: Mapped[str] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
@@ -38,10 +39,13 @@ class Account(UUIDPrimaryKey, Timestamps, Base):
 
 class Team(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "teams"
-    __table_args__ = (UniqueConstraint("account_id", "name", name="uq_teams_account_name"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "name", name="uq_teams_account_name"),
+        {"schema": CORE},
+    )
 
     account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+        ForeignKey("core.accounts.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(200))
 
@@ -53,13 +57,14 @@ class User(UUIDPrimaryKey, Timestamps, Base):
             "account_role IN ('owner', 'engineer', 'viewer')", name="account_role_valid"
         ),
         Index("uq_users_email_lower", text("lower(email)"), unique=True),
+        {"schema": CORE},
     )
 
     account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+        ForeignKey("core.accounts.id", ondelete="CASCADE"), index=True
     )
     team_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("teams.id", ondelete="SET NULL"), index=True
+        ForeignKey("core.teams.id", ondelete="SET NULL"), index=True
     )
     email: Mapped[str] = mapped_column(String(320))
     password_hash: Mapped[str | None] = mapped_column(String(256))

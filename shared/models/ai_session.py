@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+from shared.models.base import PILOT, Base, Timestamps, UUIDPrimaryKey
 
 SESSION_STATUSES = ("active", "resolved")
 FIX_DECISIONS = ("one_off", "draft_template", "build_template", "dismissed")
@@ -22,11 +22,14 @@ class AISession(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint("status IN ('active', 'resolved')", name="status_valid"),
         CheckConstraint("state_version >= 0", name="state_version_not_negative"),
         Index("ix_ai_sessions_account_created", "account_id", "created_at"),
+        {"schema": PILOT},
     )
 
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("core.accounts.id", ondelete="CASCADE")
+    )
     created_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
+        ForeignKey("core.users.id", ondelete="SET NULL")
     )
     title: Mapped[str] = mapped_column(String(300))
     ticket_ref: Mapped[str | None] = mapped_column(String(200))
@@ -37,7 +40,7 @@ class AISession(UUIDPrimaryKey, Timestamps, Base):
     state_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     resolved_at: Mapped[datetime | None] = mapped_column()
     resolved_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
+        ForeignKey("core.users.id", ondelete="SET NULL")
     )
     resolved_version: Mapped[int | None] = mapped_column(Integer)
 
@@ -51,15 +54,20 @@ class SessionFact(UUIDPrimaryKey, Timestamps, Base):
             name="kind_valid",
         ),
         Index("ix_session_facts_session_created", "session_id", "created_at"),
+        {"schema": PILOT},
     )
 
-    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("pilot.ai_sessions.id", ondelete="CASCADE")
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("core.accounts.id", ondelete="CASCADE")
+    )
     kind: Mapped[str] = mapped_column(String(20), default="observation")
     text: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(20), default="engineer", server_default="engineer")
     created_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
+        ForeignKey("core.users.id", ondelete="SET NULL")
     )
 
 
@@ -68,16 +76,21 @@ class ChatMessage(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         CheckConstraint("role IN ('user', 'assistant')", name="role_valid"),
         Index("ix_chat_messages_session_created", "session_id", "created_at"),
+        {"schema": PILOT},
     )
 
-    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("pilot.ai_sessions.id", ondelete="CASCADE")
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("core.accounts.id", ondelete="CASCADE")
+    )
     role: Mapped[str] = mapped_column(String(20))
     content: Mapped[str] = mapped_column(Text)
     generator: Mapped[str | None] = mapped_column(String(40))
     model: Mapped[str | None] = mapped_column(String(100))
     created_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
+        ForeignKey("core.users.id", ondelete="SET NULL")
     )
 
 
@@ -101,25 +114,30 @@ class SuggestedFix(UUIDPrimaryKey, Timestamps, Base):
             postgresql_where=text("superseded_at IS NULL"),
         ),
         Index("ix_suggested_fixes_session_created", "session_id", "created_at"),
+        {"schema": PILOT},
     )
 
-    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("pilot.ai_sessions.id", ondelete="CASCADE")
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("core.accounts.id", ondelete="CASCADE")
+    )
     source_message_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("chat_messages.id", ondelete="SET NULL")
+        ForeignKey("pilot.chat_messages.id", ondelete="SET NULL")
     )
     title: Mapped[str] = mapped_column(String(200))
     summary: Mapped[str | None] = mapped_column(Text)
     steps: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default=text("'[]'"))
     script: Mapped[str | None] = mapped_column(Text)
     template_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("script_templates.id", ondelete="SET NULL")
+        ForeignKey("scripts.script_templates.id", ondelete="SET NULL")
     )
     confidence: Mapped[int | None] = mapped_column(Integer)
     superseded_at: Mapped[datetime | None] = mapped_column()
     decision: Mapped[str | None] = mapped_column(String(20))
     decided_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
+        ForeignKey("core.users.id", ondelete="SET NULL")
     )
     decided_at: Mapped[datetime | None] = mapped_column()
     # Every decision recorded on the fix, oldest first ({decision, decided_by, decided_at}):

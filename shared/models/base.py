@@ -10,9 +10,21 @@ from sqlalchemy import DateTime, MetaData, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# Stable constraint names so alembic migrations can refer to them.
+# Each service owns one PostgreSQL schema; `core` holds what shared/ writes for all of them
+# (tenants and their users, the outbox, the LLM usage ledger). What a service reads of another
+# service's schema goes through the read-only views of `exposed` (shared.models.exposed).
+CORE = "core"
+SCRIPTS = "scripts"
+PILOT = "pilot"
+NOTES = "notes"
+EXPOSED = "exposed"
+SERVICE_SCHEMAS = (SCRIPTS, PILOT, NOTES)
+ALL_SCHEMAS = (CORE, *SERVICE_SCHEMAS, EXPOSED)
+
+# Stable constraint names so alembic migrations can refer to them. (Index names are spelled
+# from the table's name, not `column_0_label`, which would prefix the schema.)
 NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, ForeignKey, Identity, Index, Integer, String,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+from shared.models.base import CORE, Base, Timestamps, UUIDPrimaryKey
 
 
 class OutboxEvent(UUIDPrimaryKey, Timestamps, Base):
@@ -21,12 +21,15 @@ class OutboxEvent(UUIDPrimaryKey, Timestamps, Base):
             "seq",
             postgresql_where=text("published_at IS NULL"),
         ),
+        {"schema": CORE},
     )
 
     # Commit order is what consumers care about; a sequence gives it cheaply.
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
     topic: Mapped[str] = mapped_column(String(60))
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("core.accounts.id", ondelete="CASCADE")
+    )
     session_id: Mapped[uuid.UUID | None] = mapped_column()
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     published_at: Mapped[datetime | None] = mapped_column()

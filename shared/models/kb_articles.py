@@ -10,7 +10,7 @@ from sqlalchemy import Computed, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+from shared.models.base import NOTES, Base, Timestamps, UUIDPrimaryKey
 
 # The search document, kept by PostgreSQL from the article's own columns (title weighs more).
 # The text search configuration is named, never the session default, so it is immutable.
@@ -27,11 +27,14 @@ class KbArticle(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         Index("ix_kb_articles_account_updated", "account_id", "updated_at"),
         Index("ix_kb_articles_search_vector", "search_vector", postgresql_using="gin"),
+        {"schema": NOTES},
     )
 
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("core.accounts.id", ondelete="CASCADE")
+    )
     session_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("ai_sessions.id", ondelete="CASCADE"), unique=True
+        ForeignKey("pilot.ai_sessions.id", ondelete="CASCADE"), unique=True
     )
     # The session version the kept text was generated from.
     state_version: Mapped[int] = mapped_column(Integer)
@@ -41,7 +44,9 @@ class KbArticle(UUIDPrimaryKey, Timestamps, Base):
     generator: Mapped[str | None] = mapped_column(String(40))
     model: Mapped[str | None] = mapped_column(String(100))
     fingerprint: Mapped[str | None] = mapped_column(String(64))
-    kept_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    kept_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("core.users.id", ondelete="SET NULL")
+    )
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR, Computed(KB_SEARCH_VECTOR, persisted=True), deferred=True
     )

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+from shared.models.base import NOTES, Base, Timestamps, UUIDPrimaryKey
 from shared.secrets_at_rest import EncryptedText
 
 DELIVERY_STATUSES = (
@@ -36,9 +36,10 @@ DELIVERY_STATUSES = (
 
 class TicketingIntegration(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "ticketing_integrations"
+    __table_args__ = {"schema": NOTES}
 
     account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), unique=True
+        ForeignKey("core.accounts.id", ondelete="CASCADE"), unique=True
     )
     # Both encrypted at rest (`shared.secrets_at_rest`): a URL can carry a token of its own.
     url: Mapped[str] = mapped_column(EncryptedText())
@@ -74,13 +75,14 @@ class ResolutionNote(UUIDPrimaryKey, Timestamps, Base):
             "next_attempt_at",
             postgresql_where=text("delivery_status IN ('pending', 'delivering', 'retrying')"),
         ),
+        {"schema": NOTES},
     )
 
     session_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("ai_sessions.id", ondelete="CASCADE"), index=True
+        ForeignKey("pilot.ai_sessions.id", ondelete="CASCADE"), index=True
     )
     account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+        ForeignKey("core.accounts.id", ondelete="CASCADE"), index=True
     )
     kind: Mapped[str] = mapped_column(String(40), default="resolution_note")
     state_version: Mapped[int] = mapped_column(Integer)
@@ -119,10 +121,11 @@ class WebhookAttempt(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "webhook_attempts"
     __table_args__ = (
         UniqueConstraint("note_id", "attempt_number", name="uq_webhook_attempts_number"),
+        {"schema": NOTES},
     )
 
     note_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("resolution_notes.id", ondelete="CASCADE")
+        ForeignKey("notes.resolution_notes.id", ondelete="CASCADE")
     )
     attempt_number: Mapped[int] = mapped_column(Integer)
     # The target's origin (scheme://host[:port]) only: the path and query may carry a token.

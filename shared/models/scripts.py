@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+from shared.models.base import SCRIPTS, Base, Timestamps, UUIDPrimaryKey
 
 # builtin: shipped with the product, no account, visible to everyone, managed by super admins.
 # team: visible to one team of one account (and that account's owners).
@@ -33,6 +33,7 @@ TEMPLATE_STATUSES = ("draft", "published")
 
 class ScriptCategory(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "script_categories"
+    __table_args__ = {"schema": SCRIPTS}
 
     slug: Mapped[str] = mapped_column(String(100), unique=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -87,18 +88,21 @@ class ScriptTemplate(UUIDPrimaryKey, Timestamps, Base):
             postgresql_using="gin",
             postgresql_ops={"search_text": "gin_trgm_ops"},
         ),
+        {"schema": SCRIPTS},
     )
 
-    category_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("script_categories.id"), index=True)
+    category_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("scripts.script_categories.id"), index=True
+    )
     scope: Mapped[str] = mapped_column(String(20))
     account_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+        ForeignKey("core.accounts.id", ondelete="CASCADE"), index=True
     )
     team_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("teams.id", ondelete="SET NULL"), index=True
+        ForeignKey("core.teams.id", ondelete="SET NULL"), index=True
     )
     created_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
+        ForeignKey("core.users.id", ondelete="SET NULL"), index=True
     )
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(220))
@@ -130,7 +134,7 @@ class ScriptTemplate(UUIDPrimaryKey, Timestamps, Base):
     status: Mapped[str] = mapped_column(String(20), default="published", server_default="published")
     # The suggested fix a draft was lifted from.
     source_fix_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("suggested_fixes.id", ondelete="SET NULL", use_alter=True), index=True
+        ForeignKey("pilot.suggested_fixes.id", ondelete="SET NULL", use_alter=True), index=True
     )
     # Default delivery of sensitive parameters for this template (inline, env or prompt).
     secret_delivery: Mapped[str | None] = mapped_column(String(10))
@@ -143,14 +147,17 @@ class ScriptTemplate(UUIDPrimaryKey, Timestamps, Base):
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed(
-            "script_template_search_vector(name, tags, description, use_case, parameters_schema)",
+            "scripts.script_template_search_vector("
+            "name, tags, description, use_case, parameters_schema)",
             persisted=True,
         ),
         deferred=True,
     )
     search_text: Mapped[str] = mapped_column(
         Text,
-        Computed("script_template_search_text(name, tags, description, use_case)", persisted=True),
+        Computed(
+            "scripts.script_template_search_text(name, tags, description, use_case)", persisted=True
+        ),
         deferred=True,
     )
 
@@ -162,16 +169,17 @@ class ScriptTemplateVersion(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "script_template_versions"
     __table_args__ = (
         UniqueConstraint("template_id", "version", name="uq_script_template_versions_version"),
+        {"schema": SCRIPTS},
     )
 
     template_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("script_templates.id", ondelete="CASCADE")
+        ForeignKey("scripts.script_templates.id", ondelete="CASCADE")
     )
     version: Mapped[int] = mapped_column(Integer)
     script_body: Mapped[str] = mapped_column(Text)
     parameters_schema: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
+        ForeignKey("core.users.id", ondelete="SET NULL")
     )
 
 
@@ -180,19 +188,24 @@ class ScriptGeneration(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         Index("ix_script_generations_user_created", "user_id", "created_at"),
         Index("ix_script_generations_ai_session", "ai_session_id", "created_at"),
+        {"schema": SCRIPTS},
     )
 
-    template_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("script_templates.id"), index=True)
-    template_version: Mapped[int] = mapped_column(Integer)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    template_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("scripts.script_templates.id"), index=True
     )
-    team_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    template_version: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("core.users.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("core.accounts.id", ondelete="CASCADE"), index=True
+    )
+    team_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("core.teams.id", ondelete="SET NULL")
+    )
     # A free-standing troubleshooting session reference; no table of ours owns it.
     session_id: Mapped[uuid.UUID | None] = mapped_column()
     ai_session_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("ai_sessions.id", ondelete="CASCADE")
+        ForeignKey("pilot.ai_sessions.id", ondelete="CASCADE")
     )
     # Both copies have every sensitive value replaced by the redaction marker.
     parameters_used: Mapped[dict[str, Any]] = mapped_column(JSONB)

@@ -11,7 +11,7 @@ from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, Num
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+from shared.models.base import CORE, NOTES, Base, Timestamps, UUIDPrimaryKey
 
 
 class LLMUsageRecord(UUIDPrimaryKey, Timestamps, Base):
@@ -19,11 +19,14 @@ class LLMUsageRecord(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         Index("ix_llm_usage_account_created", "account_id", "created_at"),
         Index("ix_llm_usage_session", "ai_session_id"),
+        {"schema": CORE},
     )
 
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("core.accounts.id", ondelete="CASCADE")
+    )
     ai_session_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("ai_sessions.id", ondelete="SET NULL")
+        ForeignKey("pilot.ai_sessions.id", ondelete="SET NULL")
     )
     purpose: Mapped[str] = mapped_column(String(40))
     generator: Mapped[str] = mapped_column(String(40))
@@ -59,11 +62,14 @@ class NoteReuse(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         Index("ix_note_reuses_account_created", "account_id", "created_at"),
         Index("ix_note_reuses_session", "ai_session_id"),
+        {"schema": CORE},
     )
 
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("core.accounts.id", ondelete="CASCADE")
+    )
     ai_session_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("ai_sessions.id", ondelete="SET NULL")
+        ForeignKey("pilot.ai_sessions.id", ondelete="SET NULL")
     )
     purpose: Mapped[str] = mapped_column(String(40))
     state_version: Mapped[int | None] = mapped_column(Integer)
@@ -82,11 +88,14 @@ class LLMBatchItem(UUIDPrimaryKey, Timestamps, Base):
         ),
         Index("ix_llm_batch_items_status", "status"),
         Index("ix_llm_batch_items_provider_batch", "provider_batch_id"),
+        {"schema": NOTES},
     )
 
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("core.accounts.id", ondelete="CASCADE")
+    )
     ai_session_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("ai_sessions.id", ondelete="CASCADE")
+        ForeignKey("pilot.ai_sessions.id", ondelete="CASCADE")
     )
     purpose: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(40))

@@ -169,6 +169,9 @@ def test_migration_encrypts_existing_clear_rows_and_drops_target_bodies(
                 {"id": uuid.uuid4(), "n": note_id, "url": URL_WITH_TOKEN},
             )
         migrate(scratch)
+        # Later migrations move the tables into per-service schemas: a new connection takes the
+        # database's new search_path.
+        engine.dispose()
         with engine.connect() as conn:
             raw_url, raw_secret = conn.execute(
                 text("SELECT url, secret FROM ticketing_integrations")

@@ -26,10 +26,9 @@ from shared.llm import (
 from shared.models import (
     AISession,
     ChatMessage,
-    ScriptGeneration,
-    ScriptTemplate,
     SuggestedFix,
 )
+from shared.models.exposed import ScriptSessionRun, ScriptTemplateSummary
 from shared.permissions import template_visibility
 
 CHAT_MAX_TOKENS = 2048
@@ -73,37 +72,40 @@ def script_runs(
     """Scripts generated for the session, oldest first, with their parameters as stored:
     the scripts service replaced every sensitive value by the redaction marker before
     storing. The generated script text itself is not sent."""
-    rows = session.execute(
-        select(ScriptGeneration, ScriptTemplate.name)
-        .join(ScriptTemplate, ScriptTemplate.id == ScriptGeneration.template_id)
+    rows = session.scalars(
+        select(ScriptSessionRun)
         .where(
-            ScriptGeneration.ai_session_id == session_id,
-            ScriptGeneration.account_id == account_id,
+            ScriptSessionRun.ai_session_id == session_id,
+            ScriptSessionRun.account_id == account_id,
         )
-        .order_by(ScriptGeneration.created_at.desc(), ScriptGeneration.id.desc())
+        .order_by(ScriptSessionRun.created_at.desc(), ScriptSessionRun.id.desc())
         .limit(SCRIPT_RUNS_LIMIT)
     ).all()
     return [
         {
-            "script_name": name,
+            "script_name": run.template_name,
             "status": "generated",
-            "ran_at": generation.created_at.isoformat(),
-            "parameters": dict(generation.parameters_used or {}),
+            "ran_at": run.created_at.isoformat(),
+            "parameters": dict(run.parameters_used or {}),
         }
-        for generation, name in reversed(rows)
+        for run in reversed(rows)
     ]
 
 
 def fix_templates(session: Session, account_id: uuid.UUID) -> list[dict[str, Any]]:
     """Templates the account can see that a fix may name, most used first."""
     rows = session.scalars(
-        select(ScriptTemplate)
+        select(ScriptTemplateSummary)
         .where(
-            ScriptTemplate.is_active.is_(True),
-            ScriptTemplate.status == "published",
-            template_visibility(fixes.account_principal(account_id)),
+            ScriptTemplateSummary.is_active.is_(True),
+            ScriptTemplateSummary.status == "published",
+            template_visibility(fixes.account_principal(account_id), ScriptTemplateSummary),
         )
-        .order_by(ScriptTemplate.usage_count.desc(), ScriptTemplate.name, ScriptTemplate.id)
+        .order_by(
+            ScriptTemplateSummary.usage_count.desc(),
+            ScriptTemplateSummary.name,
+            ScriptTemplateSummary.id,
+        )
         .limit(TEMPLATES_LIMIT)
     ).all()
     return [{"id": str(t.id), "name": t.name, "description": t.description} for t in rows]
