@@ -4,7 +4,7 @@ two renderings of a draft: the markdown delivered to the ticket and the stored c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,38 +51,47 @@ class NoteDraft:
         )
 
 
-NOTE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["sections"],
-    "properties": {
-        "sections": {
-            "type": "array",
-            "description": "exactly four sections: " + ", ".join(SECTIONS) + ", in this order",
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["title", "items"],
-                "properties": {
-                    "title": {"type": "string", "enum": list(SECTIONS)},
-                    "items": {
-                        "type": "array",
+def sections_schema(titles: Sequence[str], *, count: str) -> dict[str, Any]:
+    """The JSON schema of a note's answer: exactly these sections (`count` spells how many, as
+    the model reads it), in this order, each a list of items with their format and citations.
+    One shape for every note kind."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["sections"],
+        "properties": {
+            "sections": {
+                "type": "array",
+                "description": f"exactly {count} sections: "
+                + ", ".join(titles)
+                + ", in this order",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["title", "items"],
+                    "properties": {
+                        "title": {"type": "string", "enum": list(titles)},
                         "items": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["text", "format", "cites"],
-                            "properties": {
-                                "text": {"type": "string"},
-                                "format": {"type": "string", "enum": list(ITEM_FORMATS)},
-                                "cites": {"type": "array", "items": {"type": "string"}},
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["text", "format", "cites"],
+                                "properties": {
+                                    "text": {"type": "string"},
+                                    "format": {"type": "string", "enum": list(ITEM_FORMATS)},
+                                    "cites": {"type": "array", "items": {"type": "string"}},
+                                },
                             },
                         },
                     },
                 },
-            },
-        }
-    },
-}
+            }
+        },
+    }
+
+
+NOTE_SCHEMA: dict[str, Any] = sections_schema(SECTIONS, count="four")
 
 
 def _render_group(group: list[NoteItem]) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from services.notes.bundle import BundleScriptRun, NoteBundle
-from services.notes.generator.draft import NOTE_SCHEMA
+from services.notes.generator.draft import NOTE_SCHEMA, sections_schema
 from services.notes.kinds import FACT_SOURCE, KindSpec, SectionSpec, kind_spec
-from services.notes.vocabulary import FIX_REF, ITEM_FORMATS
+from services.notes.vocabulary import FIX_REF
 
 
 def _run_item(ref: str, run: BundleScriptRun) -> dict[str, Any]:
@@ -117,37 +117,4 @@ def answer_schema(kind: str) -> dict[str, Any]:
     spec = kind_spec(kind)
     if spec is None:
         return NOTE_SCHEMA
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["sections"],
-        "properties": {
-            "sections": {
-                "type": "array",
-                "description": f"exactly {len(spec.sections)} sections: "
-                + ", ".join(spec.titles)
-                + ", in this order",
-                "items": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["title", "items"],
-                    "properties": {
-                        "title": {"type": "string", "enum": list(spec.titles)},
-                        "items": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["text", "format", "cites"],
-                                "properties": {
-                                    "text": {"type": "string"},
-                                    "format": {"type": "string", "enum": list(ITEM_FORMATS)},
-                                    "cites": {"type": "array", "items": {"type": "string"}},
-                                },
-                            },
-                        },
-                    },
-                },
-            }
-        },
-    }
+    return sections_schema(spec.titles, count=str(len(spec.sections)))
