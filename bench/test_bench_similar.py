@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
+from bench.accounts import bench_owner
 from services.pilot import sessions, similar
 from shared.auth import load_principal
 from shared.db import db
@@ -38,18 +39,7 @@ TOPICS = [
 
 @pytest.fixture(scope="module")
 def populated(migrated: Any) -> dict[str, Any]:
-    from app.cli import create_account, create_user
-
-    account = uuid.UUID(create_account("Bench similar")["id"])
-    user = create_user(
-        migrated,
-        account=str(account),
-        email=f"bench-{uuid.uuid4().hex[:6]}@b.test",
-        role="owner",
-        team="Bench",
-        super_admin=False,
-        password=None,
-    )
+    account, user = bench_owner(migrated, "Bench similar")
     rng = random.Random(11)
     now = datetime.now(UTC)
     session_rows, fact_rows = [], []

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, or_, select
 
+from bench.accounts import bench_owner
 from services.scripts import catalogue
 from shared.auth import load_principal
 from shared.db import db
@@ -52,18 +53,7 @@ TAGS = [
 
 @pytest.fixture(scope="module")
 def populated(migrated: Any) -> dict[str, Any]:
-    from app.cli import create_account, create_user
-
-    account = uuid.UUID(create_account("Bench MSP")["id"])
-    user = create_user(
-        migrated,
-        account=str(account),
-        email=f"bench-{uuid.uuid4().hex[:6]}@b.test",
-        role="owner",
-        team="Bench",
-        super_admin=False,
-        password=None,
-    )
+    account, user = bench_owner(migrated, "Bench MSP")
     rng = random.Random(7)
     with db.transaction() as session:
         category = ScriptCategory(slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench", sort_order=0)

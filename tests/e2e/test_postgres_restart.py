@@ -32,6 +32,7 @@ from shared.models import AISession, OutboxEvent
 from shared.supervisor import Policy, Supervisor
 from tests.support.postgres_server import PostgresServer
 from tests.support.receiver import WebhookReceiver
+from tests.support.stack import broker_client, undelivered_notes
 from tests.support.workers import child_env, free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -157,40 +158,6 @@ def _unpublished(ids: set[uuid.UUID] | None = None) -> int:
         return int(session.scalar(query) or 0)
 
 
-def _undelivered() -> list[tuple[Any, ...]]:
-    """For a failure message: every note not delivered, with its session's state."""
-    from shared.models import ResolutionNote
-
-    with db.session() as session:
-        rows = session.execute(
-            select(
-                ResolutionNote.session_id,
-                ResolutionNote.state_version,
-                ResolutionNote.bundle.is_(None),
-                ResolutionNote.markdown.is_(None),
-                ResolutionNote.delivery_status,
-                AISession.status,
-                AISession.state_version,
-                AISession.resolved_version,
-            )
-            .join(AISession, AISession.id == ResolutionNote.session_id)
-            .where(ResolutionNote.delivery_status != "delivered")
-        ).all()
-    return [tuple(row) for row in rows]
-
-
-def _control_app(broker_url: str) -> Any:
-    """A Celery app that only sends remote-control commands to the worker."""
-    from celery import Celery
-
-    from shared.redis_client import broker_options
-
-    url, transport_options = broker_options(broker_url)
-    app = Celery("rf-test-control", broker=url, set_as_current=False)
-    app.conf.update(broker_transport_options=transport_options, task_ignore_result=True)
-    return app
-
-
 # Celery's own line for a task that raised an exception listed in its autoretry_for.
 RETRY_LINE = re.compile(r"Task (notes\.\w+)\[[^\]]+\] retry: Retry in [^:]+: OperationalError")
 
@@ -292,7 +259,7 @@ def test_a_postgres_server_restart_during_load_loses_nothing(
                 thread.start()
             wait_until(lambda: len(rec.answers) >= 30, 120, message="the load to start")
 
-            control = _control_app(settings.REDIS_URL or "")
+            control = broker_client(settings.REDIS_URL or "", "rf-test-control")
             node = commands["worker"][commands["worker"].index("-n") + 1].replace(
                 "%h", socket.gethostname()
             )
@@ -369,7 +336,7 @@ def test_a_postgres_server_restart_during_load_loses_nothing(
             try:
                 wait_until(delivered, 300, interval_s=0.5, message="every note delivered")
             except AssertionError as exc:
-                raise AssertionError(f"{exc}; undelivered: {_undelivered()}") from None
+                raise AssertionError(f"{exc}; undelivered: {undelivered_notes()}") from None
             wait_until(lambda: _unpublished() == 0, 120, interval_s=0.5, message="the outbox")
             deliveries = list(receiver.deliveries)
             with db.session() as session:

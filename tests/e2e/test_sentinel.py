@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import select
 
 from shared.config import Settings
-from shared.db import db
 from tests.support.redis_servers import SentinelGroup
+from tests.support.stack import broker_client, undelivered_notes
 from tests.support.workers import CeleryWorker, child_env, wait_until
 
 SESSIONS = 16
@@ -141,7 +140,7 @@ def test_a_sentinel_failover_during_load_loses_nothing(fault_stack: Any, tmp_pat
             try:
                 wait_until(delivered, 300, interval_s=0.5, message="every note delivered")
             except AssertionError as exc:
-                raise AssertionError(f"{exc}; undelivered: {_undelivered()}") from None
+                raise AssertionError(f"{exc}; undelivered: {undelivered_notes()}") from None
             deliveries = list(receiver.deliveries)
             supervisor = running.stack.supervisor
             assert supervisor is not None
@@ -177,28 +176,6 @@ def test_a_sentinel_failover_during_load_loses_nothing(fault_stack: Any, tmp_pat
     )
 
 
-def _undelivered() -> list[tuple[Any, ...]]:
-    """For a failure message: every note not delivered, with its session's state."""
-    from shared.models import AISession, ResolutionNote
-
-    with db.session() as session:
-        rows = session.execute(
-            select(
-                ResolutionNote.session_id,
-                ResolutionNote.state_version,
-                ResolutionNote.markdown.is_(None),
-                ResolutionNote.delivery_status,
-                ResolutionNote.attempts,
-                ResolutionNote.last_error,
-                AISession.status,
-                AISession.resolved_version,
-            )
-            .join(AISession, AISession.id == ResolutionNote.session_id)
-            .where(ResolutionNote.delivery_status != "delivered")
-        ).all()
-    return [tuple(row) for row in rows]
-
-
 @pytest.mark.timeout(600)
 def test_a_worker_without_cpu_across_the_failover_consumes_again(
     migrated: Settings, tmp_path: Path
@@ -215,7 +192,7 @@ def test_a_worker_without_cpu_across_the_failover_consumes_again(
     try:
         group.start()
         with CeleryWorker(env, concurrency=2) as worker:
-            sender = _sender(group.url)
+            sender = broker_client(group.url, "rf-test-sender")
 
             def ran(task_id: str) -> bool:
                 return f"{TASK_RELAY_OUTBOX}[{task_id}] succeeded" in worker.log_tail(200_000)
@@ -241,15 +218,3 @@ def test_a_worker_without_cpu_across_the_failover_consumes_again(
             assert worker.alive
     finally:
         group.stop()
-
-
-def _sender(url: str) -> Any:
-    """A Celery app that only publishes, to the broker at `url` (a Sentinel URL)."""
-    from celery import Celery
-
-    from shared.redis_client import broker_options
-
-    broker, transport_options = broker_options(url)
-    app = Celery("rf-test-sender", broker=broker, set_as_current=False)
-    app.conf.update(broker_transport_options=transport_options, task_ignore_result=True)
-    return app

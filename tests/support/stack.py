@@ -225,3 +225,43 @@ def _make_run(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         log.close()
+
+
+def undelivered_notes() -> list[tuple[Any, ...]]:
+    """For a fault test's failure message: every note not delivered, with its session's state."""
+    from sqlalchemy import select
+
+    from shared.db import db
+    from shared.models import AISession, ResolutionNote
+
+    with db.session() as session:
+        rows = session.execute(
+            select(
+                ResolutionNote.session_id,
+                ResolutionNote.state_version,
+                ResolutionNote.bundle.is_(None),
+                ResolutionNote.markdown.is_(None),
+                ResolutionNote.delivery_status,
+                ResolutionNote.attempts,
+                ResolutionNote.last_error,
+                AISession.status,
+                AISession.state_version,
+                AISession.resolved_version,
+            )
+            .join(AISession, AISession.id == ResolutionNote.session_id)
+            .where(ResolutionNote.delivery_status != "delivered")
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+def broker_client(broker_url: str, name: str) -> Any:
+    """A Celery app that only publishes tasks or sends remote-control commands, to the broker
+    at `broker_url` (a Sentinel URL too), with the product's own transport options."""
+    from celery import Celery
+
+    from shared.redis_client import broker_options
+
+    url, transport_options = broker_options(broker_url)
+    app = Celery(name, broker=url, set_as_current=False)
+    app.conf.update(broker_transport_options=transport_options, task_ignore_result=True)
+    return app
