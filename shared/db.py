@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import psycopg2
 from psycopg2 import sql
 from sqlalchemy import ClauseElement, Connection, Engine, Executable, Row, create_engine, event
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -92,7 +93,12 @@ class Database:
         def _checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
             wanted = self.current_role()
             if record.info.get(_ROLE_KEY) != wanted:
-                _switch_role(dbapi_connection, wanted)
+                try:
+                    _switch_role(dbapi_connection, wanted)
+                except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                    # A pooled connection the server closed (backends terminated, a restart):
+                    # the pool discards it and checks out another, as its pre-ping would.
+                    raise DisconnectionError(str(exc)) from exc
                 record.info[_ROLE_KEY] = wanted
 
     def configure(self, url: str, **engine_options: Any) -> Database:

@@ -112,3 +112,28 @@ def test_a_redis_outage_is_503_json_with_retry_after(migrated: Settings, make_us
         runtime.configure(migrated)
     assert answer.status_code == 503, answer.get_data(as_text=True)
     assert answer.is_json and "Retry-After" in answer.headers
+
+
+def test_a_killed_connection_that_served_another_role_is_replaced(migrated: Settings) -> None:
+    """The service role is set when a pooled connection is checked out; a connection the server
+    closed fails that SET ROLE, and the pool must replace it rather than fail the request."""
+    from sqlalchemy import text
+
+    from shared.db import db, request_role
+
+    try:
+        request_role("rf_scripts")
+        assert db.read_row(text("SELECT current_user")) == ("rf_scripts",)
+        database = str(make_url(migrated.DATABASE_URL or "").database)
+        conn = _admin(migrated)
+        try:
+            with conn.cursor() as cur:
+                assert _terminate_every_backend(cur, database) >= 1
+        finally:
+            conn.close()
+        request_role("rf_pilot")
+        assert db.read_row(text("SELECT current_user")) == ("rf_pilot",)
+        with db.session() as session:
+            assert session.execute(text("SELECT current_user")).scalar() == "rf_pilot"
+    finally:
+        request_role(None)
