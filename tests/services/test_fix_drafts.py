@@ -12,7 +12,7 @@ from werkzeug.test import Client
 
 from services.pilot import fixes
 from shared.db import db
-from shared.powershell_literals import normalised_tree, strip_generated_block
+from shared.powershell_generated import normalised_tree, strip_generated_block
 
 SPOOLER_FIX = (
     "Invoke-Command -ComputerName PRN-SRV01 -ScriptBlock {\n"

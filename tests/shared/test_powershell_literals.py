@@ -9,7 +9,8 @@ from tree_sitter import Language, Node, Parser
 from services.scripts.engine import ScriptTemplateEngine
 from services.scripts.library import read_library
 from shared import powershell_check
-from shared.powershell_literals import lift_literals, normalised_tree, strip_generated_block
+from shared.powershell_generated import normalised_tree, strip_generated_block
+from shared.powershell_literals import lift_literals
 from tests.services.scripts.test_builtin_library import realistic_value
 
 ENGINE = ScriptTemplateEngine()
