@@ -1,9 +1,9 @@
-"""The preview flow (journey 3), API side: :func:`preview_note` reads the session's
-`state_version` from PostgreSQL (the source of truth) -> the cache key for that version ->
-content-addressed reuse (the bundle hashes the same as a note already generated: store it
-under the new key, no LLM call) -> the single-flight lock (`SET NX PX`): its holder enqueues
-`notes.generate`; everyone, the holder included, waits on the cache's pub/sub wake-up for at
-most `wait` seconds.
+"""Previewing a note while the session is open, API side: :func:`preview_note` reads the
+session's `state_version` from PostgreSQL (the source of truth) -> the cache key for that
+version -> content-addressed reuse (the bundle hashes the same as a note already generated:
+store it under the new key, no LLM call) -> the single-flight lock (`SET NX PX`): its holder
+enqueues `notes.generate`; everyone, the holder included, waits on the cache's pub/sub wake-up
+for at most `wait` seconds.
 
 The worker side (the generation itself) is :mod:`services.notes.generation`.
 

@@ -1,6 +1,6 @@
-"""Resolve (journey 4): the note rows of a resolved version, and materialising each note (its
-text obtained once, stored durably, its delivery enqueued). Jobs are claimed with leases
-(see :mod:`services.notes.leases`)."""
+"""Resolving a session, notes side: the note rows of a resolved version, and materialising each
+note (its text obtained once, stored durably, its delivery enqueued). Jobs are claimed with
+leases (see :mod:`services.notes.leases`)."""
 
 from __future__ import annotations
 
