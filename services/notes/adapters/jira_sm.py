@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from services.notes.adapters.adf import adf_text
 from services.notes.adapters.base import (
     Adapter,
     Field,
@@ -17,7 +18,7 @@ from services.notes.adapters.base import (
     basic_auth,
     path_part,
 )
-from services.notes.adapters.render import Rendered, adf_text, has_marker
+from services.notes.adapters.render import Rendered, has_marker
 
 ISSUE_KEY = re.compile(r"^[A-Z][A-Z0-9_]*-[1-9][0-9]*$|^[1-9][0-9]*$")
 PAGE = 100

@@ -15,12 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from services.notes.adapters.render import (
-    adf_text,
-    neutralise_servicenow,
-    parse,
-    render,
-)
+from services.notes.adapters.adf import adf_text
+from services.notes.adapters.markdown_note import parse
+from services.notes.adapters.render import neutralise_servicenow, render
 
 ADF_SCHEMA = json.loads(
     (Path(__file__).parents[3] / "support" / "data" / "adf-full-schema.json").read_text()
