@@ -67,6 +67,12 @@ class TcpRelay:
 
     def stop(self) -> None:
         self._closed.set()
+        # Closing a socket does not wake a thread blocked in its accept(); shutting it down
+        # does (accept fails at once), so the join below does not sit out its timeout.
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
         with self.lock:
             sockets = list(self._sockets)
