@@ -21,8 +21,16 @@ pytest_plugins = [
 ]
 
 # The slow tier, by folder: everything here starts servers, workers, a browser or the entry
-# points' own processes (the CLI, `make run`). `make test-unit` runs the rest (`-m "not slow"`).
-SLOW_FOLDERS = ("e2e", "deploy", "app")
+# points' own processes (the CLI, `make run`): the end-to-end stack, the deployment files' own
+# servers, the entry points, the notes modules that run a Celery worker, and the adapters
+# against real ticketing systems. `make test-unit` runs the rest (`-m "not slow"`).
+SLOW_FOLDERS = (
+    "e2e",
+    "deploy",
+    "app",
+    "services/notes/workers",
+    "services/notes/real_ticketing",
+)
 TESTS = Path(__file__).parent
 
 

@@ -35,8 +35,6 @@ from tests.support.receiver import WebhookReceiver
 from tests.support.stack import broker_client, undelivered_notes
 from tests.support.workers import child_env, free_port, wait_until
 
-pytestmark = pytest.mark.slow
-
 LOAD_THREADS = 4
 SESSIONS = 10
 # The two restarts: a service restart, then a crash.

@@ -15,7 +15,7 @@ from services.notes.ticketing import attempt
 from tests.support.real_ticketing import Redmine, RequestTracker
 from tests.support.tcp_proxy import DroppingProxy
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_ticketing")]
+pytestmark = pytest.mark.xdist_group("real_ticketing")
 
 NOTE = """## Problem
 The printer queue on <script>alert(1)</script> stalled.

@@ -28,8 +28,6 @@ from tests.support.workers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def notes_overrides() -> dict[str, Any]:

@@ -25,9 +25,6 @@ from tests.support.workers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
-
-
 ESCALATION = (
     "## What was reported",
     "## What was checked",

@@ -21,9 +21,6 @@ from shared.models import LLMUsageRecord
 from tests.support import workers
 from tests.support.workers import add_fact, create_session, stub_calls_mentioning, wait_until
 
-pytestmark = pytest.mark.slow
-
-
 LLM_LATENCY_S = 3.0
 # Warm shutdown waits for the running generation (at most LLM_LATENCY_S more), then exits.
 EXIT_BOUND_S = LLM_LATENCY_S + 15.0

@@ -1,4 +1,5 @@
-"""Session-scoped real ticketing systems (Request Tracker 5, Redmine) for the adapter tests."""
+"""Session-scoped real ticketing systems (Request Tracker 5, Redmine) for the adapter tests that
+post to them (the slow tier, by this folder: see tests/conftest.py)."""
 
 from __future__ import annotations
 

@@ -15,9 +15,6 @@ from shared.db import db
 from shared.models import KbArticle
 from tests.support.workers import add_fact, create_session, resolve_session
 
-pytestmark = pytest.mark.slow
-
-
 LIST = "/api/v1/kb-articles"
 
 

@@ -16,8 +16,6 @@ from shared.db import db
 from shared.models import LLMUsageRecord
 from tests.support.workers import add_fact, create_session, stub_calls_mentioning
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def notes_overrides() -> dict[str, Any]:

@@ -17,8 +17,6 @@ from shared.models import LLMUsageRecord
 from shared.usage import set_budget
 from tests.support.workers import add_fact, create_session, resolve_session, wait_until
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def notes_overrides() -> dict[str, Any]:

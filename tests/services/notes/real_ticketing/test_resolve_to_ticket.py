@@ -14,7 +14,7 @@ from tests.support.real_ticketing import Redmine, RequestTracker
 from tests.support.tcp_proxy import DroppingProxy
 from tests.support.workers import add_fact, create_session, resolve_session, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_ticketing")]
+pytestmark = pytest.mark.xdist_group("real_ticketing")
 
 URL = "/api/v1/integrations/ticketing"
 

@@ -21,8 +21,6 @@ from tests.support.workers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
-
 # Fixtures: a module-wide worker, stub LLM and notes app; a clean-up that keeps the broker's keys.
 
 HEADINGS = ("## Problem", "## What we confirmed", "## Root cause", "## Resolution")
