@@ -47,9 +47,14 @@ class Library:
     templates: list[dict[str, Any]]
 
 
+# libyaml's safe loader where PyYAML was built with it (the wheels are): the same documents,
+# read several times faster than by the pure-Python one.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise LibraryFileError(f"{path.name}: {exc}") from exc
 
