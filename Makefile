@@ -46,8 +46,9 @@ eval-notes: install
 test: install-dev test-tools
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-## test-unit: the fast tier: everything but the `slow` tests (tests/e2e, tests/deploy, tests/app and
-## the modules that run a Celery worker), in parallel
+## test-unit: the fast tier: everything but the `slow` tests (the folders tests/conftest.py names:
+## tests/e2e, tests/deploy, tests/app, the notes modules that run a Celery worker or real ticketing
+## systems), in parallel
 test-unit: install-dev
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
