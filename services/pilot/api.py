@@ -115,7 +115,12 @@ def _llm() -> LLMClient:
 
 
 def _columns(obj: Any, **extra: Any) -> dict[str, Any]:
-    data = {attr.key: getattr(obj, attr.key) for attr in inspect(obj).mapper.column_attrs}
+    # Deferred columns (a session's stored search document) are never part of an answer.
+    data = {
+        attr.key: getattr(obj, attr.key)
+        for attr in inspect(obj).mapper.column_attrs
+        if not attr.deferred
+    }
     data.update(extra)
     return data
 
