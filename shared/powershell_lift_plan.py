@@ -17,15 +17,14 @@ tree as the only authority on what a literal is:
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import tree_sitter_powershell as tsp
-from tree_sitter import Language, Node, Parser
+from tree_sitter import Node
 
-from shared.powershell_literals import LiftedParameter, LiftedScript, literal_value
+from shared.powershell_literals import LiftedParameter, LiftedScript
+from shared.powershell_tree import LITERAL_TYPES, literal_value, node_text, parser, walk
 
 __all__ = [
     "LiteralSite",
@@ -36,7 +35,6 @@ __all__ = [
     "script_with_secrets_withheld",
 ]
 
-_LITERAL_TYPES = frozenset({"string_literal", "generic_token", "integer_literal"})
 _EXCLUDING_TYPES = frozenset({"attribute", "type_literal", "param_block"})
 # Names whose values are withheld from any prompt (the pilot's prompt rule, on the tree).
 _SENSITIVE_NAME_RE = re.compile(
@@ -60,23 +58,6 @@ class LiteralSite:
     #: Bound to a name that says secret (password, token, ...), or an argument of a command
     #: that makes secure strings: never lifted, never shown to an LLM.
     sensitive: bool
-
-
-@functools.cache
-def _parser() -> Parser:
-    return Parser(Language(tsp.language()))
-
-
-def _text(node: Node) -> str:
-    return (node.text or b"").decode("utf-8", "replace")
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(reversed(current.children))
 
 
 def is_sensitive_name(name: str | None) -> bool:
@@ -113,18 +94,18 @@ def _binding(node: Node) -> tuple[str | None, str | None]:
             if command is not None
             else None
         )
-        command_name = _text(name_node) if name_node is not None else None
+        command_name = node_text(name_node) if name_node is not None else None
         siblings = [c for c in parent.children if c.type != "command_argument_sep"]
         index = siblings.index(current)
         if index > 0 and siblings[index - 1].type == "command_parameter":
-            return _text(siblings[index - 1]).lstrip("-\u2013\u2014").rstrip(":"), command_name
+            return node_text(siblings[index - 1]).lstrip("-\u2013\u2014").rstrip(":"), command_name
         return None, command_name
     if (
         parent is not None
         and parent.type == "assignment_expression"
         and parent.children[-1] == current
     ):
-        match = _VARIABLE_RE.fullmatch(_text(parent.children[0]).strip())
+        match = _VARIABLE_RE.fullmatch(node_text(parent.children[0]).strip())
         if match:
             return match.group(1), None
     return None, None
@@ -133,10 +114,10 @@ def _binding(node: Node) -> tuple[str | None, str | None]:
 def literal_sites(script: str) -> list[LiteralSite]:
     """Every literal of the script a template could take as a parameter, in source order."""
     source = script.encode("utf-8")
-    tree = _parser().parse(source)
+    tree = parser().parse(source)
     sites: list[LiteralSite] = []
-    for node in _walk(tree.root_node):
-        if node.type not in _LITERAL_TYPES or _excluded(node):
+    for node in walk(tree.root_node):
+        if node.type not in LITERAL_TYPES or _excluded(node):
             continue
         value = literal_value(node)
         if value is None or value == "":

@@ -26,7 +26,7 @@ from typing import Any
 
 from tree_sitter import Node
 
-from shared.powershell_generated import RESERVED_PREFIX, normalised_tree, strip_generated_block
+from shared.powershell_generated import RESERVED_PREFIX
 from shared.powershell_literal_kinds import (
     Context,
     classify_number,
@@ -36,15 +36,7 @@ from shared.powershell_literal_kinds import (
 )
 from shared.powershell_tree import LITERAL_TYPES, literal_value, parser, walk
 
-# The lifting, and (from the modules it is built on) what its callers compare and read with.
-__all__ = [
-    "LiftedParameter",
-    "LiftedScript",
-    "lift_literals",
-    "literal_value",
-    "normalised_tree",
-    "strip_generated_block",
-]
+__all__ = ["LiftedParameter", "LiftedScript", "lift_literals"]
 
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 

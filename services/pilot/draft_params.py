@@ -41,6 +41,7 @@ from shared.llm import GENERATOR_ANTHROPIC, GENERATOR_OFFLINE, LLMClient, LLMUna
 from shared.models import AISession
 from shared.models.ai_session import SuggestedFix
 from shared.permissions import can_create_content
+from shared.powershell_generated import normalised_tree
 from shared.powershell_lift_plan import (
     LiteralSite,
     deterministic_sites,
@@ -48,12 +49,7 @@ from shared.powershell_lift_plan import (
     literal_sites,
     script_with_secrets_withheld,
 )
-from shared.powershell_literals import (
-    LiftedParameter,
-    LiftedScript,
-    lift_literals,
-    normalised_tree,
-)
+from shared.powershell_literals import LiftedParameter, LiftedScript, lift_literals
 from shared.principal import Principal
 from shared.usage import record_usage
 from shared.vocabulary import REDACTION_MARKER

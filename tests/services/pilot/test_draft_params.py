@@ -18,7 +18,8 @@ from services.scripts.engine import PARAM_TYPES, ScriptTemplateEngine
 from shared import powershell_check
 from shared.db import db
 from shared.models import LLMUsageRecord, ScriptTemplate
-from shared.powershell_literals import lift_literals, normalised_tree, strip_generated_block
+from shared.powershell_generated import normalised_tree, strip_generated_block
+from shared.powershell_literals import lift_literals
 from shared.vocabulary import REDACTION_MARKER
 from tests.support.stub_anthropic import StubAnthropic, wants_json_schema
 
