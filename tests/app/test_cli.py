@@ -326,3 +326,57 @@ def test_a_verified_token_is_refused_once_it_expires(migrated: Any) -> None:
     wait_until(refused, timeout_s=30, interval_s=0.1, message="the token to expire")
     with pytest.raises(InvalidToken):
         decode_token("another-secret-key-0123456789abcdef0123", token)
+
+
+def test_cli_set_ticketing_prints_the_secret(migrated: Any, make_account: Any) -> None:
+    from tests.support.workers import child_env
+
+    account_id = make_account()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "set-ticketing",
+            "--account",
+            str(account_id),
+            "--url",
+            "http://127.0.0.1:9/cli",
+        ],
+        cwd=PROJECT_ROOT,
+        env=child_env(migrated),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed["secret"].startswith("whsec_")
+    assert printed["url"] == "http://127.0.0.1:9/cli"
+
+    from shared.db import db
+    from shared.models import TicketingIntegration
+
+    with db.session() as session:
+        row = session.query(TicketingIntegration).filter_by(account_id=account_id).one()
+        assert row.secret == printed["secret"]
+
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "set-ticketing",
+            "--account",
+            str(account_id),
+            "--url",
+            "gopher://x",
+        ],
+        cwd=PROJECT_ROOT,
+        env=child_env(migrated),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0
+    assert "url" in bad.stderr

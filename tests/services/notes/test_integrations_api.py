@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from services.notes import delivery
-from shared.config import PROJECT_ROOT
 from tests.support.servers import settings_with
 
 URL = "/api/v1/integrations/ticketing"
@@ -116,60 +112,6 @@ def test_accounts_do_not_see_each_others_endpoint(client: Any, make_user: Any) -
     second = make_user("owner")
     client.put(URL, json={"url": "http://127.0.0.1:9/first"}, headers=first.headers)
     assert client.get(URL, headers=second.headers).status_code == 404
-
-
-def test_cli_set_ticketing_prints_the_secret(migrated: Any, make_account: Any) -> None:
-    from tests.support.workers import child_env
-
-    account_id = make_account()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "set-ticketing",
-            "--account",
-            str(account_id),
-            "--url",
-            "http://127.0.0.1:9/cli",
-        ],
-        cwd=PROJECT_ROOT,
-        env=child_env(migrated),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    printed = json.loads(result.stdout.strip().splitlines()[-1])
-    assert printed["secret"].startswith("whsec_")
-    assert printed["url"] == "http://127.0.0.1:9/cli"
-
-    from shared.db import db
-    from shared.models import TicketingIntegration
-
-    with db.session() as session:
-        row = session.query(TicketingIntegration).filter_by(account_id=account_id).one()
-        assert row.secret == printed["secret"]
-
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "set-ticketing",
-            "--account",
-            str(account_id),
-            "--url",
-            "gopher://x",
-        ],
-        cwd=PROJECT_ROOT,
-        env=child_env(migrated),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert bad.returncode != 0
-    assert "url" in bad.stderr
 
 
 def test_viewers_and_engineers_see_neither_the_secret_bearing_url_nor_the_secret(
