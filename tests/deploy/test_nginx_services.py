@@ -33,7 +33,7 @@ from tests.support.workers import child_env, wait_until
 
 APPS = {
     "scripts": "services.scripts:create_app()",
-    "pilot": "services.pilot:create_app()",
+    "pilot": "app.pilot:create_app()",
     "notes": "services.notes:create_app()",
     "web": "app.gateway:create_app()",
 }
