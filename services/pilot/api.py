@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, current_app, request
-from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 from sqlalchemy import inspect
 
@@ -46,15 +44,15 @@ from services.pilot.schemas import (
     SimilarSessionSchema,
     SuggestedFixSchema,
 )
-from shared.auth import auth_required, current_principal
+from shared.auth import current_principal
 from shared.config import Settings
 from shared.db import db
+from shared.endpoints import ApiBlueprint, BearerView
 from shared.events import write_transaction
 from shared.llm import LLMClient, LLMUnavailable
 from shared.usage import budget_status
-from shared.web import BEARER_SECURITY
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "pilot",
     __name__,
     url_prefix="/api/v1/ai-sessions",
@@ -87,7 +85,7 @@ ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
 }
 
 
-def blueprints() -> list[Blueprint]:
+def blueprints() -> list[ApiBlueprint]:
     from services.pilot import usage_api
 
     return [blp, *usage_api.blueprints()]
@@ -193,12 +191,14 @@ def _sse(kind: str, data: dict[str, Any] | None) -> str:
 
 
 @blp.route("")
-class SessionsView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(SessionQueryArgsSchema, location="query", unknown=RAISE)
-    @blp.response(200, SessionResponseSchema(many=True))
-    @blp.doc(security=BEARER_SECURITY)
+class SessionsView(BearerView):
+    @blp.endpoint(
+        200,
+        SessionResponseSchema(many=True),
+        args=SessionQueryArgsSchema,
+        location="query",
+        unknown=RAISE,
+    )
     def get(self, args: dict[str, Any]) -> Any:
         """Your account's sessions, newest first. `X-Total-Count` gives the unpaged total."""
         with db.session() as session:
@@ -213,9 +213,7 @@ class SessionsView(MethodView):
             )
         return rows, {"X-Total-Count": str(total)}
 
-    @blp.arguments(SessionCreateSchema)
-    @blp.response(201, SessionResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+    @blp.endpoint(201, SessionResponseSchema, args=SessionCreateSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Open a troubleshooting session (engineers and owners). Its state_version starts at 1."""
         with write_transaction() as session:
@@ -230,19 +228,14 @@ class SessionsView(MethodView):
 
 
 @blp.route("/<uuid:session_id>")
-class SessionView(MethodView):
-    decorators = [auth_required]
-
-    @blp.response(200, SessionResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class SessionView(BearerView):
+    @blp.endpoint(200, SessionResponseSchema)
     def get(self, session_id: uuid.UUID) -> Any:
         """One session."""
         with db.session() as session:
             return sessions.get_session(session, current_principal(), session_id)
 
-    @blp.arguments(SessionUpdateSchema)
-    @blp.response(200, SessionResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+    @blp.endpoint(200, SessionResponseSchema, args=SessionUpdateSchema)
     def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Change the title, ticket reference or problem statement. 409 while the session is
         resolved."""
@@ -252,12 +245,8 @@ class SessionView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/resolve")
-class ResolveView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(ResolveRequestSchema)
-    @blp.response(202, ResolveResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class ResolveView(BearerView):
+    @blp.endpoint(202, ResolveResponseSchema, args=ResolveRequestSchema)
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Resolve the session at its next state_version; the notes service writes the note
         and delivers it (hence 202). `resolution` is recorded as a `resolution` fact in the
@@ -285,11 +274,8 @@ class ResolveView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/reopen")
-class ReopenView(MethodView):
-    decorators = [auth_required]
-
-    @blp.response(200, SessionResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class ReopenView(BearerView):
+    @blp.endpoint(200, SessionResponseSchema)
     def post(self, session_id: uuid.UUID) -> Any:
         """Make a resolved session writable again. 409 if it is not resolved."""
         with write_transaction() as session:
@@ -301,19 +287,14 @@ class ReopenView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/facts")
-class FactsView(MethodView):
-    decorators = [auth_required]
-
-    @blp.response(200, FactSchema(many=True))
-    @blp.doc(security=BEARER_SECURITY)
+class FactsView(BearerView):
+    @blp.endpoint(200, FactSchema(many=True))
     def get(self, session_id: uuid.UUID) -> Any:
         """The session's facts, oldest first."""
         with db.session() as session:
             return facts.list_facts(session, current_principal(), session_id)
 
-    @blp.arguments(FactCreateSchema)
-    @blp.response(201, FactWriteResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+    @blp.endpoint(201, FactWriteResponseSchema, args=FactCreateSchema)
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Record a fact: text (trimmed, 1..4000 characters) and kind (default observation)."""
         with write_transaction() as session:
@@ -324,20 +305,15 @@ class FactsView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/facts/<uuid:fact_id>")
-class FactView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(FactUpdateSchema)
-    @blp.response(200, FactWriteResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class FactView(BearerView):
+    @blp.endpoint(200, FactWriteResponseSchema, args=FactUpdateSchema)
     def patch(self, data: dict[str, Any], session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Change a fact's text or kind."""
         with write_transaction() as session:
             result = facts.update_fact(session, current_principal(), session_id, fact_id, data)
         return _versioned(result)
 
-    @blp.response(200, FactDeleteResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+    @blp.endpoint(200, FactDeleteResponseSchema)
     def delete(self, session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Delete a fact. Answers 200 (not 204) so the new state_version can be returned."""
         with write_transaction() as session:
@@ -349,12 +325,8 @@ class FactView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/messages")
-class MessagesView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(MessageQueryArgsSchema, location="query")
-    @blp.response(200, ChatMessageSchema(many=True))
-    @blp.doc(security=BEARER_SECURITY)
+class MessagesView(BearerView):
+    @blp.endpoint(200, ChatMessageSchema(many=True), args=MessageQueryArgsSchema, location="query")
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The conversation, oldest first. `X-Total-Count` gives the unpaged total."""
         with db.session() as session:
@@ -367,8 +339,7 @@ class MessagesView(MethodView):
             )
         return rows, {"X-Total-Count": str(total)}
 
-    @blp.arguments(MessageCreateSchema)
-    @blp.response(201, ChatTurnResponseSchema)
+    @blp.endpoint(201, ChatTurnResponseSchema, args=MessageCreateSchema)
     @blp.alt_response(
         503,
         schema=ChatUnavailableSchema,
@@ -385,7 +356,6 @@ class MessagesView(MethodView):
             "`event: done` carrying the 201 body, or `event: error` carrying the 503 body."
         ),
     )
-    @blp.doc(security=BEARER_SECURITY)
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Send a message and get the assistant's answer (and any fix it proposes).
 
@@ -439,12 +409,14 @@ class MessagesView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/similar")
-class SimilarView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(SimilarQueryArgsSchema, location="query", unknown=RAISE)
-    @blp.response(200, SimilarSessionSchema(many=True))
-    @blp.doc(security=BEARER_SECURITY)
+class SimilarView(BearerView):
+    @blp.endpoint(
+        200,
+        SimilarSessionSchema(many=True),
+        args=SimilarQueryArgsSchema,
+        location="query",
+        unknown=RAISE,
+    )
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Up to five resolved sessions of your account whose problem and facts are closest
         to this one's (full-text rank plus trigram similarity), each with its root cause,
@@ -457,11 +429,8 @@ class SimilarView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes")
-class FixesView(MethodView):
-    decorators = [auth_required]
-
-    @blp.response(200, SuggestedFixSchema(many=True))
-    @blp.doc(security=BEARER_SECURITY)
+class FixesView(BearerView):
+    @blp.endpoint(200, SuggestedFixSchema(many=True))
     def get(self, session_id: uuid.UUID) -> Any:
         """Every fix proposed in the session, newest first, with supersession and decision."""
         with db.session() as session:
@@ -469,11 +438,8 @@ class FixesView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/active")
-class ActiveFixView(MethodView):
-    decorators = [auth_required]
-
-    @blp.response(200, SuggestedFixSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class ActiveFixView(BearerView):
+    @blp.endpoint(200, SuggestedFixSchema)
     def get(self, session_id: uuid.UUID) -> Any:
         """The active (not superseded) fix, or 404 when there is none."""
         with db.session() as session:
@@ -481,12 +447,8 @@ class ActiveFixView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/<uuid:fix_id>/decision")
-class DecisionView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(DecisionRequestSchema)
-    @blp.response(200, DecisionResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class DecisionView(BearerView):
+    @blp.endpoint(200, DecisionResponseSchema, args=DecisionRequestSchema)
     def post(self, data: dict[str, Any], session_id: uuid.UUID, fix_id: uuid.UUID) -> Any:
         """Record what the engineer does with the active fix: one_off, draft_template,
         build_template or dismissed (which supersedes it). 409 on a superseded fix or one

@@ -1,0 +1,61 @@
+"""How every service declares its API endpoints: one blueprint class and one view base.
+
+Every route of every service is a `MethodView` whose methods need a bearer token, take an
+optional request schema, answer with one response schema and are documented with the bearer
+security requirement. `ApiBlueprint.endpoint()` applies flask-smorest's `arguments`,
+`response` and `doc(security=...)` together, in that order, so the OpenAPI document and the
+validation are what the three separate decorators gave; `BearerView` runs `auth_required`
+before every method. A public route (the token endpoint) uses `endpoint(..., public=True)` on a
+plain `MethodView`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from shared.auth import auth_required
+from shared.web import BEARER_SECURITY
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BearerView(MethodView):
+    """A view every method of which needs a bearer token (`shared.auth.auth_required`)."""
+
+    decorators = [auth_required]
+
+
+class ApiBlueprint(Blueprint):  # type: ignore[misc]
+    def endpoint(
+        self,
+        status: int,
+        schema: Any = None,
+        *,
+        args: Any = None,
+        location: str | None = None,
+        unknown: str | None = None,
+        public: bool = False,
+        **response: Any,
+    ) -> Callable[[F], F]:
+        """`arguments(args, location=..., unknown=...)` when `args` is given, then
+        `response(status, schema, **response)`, then `doc(security=BEARER_SECURITY)` unless
+        `public`."""
+        options: dict[str, Any] = {}
+        if location is not None:
+            options["location"] = location
+        if unknown is not None:
+            options["unknown"] = unknown
+
+        def decorate(view: F) -> F:
+            if not public:
+                view = self.doc(security=BEARER_SECURITY)(view)
+            view = self.response(status, schema, **response)(view)
+            if args is not None:
+                view = self.arguments(args, **options)(view)
+            return view
+
+        return decorate
