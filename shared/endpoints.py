@@ -6,18 +6,20 @@ security requirement. `ApiBlueprint.endpoint()` applies flask-smorest's `argumen
 `response` and `doc(security=...)` together, in that order, so the OpenAPI document and the
 validation are what the three separate decorators gave; `BearerView` runs `auth_required`
 before every method. A public route (the token endpoint) uses `endpoint(..., public=True)` on a
-plain `MethodView`.
+plain `MethodView`. A list answers through `read_page` / `with_total` (the page and its
+`X-Total-Count`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypedDict, TypeVar
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from shared.auth import auth_required
+from shared.db import db
 from shared.web import BEARER_SECURITY
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,3 +61,36 @@ class ApiBlueprint(Blueprint):  # type: ignore[misc]
             return view
 
         return decorate
+
+
+# ── Lists ────────────────────────────────────────────────────────────────────────────────────
+# A list answers one page (`limit` / `offset`, `shared.api_schemas.page_fields`) and carries the
+# unpaged total in a header, so the body stays the plain array the schema documents.
+
+TOTAL_COUNT_HEADER = "X-Total-Count"
+
+
+class Paging(TypedDict):
+    limit: int
+    offset: int
+
+
+def paging(args: Mapping[str, Any]) -> Paging:
+    """The `limit` and `offset` of validated query arguments, as a domain list function's
+    keyword arguments."""
+    return {"limit": args["limit"], "offset": args["offset"]}
+
+
+def with_total(rows: Any, total: int) -> tuple[Any, dict[str, str]]:
+    """A page of a list as a view's answer: the rows, and the unpaged total in its header."""
+    return rows, {TOTAL_COUNT_HEADER: str(total)}
+
+
+def read_page(
+    list_rows: Callable[..., tuple[Any, int]], *args: Any, **kwargs: Any
+) -> tuple[Any, dict[str, str]]:
+    """`list_rows(session, *args, **kwargs)`, a domain function answering `(rows, total)`, run
+    in a read session; answered with `with_total`."""
+    with db.session() as session:
+        rows, total = list_rows(session, *args, **kwargs)
+    return with_total(rows, total)

@@ -20,7 +20,7 @@ from services.notes.kb_schemas import (
 )
 from shared.auth import current_principal
 from shared.db import db
-from shared.endpoints import ApiBlueprint, BearerView
+from shared.endpoints import ApiBlueprint, BearerView, paging, read_page
 from shared.permissions import can_create_content
 
 kb_blp = ApiBlueprint(
@@ -82,15 +82,12 @@ class KbArticlesView(BearerView):
     def get(self, args: dict[str, Any]) -> Any:
         """The account's kept KB articles: newest first, or best match first with `search`.
         `X-Total-Count` gives the unpaged total."""
-        with db.session() as session:
-            rows, total = kb_articles.list_articles(
-                session,
-                account_id=current_principal().account_id,
-                search=args.get("search") or None,
-                limit=args["limit"],
-                offset=args["offset"],
-            )
-        return rows, {"X-Total-Count": str(total)}
+        return read_page(
+            kb_articles.list_articles,
+            account_id=current_principal().account_id,
+            search=args.get("search") or None,
+            **paging(args),
+        )
 
 
 @kb_blp.route("/<uuid:article_id>")

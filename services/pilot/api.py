@@ -47,7 +47,7 @@ from services.pilot.schemas import (
 from shared.auth import current_principal
 from shared.config import Settings
 from shared.db import db
-from shared.endpoints import ApiBlueprint, BearerView
+from shared.endpoints import ApiBlueprint, BearerView, paging, read_page
 from shared.events import write_transaction
 from shared.llm import LLMClient, LLMUnavailable
 from shared.usage import budget_status
@@ -201,17 +201,14 @@ class SessionsView(BearerView):
     )
     def get(self, args: dict[str, Any]) -> Any:
         """Your account's sessions, newest first. `X-Total-Count` gives the unpaged total."""
-        with db.session() as session:
-            rows, total = sessions.list_sessions(
-                session,
-                current_principal(),
-                status=args.get("status"),
-                search=args.get("search"),
-                ticket_ref=args.get("ticket_ref"),
-                limit=args["limit"],
-                offset=args["offset"],
-            )
-        return rows, {"X-Total-Count": str(total)}
+        return read_page(
+            sessions.list_sessions,
+            current_principal(),
+            status=args.get("status"),
+            search=args.get("search"),
+            ticket_ref=args.get("ticket_ref"),
+            **paging(args),
+        )
 
     @blp.endpoint(201, SessionResponseSchema, args=SessionCreateSchema)
     def post(self, data: dict[str, Any]) -> Any:
@@ -329,15 +326,7 @@ class MessagesView(BearerView):
     @blp.endpoint(200, ChatMessageSchema(many=True), args=MessageQueryArgsSchema, location="query")
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The conversation, oldest first. `X-Total-Count` gives the unpaged total."""
-        with db.session() as session:
-            rows, total = chat.list_messages(
-                session,
-                current_principal(),
-                session_id,
-                limit=args["limit"],
-                offset=args["offset"],
-            )
-        return rows, {"X-Total-Count": str(total)}
+        return read_page(chat.list_messages, current_principal(), session_id, **paging(args))
 
     @blp.endpoint(201, ChatTurnResponseSchema, args=MessageCreateSchema)
     @blp.alt_response(

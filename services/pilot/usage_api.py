@@ -11,7 +11,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from services.pilot import sessions
-from services.pilot.schemas import StrictSchema
+from shared.api_schemas import StrictSchema
 from shared.auth import current_principal
 from shared.db import db
 from shared.endpoints import ApiBlueprint, BearerView

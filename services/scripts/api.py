@@ -35,7 +35,7 @@ from shared.auth import (
     load_principal,
 )
 from shared.db import db
-from shared.endpoints import ApiBlueprint, BearerView
+from shared.endpoints import ApiBlueprint, BearerView, paging, read_page, with_total
 from shared.errors import Unauthenticated
 from shared.events import write_transaction
 
@@ -173,12 +173,9 @@ class TemplatesView(BearerView):
             managed=args.get("managed"),
             mine=args["mine"],
             shared=args["shared"],
-            limit=args["limit"],
-            offset=args["offset"],
+            **paging(args),
         )
-        with db.session() as session:
-            rows, total = catalogue.list_templates(session, current_principal(), filters)
-        return rows, {"X-Total-Count": str(total)}
+        return read_page(catalogue.list_templates, current_principal(), filters)
 
     @scripts_blp.endpoint(201, TemplateDetailSchema, args=TemplateCreateSchema)
     def post(self, data: dict[str, Any]) -> Any:
@@ -405,19 +402,20 @@ class GenerationsView(BearerView):
         """Your own generations, newest first (parameters as stored: redacted). `X-Total-Count`
         gives the unpaged total."""
         with db.session() as session:
-            rows, total = generations.list_generations(
-                session, current_principal(), limit=args["limit"], offset=args["offset"]
-            )
-        return [
-            {
-                "id": gen.id,
-                "template_id": gen.template_id,
-                "template_name": name,
-                "template_version": gen.template_version,
-                "parameters_used": gen.parameters_used,
-                "secret_delivery": gen.secret_delivery,
-                "ai_session_id": gen.ai_session_id,
-                "created_at": gen.created_at,
-            }
-            for gen, name in rows
-        ], {"X-Total-Count": str(total)}
+            rows, total = generations.list_generations(session, current_principal(), **paging(args))
+        return with_total(
+            [
+                {
+                    "id": gen.id,
+                    "template_id": gen.template_id,
+                    "template_name": name,
+                    "template_version": gen.template_version,
+                    "parameters_used": gen.parameters_used,
+                    "secret_delivery": gen.secret_delivery,
+                    "ai_session_id": gen.ai_session_id,
+                    "created_at": gen.created_at,
+                }
+                for gen, name in rows
+            ],
+            total,
+        )
