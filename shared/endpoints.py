@@ -62,6 +62,15 @@ class ApiBlueprint(Blueprint):  # type: ignore[misc]
 
         return decorate
 
+    def list_endpoint(
+        self, item_schema: type[Any], *, args: Any, unknown: str | None = None
+    ) -> Callable[[F], F]:
+        """A list: query arguments `args`, answered 200 with an array of `item_schema` (a paged
+        list also sends `X-Total-Count`: `read_page`, `with_total`)."""
+        return self.endpoint(
+            200, item_schema(many=True), args=args, location="query", unknown=unknown
+        )
+
 
 # ── Lists ────────────────────────────────────────────────────────────────────────────────────
 # A list answers one page (`limit` / `offset`, `shared.api_schemas.page_fields`) and carries the

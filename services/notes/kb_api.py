@@ -72,13 +72,7 @@ class KeepView(BearerView):
 
 @kb_blp.route("")
 class KbArticlesView(BearerView):
-    @kb_blp.endpoint(
-        200,
-        KbArticleSummarySchema(many=True),
-        args=KbArticleQueryArgsSchema,
-        location="query",
-        unknown=RAISE,
-    )
+    @kb_blp.list_endpoint(KbArticleSummarySchema, args=KbArticleQueryArgsSchema, unknown=RAISE)
     def get(self, args: dict[str, Any]) -> Any:
         """The account's kept KB articles: newest first, or best match first with `search`.
         `X-Total-Count` gives the unpaged total."""

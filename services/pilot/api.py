@@ -192,13 +192,7 @@ def _sse(kind: str, data: dict[str, Any] | None) -> str:
 
 @blp.route("")
 class SessionsView(BearerView):
-    @blp.endpoint(
-        200,
-        SessionResponseSchema(many=True),
-        args=SessionQueryArgsSchema,
-        location="query",
-        unknown=RAISE,
-    )
+    @blp.list_endpoint(SessionResponseSchema, args=SessionQueryArgsSchema, unknown=RAISE)
     def get(self, args: dict[str, Any]) -> Any:
         """Your account's sessions, newest first. `X-Total-Count` gives the unpaged total."""
         return read_page(
@@ -323,7 +317,7 @@ class FactView(BearerView):
 
 @blp.route("/<uuid:session_id>/messages")
 class MessagesView(BearerView):
-    @blp.endpoint(200, ChatMessageSchema(many=True), args=MessageQueryArgsSchema, location="query")
+    @blp.list_endpoint(ChatMessageSchema, args=MessageQueryArgsSchema)
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The conversation, oldest first. `X-Total-Count` gives the unpaged total."""
         return read_page(chat.list_messages, current_principal(), session_id, **paging(args))
@@ -399,13 +393,7 @@ class MessagesView(BearerView):
 
 @blp.route("/<uuid:session_id>/similar")
 class SimilarView(BearerView):
-    @blp.endpoint(
-        200,
-        SimilarSessionSchema(many=True),
-        args=SimilarQueryArgsSchema,
-        location="query",
-        unknown=RAISE,
-    )
+    @blp.list_endpoint(SimilarSessionSchema, args=SimilarQueryArgsSchema, unknown=RAISE)
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Up to five resolved sessions of your account whose problem and facts are closest
         to this one's (full-text rank plus trigram similarity), each with its root cause,

@@ -159,9 +159,7 @@ class CategoriesView(BearerView):
 
 @scripts_blp.route("/templates")
 class TemplatesView(BearerView):
-    @scripts_blp.endpoint(
-        200, TemplateListItemSchema(many=True), args=TemplateQueryArgsSchema, location="query"
-    )
+    @scripts_blp.list_endpoint(TemplateListItemSchema, args=TemplateQueryArgsSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """Templates you can see, ordered by name, or by relevance when `search` is given
         (`websearch_to_tsquery` syntax: words, "quoted phrases", -excluded; typos tolerated).
@@ -395,9 +393,7 @@ class ScriptSettingsView(BearerView):
 
 @scripts_blp.route("/generations")
 class GenerationsView(BearerView):
-    @scripts_blp.endpoint(
-        200, GenerationRecordSchema(many=True), args=GenerationQueryArgsSchema, location="query"
-    )
+    @scripts_blp.list_endpoint(GenerationRecordSchema, args=GenerationQueryArgsSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """Your own generations, newest first (parameters as stored: redacted). `X-Total-Count`
         gives the unpaged total."""
