@@ -8,21 +8,30 @@ validation are what the three separate decorators gave; `BearerView` runs `auth_
 before every method. A public route (the token endpoint) uses `endpoint(..., public=True)` on a
 plain `MethodView`. A list answers through `read_page` / `with_total` (the page and its
 `X-Total-Count`).
+
+The view owns the transaction (README, "Who owns a transaction"); a view whose whole work is
+one domain call acting as the caller says so with `read_as_caller` (a read session) or
+`write_as_caller` (`shared.events.write_transaction`: committed, then its outbox published).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypedDict, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy.orm import Session
 
-from shared.auth import auth_required
+from shared.auth import auth_required, current_principal
 from shared.db import db
+from shared.events import write_transaction
+from shared.principal import Principal
 from shared.web import BEARER_SECURITY
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class BearerView(MethodView):
@@ -70,6 +79,27 @@ class ApiBlueprint(Blueprint):  # type: ignore[misc]
         return self.endpoint(
             200, item_schema(many=True), args=args, location="query", unknown=unknown
         )
+
+
+# ── One domain call as the caller ────────────────────────────────────────────────────────────
+
+
+def read_as_caller(
+    read: Callable[Concatenate[Session, Principal, P], R], /, *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """`read(session, caller, *args, **kwargs)` in a read session, the caller being the
+    request's authenticated principal."""
+    with db.session() as session:
+        return read(session, current_principal(), *args, **kwargs)
+
+
+def write_as_caller(
+    write: Callable[Concatenate[Session, Principal, P], R], /, *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """`write(session, caller, *args, **kwargs)` in one write transaction, committed (and its
+    outbox events published) when it returns; rolled back if it raises."""
+    with write_transaction() as session:
+        return write(session, current_principal(), *args, **kwargs)
 
 
 # ── Lists ────────────────────────────────────────────────────────────────────────────────────

@@ -47,7 +47,14 @@ from services.pilot.schemas import (
 from shared.auth import current_principal
 from shared.config import Settings
 from shared.db import db
-from shared.endpoints import ApiBlueprint, BearerView, paging, read_page
+from shared.endpoints import (
+    ApiBlueprint,
+    BearerView,
+    paging,
+    read_as_caller,
+    read_page,
+    write_as_caller,
+)
 from shared.events import write_transaction
 from shared.llm import LLMClient, LLMUnavailable
 from shared.usage import budget_status
@@ -207,14 +214,12 @@ class SessionsView(BearerView):
     @blp.endpoint(201, SessionResponseSchema, args=SessionCreateSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Open a troubleshooting session (engineers and owners). Its state_version starts at 1."""
-        with write_transaction() as session:
-            result = sessions.create_session(
-                session,
-                current_principal(),
-                title=data["title"],
-                ticket_ref=data.get("ticket_ref"),
-                problem=data.get("problem"),
-            )
+        result = write_as_caller(
+            sessions.create_session,
+            title=data["title"],
+            ticket_ref=data.get("ticket_ref"),
+            problem=data.get("problem"),
+        )
         return _versioned(result)
 
 
@@ -223,15 +228,13 @@ class SessionView(BearerView):
     @blp.endpoint(200, SessionResponseSchema)
     def get(self, session_id: uuid.UUID) -> Any:
         """One session."""
-        with db.session() as session:
-            return sessions.get_session(session, current_principal(), session_id)
+        return read_as_caller(sessions.get_session, session_id)
 
     @blp.endpoint(200, SessionResponseSchema, args=SessionUpdateSchema)
     def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Change the title, ticket reference or problem statement. 409 while the session is
         resolved."""
-        with write_transaction() as session:
-            result = sessions.update_session(session, current_principal(), session_id, data)
+        result = write_as_caller(sessions.update_session, session_id, data)
         return _versioned(result)
 
 
@@ -245,15 +248,13 @@ class ResolveView(BearerView):
         other than dismissed) unless `force: true`, and when the account has a ticketing
         integration and there is no `ticket_ref`. Resolving twice is a 409; the session is
         read-only until reopened."""
-        with write_transaction() as session:
-            result = sessions.resolve_session(
-                session,
-                current_principal(),
-                session_id,
-                ticket_ref=data.get("ticket_ref"),
-                resolution=data.get("resolution"),
-                force=bool(data.get("force")),
-            )
+        result = write_as_caller(
+            sessions.resolve_session,
+            session_id,
+            ticket_ref=data.get("ticket_ref"),
+            resolution=data.get("resolution"),
+            force=bool(data.get("force")),
+        )
         row = result.obj
         return {
             "id": row.id,
@@ -269,8 +270,7 @@ class ReopenView(BearerView):
     @blp.endpoint(200, SessionResponseSchema)
     def post(self, session_id: uuid.UUID) -> Any:
         """Make a resolved session writable again. 409 if it is not resolved."""
-        with write_transaction() as session:
-            result = sessions.reopen_session(session, current_principal(), session_id)
+        result = write_as_caller(sessions.reopen_session, session_id)
         return _versioned(result)
 
 
@@ -282,16 +282,12 @@ class FactsView(BearerView):
     @blp.endpoint(200, FactSchema(many=True))
     def get(self, session_id: uuid.UUID) -> Any:
         """The session's facts, oldest first."""
-        with db.session() as session:
-            return facts.list_facts(session, current_principal(), session_id)
+        return read_as_caller(facts.list_facts, session_id)
 
     @blp.endpoint(201, FactWriteResponseSchema, args=FactCreateSchema)
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Record a fact: text (trimmed, 1..4000 characters) and kind (default observation)."""
-        with write_transaction() as session:
-            result = facts.add_fact(
-                session, current_principal(), session_id, text=data["text"], kind=data["kind"]
-            )
+        result = write_as_caller(facts.add_fact, session_id, text=data["text"], kind=data["kind"])
         return _versioned(result)
 
 
@@ -300,15 +296,13 @@ class FactView(BearerView):
     @blp.endpoint(200, FactWriteResponseSchema, args=FactUpdateSchema)
     def patch(self, data: dict[str, Any], session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Change a fact's text or kind."""
-        with write_transaction() as session:
-            result = facts.update_fact(session, current_principal(), session_id, fact_id, data)
+        result = write_as_caller(facts.update_fact, session_id, fact_id, data)
         return _versioned(result)
 
     @blp.endpoint(200, FactDeleteResponseSchema)
     def delete(self, session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Delete a fact. Answers 200 (not 204) so the new state_version can be returned."""
-        with write_transaction() as session:
-            result = facts.delete_fact(session, current_principal(), session_id, fact_id)
+        result = write_as_caller(facts.delete_fact, session_id, fact_id)
         return {"id": fact_id, "deleted": True, "state_version": result.state_version}
 
 
@@ -398,10 +392,7 @@ class SimilarView(BearerView):
         """Up to five resolved sessions of your account whose problem and facts are closest
         to this one's (full-text rank plus trigram similarity), each with its root cause,
         resolution and the templates used."""
-        with db.session() as session:
-            found = similar.similar_sessions(
-                session, current_principal(), session_id, limit=args["limit"]
-            )
+        found = read_as_caller(similar.similar_sessions, session_id, limit=args["limit"])
         return [item.as_dict() for item in found]
 
 
@@ -410,8 +401,7 @@ class FixesView(BearerView):
     @blp.endpoint(200, SuggestedFixSchema(many=True))
     def get(self, session_id: uuid.UUID) -> Any:
         """Every fix proposed in the session, newest first, with supersession and decision."""
-        with db.session() as session:
-            return fixes.list_fixes(session, current_principal(), session_id)
+        return read_as_caller(fixes.list_fixes, session_id)
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/active")
@@ -419,8 +409,7 @@ class ActiveFixView(BearerView):
     @blp.endpoint(200, SuggestedFixSchema)
     def get(self, session_id: uuid.UUID) -> Any:
         """The active (not superseded) fix, or 404 when there is none."""
-        with db.session() as session:
-            return fixes.get_active_fix(session, current_principal(), session_id)
+        return read_as_caller(fixes.get_active_fix, session_id)
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/<uuid:fix_id>/decision")

@@ -35,7 +35,15 @@ from shared.auth import (
     load_principal,
 )
 from shared.db import db
-from shared.endpoints import ApiBlueprint, BearerView, paging, read_page, with_total
+from shared.endpoints import (
+    ApiBlueprint,
+    BearerView,
+    paging,
+    read_as_caller,
+    read_page,
+    with_total,
+    write_as_caller,
+)
 from shared.errors import Unauthenticated
 from shared.events import write_transaction
 
@@ -153,8 +161,7 @@ class CategoriesView(BearerView):
     @scripts_blp.endpoint(200, CategoryResponseSchema(many=True))
     def get(self) -> list[dict[str, Any]]:
         """Active categories by sort order, with the number of templates you can see."""
-        with db.session() as session:
-            return catalogue.list_categories(session, current_principal())
+        return read_as_caller(catalogue.list_categories)
 
 
 @scripts_blp.route("/templates")
@@ -178,8 +185,7 @@ class TemplatesView(BearerView):
     @scripts_blp.endpoint(201, TemplateDetailSchema, args=TemplateCreateSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Create a template (engineers and owners)."""
-        with write_transaction() as session:
-            return templates.create_template(session, current_principal(), data)
+        return write_as_caller(templates.create_template, data)
 
 
 @scripts_blp.route("/tags")
@@ -187,8 +193,7 @@ class TagsView(BearerView):
     @scripts_blp.endpoint(200, TagResponseSchema(many=True))
     def get(self) -> list[dict[str, Any]]:
         """Every tag on a template you can see, with its template count, sorted by tag."""
-        with db.session() as session:
-            return catalogue.list_tags(session, current_principal())
+        return read_as_caller(catalogue.list_tags)
 
 
 @scripts_blp.route("/templates/by-slug/<string:slug>")
@@ -196,8 +201,7 @@ class TemplateBySlugView(BearerView):
     @scripts_blp.endpoint(200, TemplateDetailSchema)
     def get(self, slug: str) -> Any:
         """The template of that slug: your account's own, else the built-in one."""
-        with db.session() as session:
-            return catalogue.get_template_by_slug(session, current_principal(), slug)
+        return read_as_caller(catalogue.get_template_by_slug, slug)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>")
@@ -205,20 +209,17 @@ class TemplateView(BearerView):
     @scripts_blp.endpoint(200, TemplateDetailSchema)
     def get(self, template_id: uuid.UUID) -> Any:
         """One template with its body, parameters, defaults and validation rules."""
-        with db.session() as session:
-            return catalogue.get_template(session, current_principal(), template_id)
+        return read_as_caller(catalogue.get_template, template_id)
 
     @scripts_blp.endpoint(200, TemplateDetailSchema, args=TemplateUpdateSchema)
     def put(self, data: dict[str, Any], template_id: uuid.UUID) -> Any:
         """Partial update; `version` grows when `script_body` or `parameters_schema` changes."""
-        with write_transaction() as session:
-            return templates.update_template(session, current_principal(), template_id, data)
+        return write_as_caller(templates.update_template, template_id, data)
 
     @scripts_blp.endpoint(204)
     def delete(self, template_id: uuid.UUID) -> None:
         """Soft delete."""
-        with write_transaction() as session:
-            templates.delete_template(session, current_principal(), template_id)
+        write_as_caller(templates.delete_template, template_id)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>/share")
@@ -226,10 +227,7 @@ class TemplateShareView(BearerView):
     @scripts_blp.endpoint(200, TemplateDetailSchema, args=ShareArgsSchema, location="query")
     def patch(self, args: dict[str, Any], template_id: uuid.UUID) -> Any:
         """Share with the team (true) or make personal (false). Owners and super admins."""
-        with write_transaction() as session:
-            return templates.share_template(
-                session, current_principal(), template_id, args["shared"]
-            )
+        return write_as_caller(templates.share_template, template_id, args["shared"])
 
 
 @scripts_blp.route("/templates/drafts")
@@ -237,8 +235,7 @@ class TemplateDraftsView(BearerView):
     @scripts_blp.endpoint(200, TemplateDetailSchema(many=True))
     def get(self) -> Any:
         """Your template drafts made from fixes (not in the library until published)."""
-        with db.session() as session:
-            return drafts.list_drafts(session, current_principal())
+        return read_as_caller(drafts.list_drafts)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>/publish")
@@ -248,8 +245,7 @@ class TemplatePublishView(BearerView):
         """Publish a draft to your team's library (its creator or an account owner), after
         the same validation and static check as any template save. 409 when already
         published."""
-        with write_transaction() as session:
-            return drafts.publish_template(session, current_principal(), template_id)
+        return write_as_caller(drafts.publish_template, template_id)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>/versions")
@@ -257,8 +253,7 @@ class TemplateVersionsView(BearerView):
     @scripts_blp.endpoint(200, TemplateVersionSchema(many=True))
     def get(self, template_id: uuid.UUID) -> Any:
         """Every version of the template's body and parameters, newest first."""
-        with db.session() as session:
-            return catalogue.list_versions(session, current_principal(), template_id)
+        return read_as_caller(catalogue.list_versions, template_id)
 
 
 # ── Generate and history ──────────────────────────────────────────────────
@@ -381,14 +376,12 @@ class ScriptSettingsView(BearerView):
     @scripts_blp.endpoint(200, ScriptSettingsSchema)
     def get(self) -> dict[str, Any]:
         """The account's script settings."""
-        with db.session() as session:
-            return generations.get_script_settings(session, current_principal())
+        return read_as_caller(generations.get_script_settings)
 
     @scripts_blp.endpoint(200, ScriptSettingsSchema, args=ScriptSettingsSchema)
     def put(self, data: dict[str, Any]) -> dict[str, Any]:
         """Set the account's default secret delivery (owners)."""
-        with write_transaction() as session:
-            return generations.update_script_settings(session, current_principal(), data)
+        return write_as_caller(generations.update_script_settings, data)
 
 
 @scripts_blp.route("/generations")
@@ -397,8 +390,7 @@ class GenerationsView(BearerView):
     def get(self, args: dict[str, Any]) -> Any:
         """Your own generations, newest first (parameters as stored: redacted). `X-Total-Count`
         gives the unpaged total."""
-        with db.session() as session:
-            rows, total = generations.list_generations(session, current_principal(), **paging(args))
+        rows, total = read_as_caller(generations.list_generations, **paging(args))
         return with_total(
             [
                 {
