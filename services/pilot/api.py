@@ -255,14 +255,8 @@ class ResolveView(BearerView):
             resolution=data.get("resolution"),
             force=bool(data.get("force")),
         )
-        row = result.obj
-        return {
-            "id": row.id,
-            "status": row.status,
-            "state_version": result.state_version,
-            "resolved_version": row.resolved_version,
-            "ticket_ref": row.ticket_ref,
-        }
+        # ResolveResponseSchema answers the id, status, versions and ticket_ref of it.
+        return _versioned(result)
 
 
 @blp.route("/<uuid:session_id>/reopen")
