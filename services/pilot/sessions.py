@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from services.pilot.search_document import store_search_document
 from shared import events, resolution_snapshot
 from shared.errors import (
     AI_SESSION_NOT_FOUND,
@@ -258,6 +259,7 @@ def resolve_session(
     row.resolved_by = principal.id
     row.resolved_version = version
     session.flush()
+    store_search_document(session, session_id, principal.account_id)
     has_resolution = resolution_snapshot.take_snapshot(session, session_id)
     if not force and not has_resolution:
         raise InvalidInput(
