@@ -150,9 +150,22 @@ def _configure_runtime(**_: Any) -> None:
     from shared.models.base import NOTES
     from shared.models.exposed import SERVICE_ROLES
 
-    runtime.configure(app.conf.rf_settings)
+    settings = runtime.configure(app.conf.rf_settings)
     # Every task of this worker reads and writes as the notes service.
     db.run_as(SERVICE_ROLES[NOTES])
+    # The process says it is alive, and hands on the jobs of processes that stopped saying so.
+    from services.notes import liveness
+    from services.notes.tasks import enqueue_reclaimed
+
+    liveness.start(settings, enqueue_reclaimed)
+
+
+@signals.worker_shutdown.connect(weak=False)
+def _stop_beating(**_: Any) -> None:
+    """After a warm shutdown (every running task finished): stop beating, delete the row."""
+    from services.notes import liveness
+
+    liveness.stop()
 
 
 @signals.worker_process_init.connect(weak=False)
