@@ -165,6 +165,7 @@ class ProcessBeat:
         self.pid = os.getpid()
         self.process_id = f"{hostname}:{self.pid}:{secrets.token_hex(4)}"
         self._stop = threading.Event()
+        self._beaten = threading.Event()
         self._threads: list[threading.Thread] = []
         self._engine: Engine | None = None
         self._failed_at: float | None = None
@@ -191,6 +192,7 @@ class ProcessBeat:
             log.warning("worker beat failed", process=self.process_id, exc_info=True)
             return False
         self._beats += 1
+        self._beaten.set()
         return True
 
     def can_judge(self) -> bool:
@@ -228,12 +230,17 @@ class ProcessBeat:
                 return
 
     def _reclaim_loop(self) -> None:
+        # The first look right after the first beat: a worker restarted in place of one that
+        # was killed hands on its predecessor's jobs as soon as their silence is long enough.
         interval = self.settings.WORKER_BEAT_S
-        while not self._stop.wait(interval):
-            try:
-                self.reclaim_once()
-            except Exception:  # noqa: BLE001 - tried again at the next beat
-                log.warning("reclaiming dead workers' jobs failed", exc_info=True)
+        while not self._stop.is_set():
+            if self._beaten.wait(interval):
+                try:
+                    self.reclaim_once()
+                except Exception:  # noqa: BLE001 - tried again at the next beat
+                    log.warning("reclaiming dead workers' jobs failed", exc_info=True)
+            if self._stop.wait(interval):
+                return
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop beating and delete this process's row: a clean exit hands nothing on (its

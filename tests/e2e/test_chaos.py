@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 
 from shared.config import Settings
 from shared.db import db
-from shared.models import AISession, OutboxEvent, SessionFact
+from shared.models import AISession, OutboxEvent, ResolutionNote, SessionFact
 from tests.support.redis_servers import RedisServer
 from tests.support.workers import wait_until
 
@@ -38,6 +38,8 @@ LOAD_THREADS = 4
 REDIS_DOWN_S = 2.0
 # After a fault ends, how long a 503 is still the honest answer (pools reconnecting).
 GRACE_S = 10.0
+# A SIGKILLed worker's job is delivered within this (the liveness bound, 7 s, plus the work).
+RECOVERY_TARGET_S = 10.0
 
 
 @dataclass
@@ -148,6 +150,36 @@ def _generates(base: str, headers: dict[str, str], sid: uuid.UUID) -> bool:
     return answer.status_code == 200
 
 
+def _victim(base: str, headers: dict[str, str], receiver: Any, n: int) -> uuid.UUID:
+    """A session resolved now whose note's delivery hangs at the receiver: the worker holds
+    that job (its lease and the HTTP call) until it is killed."""
+    created = requests.post(
+        f"{base}/api/v1/ai-sessions",
+        json={"title": f"Victim {n}", "problem": "Printer offline"},
+        headers=headers,
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    sid = uuid.UUID(created.json()["id"])
+    receiver.hang_first_delivery_of(str(sid))
+    resolved = requests.post(
+        f"{base}/api/v1/ai-sessions/{sid}/resolve", json=RESOLUTION, headers=headers, timeout=30
+    )
+    assert resolved.status_code == 202, resolved.text
+    wait_until(
+        lambda: receiver.deliveries_of(str(sid)), 120, message="the victim's delivery in flight"
+    )
+    return sid
+
+
+def _delivered(sid: uuid.UUID) -> bool:
+    with db.session() as session:
+        status = session.scalar(
+            select(ResolutionNote.delivery_status).where(ResolutionNote.session_id == sid)
+        )
+    return status == "delivered"
+
+
 def _terminate_backends(settings: Settings) -> int:
     url = make_url(settings.DATABASE_URL or "")
     conn = psycopg2.connect(
@@ -173,7 +205,15 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
     rec = Record()
     stop = threading.Event()
     try:
-        with fault_stack(redis_server.url, supervise=True, log_name="chaos-gateway") as running:
+        # The production lease and lock: a killed worker's job must come back through the
+        # liveness check (services.notes.liveness), not through a short lease's expiry.
+        with fault_stack(
+            redis_server.url,
+            supervise=True,
+            log_name="chaos-gateway",
+            JOB_LEASE_S=Settings.JOB_LEASE_S,
+            NOTES_LOCK_TTL_S=Settings.NOTES_LOCK_TTL_S,
+        ) as running:
             base, user, receiver = running.base_url, running.owner, running.receiver
             settings = running.stack.settings
             sids = []
@@ -197,29 +237,27 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
                 thread.start()
             wait_until(lambda: len(rec.answers) >= 20, 60, message="the load to start")
 
-            def fault(name: str, inject: Any, heal: Any, *, generated: bool = False) -> None:
+            def fault(name: str, inject: Any, heal: Any, *checks: tuple[str, Any]) -> None:
+                """Inject, heal, then time each check from the heal (one figure each)."""
                 start = time.monotonic()
                 inject()
                 heal()
                 healed = time.monotonic()
-                check = (
-                    (lambda: _generates(base, user.headers, probe))
-                    if generated
-                    else (lambda: _answers(base, user.headers, probe))
-                )
-                wait_until(
-                    check,
-                    # A deadline, not a figure: the figures are printed below.
-                    180,
-                    interval_s=0.1,
-                    message=f"recovery after {name}",
-                )
-                end = time.monotonic()
-                rec.windows.append((name, start, end))
-                rec.recovery.append((name, healed - start, end - healed))
+                for what, check in checks or (("", lambda: _answers(base, user.headers, probe)),):
+                    wait_until(
+                        check,
+                        # A deadline, not a figure: the figures are printed below.
+                        180,
+                        interval_s=0.1,
+                        message=f"recovery after {name}{what}",
+                    )
+                    end = time.monotonic()
+                    rec.recovery.append((f"{name}{what}", healed - start, end - healed))
+                rec.windows.append((name, start, time.monotonic()))
 
             worker_pid = running.stack.worker_pid
-            for _ in range(ROUNDS):
+            victims: list[uuid.UUID] = []
+            for round_number in range(ROUNDS):
                 fault(
                     "redis killed",
                     redis_server.kill,
@@ -230,21 +268,30 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
                     lambda: _terminate_backends(settings),
                     lambda: None,
                 )
-                # The broker fault may have left the worker restarting: kill a running one.
+                # The broker fault may have left the worker restarting: kill a running one,
+                # while it holds a job (a delivery hanging at the receiver).
+                victim = _victim(base, user.headers, receiver, round_number)
+                victims.append(victim)
                 killed = wait_until(worker_pid, 60, message="a running worker")
                 assert killed is not None
                 fault(
                     "worker SIGKILLed",
                     lambda pid=killed: os.kill(pid, signal.SIGKILL),
-                    lambda pid=killed: wait_until(
-                        lambda: worker_pid() not in (None, pid), 10, message="worker back"
+                    lambda: None,
+                    (
+                        " (a new worker process)",
+                        lambda pid=killed: worker_pid() not in (None, pid),
                     ),
-                    generated=True,
+                    (" (the job it held delivered)", lambda sid=victim: _delivered(sid)),
+                    (
+                        " (new notes generated)",
+                        lambda: _generates(base, user.headers, probe),
+                    ),
                 )
             stop.set()
             for thread in loaders:
                 thread.join(timeout=60)
-            resolved = set(rec.resolved)
+            resolved = set(rec.resolved) | set(victims)
             # Resolve whatever the load left open, so every session ends with a note.
             for sid in list(load_sids):
                 if sid not in resolved:
@@ -268,6 +315,10 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
     finally:
         stop.set()
         redis_server.kill()
+    # A killed worker's job came back through the liveness check, within its bound.
+    handed_on = [r for name, _, r in rec.recovery if name.endswith("(the job it held delivered)")]
+    assert len(handed_on) == ROUNDS
+    assert max(handed_on) <= RECOVERY_TARGET_S, handed_on
 
     # Every resolved session: one note, one webhook-id, delivered (retried with the same id).
     per_session: dict[str, set[str | None]] = defaultdict(set)
