@@ -77,14 +77,19 @@ def fault_stack(
 
     @contextmanager
     def start(
-        redis_url: str, *, supervise: bool, log_name: str, **overrides: Any
+        redis_url: str, *, supervise: bool, log_name: str, workers: int = 1, **overrides: Any
     ) -> Iterator[FaultStack]:
         owner = make_user("owner")
         settings = replace(migrated, REDIS_URL=redis_url, **{**FAULT_SETTINGS, **overrides})
         with (
             WebhookReceiver() as receiver,
             running_stack(
-                settings, beat=True, supervise=supervise, concurrency=4, log_name=log_name
+                settings,
+                beat=True,
+                supervise=supervise,
+                workers=workers,
+                concurrency=4,
+                log_name=log_name,
             ) as stack,
         ):
             with db.transaction() as session:
