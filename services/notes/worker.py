@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, signals
+from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.entity import Queue
 
 from shared.config import Settings
@@ -43,6 +44,28 @@ from shared.tasks import (
 VISIBILITY_TIMEOUT_S = 3600
 
 
+# kombu's reconnect waits 2 s, then 4, 6, 8 ... up to 30 s between attempts: a broker back
+# after 30 s down would wait up to 12 s more for its worker. Capped, the worker reconnects
+# within BROKER_RETRY_MAX_S of the broker answering.
+BROKER_RETRY_MAX_S = 2.0
+
+
+class Consumer(CeleryConsumer):  # type: ignore[misc]
+    """Celery's consumer, reconnecting to a lost broker every BROKER_RETRY_MAX_S at most."""
+
+    def ensure_connected(self, conn: Any) -> Any:
+        ensure = conn.ensure_connection
+
+        def capped(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("interval_start", 1)
+            kwargs.setdefault("interval_step", 1)
+            kwargs.setdefault("interval_max", BROKER_RETRY_MAX_S)
+            return ensure(*args, **kwargs)
+
+        conn.ensure_connection = capped
+        return super().ensure_connected(conn)
+
+
 def broker_url(settings: Settings) -> str:
     # Without REDIS_URL the worker uses the embedded Redis `make run` starts (same port).
     return settings.REDIS_URL or f"redis://127.0.0.1:{settings.EMBEDDED_REDIS_PORT}/0"
@@ -61,6 +84,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry": True,
         "broker_connection_max_retries": None,
         "broker_channel_error_retry": True,
+        "worker_consumer": f"{__name__}:Consumer",
         "broker_transport_options": {
             "visibility_timeout": VISIBILITY_TIMEOUT_S,
             "socket_connect_timeout": 5,

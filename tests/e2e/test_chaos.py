@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,24 @@ def _victim(base: str, headers: dict[str, str], receiver: Any, n: int) -> uuid.U
     return sid
 
 
+def _all_beating(stack: Any) -> bool:
+    """Every supervised worker process runs and has beaten in the last WORKER_BEAT_S * 2 (it
+    booted: its worker_init started the beat)."""
+    pids = {stack.worker_pid(program) for program in stack.worker_programs()}
+    if None in pids:
+        return False
+    with db.session() as session:
+        beating = set(
+            session.scalars(
+                select(WorkerProcess.pid).where(
+                    WorkerProcess.beat_at
+                    > func.now() - timedelta(seconds=2 * stack.settings.WORKER_BEAT_S)
+                )
+            ).all()
+        )
+    return pids <= beating
+
+
 def _holder_of(stack: Any, sid: uuid.UUID) -> tuple[str, int]:
     """The supervised worker program (and its pid) whose process holds the session's note."""
     from services.notes.liveness import owner_process
@@ -291,10 +310,15 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
                     lambda: _terminate_backends(settings),
                     lambda: None,
                 )
-                # The broker fault may have left a worker restarting: wait for both, then
-                # kill the one that holds a job (a delivery hanging at the receiver).
-                for program in running.stack.worker_programs():
-                    wait_until(lambda p=program: worker_pid(p), 60, message=f"{program} running")
+                # The broker fault may have left a worker restarting (kombu's crash on the
+                # reconnect): wait until both are up and beating, then kill the one that holds
+                # a job (a delivery hanging at the receiver).
+                wait_until(
+                    lambda: _all_beating(running.stack),
+                    120,
+                    interval_s=0.2,
+                    message="every worker process up and beating",
+                )
                 victim = _victim(base, user.headers, receiver, round_number)
                 victims.append(victim)
                 program, killed = _holder_of(running.stack, victim)
