@@ -187,9 +187,13 @@ class ProcessBeat:
         try:
             with self._engine.begin() as conn:
                 conn.execute(statement)
-        except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+        except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next one
             self._failed_at = time.monotonic()
-            log.warning("worker beat failed", process=self.process_id, exc_info=True)
+            log.warning(
+                "worker beat failed",
+                process=self.process_id,
+                error=f"{type(exc).__name__}: {str(exc)[:200]}",
+            )
             return False
         self._beats += 1
         self._beaten.set()
@@ -237,8 +241,11 @@ class ProcessBeat:
             if self._beaten.wait(interval):
                 try:
                     self.reclaim_once()
-                except Exception:  # noqa: BLE001 - tried again at the next beat
-                    log.warning("reclaiming dead workers' jobs failed", exc_info=True)
+                except Exception as exc:  # noqa: BLE001 - tried again at the next beat
+                    log.warning(
+                        "reclaiming dead workers' jobs failed; tried again at the next beat",
+                        error=f"{type(exc).__name__}: {str(exc)[:200]}",
+                    )
             if self._stop.wait(interval):
                 return
 
