@@ -299,16 +299,28 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
 
             worker_pid = running.stack.worker_pid
             victims: list[uuid.UUID] = []
+            first_answers: list[bool | None] = []
             for round_number in range(ROUNDS):
                 fault(
                     "redis killed",
                     redis_server.kill,
                     lambda: (stop.wait(REDIS_DOWN_S), redis_server.start()),
                 )
+                # The next request after the backends are gone succeeds (the pools replace the
+                # dead connections): the probe's first answer is counted.
+                first_answers.append(None)
+
+                def next_request_answers() -> bool:
+                    answered = _answers(base, user.headers, probe)
+                    if first_answers[-1] is None:
+                        first_answers[-1] = answered
+                    return answered
+
                 fault(
                     "postgres backends terminated",
                     lambda: _terminate_backends(settings),
                     lambda: None,
+                    ("", next_request_answers),
                 )
                 # The broker fault may have left a worker restarting (kombu's crash on the
                 # reconnect): wait until both are up and beating, then kill the one that holds
@@ -417,6 +429,8 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
             for name, v in recovery.items()
         )
     )
+    # Every backend terminated: the very next request of the probe succeeded, each round.
+    assert first_answers == [True] * ROUNDS, first_answers
     # A killed worker's job came back through the liveness check, within its bound.
     handed_on = [r for name, _, r in rec.recovery if name.endswith("(the job it held delivered)")]
     assert len(handed_on) == ROUNDS
