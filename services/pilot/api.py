@@ -22,7 +22,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE
 from sqlalchemy import inspect
 
-from services.pilot import chat, drafts, facts, fixes, sessions, similar
+from services.pilot import chat, draft_params, drafts, facts, fixes, sessions, similar
 from services.pilot.schemas import (
     ChatMessageSchema,
     ChatTurnResponseSchema,
@@ -115,7 +115,12 @@ def _llm() -> LLMClient:
 
 
 def _columns(obj: Any, **extra: Any) -> dict[str, Any]:
-    data = {attr.key: getattr(obj, attr.key) for attr in inspect(obj).mapper.column_attrs}
+    # Deferred columns (a session's stored search document) are never part of an answer.
+    data = {
+        attr.key: getattr(obj, attr.key)
+        for attr in inspect(obj).mapper.column_attrs
+        if not attr.deferred
+    }
     data.update(extra)
     return data
 
@@ -492,9 +497,15 @@ class DecisionView(MethodView):
         build_template or dismissed (which supersedes it). 409 on a superseded fix or one
         already decided."""
         principal = current_principal()
+        proposal = None
+        if data["decision"] in drafts.TEMPLATE_DECISIONS:
+            # The LLM is asked before the transaction, so no row stays locked while it answers.
+            proposal = draft_params.propose_for_fix(_llm(), principal, session_id, fix_id)
         with write_transaction() as session:
             result = sessions.decide_fix(session, principal, session_id, fix_id, data["decision"])
-            draft = drafts.draft_from_fix(session, principal, result.obj, data["decision"])
+            draft = drafts.draft_from_fix(
+                session, principal, result.obj, data["decision"], proposal
+            )
             body = _versioned(result)
             body["draft_template"] = draft.as_dict() if draft is not None else None
         return body

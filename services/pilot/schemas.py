@@ -285,6 +285,25 @@ class DraftTemplateSchema(StrictSchema):
         metadata={"description": "the literals lifted from the fix's script, with their defaults"},
     )
     script_findings = fields.List(fields.Dict())
+    generator = fields.String(
+        metadata={
+            "description": "what chose the parameters: anthropic (the LLM's checked proposal), "
+            "offline (the syntax-tree lifter, no API key) or offline-fallback (the LLM could "
+            "not be used)"
+        }
+    )
+    parameter_sources = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": "per parameter key: llm or lifter"},
+    )
+    rejected_proposals = fields.List(
+        fields.Dict(),
+        metadata={
+            "description": "each LLM proposal that failed the checks ({literal, reason}); its "
+            "literal kept the deterministic lift"
+        },
+    )
 
 
 class DecisionResponseSchema(SuggestedFixSchema):

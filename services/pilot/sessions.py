@@ -24,6 +24,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from services.notes import bundle
+from services.pilot.search_document import store_search_document
 from shared import events
 from shared.errors import (
     AI_SESSION_NOT_FOUND,
@@ -258,6 +259,7 @@ def resolve_session(
     row.resolved_by = principal.id
     row.resolved_version = version
     session.flush()
+    store_search_document(session, session_id, principal.account_id)
     loaded = bundle.snapshot_resolution(session, session_id)
     if not force and (loaded is None or not loaded.bundle.has_resolution()):
         raise InvalidInput(

@@ -495,6 +495,25 @@ export async function getResolutionNote(id) {
 
 export const redeliverNote = (id) => send("POST", `${S(id)}/resolution-note/redeliver`, {});
 
+// ── Knowledge base ───────────────────────────────────────────────────────
+
+/**
+ * The account's kept KB articles: newest first, or best match first with `search`.
+ * @param {{search?: string, limit?: number, offset?: number, signal?: AbortSignal}} [options]
+ * @returns {Promise<{items: Object[], total: number}>}
+ */
+export async function listKbArticles({ search, limit = 20, offset = 0, signal } = {}) {
+  const { data, response } = await request("GET", "/kb-articles", { params: { search, limit, offset }, signal });
+  return { items: data, total: Number(response.headers.get("X-Total-Count") ?? data.length) };
+}
+
+/** One kept KB article with its markdown. */
+export const getKbArticle = (id) => get(`/kb-articles/${encodeURIComponent(id)}`);
+
+/** Keep a resolved session's current KB article (keeping again replaces it). */
+export const keepKbArticle = (id, wait = 25) =>
+  request("POST", `${S(id)}/resolution-note/keep`, { params: { kind: "kb_article", wait } }).then((r) => r.data);
+
 // ── Integrations ─────────────────────────────────────────────────────────
 
 /** The account's ticketing integration, or null when none is configured. */
