@@ -1,7 +1,7 @@
 """Worker processes that beat, so a dead worker's leases are handed on within seconds
 
 Revision ID: 20261202_liveness
-Revises: 20261202_schemas
+Revises: 20261202_i16_similar
 Create Date: 2026-12-02
 
 - `notes.worker_processes`: one row per notes worker process, its `beat_at` written by the
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261202_liveness"
-down_revision: str | None = "20261202_schemas"
+down_revision: str | None = "20261202_i16_similar"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
