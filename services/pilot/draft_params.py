@@ -51,7 +51,7 @@ from shared.powershell_lift_plan import (
 )
 from shared.powershell_literals import LiftedParameter, LiftedScript, lift_literals
 from shared.principal import Principal
-from shared.usage import record_usage
+from shared.usage import record_call
 from shared.vocabulary import REDACTION_MARKER
 
 __all__ = [
@@ -214,15 +214,8 @@ def propose_for_fix(
     except LLMUnavailable as exc:
         return Proposal(GENERATOR_FALLBACK, error=exc.reason)
     with write_transaction() as session:
-        record_usage(
-            session,
-            account_id=account_id,
-            ai_session_id=session_id,
-            purpose=USAGE_PURPOSE,
-            generator=result.generator,
-            model=result.model,
-            usage=result.usage,
-            latency_ms=result.latency_ms,
+        record_call(
+            session, result, account_id=account_id, ai_session_id=session_id, purpose=USAGE_PURPOSE
         )
     if result.generator != GENERATOR_ANTHROPIC:  # pragma: no cover - online answers online
         return Proposal(GENERATOR_OFFLINE)

@@ -44,22 +44,15 @@ export const API_BASE = "/api/v1";
 const TOKEN_KEY = "rf.console.token";
 const EXPIRES_KEY = "rf.console.expires";
 
-export const FACT_KINDS = /** @type {const} */ ([
-  "symptom",
-  "observation",
-  "confirmed",
-  "ruled_out",
-  "environment",
-  "root_cause",
-  "resolution",
-]);
+// The words the API accepts, defined once on the server (shared/vocabulary.py, the models)
+// and handed to the page by the shell as JSON (services/console: `#rf-vocabulary`).
+const VOCABULARY = JSON.parse(document.getElementById("rf-vocabulary")?.textContent || "{}");
 
-export const FIX_DECISIONS = /** @type {const} */ ([
-  "one_off",
-  "draft_template",
-  "build_template",
-  "dismissed",
-]);
+/** @type {readonly string[]} */
+export const FACT_KINDS = Object.freeze(VOCABULARY.fact_kinds || []);
+
+/** @type {readonly string[]} */
+export const FIX_DECISIONS = Object.freeze(VOCABULARY.fix_decisions || []);
 
 /** An HTTP error answer of the API, with its JSON body. */
 export class ApiError extends Error {
