@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from sqlalchemy import func, select
 
@@ -21,8 +20,6 @@ from shared.db import db
 from shared.models import OutboxEvent, ResolutionNote, SessionFact
 from tests.support.redis_servers import RedisServer
 from tests.support.workers import wait_until
-
-pytestmark = pytest.mark.slow
 
 # What the issue asks the stack to ride through, and how soon it must be whole again.
 DOWN_S = 30.0
