@@ -42,15 +42,17 @@ run: install
 eval-notes: install
 	$(BIN)/python -m bench.eval.notes_eval
 
-## test: the whole suite against real PostgreSQL, Redis and Celery workers
+## test: the whole suite against real PostgreSQL, Redis and Celery workers, every hypothesis
+## property at its full example count
 test: install-dev test-tools
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 ## test-unit: the fast tier: everything but the `slow` tests (the folders tests/conftest.py names:
-## tests/e2e, tests/deploy, tests/app, the notes modules that run a Celery worker or real ticketing
-## systems), in parallel
+## tests/e2e, tests/deploy, tests/app, tests/services/hostile, the notes modules that run a Celery
+## worker or real ticketing systems), in parallel, with the hypothesis `fast` profile: each property
+## runs a fifth of its examples (`make test` runs the full counts)
 test-unit: install-dev
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" --hypothesis-profile=fast
 
 # System tools some tests drive (nginx for the gateway routing tests, Chromium for the console)
 # and wrk, which `make bench` drives.

@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+from tests.support.examples import FAST_EXAMPLES, FULL_EXAMPLES
 
 pytest_plugins = [
     "tests.support.fixtures.servers",
@@ -32,6 +35,12 @@ SLOW_FOLDERS = (
     "services/notes/real_ticketing",
 )
 TESTS = Path(__file__).parent
+
+# Hypothesis profiles: `full` (the default, so `make test` and CI) runs every property's whole
+# example count; `fast` (`make test-unit`, `--hypothesis-profile=fast`) runs a fifth of it, with
+# no deadline. tests/support/examples.py scales the counts properties set explicitly.
+settings.register_profile("full", max_examples=FULL_EXAMPLES)
+settings.register_profile("fast", max_examples=FAST_EXAMPLES, deadline=None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

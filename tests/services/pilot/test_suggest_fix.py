@@ -20,6 +20,7 @@ from services.pilot.suggest_fix import (
     SuggestFixStreamFilter,
     parse_suggest_fix,
 )
+from tests.support.examples import examples
 
 
 def block(payload: Any, *, fence: bool = False, pad: str = "\n") -> str:
@@ -399,7 +400,7 @@ def replies(draw: st.DrawFn) -> str:
     return "".join(parts) + ending
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(reply=replies(), data=st.data())
 def test_stream_filter_matches_parser_for_any_chunking(reply: str, data: st.DataObject) -> None:
     cuts = sorted(data.draw(st.lists(st.integers(0, len(reply)), max_size=12)))
@@ -414,7 +415,7 @@ def test_stream_filter_matches_parser_for_any_chunking(reply: str, data: st.Data
         assert "@" not in text
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(reply=replies())
 def test_parser_picks_the_last_well_formed_block(reply: str) -> None:
     parsed = parse_suggest_fix(reply)

@@ -26,10 +26,13 @@ from services.scripts.engine import (
     quote_ps_string,
 )
 from services.scripts.engine.spec import INT64_MAX, INT64_MIN, SINGLE_QUOTE_CHARS
+from tests.support.examples import examples
 
 PARSER = Parser(Language(tsp.language()))
 ENGINE = ScriptTemplateEngine()
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # Characters and fragments that matter to PowerShell's tokenizer.
 DANGEROUS = [

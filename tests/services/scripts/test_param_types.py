@@ -16,6 +16,7 @@ from tree_sitter import Language, Parser
 
 from services.scripts import param_types
 from services.scripts.engine import ScriptRenderError, ScriptTemplateEngine, quote_ps_string
+from tests.support.examples import examples
 
 ENGINE = ScriptTemplateEngine()
 PARSER = Parser(Language(tsp.language()))
@@ -138,7 +139,7 @@ def near_valid(ptype: str) -> st.SearchStrategy[str]:
 
 
 @pytest.mark.parametrize("ptype", sorted(param_types.TYPES))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_unicode_text_is_refused_or_rendered_as_one_literal(ptype: str, data: Any) -> None:
     value = data.draw(st.one_of(ANY_TEXT, near_valid(ptype)))

@@ -15,6 +15,7 @@ from tree_sitter import Language, Node, Parser
 from services.scripts.engine import ScriptTemplateEngine, quote_ps_string
 from shared.db import db
 from shared.models import ScriptGeneration
+from tests.support.examples import examples
 from tests.support.templates import SECRET_BODY, SECRET_SCHEMA
 
 BASE = "/api/v1/scripts"
@@ -183,7 +184,7 @@ def test_non_ascii_values_warn_about_the_byte_order_mark(
 ENGINE = ScriptTemplateEngine()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(secret=st.text(st.characters(codec="utf-8"), min_size=1, max_size=40))
 def test_env_script_never_holds_the_secret(secret: str) -> None:
     """Whatever the value, the env-mode script is the same text: it cannot carry it."""

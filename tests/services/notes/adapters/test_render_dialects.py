@@ -19,6 +19,7 @@ from markdown_it import MarkdownIt
 from services.notes.adapters.adf import adf_text
 from services.notes.adapters.markdown_note import parse
 from services.notes.adapters.render import neutralise_servicenow, render
+from tests.support.examples import examples
 
 ADF_SCHEMA = json.loads(
     (Path(__file__).parents[3] / "support" / "data" / "adf-full-schema.json").read_text()
@@ -172,7 +173,7 @@ def test_each_hostile_snippet_is_inert_in_every_dialect(snippet: str) -> None:
     _check_all(f"## Problem\n\n{snippet}\n\n- {snippet}\n\n| h |\n|---|\n| {snippet} |")
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(NOTES)
 def test_llm_like_markdown_renders_safely_everywhere(markdown: str) -> None:
     _check_all(markdown)
