@@ -24,13 +24,15 @@ pytest_plugins = [
 ]
 
 # The slow tier, by folder: everything here starts servers, workers, a browser or the entry
-# points' own processes (the CLI, `make run`): the end-to-end stack, the deployment files' own
-# servers, the entry points, the notes modules that run a Celery worker, and the adapters
+# points' own processes (the CLI, `make run`), or drives every route of every service: the
+# end-to-end stack, the deployment files' own servers, the entry points, the hostile-input
+# property over every route, the notes modules that run a Celery worker, and the adapters
 # against real ticketing systems. `make test-unit` runs the rest (`-m "not slow"`).
 SLOW_FOLDERS = (
     "e2e",
     "deploy",
     "app",
+    "services/hostile",
     "services/notes/workers",
     "services/notes/real_ticketing",
 )
