@@ -103,7 +103,8 @@ def valid_value(spec: ParameterSpec) -> Any:
         "ip": ["192.0.2.10"],
         "path": ["C:\\Temp\\O'Brien $(x)"],
         "text": ['Line one\nIt\'s line two \u2018$(x)\u2019 `n "quoted"'],
-        "password": ["Pa$$w0rd'\u2018(x)`;\"" * 4],
+        # Long where the rules allow it, else one that fits a WPA key's 8..63 characters.
+        "password": ["Pa$$w0rd'\u2018(x)`;\"" * 4, "Pa$$w0rd'\u2018(x)`;\"" * 3],
         "string": TRICKY_STRINGS,
         # Cross-field rules: the later / differing value for the parameter that names another.
         "date": ["2025-12-31" if spec.after else "2025-01-31"],
