@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
@@ -64,6 +65,16 @@ def _drain_events(settings: Settings, workers: list[CeleryWorker]) -> None:
         )
     finally:
         client.close()
+
+
+def _cpu_s(workers: list[CeleryWorker]) -> float:
+    """User + system CPU seconds the worker processes (and any pool children) have used."""
+    total = 0.0
+    for worker in workers:
+        assert worker.proc is not None
+        times = psutil.Process(worker.proc.pid).cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def _split(slots: int, processes: int) -> list[int]:
@@ -126,7 +137,10 @@ def test_notes_per_second_by_worker_concurrency(
         # events queue on workers of its own).
         _drain_events(bench_settings, workers)
 
+        cpu: dict[str, float] = {}
+
         def run() -> float:
+            cpu["before"] = _cpu_s(workers)
             started = time.perf_counter()
             for sid, version in jobs:
                 lock = ctx.cache.acquire("resolution_note", str(sid), version, 60)
@@ -150,7 +164,9 @@ def test_notes_per_second_by_worker_concurrency(
                 interval_s=0.05,
                 message="every note",
             )
-            return time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            cpu["after"] = _cpu_s(workers)
+            return elapsed
 
         wall = benchmark.pedantic(run, rounds=1, iterations=1)
     finally:
@@ -159,6 +175,9 @@ def test_notes_per_second_by_worker_concurrency(
             worker.stop()
         clean_state(bench_settings)
     rate = total / wall
+    # CPU per note: what a note costs the worker, whatever else the machine runs (the wall
+    # figure drops with the CPU other work takes; this one does not).
+    cpu_ms = (cpu["after"] - cpu["before"]) * 1000 / total
     ratio = rate / (concurrency / LLM_LATENCY_S)
     benchmark.extra_info.update(
         {
@@ -167,6 +186,7 @@ def test_notes_per_second_by_worker_concurrency(
             "notes": total,
             "notes_per_s": round(rate, 2),
             "ratio_to_ideal": round(ratio, 3),
+            "worker_cpu_ms_per_note": round(cpu_ms, 2),
             "load_average": os.getloadavg()[0],
         }
     )
@@ -176,7 +196,7 @@ def test_notes_per_second_by_worker_concurrency(
     print(
         f"\nconcurrency {concurrency:>2} ({processes} x {WORKER_POOL}): {total} notes in "
         f"{wall:.2f}s = {rate:.1f} notes/s ({ratio:.2f} x ideal; target {TARGET_RATIO}), "
-        f"load {os.getloadavg()[0]:.1f}"
+        f"worker CPU {cpu_ms:.1f} ms/note, load {os.getloadavg()[0]:.1f}"
     )
 
 
