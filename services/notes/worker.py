@@ -24,6 +24,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu.entity import Queue
 
+from shared.broker_transport import transport_for
 from shared.config import Settings
 from shared.redis_client import broker_options
 from shared.tasks import (
@@ -54,6 +55,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     url, sentinel_options = broker_options(broker_url(settings))
     return {
         "broker_url": url,
+        # kombu's Redis transport, keeping one client per channel (see shared.broker_transport).
+        "broker_transport": transport_for(url),
         # A broker that restarts (or fails over) must find its workers again by itself: retry
         # the connection for ever, at start-up and after a loss. Where kombu still crashes on
         # the way back, `make run`'s supervisor and the container's restart policy restart it.
