@@ -5,7 +5,9 @@ event loop's own connections: the unacked-message bookkeeping of every delivery 
 `HSET` in a pipeline), every ack (`ZREM` + `HDEL`), every publish (`LPUSH`). With redis-py 8
 that constructor is the expensive part (it builds the client's table of response callbacks),
 and a worker's consumer thread runs it twice per task, on the thread every task's delivery
-and ack go through: profiled under load, it was a sixth of the consumer's CPU.
+and ack go through: profiled under load, it was a sixth of the consumer's CPU. The
+bookkeeping itself (a MULTI/EXEC pipeline of two writes per delivery and per ack) is one Lua
+script each here (:class:`QoS`).
 
 A `redis.Redis` is safe to share between threads (each command takes a connection from the
 channel's pool), so each channel here keeps the one it built and rebuilds it only when the
@@ -19,10 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from time import time
 from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.json import dumps
+from redis.commands.core import Script
 
 from shared.redis_client import is_sentinel_url
 
@@ -45,19 +51,73 @@ class _KeptClient:
         yield kept
 
 
-class Channel(_KeptClient, kombu_redis.Channel):  # type: ignore[misc]  # kombu is untyped
-    pass
+# kombu's bookkeeping of an unacknowledged message, as one script each instead of a MULTI/EXEC
+# pipeline of four commands: the same keys, values and scores (what kombu's restore of
+# unacknowledged messages reads back), written as atomically, in one command and one reply.
+_APPEND = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+_ACK = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+_scripts: dict[str, Script] = {}
 
 
-class SentinelChannel(_KeptClient, kombu_redis.SentinelChannel):  # type: ignore[misc]
-    pass
+def _script(client: redis.Redis, source: str) -> Script:
+    script = _scripts.get(source)
+    if script is None:
+        script = _scripts[source] = client.register_script(source)
+    return script
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS with a delivery's and an ack's bookkeeping in one script each. A
+    channel with a global key prefix keeps kombu's own (its client prefixes pipelined keys)."""
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        channel = self.channel
+        if channel.global_keyprefix:
+            kombu_redis.QoS.append(self, message, delivery_tag)
+            return
+        delivery = message.delivery_info
+        raw = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        with channel.conn_or_acquire() as client:
+            _script(client, _APPEND)(
+                keys=[self.unacked_index_key, self.unacked_key],
+                args=[time(), delivery_tag, raw],
+                client=client,
+            )
+        virtual.QoS.append(self, message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        channel = self.channel
+        if channel.global_keyprefix:
+            kombu_redis.QoS.ack(self, delivery_tag)
+            return
+        with channel.conn_or_acquire() as client:
+            _script(client, _ACK)(
+                keys=[self.unacked_index_key, self.unacked_key], args=[delivery_tag], client=client
+            )
+        virtual.QoS.ack(self, delivery_tag)
+
+
+class Channel(_KeptClient, kombu_redis.Channel):
+    QoS = QoS
+
+
+class SentinelChannel(_KeptClient, kombu_redis.SentinelChannel):
+    QoS = QoS
+
+
+class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
-class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
+class SentinelTransport(kombu_redis.SentinelTransport):
     Channel = SentinelChannel
 
 
