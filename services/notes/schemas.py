@@ -5,24 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import fields, validate
 
 from services.notes.adapters import KINDS
 from services.notes.kinds import preview_kinds
 from services.notes.vocabulary import NOTE_KINDS
+from shared.api_schemas import IgnoringQuerySchema, StrictSchema
 
 MAX_PREVIEW_WAIT_S = 120.0
 
 
-class StrictSchema(Schema):
-    class Meta:
-        ordered = True
-
-
-class NoteKindArgsSchema(StrictSchema):
-    class Meta:
-        unknown = EXCLUDE
-
+class NoteKindArgsSchema(IgnoringQuerySchema):
     kind = fields.String(load_default=NOTE_KINDS[0], validate=validate.OneOf(NOTE_KINDS))
 
 
