@@ -45,8 +45,6 @@ from shared.models.exposed import (
 from shared.principal import Principal
 from shared.vocabulary import FACT_KINDS
 
-
-
 # -- the bundle's data ----------------------------------------------------------------------
 
 
@@ -364,9 +362,10 @@ def principal_and_session_state(
 def _json_object(table: Any, *names: str) -> Any:
     """json_build_object('name', table.name, ...) over these columns (the keys inlined: they
     are our own column names, not parameters)."""
-    return func.json_build_object(
-        *(part for name in names for part in (literal_column(f"'{name}'"), table.c[name]))
-    )
+    parts: list[Any] = []
+    for name in names:
+        parts += [literal_column(f"'{name}'"), table.c[name]]
+    return func.json_build_object(*parts)
 
 
 @functools.cache
@@ -379,7 +378,7 @@ def _bundle_sql() -> str:
     facts = PilotSessionFact.__table__
     fixes = PilotSuggestedFix.__table__
     runs = ScriptSessionRun.__table__
-    empty = literal_column("'[]'::json")
+    empty: Any = literal_column("'[]'::json")
     fact_list = (
         select(
             func.coalesce(
