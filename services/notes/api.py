@@ -17,6 +17,7 @@ from services.notes import deliveries, final_note, integrations, preview
 from services.notes.adapters import describe_kinds
 from services.notes.bundle import principal_and_session_state
 from services.notes.context import NotesContext, context_for
+from services.notes.preview_body import hit_body
 from services.notes.schemas import (
     FinalNoteResponseSchema,
     NoteKindArgsSchema,
@@ -139,6 +140,7 @@ class PreviewView(MethodView):
             wait_s=ctx.settings.NOTES_PREVIEW_WAIT_S if wait is None else float(wait),
             state=state,
             if_none_match=_if_none_match(),
+            rendered=True,
         )
         if not outcome.ready:
             response = jsonify(outcome.body())
@@ -154,6 +156,18 @@ class PreviewView(MethodView):
         tag = outcome.tag
         if tag is not None:
             headers["ETag"] = f'W/"{tag}"'
+        if outcome.hit is not None:
+            # The hit path: the note's fields as the cache stored them rendered, joined with
+            # the request's as bytes (services.notes.preview_body; the same JSON document as
+            # below, a test holds that).
+            body = hit_body(
+                outcome.hit.parts,
+                kind=outcome.kind,
+                session_id=str(outcome.session_id),
+                state_version=outcome.state_version,
+                ticket_ref=outcome.ticket_ref,
+            )
+            return Response(body, headers=headers, mimetype="application/json")
         # Serialised without the response schema's dump (the schema documents it): the body is
         # put in its shape directly, and marshmallow's dump was the largest CPU cost of the
         # hit path.

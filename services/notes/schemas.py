@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from services.notes.adapters import KINDS
 from services.notes.kinds import preview_kinds
+from services.notes.preview_body import citation_body
 from services.notes.vocabulary import NOTE_KINDS
 
 MAX_PREVIEW_WAIT_S = 120.0
@@ -92,22 +92,8 @@ def preview_response_body(body: dict[str, Any]) -> dict[str, Any]:
         shaped["session_id"] = str(shaped["session_id"])
     citations = shaped.get("citations")
     if citations is not None:
-        shaped["citations"] = [_citation(item) for item in citations]
+        shaped["citations"] = [citation_body(item) for item in citations]
     return shaped
-
-
-def _citation(item: dict[str, Any]) -> dict[str, Any]:
-    entry: dict[str, Any] = {}
-    for name in ("section", "text"):
-        if name in item:
-            entry[name] = None if item[name] is None else str(item[name])
-    if "cites" in item:
-        cites = item["cites"]
-        entry["cites"] = None if cites is None else [str(c) for c in cites]
-    if "fact_ids" in item:
-        ids = item["fact_ids"]
-        entry["fact_ids"] = None if ids is None else [str(uuid.UUID(str(i))) for i in ids]
-    return entry
 
 
 class PreviewPendingSchema(StrictSchema):
