@@ -9,6 +9,7 @@ from typing import Any
 import redis.exceptions as redis_exc
 import sqlalchemy.exc as sa_exc
 from flask import Flask, Response, jsonify, request
+from flask.sessions import SessionInterface
 from flask_smorest import Api, Blueprint
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
@@ -211,6 +212,19 @@ def health(settings: Settings, service: str) -> tuple[dict[str, Any], int]:
     return body, 200 if healthy else 503
 
 
+class NoCookieSessions(SessionInterface):
+    """The APIs authenticate every request by its bearer token and keep no cookie session.
+    Flask's default interface built its signing serializer and parsed the cookies at every
+    request to open an empty one. Reading `flask.session` still works (it is empty); writing
+    it raises."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
+
+
 def create_service_app(
     name: str,
     *,
@@ -225,6 +239,7 @@ def create_service_app(
         concurrency=settings.LOGIN_HASH_CONCURRENCY, wait_s=settings.LOGIN_HASH_WAIT_S
     )
     app = Flask(f"resolutionflow.{name}")
+    app.session_interface = NoCookieSessions()
     service_role = SERVICE_ROLES.get(name)
 
     # First of the hooks, so no query of the request runs with another service's privileges.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, missing, validate
 
 from services.notes.adapters import KINDS
 from services.notes.kinds import preview_kinds
@@ -43,6 +44,46 @@ class PreviewQueryArgsSchema(NoteKindArgsSchema):
             "(default NOTES_PREVIEW_WAIT_S, 30; 0 answers at once)"
         },
     )
+
+    def load(  # type: ignore[override]
+        self,
+        data: Mapping[str, Any],
+        *,
+        many: bool | None = None,
+        partial: bool | None = None,
+        unknown: str | None = None,
+    ) -> Any:
+        """The console polls this query at every edit: a `kind` and a `wait` that are valid
+        as they stand load without marshmallow (to what the schema loads them); anything else
+        (a bad value, an option) takes the schema's own path and its errors."""
+        if many is None and partial is None and unknown in (None, EXCLUDE):
+            fast = _plain_preview_args(data)
+            if fast is not None:
+                return fast
+        return super().load(data, many=many, partial=partial, unknown=unknown)
+
+
+def _plain_preview_args(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    # webargs' proxy answers marshmallow's `missing` for an absent key.
+    kind = data.get("kind")
+    if kind is None or kind is missing:
+        kind = NOTE_KINDS[0]
+    if not isinstance(kind, str) or kind not in preview_kinds():
+        return None
+    args: dict[str, Any] = {"kind": kind}
+    raw_wait = data.get("wait")
+    if raw_wait is None or raw_wait is missing:
+        return args
+    if not isinstance(raw_wait, str):
+        return None
+    try:
+        wait = float(raw_wait)
+    except ValueError:
+        return None
+    if not 0 <= wait <= MAX_PREVIEW_WAIT_S:  # NaN fails both comparisons
+        return None
+    args["wait"] = wait
+    return args
 
 
 class CitationSchema(StrictSchema):

@@ -127,3 +127,41 @@ def test_a_note_without_its_rendered_body_is_served_from_its_payload(
     assert cache.redis.exists(cache.hit_key(KIND, str(sid), newer))
     cache.forget_session(str(sid))
     assert not cache.redis.exists(cache.hit_key(KIND, str(sid), newer))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"wait": "0"},
+        {"wait": " 2.5 "},
+        {"kind": "kb_article", "wait": "120"},
+        {"kind": "escalation", "other": "ignored"},
+        {"kind": "nope"},
+        {"kind": ""},
+        {"wait": "-1"},
+        {"wait": "121"},
+        {"wait": "nan"},
+        {"wait": "inf"},
+        {"wait": "soon"},
+        {"wait": ""},
+    ],
+)
+def test_the_preview_query_loads_as_the_schema_loads_it(query: dict[str, str]) -> None:
+    """The plain query's short path gives what marshmallow gives, and errors stay its own."""
+    from marshmallow import EXCLUDE, Schema, ValidationError
+    from webargs.multidictproxy import MultiDictProxy
+    from werkzeug.datastructures import MultiDict
+
+    from services.notes.schemas import PreviewQueryArgsSchema
+
+    schema = PreviewQueryArgsSchema()
+    proxy = MultiDictProxy(MultiDict(query), schema)
+
+    def outcome(load: Any) -> Any:
+        try:
+            return load(proxy, unknown=EXCLUDE)
+        except ValidationError as exc:
+            return exc.messages
+
+    assert outcome(schema.load) == outcome(lambda data, **kw: Schema.load(schema, data, **kw))
