@@ -39,9 +39,9 @@ def citation_body(item: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def _json(value: Any) -> str:
-    # As Flask's jsonify renders outside debug: compact, keys sorted, ASCII only.
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+# As Flask's jsonify renders outside debug: compact, keys sorted, ASCII only. One encoder, not
+# one per json.dumps call with these options.
+_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=True).encode
 
 
 def rendered_parts(payload: dict[str, Any]) -> tuple[str, str, str]:
