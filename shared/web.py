@@ -3,7 +3,8 @@ health, observability. Each service's `create_app()` calls `create_service_app()
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from inspect import iscoroutinefunction
 from typing import Any
 
 import redis.exceptions as redis_exc
@@ -225,6 +226,28 @@ class NoCookieSessions(SessionInterface):
         return None
 
 
+class ServiceFlask(Flask):
+    """Flask, with the answer of `ensure_sync` remembered per function: Flask asks it for
+    every hook and view of every request (fourteen times for a cached preview), and each
+    answer inspected the function's code flags again. Bound methods (a MethodView's) are
+    remembered by their function; the table holds at most one entry per function."""
+
+    _SYNC_MAX = 4096
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_functions: dict[Any, bool] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        key = getattr(func, "__func__", func)
+        sync = self._sync_functions.get(key)
+        if sync is None:
+            sync = not iscoroutinefunction(func)
+            if len(self._sync_functions) < self._SYNC_MAX:
+                self._sync_functions[key] = sync
+        return func if sync else self.async_to_sync(func)
+
+
 def create_service_app(
     name: str,
     *,
@@ -238,7 +261,7 @@ def create_service_app(
     configure_hashing(
         concurrency=settings.LOGIN_HASH_CONCURRENCY, wait_s=settings.LOGIN_HASH_WAIT_S
     )
-    app = Flask(f"resolutionflow.{name}")
+    app = ServiceFlask(f"resolutionflow.{name}")
     app.session_interface = NoCookieSessions()
     service_role = SERVICE_ROLES.get(name)
 

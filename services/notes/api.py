@@ -12,6 +12,8 @@ from typing import Any
 from flask import Response, current_app, g, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import EXCLUDE
+from webargs.flaskparser import FlaskParser
 
 from services.notes import deliveries, final_note, integrations, preview
 from services.notes.adapters import describe_kinds
@@ -31,6 +33,7 @@ from services.notes.schemas import (
     TicketingTestArgsSchema,
     TicketingTestResponseSchema,
     TicketingUpdateSchema,
+    plain_preview_args,
     preview_response_body,
 )
 from shared.auth import auth_required, bearer_user_id, current_principal
@@ -46,12 +49,37 @@ from shared.permissions import can_administer_account
 from shared.tasks import TASK_DELIVER
 from shared.web import BEARER_SECURITY
 
+
+class _NotesArgumentsParser(FlaskParser):
+    """webargs' parser, with the preview's plain query (a valid `kind` and `wait`, what the
+    console sends at every poll) loaded without it: webargs built its proxy, hooks and
+    schema load for every poll. Anything else (a bad value, an unknown option, a validator)
+    is parsed as before, errors included."""
+
+    def parse(self, argmap: Any, req: Any = None, **kwargs: Any) -> Any:
+        if (
+            isinstance(argmap, PreviewQueryArgsSchema)
+            and kwargs.get("location") == "query"
+            and kwargs.get("unknown", _DEFAULT_UNKNOWN) in (_DEFAULT_UNKNOWN, EXCLUDE)
+            and not kwargs.get("validate")
+            and self.unknown in (_DEFAULT_UNKNOWN, EXCLUDE)
+        ):
+            fast = plain_preview_args((req if req is not None else request).args)
+            if fast is not None:
+                return fast
+        return super().parse(argmap, req, **kwargs)
+
+
+# webargs' marker for "the location's default" (EXCLUDE for the query).
+_DEFAULT_UNKNOWN = FlaskParser().unknown
+
 notes_blp = Blueprint(
     "notes",
     __name__,
     url_prefix="/api/v1/ai-sessions",
     description="Resolution notes: preview, final note and its delivery",
 )
+notes_blp.ARGUMENTS_PARSER = _NotesArgumentsParser()
 integrations_blp = Blueprint(
     "integrations",
     __name__,

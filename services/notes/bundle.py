@@ -347,9 +347,7 @@ def principal_and_session_state(
     if values is None:
         return None, None
     principal = principal_from_values(values)
-    session_row, state_version, status, ticket_ref, resolved_version = values[
-        PRINCIPAL_COLUMNS:
-    ]
+    session_row, state_version, status, ticket_ref, resolved_version = values[PRINCIPAL_COLUMNS:]
     if session_row is None:
         return principal, None
     return principal, SessionState(

@@ -50,8 +50,7 @@ def rendered_parts(payload: dict[str, Any]) -> tuple[str, str, str]:
     generator; markdown, model)."""
     citations = [citation_body(item) for item in payload.get("citations") or []]
     return (
-        f'"citations":{_json(citations)},'
-        f'"fallback_reason":{_json(payload.get("fallback_reason"))}',
+        f'"citations":{_json(citations)},"fallback_reason":{_json(payload.get("fallback_reason"))}',
         f'"generated_at":{_json(payload.get("generated_at"))},'
         f'"generator":{_json(payload.get("generator"))}',
         f'"markdown":{_json(payload.get("markdown"))},"model":{_json(payload.get("model"))}',

@@ -57,13 +57,15 @@ class PreviewQueryArgsSchema(NoteKindArgsSchema):
         as they stand load without marshmallow (to what the schema loads them); anything else
         (a bad value, an option) takes the schema's own path and its errors."""
         if many is None and partial is None and unknown in (None, EXCLUDE):
-            fast = _plain_preview_args(data)
+            fast = plain_preview_args(data)
             if fast is not None:
                 return fast
         return super().load(data, many=many, partial=partial, unknown=unknown)
 
 
-def _plain_preview_args(data: Mapping[str, Any]) -> dict[str, Any] | None:
+def plain_preview_args(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What PreviewQueryArgsSchema loads from `data` (the query's first values), when it
+    loads without an error; None for anything else."""
     # webargs' proxy answers marshmallow's `missing` for an absent key.
     kind = data.get("kind")
     if kind is None or kind is missing:

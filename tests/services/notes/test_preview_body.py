@@ -25,7 +25,7 @@ KIND = "resolution_note"
 FACT = uuid.uuid4()
 PAYLOADS: list[dict[str, Any]] = [
     {
-        "markdown": "## Problem\nthe spooler \u00e9\u4e2d \"quoted\" \\ \x00 end",
+        "markdown": '## Problem\nthe spooler \u00e9\u4e2d "quoted" \\ \x00 end',
         "citations": [
             {
                 "section": "Problem",
@@ -165,3 +165,36 @@ def test_the_preview_query_loads_as_the_schema_loads_it(query: dict[str, str]) -
             return exc.messages
 
     assert outcome(schema.load) == outcome(lambda data, **kw: Schema.load(schema, data, **kw))
+
+
+def test_the_preview_query_answers_as_before(migrated: Settings, make_user: Any) -> None:
+    """Plain queries take the parser's short path, everything else webargs' own, with its
+    422 naming the field."""
+    from services.notes import create_app
+    from services.notes.context import context_for
+
+    client = create_app(migrated).test_client()
+    user = make_user("engineer")
+    sid = create_session(user.account_id, problem="query")
+    version = add_fact(sid, user.account_id, "Confirmed: the query is parsed once")
+    context_for(migrated).cache.put(
+        KIND, str(sid), version, {**PAYLOADS[0], "state_version": version}
+    )
+    base = f"/api/v1/ai-sessions/{sid}/resolution-note/preview"
+    for query in ("?wait=0", "?wait=0&kind=resolution_note", "?wait=0.0&other=x", "?wait=0&wait=5"):
+        answer = client.get(base + query, headers=user.headers)
+        assert answer.status_code == 200, query
+        assert answer.get_json()["state_version"] == version
+    for query, field in (
+        ("?wait=-1", "wait"),
+        ("?wait=nan", "wait"),
+        ("?wait=soon", "wait"),
+        ("?wait=121", "wait"),
+        ("?wait=0&kind=haiku", "kind"),
+        ("?wait=0&kind=", "kind"),
+    ):
+        refused = client.get(base + query, headers=user.headers)
+        assert refused.status_code == 422, query
+        body = refused.get_json()
+        assert list(body["errors"]["query"]) == [field], query
+        assert body["message"] == f"Invalid input: query.{field}"
