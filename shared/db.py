@@ -191,9 +191,12 @@ class Database:
             conn = None
         if conn is not None:
             try:
-                with conn.cursor() as cursor:
+                cursor = conn.cursor()
+                try:
                     cursor.execute(sql, parameters)
                     values = cursor.fetchone()
+                finally:
+                    cursor.close()
                 return None if values is None else tuple(values)
             except psycopg2.Error:
                 # Never handed back to the pool in an unknown state: the slow path below opens

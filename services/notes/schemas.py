@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from marshmallow import EXCLUDE, Schema, fields, missing, validate
 
@@ -51,7 +51,7 @@ class PreviewQueryArgsSchema(NoteKindArgsSchema):
         *,
         many: bool | None = None,
         partial: bool | None = None,
-        unknown: str | None = None,
+        unknown: Literal["exclude", "include", "raise"] | None = None,
     ) -> Any:
         """The console polls this query at every edit: a `kind` and a `wait` that are valid
         as they stand load without marshmallow (to what the schema loads them); anything else
