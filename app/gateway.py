@@ -149,8 +149,10 @@ def create_web_app(settings: Settings) -> Flask:
 
 
 def create_app(settings: Settings | None = None) -> PathDispatcher:
+    from app.wiring import wire
     from services import notes, pilot, scripts
 
+    wire()
     settings = runtime.configure(settings)
     apps: dict[str, WSGIApp] = {
         "scripts": scripts.create_app(settings),

@@ -210,14 +210,7 @@ def principal_select(user_id: uuid.UUID | ColumnElement[Any]) -> Select[Any]:
 
 
 def principal_from_row(row: Row[Any]) -> Principal:
-    return Principal(
-        id=row.id,
-        account_id=row.account_id,
-        team_id=row.team_id,
-        role=row.account_role,
-        is_super_admin=row.is_super_admin,
-        email=row.email,
-    )
+    return Principal.from_user(row)
 
 
 # principal_select's columns, in its order: a statement that adds columns adds them after these.

@@ -128,9 +128,20 @@ class Settings:
     NOTES_LOCK_TTL_S: float = 30.0
     NOTES_PREVIEW_WAIT_S: float = 30.0
     # How long a claimed job (note materialisation, delivery) may go silent before the sweeper
-    # hands it to another worker: the recovery time after a SIGKILL.
+    # hands it to another worker. The backstop: a job whose worker process stopped beating
+    # (below) is handed on long before its lease runs out.
     JOB_LEASE_S: int = 45
     SWEEP_INTERVAL_S: float = 10.0
+    # Every worker process records that it is alive every WORKER_BEAT_S (one write per process,
+    # not per job) and, as often, hands on the jobs of a process silent for WORKER_DEAD_AFTER_S:
+    # a SIGKILLed worker's job is back within WORKER_DEAD_AFTER_S + WORKER_BEAT_S (7 s).
+    WORKER_BEAT_S: float = 2.0
+    WORKER_DEAD_AFTER_S: float = 5.0
+    # Each process's PostgreSQL pool (the transactional engine and the autocommit read engine
+    # each get one): connections kept, and extra ones allowed under load (unset: 20, or twice
+    # WORKER_CONCURRENCY when larger).
+    DB_POOL_SIZE: int = 10
+    DB_POOL_OVERFLOW: int | None = None
     # How often beat submits queued batch generations and polls the Message Batches API.
     BATCH_INTERVAL_S: float = 60.0
     OUTBOX_RELAY_INTERVAL_S: float = 5.0
@@ -200,6 +211,12 @@ class Settings:
             NOTES_PREVIEW_WAIT_S=_float(env, "NOTES_PREVIEW_WAIT_S", cls.NOTES_PREVIEW_WAIT_S),
             JOB_LEASE_S=_int(env, "JOB_LEASE_S", cls.JOB_LEASE_S),
             SWEEP_INTERVAL_S=_float(env, "SWEEP_INTERVAL_S", cls.SWEEP_INTERVAL_S),
+            WORKER_BEAT_S=_float(env, "WORKER_BEAT_S", cls.WORKER_BEAT_S),
+            WORKER_DEAD_AFTER_S=_float(env, "WORKER_DEAD_AFTER_S", cls.WORKER_DEAD_AFTER_S),
+            DB_POOL_SIZE=_int(env, "DB_POOL_SIZE", cls.DB_POOL_SIZE),
+            DB_POOL_OVERFLOW=(
+                _int(env, "DB_POOL_OVERFLOW", 0) if _str(env, "DB_POOL_OVERFLOW") else None
+            ),
             BATCH_INTERVAL_S=_float(env, "BATCH_INTERVAL_S", cls.BATCH_INTERVAL_S),
             OUTBOX_RELAY_INTERVAL_S=_float(
                 env, "OUTBOX_RELAY_INTERVAL_S", cls.OUTBOX_RELAY_INTERVAL_S
@@ -290,6 +307,14 @@ class Settings:
             raise ConfigError("LOGIN_HASH_CONCURRENCY and LOGIN_LOCKOUT_FAILURES must be >= 1")
         if self.METRICS_TOKEN is not None and len(self.METRICS_TOKEN) < 16:
             raise ConfigError("METRICS_TOKEN must be at least 16 characters")
+        if self.WORKER_BEAT_S <= 0 or self.WORKER_DEAD_AFTER_S < 2 * self.WORKER_BEAT_S:
+            raise ConfigError(
+                "WORKER_BEAT_S must be positive and WORKER_DEAD_AFTER_S at least twice it "
+                "(a process is declared dead only after missing two beats)"
+            )
+        overflow = self.DB_POOL_OVERFLOW
+        if self.DB_POOL_SIZE < 1 or (overflow is not None and overflow < 0):
+            raise ConfigError("DB_POOL_SIZE must be at least 1 and DB_POOL_OVERFLOW at least 0")
         if self.TRUSTED_PROXY_HOPS < 0:
             raise ConfigError("TRUSTED_PROXY_HOPS must be >= 0")
         from shared.redis_client import RedisURLError, is_sentinel_url, parse_sentinel_url

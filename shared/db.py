@@ -15,8 +15,8 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
@@ -176,6 +176,29 @@ class Database:
         self._install_role_switch(self._read_engine)
         self._sessionmaker = sessionmaker(bind=self._engine, expire_on_commit=False)
         return self
+
+    def dedicated_engine(self, *, statement_timeout_ms: int = 5000) -> Engine:
+        """An engine of one connection, apart from the pools, with the process's role and a
+        statement timeout: for a beat that must never wait behind the pool's other users (a
+        worker whose threads hold every pooled connection is still alive). The caller
+        disposes of it."""
+        if self.url is None:
+            raise RuntimeError("database is not configured; call db.configure(url) first")
+        engine = create_engine(
+            self.url,
+            pool_size=1,
+            max_overflow=0,
+            pool_pre_ping=True,
+            pool_timeout=5,
+            connect_args={
+                "connect_timeout": 5,
+                "options": f"-c search_path={SEARCH_PATH} "
+                f"-c statement_timeout={int(statement_timeout_ms)}",
+            },
+            future=True,
+        )
+        self._install_role_switch(engine)
+        return engine
 
     @property
     def configured(self) -> bool:

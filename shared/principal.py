@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from shared.models import User
+
+class UserColumns(Protocol):
+    """What a principal is read from: a `User`, or a row of `shared.auth.principal_select`."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def account_id(self) -> uuid.UUID: ...
+    @property
+    def team_id(self) -> uuid.UUID | None: ...
+    @property
+    def account_role(self) -> str: ...
+    @property
+    def is_super_admin(self) -> bool: ...
+    @property
+    def email(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -24,7 +38,7 @@ class Principal:
         return self.role == "owner"
 
     @classmethod
-    def from_user(cls, user: User) -> Principal:
+    def from_user(cls, user: UserColumns) -> Principal:
         return cls(
             id=user.id,
             account_id=user.account_id,

@@ -52,7 +52,10 @@ def configure(settings: Settings | None = None) -> Settings:
         assert settings.DATABASE_URL is not None
         # Connections open lazily; the ceiling must cover a worker's threads (one generation or
         # delivery each) so that none waits on the pool while another waits on the LLM.
-        db.configure(settings.DATABASE_URL, max_overflow=max(20, 2 * settings.WORKER_CONCURRENCY))
+        overflow = settings.DB_POOL_OVERFLOW
+        if overflow is None:
+            overflow = max(20, 2 * settings.WORKER_CONCURRENCY)
+        db.configure(settings.DATABASE_URL, pool_size=settings.DB_POOL_SIZE, max_overflow=overflow)
         _settings = settings
         return settings
 

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Date, cast, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.llm import LLMUsage
+from shared.llm import LLMResult, LLMUsage
 from shared.llm_models import CostInput, cost_usd
 from shared.models import Account, LLMUsageRecord, NoteReuse
 from shared.observability import get_logger
@@ -100,6 +100,30 @@ def record_usage(
     )
     session.add(record)
     return record
+
+
+def record_call(
+    session: Session,
+    result: LLMResult,
+    *,
+    account_id: uuid.UUID,
+    ai_session_id: uuid.UUID | None,
+    purpose: str,
+    state_version: int | None = None,
+) -> LLMUsageRecord:
+    """The ledger row of one completed LLM call: the generator, model, token usage and latency
+    come from its result."""
+    return record_usage(
+        session,
+        account_id=account_id,
+        ai_session_id=ai_session_id,
+        purpose=purpose,
+        generator=result.generator,
+        model=result.model,
+        usage=result.usage,
+        latency_ms=result.latency_ms,
+        state_version=state_version,
+    )
 
 
 def record_reuse(

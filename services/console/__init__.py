@@ -3,6 +3,8 @@
 One HTML shell (a Jinja template) and plain ES modules under `static/`: no Node build step.
 The pages call only the public API on the same origin (`/api/v1/...`), with the bearer token
 the login form obtained from `POST /api/v1/auth/token`; this blueprint adds no API endpoints.
+The words the API accepts (fact kinds, fix decisions) are not copied into the scripts: the
+shell carries them as JSON (`#rf-vocabulary`), from their one definition in `shared/`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, render_template, send_from_directory
+
+from shared.models import FIX_DECISIONS
+from shared.vocabulary import FACT_KINDS
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_URL_PATH = "/static/console"
@@ -55,7 +60,11 @@ def create_blueprint() -> Blueprint:
 
     @blueprint.get("/")
     def shell() -> Response:
-        html = render_template("console/index.html", asset_version=asset_version())
+        html = render_template(
+            "console/index.html",
+            asset_version=asset_version(),
+            vocabulary={"fact_kinds": list(FACT_KINDS), "fix_decisions": list(FIX_DECISIONS)},
+        )
         response = Response(html, mimetype="text/html")
         # The shell holds no data, but a cached copy must never outlive a deploy.
         response.headers["Cache-Control"] = "no-store"

@@ -11,7 +11,6 @@ from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import EXCLUDE
 from webargs.flaskparser import FlaskParser
 
@@ -36,8 +35,9 @@ from services.notes.schemas import (
     plain_preview_args,
     preview_response_body,
 )
-from shared.auth import auth_required, bearer_user_id, current_principal
+from shared.auth import bearer_user_id, current_principal
 from shared.db import db
+from shared.endpoints import ApiBlueprint, BearerView
 from shared.errors import (
     AI_SESSION_NOT_FOUND,
     NotFound,
@@ -47,7 +47,6 @@ from shared.errors import (
 )
 from shared.permissions import can_administer_account
 from shared.tasks import TASK_DELIVER
-from shared.web import BEARER_SECURITY
 
 
 class _NotesArgumentsParser(FlaskParser):
@@ -73,14 +72,14 @@ class _NotesArgumentsParser(FlaskParser):
 # webargs' marker for "the location's default" (EXCLUDE for the query).
 _DEFAULT_UNKNOWN = FlaskParser().unknown
 
-notes_blp = Blueprint(
+notes_blp = ApiBlueprint(
     "notes",
     __name__,
     url_prefix="/api/v1/ai-sessions",
     description="Resolution notes: preview, final note and its delivery",
 )
 notes_blp.ARGUMENTS_PARSER = _NotesArgumentsParser()
-integrations_blp = Blueprint(
+integrations_blp = ApiBlueprint(
     "integrations",
     __name__,
     url_prefix="/api/v1/integrations",
@@ -103,7 +102,7 @@ ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
 }
 
 
-def blueprints() -> list[Blueprint]:
+def blueprints() -> list[ApiBlueprint]:
     return [notes_blp, integrations_blp]
 
 
@@ -144,11 +143,9 @@ class PreviewView(MethodView):
     decorators = [_auth_with_session_state]
 
     # A schema instance, not the class: webargs would build one per request.
-    @notes_blp.arguments(PreviewQueryArgsSchema(), location="query")
-    @notes_blp.response(200, PreviewResponseSchema)
+    @notes_blp.endpoint(200, PreviewResponseSchema, args=PreviewQueryArgsSchema(), location="query")
     @notes_blp.alt_response(202, schema=PreviewPendingSchema, description="Not ready yet")
     @notes_blp.alt_response(304, description="If-None-Match holds the current note's ETag: no body")
-    @notes_blp.doc(security=BEARER_SECURITY)
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The note for the session's current state_version: from the cache, or generated once
         however many ask. Answers 202 when it is not ready within `wait` seconds.
@@ -205,12 +202,8 @@ class PreviewView(MethodView):
 
 
 @notes_blp.route("/<uuid:session_id>/resolution-note")
-class FinalNoteView(MethodView):
-    decorators = [auth_required]
-
-    @notes_blp.arguments(NoteKindArgsSchema, location="query")
-    @notes_blp.response(200, FinalNoteResponseSchema)
-    @notes_blp.doc(security=BEARER_SECURITY)
+class FinalNoteView(BearerView):
+    @notes_blp.endpoint(200, FinalNoteResponseSchema, args=NoteKindArgsSchema, location="query")
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The final note of a resolved session, with its delivery status and attempts."""
         principal = current_principal()
@@ -223,12 +216,8 @@ class FinalNoteView(MethodView):
 
 
 @notes_blp.route("/<uuid:session_id>/resolution-note/redeliver")
-class RedeliverView(MethodView):
-    decorators = [auth_required]
-
-    @notes_blp.arguments(NoteKindArgsSchema, location="query")
-    @notes_blp.response(202, RedeliverResponseSchema)
-    @notes_blp.doc(security=BEARER_SECURITY)
+class RedeliverView(BearerView):
+    @notes_blp.endpoint(202, RedeliverResponseSchema, args=NoteKindArgsSchema, location="query")
     def post(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Queue another delivery of the final note (account owners)."""
         _require_owner()
@@ -245,11 +234,8 @@ class RedeliverView(MethodView):
 
 
 @integrations_blp.route("/ticketing")
-class TicketingView(MethodView):
-    decorators = [auth_required]
-
-    @integrations_blp.response(200, TicketingResponseSchema)
-    @integrations_blp.doc(security=BEARER_SECURITY)
+class TicketingView(BearerView):
+    @integrations_blp.endpoint(200, TicketingResponseSchema)
     def get(self) -> Any:
         """The account's webhook URL and status (never the secret). Only owners see the whole
         URL (it can carry a token); everyone else sees its origin."""
@@ -258,9 +244,7 @@ class TicketingView(MethodView):
             view = integrations.get_ticketing(session, account_id=principal.account_id)
         return view if can_administer_account(principal) else view.redacted()
 
-    @integrations_blp.arguments(TicketingUpdateSchema)
-    @integrations_blp.response(200, TicketingCreatedSchema)
-    @integrations_blp.doc(security=BEARER_SECURITY)
+    @integrations_blp.endpoint(200, TicketingCreatedSchema, args=TicketingUpdateSchema)
     def put(self, data: dict[str, Any]) -> Any:
         """Set the account's ticketing integration (owners): `{kind, base_url, credentials,
         options}`, or the webhook's `{url, secret?}`. Credentials are encrypted at rest and
@@ -298,8 +282,7 @@ class TicketingView(MethodView):
             )
         return body
 
-    @integrations_blp.response(204)
-    @integrations_blp.doc(security=BEARER_SECURITY)
+    @integrations_blp.endpoint(204)
     def delete(self) -> Any:
         """Remove the account's ticketing integration (owners). Notes resolved afterwards are
         "not_configured"."""
@@ -310,11 +293,8 @@ class TicketingView(MethodView):
 
 
 @integrations_blp.route("/ticketing/kinds")
-class TicketingKindsView(MethodView):
-    decorators = [auth_required]
-
-    @integrations_blp.response(200, TicketingKindsResponseSchema)
-    @integrations_blp.doc(security=BEARER_SECURITY)
+class TicketingKindsView(BearerView):
+    @integrations_blp.endpoint(200, TicketingKindsResponseSchema)
     def get(self) -> Any:
         """Every ticketing kind with its fields (name, label, type, required, secret), so a
         form can be built from it."""
@@ -322,12 +302,8 @@ class TicketingKindsView(MethodView):
 
 
 @integrations_blp.route("/ticketing/test")
-class TicketingTestView(MethodView):
-    decorators = [auth_required]
-
-    @integrations_blp.arguments(TicketingTestArgsSchema)
-    @integrations_blp.response(200, TicketingTestResponseSchema)
-    @integrations_blp.doc(security=BEARER_SECURITY)
+class TicketingTestView(BearerView):
+    @integrations_blp.endpoint(200, TicketingTestResponseSchema, args=TicketingTestArgsSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """One harmless authenticated call with the stored configuration (owners): read the
         ticket given as `ticket_ref`, or the system's who-am-I. `ok` false carries the

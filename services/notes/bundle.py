@@ -492,15 +492,16 @@ def record_resolution(
     return note_id
 
 
-def snapshot_resolution(session: Session, session_id: uuid.UUID) -> LoadedBundle | None:
+def snapshot_resolution(session: Session, session_id: uuid.UUID) -> bool:
     """Inside the Resolve transaction (after its bump, under the session's row lock): read each
-    note kind's bundle and create its note row carrying that snapshot. Returns the bundle of
-    the first kind (the resolution note), for the caller's checks."""
+    note kind's bundle and create its note row carrying that snapshot. Returns whether the
+    resolution note can say what fixed it, for Resolve's check. This is the notes side of
+    `shared.resolution_snapshot.ResolutionSnapshot`; the composition root provides it to pilot."""
     first: LoadedBundle | None = None
     for kind in NOTE_KINDS:
         loaded = read_bundle(session, session_id, kind)
         if loaded is None:
-            return None
+            return False
         first = first or loaded
         record_resolution(
             session,
@@ -511,4 +512,4 @@ def snapshot_resolution(session: Session, session_id: uuid.UUID) -> LoadedBundle
             kind=kind,
             snapshot=bundle_to_dict(loaded.bundle),
         )
-    return first
+    return first is not None and first.bundle.has_resolution()

@@ -28,7 +28,8 @@ key                            type     content
                                         hit sends the stored bytes without parsing the note.
                                         Written, deleted and (like the tag) not indexed with the
                                         version key; a second copy of the note's text
-``P:notelock:K:S:V``           string   single-flight lock: a random owner token, with PX expiry
+``P:notelock:K:S:V``           string   single-flight lock: a random owner token (prefixed with
+                                        the holding worker process's id), with PX expiry
 ``P:notequiet:S``              hash     ``version``, ``at_ms`` (Redis TIME) of the session's latest
                                         state_changed event; expires after an hour of silence
 ============================== ======== ==========================================================
@@ -105,6 +106,13 @@ end
 return 0
 """
 
+_ADOPT_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return false
+"""
+
 _NOTE_EVENT_SCRIPT = """
 -- KEYS: quiet hash; ARGV: version, ttl_ms
 local t = redis.call('TIME')
@@ -164,6 +172,11 @@ def _load(raw: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _token(holder: str | None) -> str:
+    random = secrets.token_hex(16)
+    return f"{holder}/{random}" if holder else random
+
+
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -196,6 +209,7 @@ class NoteCache:
         self._release = redis.register_script(_RELEASE_SCRIPT)
         self._get_unless_tagged = redis.register_script(_GET_UNLESS_TAGGED_SCRIPT)
         self._extend = redis.register_script(_EXTEND_SCRIPT)
+        self._adopt = redis.register_script(_ADOPT_SCRIPT)
         self._note_event = redis.register_script(_NOTE_EVENT_SCRIPT)
         self._quiet_remaining = redis.register_script(_QUIET_REMAINING_SCRIPT)
 
@@ -358,13 +372,28 @@ class NoteCache:
     # -- single-flight lock -----------------------------------------------------------------
 
     def acquire(
-        self, kind: str, session_id: str, state_version: int, ttl_s: float
+        self,
+        kind: str,
+        session_id: str,
+        state_version: int,
+        ttl_s: float,
+        *,
+        holder: str | None = None,
     ) -> FlightLock | None:
-        """Take the generation lock for the version (SET NX PX), or None if someone holds it."""
+        """Take the generation lock for the version (SET NX PX), or None if someone holds it.
+        `holder` (the worker process's id) starts the token, so a waiter can tell whose it is."""
         key = self.lock_key(kind, session_id, state_version)
-        token = secrets.token_hex(16)
+        token = _token(holder)
         if self.redis.set(key, token, nx=True, px=_ms(ttl_s)):
             return FlightLock(key=key, token=token)
+        return None
+
+    def adopt(self, lock: FlightLock, ttl_s: float, *, holder: str | None) -> FlightLock | None:
+        """Take over a lock handed to us (a preview's, for the task now running): a new token
+        naming `holder`, expiring in ``ttl_s``, only if ``lock`` still owns it."""
+        token = _token(holder)
+        if self._adopt(keys=[lock.key], args=[lock.token, token, _ms(ttl_s)]):
+            return FlightLock(key=lock.key, token=token)
         return None
 
     def release(self, lock: FlightLock) -> bool:

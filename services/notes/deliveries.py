@@ -20,7 +20,13 @@ from services.notes import delivery, integrations, ticketing
 from services.notes.context import NotesContext
 from services.notes.final_note import find_final_note
 from services.notes.heartbeat import heartbeat
-from services.notes.leases import OPEN_STATUSES, LeaseLost, extend_lease, lease_free
+from services.notes.leases import (
+    OPEN_STATUSES,
+    LeaseLost,
+    extend_lease,
+    lease_free,
+    release_lease,
+)
 from shared import outbound
 from shared.db import db
 from shared.errors import Conflict
@@ -278,6 +284,15 @@ def deliver_note(ctx: NotesContext, note_id: uuid.UUID, *, owner: str) -> Delive
         # deliver again with the same webhook-id, which the receiver deduplicates on.
         log.warning("delivery lease lost; result discarded", note_id=str(note_id))
         return DeliveryStep("skipped")
+    except Exception:
+        # The outcome could not be recorded (PostgreSQL went away): give the job back rather
+        # than leave it to the lease's expiry. Still "delivering", so the next attempt looks
+        # for the note on the ticket first.
+        try:
+            release_lease(note_id, owner)
+        except Exception:  # noqa: BLE001 - then the lease expires, as before
+            log.warning("could not release the delivery lease", note_id=str(note_id))
+        raise
     log.info(
         "webhook attempt",
         note_id=str(note_id),

@@ -8,6 +8,14 @@ value is replaced, longest first, so ``jane.doe@contoso.com`` becomes ``[email]`
 ``[user]@[domain]``. The same value always gets the same placeholder within one session, so an
 article still says that two steps happened on the same machine.
 
+People's names come first from what the session itself knows, not from a list: a name after a
+cue word ("user Jane Doe", "Contact: Xiomara Quispe", "requester - Ana Lima"), the parts of a
+``first.last`` e-mail local part or account, and any capitalised word that is one of the
+session's own accounts (an e-mail or UPN local part, a ``DOMAIN\\user`` account, a profile
+folder, a user parameter of a script run) or that account's surname or given name
+(``kmensah`` makes "Mensah" a name, ``priyam`` "Priya"). The list of common given names in the
+rules is only the fallback, for a name the session writes on its own and nowhere else.
+
 No Flask, no database: :func:`find_identifiers` takes plain strings, and
 :meth:`Generalisation.apply` rewrites one.
 """
@@ -171,6 +179,18 @@ class _Collector:
     def __init__(self, r: Rules) -> None:
         self.rules = r
         self.found: dict[str, tuple[str, str]] = {}  # casefolded value -> (value, category)
+        # The session's own single-word account names (casefolded): e-mail and UPN local
+        # parts, DOMAIN\\user accounts, profile folders, user parameters.
+        self.accounts: set[str] = set()
+
+    def account(self, name: str) -> None:
+        folded = name.strip().casefold()
+        if (
+            len(folded) >= MIN_NAME_PART + 1
+            and folded.isalpha()
+            and folded not in self.rules.not_names
+        ):
+            self.accounts.add(folded)
 
     def add(self, value: str, category: str) -> None:
         value = value.strip().strip(".,;:'\"()[]")
@@ -222,7 +242,9 @@ def _scan(text: str, c: _Collector) -> None:
         if "." in local or "_" in local:
             c.person(local)
         elif len(local) >= MIN_NAME_PART and local.casefold() not in r.not_names:
-            # A mailbox like sales@ or accounts@ names a team, not a person.
+            # A mailbox like sales@ or accounts@ names a team, not a person; one the session
+            # also writes as a name ("Xiomara", "Mensah") is found by _scan_accounts.
+            c.account(local)
             if local.casefold() in r.first_names:
                 c.person(local)
         c.host(domain)
@@ -231,11 +253,17 @@ def _scan(text: str, c: _Collector) -> None:
     for match in _PROFILE.finditer(text):
         if match.group("user").casefold() not in {"public", "default", "all users"}:
             c.add(match.group("user"), "user")
+            c.account(match.group("user"))
     for match in _DOWN_LEVEL.finditer(text):
         if match.group("domain") not in _NOT_DOMAINS:
             c.add(match.group(0), "user")
             c.add(match.group("user"), "user")
             c.add(match.group("domain"), "domain")
+            user = match.group("user")
+            if "." in user or "_" in user:
+                c.person(user)
+            else:
+                c.account(user)
     for match in _FQDN.finditer(text):
         c.host(match.group(0))
     for match in _IPV4.finditer(text):
@@ -249,9 +277,11 @@ def _scan(text: str, c: _Collector) -> None:
 
 def _scan_names(text: str, c: _Collector) -> None:
     r = c.rules
-    # "user Jane Doe", "Ms Patel", "thanks to Ali": cue word, then capitalised words.
+    # "user Jane Doe", "Ms Patel", "thanks to Ali", "Contact: Ana Lima", "requester - Ana":
+    # cue word, then capitalised words.
     cue = re.compile(
-        rf"\b(?P<cue>[A-Za-z]+)\.?\s+(?:to\s+)?(?P<name>{_CAPITALISED}(?:\s+{_CAPITALISED})?)\b"
+        r"\b(?P<cue>[A-Za-z]+)(?:\.|\s*[:=\u2013\u2014-])?\s+(?:to\s+)?"
+        rf"(?P<name>{_CAPITALISED}(?:\s+{_CAPITALISED})?)\b"
     )
     for match in cue.finditer(text):
         if match.group("cue").casefold() in r.person_cues:
@@ -267,6 +297,52 @@ def _scan_names(text: str, c: _Collector) -> None:
                 c.person(f"{first} {last}")
             else:
                 c.person(first)
+
+
+def _account_of(word: str, accounts: set[str]) -> str | None:
+    """The account ``word`` is, or whose surname (``kmensah``, ``jrdoe``) or given name
+    (``priyam``) it is, with at most two initials; None when it is none of them."""
+    folded = word.casefold()
+    for account in sorted(accounts):
+        if folded == account:
+            return account
+        extra = len(account) - len(folded)
+        if 1 <= extra <= 2 and len(folded) >= MIN_NAME_PART + 1:
+            if account.endswith(folded) or account.startswith(folded):
+                return account
+    return None
+
+
+def _scan_accounts(text: str, c: _Collector) -> None:
+    """A capitalised word that is one of the session's own accounts (or its surname or given
+    name) names that person, with the capitalised word next to it when that is the rest of
+    the name: "Xiomara Quispe" for ``xiomara@``, "Kofi Mensah" for ``kmensah``."""
+    if not c.accounts:
+        return
+    r = c.rules
+    pattern = rf"\b(?P<first>{_CAPITALISED})(?:\s+(?P<last>{_CAPITALISED}))?"
+    for match in re.finditer(pattern, text):
+        first, last = match.group("first"), match.group("last")
+        if first.casefold() in r.not_names:
+            first_account = None
+        else:
+            first_account = _account_of(first, c.accounts)
+        last_account = (
+            _account_of(last, c.accounts)
+            if last is not None and last.casefold() not in r.not_names
+            else None
+        )
+        if first_account is not None:
+            if last and last.casefold() not in r.not_names:
+                c.person(f"{first} {last}")
+            else:
+                c.person(first)
+        elif last is not None and last_account is not None:
+            # "Kofi Mensah" for kmensah: the given name before a surname shares its initial.
+            if last_account[0] == first[0].casefold() and last_account.endswith(last.casefold()):
+                c.person(f"{first} {last}")
+            else:
+                c.person(last)
 
 
 def _normal_key(key: str) -> str:
@@ -302,6 +378,10 @@ def find_identifiers(
                         c.person(v)
                     else:
                         c.add(v, "user")
+                        if "." in v or "_" in v:
+                            c.person(v)
+                        else:
+                            c.account(v.split("\\")[-1])
                 elif name in r.computer_parameters:
                     if "." in v:
                         c.host(v)
@@ -310,11 +390,27 @@ def find_identifiers(
                     all_texts.append(v)
     for text in all_texts:
         _scan(text, c)
+    # Second pass, once every text has told what accounts the session has.
+    for text in all_texts:
+        _scan_accounts(text, c)
     return _numbered(c)
 
 
 def _name_parts(value: str) -> set[str]:
     return {w.casefold() for w in re.split(r"[\s._\\]+", value) if len(w) >= MIN_NAME_PART}
+
+
+def _same_person(known: set[str], parts: set[str]) -> bool:
+    """A shared name part, or an account made of the other's surname or given name
+    (``oadeyemi`` and "Oluwaseun Adeyemi")."""
+    if known & parts:
+        return True
+    for a, b in ((known, parts), (parts, known)):
+        if len(a) == 1:
+            (account,) = a
+            if account.isalpha() and any(_account_of(part, {account}) for part in b):
+                return True
+    return False
 
 
 def _numbered(c: _Collector) -> Generalisation:
@@ -329,7 +425,7 @@ def _numbered(c: _Collector) -> Generalisation:
         placeholder: str | None = None
         parts = _name_parts(value) if category == "user" else set()
         if parts:
-            placeholder = next((p for known, p in people if known & parts), None)
+            placeholder = next((p for known, p in people if _same_person(known, parts)), None)
         if placeholder is None:
             counts[category] = counts.get(category, 0) + 1
             n = counts[category]

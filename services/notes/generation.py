@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from services.notes import liveness
 from services.notes.bundle import (
     LoadedBundle,
     load_bundle,
@@ -149,10 +150,18 @@ def obtain_note(
     sid = loaded.bundle.session_id
     version = loaded.state_version
 
+    holder = liveness.current()
+    holder_id = holder.process_id if holder is not None else None
     lock: FlightLock | None = None
     if given is not None:
-        if requested_version == version and ctx.cache.extend(given, ctx.lock_ttl_s):
-            lock = given
+        # Taken over under this process's name, so that if it dies a waiter can tell.
+        adopted = (
+            ctx.cache.adopt(given, ctx.lock_ttl_s, holder=holder_id)
+            if requested_version == version
+            else None
+        )
+        if adopted is not None:
+            lock = adopted
         else:
             # The session moved on, or this lock expired: hand it back so the waiters look again.
             ctx.cache.release(given)
@@ -165,7 +174,7 @@ def obtain_note(
         found = ctx.cache.get(kind, sid, version)
         if found is not None:
             return Obtained(found, version, "cache")
-        lock = ctx.cache.acquire(kind, sid, version, ctx.lock_ttl_s)
+        lock = ctx.cache.acquire(kind, sid, version, ctx.lock_ttl_s, holder=holder_id)
         if lock is None:
             # Someone else is generating this version right now.
             if wait_s > 0:

@@ -7,8 +7,6 @@ import uuid
 from typing import Any
 
 from flask import current_app
-from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from services.notes import kb_articles
@@ -20,18 +18,18 @@ from services.notes.kb_schemas import (
     KeepArgsSchema,
     KeptArticleResponseSchema,
 )
-from shared.auth import auth_required, current_principal
+from shared.auth import current_principal
 from shared.db import db
+from shared.endpoints import ApiBlueprint, BearerView, paging, read_page
 from shared.permissions import can_create_content
-from shared.web import BEARER_SECURITY
 
-kb_blp = Blueprint(
+kb_blp = ApiBlueprint(
     "kb_articles",
     __name__,
     url_prefix="/api/v1/kb-articles",
     description="The account's knowledge base: KB articles kept from resolved sessions",
 )
-keep_blp = Blueprint(
+keep_blp = ApiBlueprint(
     "kb_keep",
     __name__,
     url_prefix="/api/v1/ai-sessions",
@@ -45,17 +43,15 @@ ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
 }
 
 
-def blueprints() -> list[Blueprint]:
+def blueprints() -> list[ApiBlueprint]:
     return [kb_blp, keep_blp]
 
 
 @keep_blp.route("/<uuid:session_id>/resolution-note/keep")
-class KeepView(MethodView):
-    decorators = [auth_required]
-
-    @keep_blp.arguments(KeepArgsSchema, location="query", unknown=RAISE)
-    @keep_blp.response(200, KeptArticleResponseSchema)
-    @keep_blp.doc(security=BEARER_SECURITY)
+class KeepView(BearerView):
+    @keep_blp.endpoint(
+        200, KeptArticleResponseSchema, args=KeepArgsSchema, location="query", unknown=RAISE
+    )
     def post(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Keep the session's current KB article (`kind=kb_article`, a resolved session) in
         the account's knowledge base; keeping again replaces it with the current text
@@ -75,32 +71,22 @@ class KeepView(MethodView):
 
 
 @kb_blp.route("")
-class KbArticlesView(MethodView):
-    decorators = [auth_required]
-
-    @kb_blp.arguments(KbArticleQueryArgsSchema, location="query", unknown=RAISE)
-    @kb_blp.response(200, KbArticleSummarySchema(many=True))
-    @kb_blp.doc(security=BEARER_SECURITY)
+class KbArticlesView(BearerView):
+    @kb_blp.list_endpoint(KbArticleSummarySchema, args=KbArticleQueryArgsSchema, unknown=RAISE)
     def get(self, args: dict[str, Any]) -> Any:
         """The account's kept KB articles: newest first, or best match first with `search`.
         `X-Total-Count` gives the unpaged total."""
-        with db.session() as session:
-            rows, total = kb_articles.list_articles(
-                session,
-                account_id=current_principal().account_id,
-                search=args.get("search") or None,
-                limit=args["limit"],
-                offset=args["offset"],
-            )
-        return rows, {"X-Total-Count": str(total)}
+        return read_page(
+            kb_articles.list_articles,
+            account_id=current_principal().account_id,
+            search=args.get("search") or None,
+            **paging(args),
+        )
 
 
 @kb_blp.route("/<uuid:article_id>")
-class KbArticleView(MethodView):
-    decorators = [auth_required]
-
-    @kb_blp.response(200, KbArticleResponseSchema)
-    @kb_blp.doc(security=BEARER_SECURITY)
+class KbArticleView(BearerView):
+    @kb_blp.endpoint(200, KbArticleResponseSchema)
     def get(self, article_id: uuid.UUID) -> Any:
         """One kept KB article of the account, with its markdown and citations."""
         with db.session() as session:

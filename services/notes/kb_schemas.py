@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 from services.notes.schemas import MAX_PREVIEW_WAIT_S, CitationSchema
-from shared.hostile_input import MAX_OFFSET
+from shared.api_schemas import StrictSchema, TrimmedString, page_fields
 
 
-class _TrimmedString(fields.String):
-    """Surrounding whitespace removed before the validators run."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        result = super()._deserialize(value, attr, data, **kwargs)
-        return result.strip() if isinstance(result, str) else result
-
-
-class KbArticleQueryArgsSchema(Schema):
-    class Meta:
-        ordered = True
-
-    search = _TrimmedString(
+class KbArticleQueryArgsSchema(StrictSchema):
+    search = TrimmedString(
         validate=validate.Length(max=200),
         metadata={
             "description": "words to find in the title and the article (websearch syntax: "
             '"quoted phrases", -excluded), best match first'
         },
     )
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+    limit, offset = page_fields(20, 100)
 
 
-class KeepArgsSchema(Schema):
-    class Meta:
-        ordered = True
-
+class KeepArgsSchema(StrictSchema):
     kind = fields.String(
         required=True,
         validate=validate.OneOf(["kb_article"]),
@@ -48,10 +31,7 @@ class KeepArgsSchema(Schema):
     )
 
 
-class KbArticleSummarySchema(Schema):
-    class Meta:
-        ordered = True
-
+class KbArticleSummarySchema(StrictSchema):
     id = fields.UUID(dump_only=True)
     session_id = fields.UUID(dump_only=True)
     title = fields.String(dump_only=True)

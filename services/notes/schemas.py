@@ -5,25 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from marshmallow import EXCLUDE, Schema, fields, missing, validate
+from marshmallow import EXCLUDE, fields, missing, validate
 
 from services.notes.adapters import KINDS
 from services.notes.kinds import preview_kinds
 from services.notes.preview_body import citation_body
 from services.notes.vocabulary import NOTE_KINDS
+from shared.api_schemas import IgnoringQuerySchema, StrictSchema
 
 MAX_PREVIEW_WAIT_S = 120.0
 
 
-class StrictSchema(Schema):
-    class Meta:
-        ordered = True
-
-
-class NoteKindArgsSchema(StrictSchema):
-    class Meta:
-        unknown = EXCLUDE
-
+class NoteKindArgsSchema(IgnoringQuerySchema):
     kind = fields.String(load_default=NOTE_KINDS[0], validate=validate.OneOf(NOTE_KINDS))
 
 

@@ -1,6 +1,10 @@
-"""The sweeper (Celery beat, every SWEEP_INTERVAL_S): hands out again every note job whose
-worker went silent, and creates the note rows of resolved sessions whose event was lost.
-The broker only makes the work fast; the leases and this sweep make it happen."""
+"""The sweeper (Celery beat, every SWEEP_INTERVAL_S): hands out again every note job whose lease
+expired or that nobody claimed, and creates the note rows of resolved sessions whose event was
+lost. The broker only makes the work fast; the leases and this sweep make it happen.
+
+A job held by a worker process that died is handed on sooner, by the other worker processes'
+liveness check every WORKER_BEAT_S (services.notes.liveness), which expires its lease; this
+sweep is what remains when no worker process is left to notice (see services.notes.leases)."""
 
 from __future__ import annotations
 
@@ -64,6 +68,8 @@ def sweep(ctx: NotesContext, *, limit: int = 500) -> dict[str, int]:
                 select(ResolutionNote.id)
                 .where(
                     ResolutionNote.markdown.is_(None),
+                    # A note closed out as impossible to make is never handed out again.
+                    ResolutionNote.delivery_status.in_(OPEN_STATUSES),
                     or_(
                         ResolutionNote.lease_expires_at < func.now(),
                         and_(

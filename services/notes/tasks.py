@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Task
 
-from services.notes import deliveries, generation, leases, prewarm, resolve, sweeper
+from services.notes import deliveries, generation, leases, liveness, prewarm, resolve, sweeper
 from services.notes.context import NotesContext, context_for
 from services.notes.vocabulary import NOTE_KINDS
 from shared import runtime
@@ -60,6 +60,12 @@ def _llm_call(func: Any, *args: Any, **kwargs: Any) -> Any:
         if exc.retryable:
             raise RetryableLLMError(str(exc)) from exc
         raise
+
+
+def enqueue_reclaimed(job: liveness.Reclaimed) -> None:
+    """Enqueue again a job handed on from a dead worker process (see services.notes.liveness)."""
+    ctx = context()
+    ctx.enqueue(TASK_MATERIALISE if job.materialise else TASK_DELIVER, str(job.note_id))
 
 
 def _owner(task: Task) -> str:

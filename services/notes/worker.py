@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, signals
+from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.entity import Queue
 
 from shared.config import Settings
@@ -43,6 +44,28 @@ from shared.tasks import (
 VISIBILITY_TIMEOUT_S = 3600
 
 
+# kombu's reconnect waits 2 s, then 4, 6, 8 ... up to 30 s between attempts: a broker back
+# after 30 s down would wait up to 12 s more for its worker. Capped, the worker reconnects
+# within BROKER_RETRY_MAX_S of the broker answering.
+BROKER_RETRY_MAX_S = 2.0
+
+
+class Consumer(CeleryConsumer):  # type: ignore[misc]
+    """Celery's consumer, reconnecting to a lost broker every BROKER_RETRY_MAX_S at most."""
+
+    def ensure_connected(self, conn: Any) -> Any:
+        ensure = conn.ensure_connection
+
+        def capped(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("interval_start", 1)
+            kwargs.setdefault("interval_step", 1)
+            kwargs.setdefault("interval_max", BROKER_RETRY_MAX_S)
+            return ensure(*args, **kwargs)
+
+        conn.ensure_connection = capped
+        return super().ensure_connected(conn)
+
+
 def broker_url(settings: Settings) -> str:
     # Without REDIS_URL the worker uses the embedded Redis `make run` starts (same port).
     return settings.REDIS_URL or f"redis://127.0.0.1:{settings.EMBEDDED_REDIS_PORT}/0"
@@ -61,6 +84,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry": True,
         "broker_connection_max_retries": None,
         "broker_channel_error_retry": True,
+        "worker_consumer": f"{__name__}:Consumer",
         "broker_transport_options": {
             "visibility_timeout": VISIBILITY_TIMEOUT_S,
             "socket_connect_timeout": 5,
@@ -150,9 +174,22 @@ def _configure_runtime(**_: Any) -> None:
     from shared.models.base import NOTES
     from shared.models.exposed import SERVICE_ROLES
 
-    runtime.configure(app.conf.rf_settings)
+    settings = runtime.configure(app.conf.rf_settings)
     # Every task of this worker reads and writes as the notes service.
     db.run_as(SERVICE_ROLES[NOTES])
+    # The process says it is alive, and hands on the jobs of processes that stopped saying so.
+    from services.notes import liveness
+    from services.notes.tasks import enqueue_reclaimed
+
+    liveness.start(settings, enqueue_reclaimed)
+
+
+@signals.worker_shutdown.connect(weak=False)
+def _stop_beating(**_: Any) -> None:
+    """After a warm shutdown (every running task finished): stop beating, delete the row."""
+    from services.notes import liveness
+
+    liveness.stop()
 
 
 @signals.worker_process_init.connect(weak=False)

@@ -17,12 +17,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, current_app, request
-from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 from sqlalchemy import inspect
 
-from services.pilot import chat, drafts, facts, fixes, sessions, similar
+from services.pilot import chat, draft_params, drafts, facts, fixes, sessions, similar
 from services.pilot.schemas import (
     ChatMessageSchema,
     ChatTurnResponseSchema,
@@ -46,15 +44,22 @@ from services.pilot.schemas import (
     SimilarSessionSchema,
     SuggestedFixSchema,
 )
-from shared.auth import auth_required, current_principal
+from shared.auth import current_principal
 from shared.config import Settings
 from shared.db import db
+from shared.endpoints import (
+    ApiBlueprint,
+    BearerView,
+    paging,
+    read_as_caller,
+    read_page,
+    write_as_caller,
+)
 from shared.events import write_transaction
 from shared.llm import LLMClient, LLMUnavailable
 from shared.usage import budget_status
-from shared.web import BEARER_SECURITY
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "pilot",
     __name__,
     url_prefix="/api/v1/ai-sessions",
@@ -87,7 +92,7 @@ ERROR_RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
 }
 
 
-def blueprints() -> list[Blueprint]:
+def blueprints() -> list[ApiBlueprint]:
     from services.pilot import usage_api
 
     return [blp, *usage_api.blueprints()]
@@ -115,7 +120,12 @@ def _llm() -> LLMClient:
 
 
 def _columns(obj: Any, **extra: Any) -> dict[str, Any]:
-    data = {attr.key: getattr(obj, attr.key) for attr in inspect(obj).mapper.column_attrs}
+    # Deferred columns (a session's stored search document) are never part of an answer.
+    data = {
+        attr.key: getattr(obj, attr.key)
+        for attr in inspect(obj).mapper.column_attrs
+        if not attr.deferred
+    }
     data.update(extra)
     return data
 
@@ -193,71 +203,49 @@ def _sse(kind: str, data: dict[str, Any] | None) -> str:
 
 
 @blp.route("")
-class SessionsView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(SessionQueryArgsSchema, location="query", unknown=RAISE)
-    @blp.response(200, SessionResponseSchema(many=True))
-    @blp.doc(security=BEARER_SECURITY)
+class SessionsView(BearerView):
+    @blp.list_endpoint(SessionResponseSchema, args=SessionQueryArgsSchema, unknown=RAISE)
     def get(self, args: dict[str, Any]) -> Any:
         """Your account's sessions, newest first. `X-Total-Count` gives the unpaged total."""
-        with db.session() as session:
-            rows, total = sessions.list_sessions(
-                session,
-                current_principal(),
-                status=args.get("status"),
-                search=args.get("search"),
-                ticket_ref=args.get("ticket_ref"),
-                limit=args["limit"],
-                offset=args["offset"],
-            )
-        return rows, {"X-Total-Count": str(total)}
+        return read_page(
+            sessions.list_sessions,
+            current_principal(),
+            status=args.get("status"),
+            search=args.get("search"),
+            ticket_ref=args.get("ticket_ref"),
+            **paging(args),
+        )
 
-    @blp.arguments(SessionCreateSchema)
-    @blp.response(201, SessionResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+    @blp.endpoint(201, SessionResponseSchema, args=SessionCreateSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Open a troubleshooting session (engineers and owners). Its state_version starts at 1."""
-        with write_transaction() as session:
-            result = sessions.create_session(
-                session,
-                current_principal(),
-                title=data["title"],
-                ticket_ref=data.get("ticket_ref"),
-                problem=data.get("problem"),
-            )
+        result = write_as_caller(
+            sessions.create_session,
+            title=data["title"],
+            ticket_ref=data.get("ticket_ref"),
+            problem=data.get("problem"),
+        )
         return _versioned(result)
 
 
 @blp.route("/<uuid:session_id>")
-class SessionView(MethodView):
-    decorators = [auth_required]
-
-    @blp.response(200, SessionResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class SessionView(BearerView):
+    @blp.endpoint(200, SessionResponseSchema)
     def get(self, session_id: uuid.UUID) -> Any:
         """One session."""
-        with db.session() as session:
-            return sessions.get_session(session, current_principal(), session_id)
+        return read_as_caller(sessions.get_session, session_id)
 
-    @blp.arguments(SessionUpdateSchema)
-    @blp.response(200, SessionResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+    @blp.endpoint(200, SessionResponseSchema, args=SessionUpdateSchema)
     def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Change the title, ticket reference or problem statement. 409 while the session is
         resolved."""
-        with write_transaction() as session:
-            result = sessions.update_session(session, current_principal(), session_id, data)
+        result = write_as_caller(sessions.update_session, session_id, data)
         return _versioned(result)
 
 
 @blp.route("/<uuid:session_id>/resolve")
-class ResolveView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(ResolveRequestSchema)
-    @blp.response(202, ResolveResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class ResolveView(BearerView):
+    @blp.endpoint(202, ResolveResponseSchema, args=ResolveRequestSchema)
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Resolve the session at its next state_version; the notes service writes the note
         and delivers it (hence 202). `resolution` is recorded as a `resolution` fact in the
@@ -265,35 +253,23 @@ class ResolveView(MethodView):
         other than dismissed) unless `force: true`, and when the account has a ticketing
         integration and there is no `ticket_ref`. Resolving twice is a 409; the session is
         read-only until reopened."""
-        with write_transaction() as session:
-            result = sessions.resolve_session(
-                session,
-                current_principal(),
-                session_id,
-                ticket_ref=data.get("ticket_ref"),
-                resolution=data.get("resolution"),
-                force=bool(data.get("force")),
-            )
-        row = result.obj
-        return {
-            "id": row.id,
-            "status": row.status,
-            "state_version": result.state_version,
-            "resolved_version": row.resolved_version,
-            "ticket_ref": row.ticket_ref,
-        }
+        result = write_as_caller(
+            sessions.resolve_session,
+            session_id,
+            ticket_ref=data.get("ticket_ref"),
+            resolution=data.get("resolution"),
+            force=bool(data.get("force")),
+        )
+        # ResolveResponseSchema answers the id, status, versions and ticket_ref of it.
+        return _versioned(result)
 
 
 @blp.route("/<uuid:session_id>/reopen")
-class ReopenView(MethodView):
-    decorators = [auth_required]
-
-    @blp.response(200, SessionResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class ReopenView(BearerView):
+    @blp.endpoint(200, SessionResponseSchema)
     def post(self, session_id: uuid.UUID) -> Any:
         """Make a resolved session writable again. 409 if it is not resolved."""
-        with write_transaction() as session:
-            result = sessions.reopen_session(session, current_principal(), session_id)
+        result = write_as_caller(sessions.reopen_session, session_id)
         return _versioned(result)
 
 
@@ -301,47 +277,31 @@ class ReopenView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/facts")
-class FactsView(MethodView):
-    decorators = [auth_required]
-
-    @blp.response(200, FactSchema(many=True))
-    @blp.doc(security=BEARER_SECURITY)
+class FactsView(BearerView):
+    @blp.endpoint(200, FactSchema(many=True))
     def get(self, session_id: uuid.UUID) -> Any:
         """The session's facts, oldest first."""
-        with db.session() as session:
-            return facts.list_facts(session, current_principal(), session_id)
+        return read_as_caller(facts.list_facts, session_id)
 
-    @blp.arguments(FactCreateSchema)
-    @blp.response(201, FactWriteResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+    @blp.endpoint(201, FactWriteResponseSchema, args=FactCreateSchema)
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Record a fact: text (trimmed, 1..4000 characters) and kind (default observation)."""
-        with write_transaction() as session:
-            result = facts.add_fact(
-                session, current_principal(), session_id, text=data["text"], kind=data["kind"]
-            )
+        result = write_as_caller(facts.add_fact, session_id, text=data["text"], kind=data["kind"])
         return _versioned(result)
 
 
 @blp.route("/<uuid:session_id>/facts/<uuid:fact_id>")
-class FactView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(FactUpdateSchema)
-    @blp.response(200, FactWriteResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class FactView(BearerView):
+    @blp.endpoint(200, FactWriteResponseSchema, args=FactUpdateSchema)
     def patch(self, data: dict[str, Any], session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Change a fact's text or kind."""
-        with write_transaction() as session:
-            result = facts.update_fact(session, current_principal(), session_id, fact_id, data)
+        result = write_as_caller(facts.update_fact, session_id, fact_id, data)
         return _versioned(result)
 
-    @blp.response(200, FactDeleteResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+    @blp.endpoint(200, FactDeleteResponseSchema)
     def delete(self, session_id: uuid.UUID, fact_id: uuid.UUID) -> Any:
         """Delete a fact. Answers 200 (not 204) so the new state_version can be returned."""
-        with write_transaction() as session:
-            result = facts.delete_fact(session, current_principal(), session_id, fact_id)
+        result = write_as_caller(facts.delete_fact, session_id, fact_id)
         return {"id": fact_id, "deleted": True, "state_version": result.state_version}
 
 
@@ -349,26 +309,13 @@ class FactView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/messages")
-class MessagesView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(MessageQueryArgsSchema, location="query")
-    @blp.response(200, ChatMessageSchema(many=True))
-    @blp.doc(security=BEARER_SECURITY)
+class MessagesView(BearerView):
+    @blp.list_endpoint(ChatMessageSchema, args=MessageQueryArgsSchema)
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The conversation, oldest first. `X-Total-Count` gives the unpaged total."""
-        with db.session() as session:
-            rows, total = chat.list_messages(
-                session,
-                current_principal(),
-                session_id,
-                limit=args["limit"],
-                offset=args["offset"],
-            )
-        return rows, {"X-Total-Count": str(total)}
+        return read_page(chat.list_messages, current_principal(), session_id, **paging(args))
 
-    @blp.arguments(MessageCreateSchema)
-    @blp.response(201, ChatTurnResponseSchema)
+    @blp.endpoint(201, ChatTurnResponseSchema, args=MessageCreateSchema)
     @blp.alt_response(
         503,
         schema=ChatUnavailableSchema,
@@ -385,7 +332,6 @@ class MessagesView(MethodView):
             "`event: done` carrying the 201 body, or `event: error` carrying the 503 body."
         ),
     )
-    @blp.doc(security=BEARER_SECURITY)
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Send a message and get the assistant's answer (and any fix it proposes).
 
@@ -439,62 +385,49 @@ class MessagesView(MethodView):
 
 
 @blp.route("/<uuid:session_id>/similar")
-class SimilarView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(SimilarQueryArgsSchema, location="query", unknown=RAISE)
-    @blp.response(200, SimilarSessionSchema(many=True))
-    @blp.doc(security=BEARER_SECURITY)
+class SimilarView(BearerView):
+    @blp.list_endpoint(SimilarSessionSchema, args=SimilarQueryArgsSchema, unknown=RAISE)
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Up to five resolved sessions of your account whose problem and facts are closest
         to this one's (full-text rank plus trigram similarity), each with its root cause,
         resolution and the templates used."""
-        with db.session() as session:
-            found = similar.similar_sessions(
-                session, current_principal(), session_id, limit=args["limit"]
-            )
+        found = read_as_caller(similar.similar_sessions, session_id, limit=args["limit"])
         return [item.as_dict() for item in found]
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes")
-class FixesView(MethodView):
-    decorators = [auth_required]
-
-    @blp.response(200, SuggestedFixSchema(many=True))
-    @blp.doc(security=BEARER_SECURITY)
+class FixesView(BearerView):
+    @blp.endpoint(200, SuggestedFixSchema(many=True))
     def get(self, session_id: uuid.UUID) -> Any:
         """Every fix proposed in the session, newest first, with supersession and decision."""
-        with db.session() as session:
-            return fixes.list_fixes(session, current_principal(), session_id)
+        return read_as_caller(fixes.list_fixes, session_id)
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/active")
-class ActiveFixView(MethodView):
-    decorators = [auth_required]
-
-    @blp.response(200, SuggestedFixSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class ActiveFixView(BearerView):
+    @blp.endpoint(200, SuggestedFixSchema)
     def get(self, session_id: uuid.UUID) -> Any:
         """The active (not superseded) fix, or 404 when there is none."""
-        with db.session() as session:
-            return fixes.get_active_fix(session, current_principal(), session_id)
+        return read_as_caller(fixes.get_active_fix, session_id)
 
 
 @blp.route("/<uuid:session_id>/suggested-fixes/<uuid:fix_id>/decision")
-class DecisionView(MethodView):
-    decorators = [auth_required]
-
-    @blp.arguments(DecisionRequestSchema)
-    @blp.response(200, DecisionResponseSchema)
-    @blp.doc(security=BEARER_SECURITY)
+class DecisionView(BearerView):
+    @blp.endpoint(200, DecisionResponseSchema, args=DecisionRequestSchema)
     def post(self, data: dict[str, Any], session_id: uuid.UUID, fix_id: uuid.UUID) -> Any:
         """Record what the engineer does with the active fix: one_off, draft_template,
         build_template or dismissed (which supersedes it). 409 on a superseded fix or one
         already decided."""
         principal = current_principal()
+        proposal = None
+        if data["decision"] in drafts.TEMPLATE_DECISIONS:
+            # The LLM is asked before the transaction, so no row stays locked while it answers.
+            proposal = draft_params.propose_for_fix(_llm(), principal, session_id, fix_id)
         with write_transaction() as session:
             result = sessions.decide_fix(session, principal, session_id, fix_id, data["decision"])
-            draft = drafts.draft_from_fix(session, principal, result.obj, data["decision"])
+            draft = drafts.draft_from_fix(
+                session, principal, result.obj, data["decision"], proposal
+            )
             body = _versioned(result)
             body["draft_template"] = draft.as_dict() if draft is not None else None
         return body

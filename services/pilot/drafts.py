@@ -2,11 +2,13 @@
 `build_template` on a fix that carries a script.
 
 The script's ticket-specific literals become typed parameters whose defaults are the fix's
-values (shared.powershell_literals, on the syntax tree, offline); the rest of the script is
-kept as written. The draft is a personal template of the deciding engineer, `status: "draft"`
-and linked to the fix, so the library does not list it until it is published (the scripts
-service's publish route, which runs the engine's validation and the static check first, as it
-does for every template it saves). No Flask.
+values (shared.powershell_literals, on the syntax tree, offline); with an API key the LLM's
+proposal of names, labels, types and which literals to lift is used where it passes the checks
+of services.pilot.draft_params. The rest of the script is kept as written. The draft is a
+personal template of the deciding engineer, `status: "draft"` and linked to the fix, so the
+library does not list it until it is published (the scripts service's publish route, which
+runs the engine's validation and the static check first, as it does for every template it
+saves). No Flask.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.pilot import library_match
+from services.pilot.draft_params import ChosenParameters, Proposal, choose_parameters
 from shared import powershell_check
 from shared.models import AISession, ScriptCategory, ScriptTemplate, ScriptTemplateVersion
 from shared.models.ai_session import SuggestedFix
 from shared.permissions import can_create_content
-from shared.powershell_literals import LiftedScript, lift_literals
 from shared.principal import Principal
 
 TEMPLATE_DECISIONS = frozenset({"draft_template", "build_template"})
@@ -34,7 +36,7 @@ _SLUG_RE = re.compile(r"[^a-z0-9]+")
 @dataclass(frozen=True)
 class Draft:
     template: ScriptTemplate
-    lifted: LiftedScript
+    chosen: ChosenParameters
     findings: list[powershell_check.Finding]
 
     def as_dict(self) -> dict[str, object]:
@@ -43,8 +45,11 @@ class Draft:
             "status": self.template.status,
             "name": self.template.name,
             "slug": self.template.slug,
-            "parameters": [p.as_schema() for p in self.lifted.parameters],
+            "parameters": [p.as_schema() for p in self.chosen.lifted.parameters],
             "script_findings": [f.as_dict() for f in self.findings],
+            "generator": self.chosen.generator,
+            "parameter_sources": dict(self.chosen.sources),
+            "rejected_proposals": list(self.chosen.rejected),
         }
 
 
@@ -76,16 +81,23 @@ def _category(session: Session, fix: SuggestedFix, problem: str | None) -> uuid.
 
 
 def draft_from_fix(
-    session: Session, principal: Principal, fix: SuggestedFix, decision: str
+    session: Session,
+    principal: Principal,
+    fix: SuggestedFix,
+    decision: str,
+    proposal: Proposal | None = None,
 ) -> Draft | None:
     """The draft template for a template decision on a fix with a script, in the caller's
-    transaction; None for any other decision or a fix without a script."""
+    transaction; None for any other decision or a fix without a script. ``proposal``: what
+    the LLM proposed for the script's parameters (asked before the transaction), checked here
+    literal by literal."""
     if decision not in TEMPLATE_DECISIONS or not (fix.script or "").strip():
         return None
     if not can_create_content(principal):  # pragma: no cover - deciding already needs this
         return None
     assert fix.script is not None
-    lifted = lift_literals(fix.script)
+    chosen = choose_parameters(fix.script, proposal)
+    lifted = chosen.lifted
     problem = session.scalar(select(AISession.problem).where(AISession.id == fix.session_id))
     category_id = _category(session, fix, problem)
     if category_id is None:  # no library loaded at all: nothing to file the draft under
@@ -127,7 +139,7 @@ def draft_from_fix(
         )
     )
     session.flush()
-    return Draft(template, lifted, powershell_check.check_script(lifted.body))
+    return Draft(template, chosen, powershell_check.check_script(lifted.body))
 
 
 def draft_of_fix(session: Session, account_id: uuid.UUID, fix_id: uuid.UUID) -> uuid.UUID | None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.vocabulary import REDACTION_MARKER
+from shared.vocabulary import FACT_KINDS, REDACTION_MARKER
 
 PROMPT_FILE = Path(__file__).with_name("assistant_system_prompt.txt")
 
@@ -37,15 +37,8 @@ def load_prompt(path: Path) -> tuple[str, str]:
 # Read once, at import: the file ships with the code and never changes while a process runs.
 PROMPT_VERSION, ASSISTANT_SYSTEM_PROMPT = load_prompt(PROMPT_FILE)
 
-FACT_KIND_ORDER: tuple[str, ...] = (
-    "symptom",
-    "observation",
-    "confirmed",
-    "ruled_out",
-    "environment",
-    "root_cause",
-    "resolution",
-)
+# The order the prompt lists facts in: the vocabulary's own.
+FACT_KIND_ORDER: tuple[str, ...] = FACT_KINDS
 FACT_KIND_HEADINGS: dict[str, str] = {
     "symptom": "Symptoms",
     "observation": "Observations",

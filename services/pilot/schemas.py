@@ -4,42 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from shared.hostile_input import MAX_OFFSET
+from shared.api_schemas import (
+    IgnoringQuerySchema,
+    OptionalTrimmedString,
+    StrictSchema,
+    TrimmedString,
+    page_fields,
+)
 from shared.models import FACT_KINDS, FIX_DECISIONS, SESSION_STATUSES
 from shared.powershell_check import check_script
 
 FACT_TEXT_MAX = 4000
 MESSAGE_MAX = 20000
 PROBLEM_MAX = 20000
-
-
-class StrictSchema(Schema):
-    class Meta:
-        ordered = True
-
-
-class TrimmedString(fields.String):
-    """A string with surrounding whitespace removed before the validators run, so a length
-    limit applies to the trimmed text and whitespace alone fails `Length(min=1)`."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        result = super()._deserialize(value, attr, data, **kwargs)
-        return result.strip() if isinstance(result, str) else result
-
-
-class OptionalTrimmedString(TrimmedString):
-    """Like TrimmedString, but blank becomes None (for optional references such as ticket_ref)."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        result = super()._deserialize(value, attr, data, **kwargs)
-        return result or None
-
-    def _validate(self, value: Any) -> None:
-        # A blank value became None: length validators must not see it (a TypeError, a 500).
-        if value is not None:
-            super()._validate(value)
 
 
 def _at_least_one(data: dict[str, Any], names: tuple[str, ...]) -> None:
@@ -83,9 +62,7 @@ class SessionQueryArgsSchema(StrictSchema):
         metadata={"description": "exactly this ticket reference (case-insensitive)"},
     )
     status = fields.String(validate=validate.OneOf(SESSION_STATUSES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+    limit, offset = page_fields(50, 200)
 
 
 class SessionResponseSchema(StrictSchema):
@@ -176,13 +153,8 @@ class MessageCreateSchema(StrictSchema):
     content = TrimmedString(required=True, validate=validate.Length(min=1, max=MESSAGE_MAX))
 
 
-class MessageQueryArgsSchema(StrictSchema):
-    class Meta:
-        unknown = EXCLUDE
-
-    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
-    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+class MessageQueryArgsSchema(IgnoringQuerySchema):
+    limit, offset = page_fields(200, 1000)
 
 
 class ChatMessageSchema(StrictSchema):
@@ -285,6 +257,25 @@ class DraftTemplateSchema(StrictSchema):
         metadata={"description": "the literals lifted from the fix's script, with their defaults"},
     )
     script_findings = fields.List(fields.Dict())
+    generator = fields.String(
+        metadata={
+            "description": "what chose the parameters: anthropic (the LLM's checked proposal), "
+            "offline (the syntax-tree lifter, no API key) or offline-fallback (the LLM could "
+            "not be used)"
+        }
+    )
+    parameter_sources = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": "per parameter key: llm or lifter"},
+    )
+    rejected_proposals = fields.List(
+        fields.Dict(),
+        metadata={
+            "description": "each LLM proposal that failed the checks ({literal, reason}); its "
+            "literal kept the deterministic lift"
+        },
+    )
 
 
 class DecisionResponseSchema(SuggestedFixSchema):

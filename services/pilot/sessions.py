@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from services.notes import bundle
-from shared import events
+from services.pilot.search_document import store_search_document
+from shared import events, resolution_snapshot
 from shared.errors import (
     AI_SESSION_NOT_FOUND,
     SUGGESTED_FIX_NOT_FOUND,
@@ -222,7 +222,8 @@ def resolve_session(
     reference (the receiver could not place the note). Besides the `session.state_changed`
     event, a `session.resolved` event carries `resolved_version` and `ticket_ref` for the
     notes service, and the note rows are created here with a snapshot of what the note is made
-    from, so the final note comes from exactly this version's data.
+    from (the notes service's `shared.resolution_snapshot` implementation, in this transaction),
+    so the final note comes from exactly this version's data.
     """
     require_writer(session, principal, session_id)
     with session_write_errors(read_only="Session is already resolved"):
@@ -258,8 +259,9 @@ def resolve_session(
     row.resolved_by = principal.id
     row.resolved_version = version
     session.flush()
-    loaded = bundle.snapshot_resolution(session, session_id)
-    if not force and (loaded is None or not loaded.bundle.has_resolution()):
+    store_search_document(session, session_id, principal.account_id)
+    has_resolution = resolution_snapshot.take_snapshot(session, session_id)
+    if not force and not has_resolution:
         raise InvalidInput(
             "nothing says what fixed this: record a resolution (a `resolution` fact, or "
             "`resolution` here), decide the suggested fix, or resolve with force: true",
@@ -283,7 +285,7 @@ def resolve_session(
             resolved_version=version,
             ticket_ref=row.ticket_ref,
             resolved_by=principal.id,
-            forced=bool(force and not (loaded and loaded.bundle.has_resolution())),
+            forced=force and not has_resolution,
         ),
     )
     session.flush()

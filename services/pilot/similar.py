@@ -4,8 +4,9 @@ to a session's, with what caused and fixed each and the templates used.
 Ranked in PostgreSQL alone: full-text rank of title, problem and facts (any of the session's
 words, as the library search widens to) plus trigram similarity of the problem statements
 (pg_trgm), so a session worded differently but about the same machine, error code or product
-still ranks. No vector store; computed per request over the account's newest resolved
-sessions (bench/test_bench_similar.py has the cost).
+still ranks. No vector store: each resolved session's search document is stored on resolve
+(services.pilot.search_document; a generated tsvector and a trigram index), so a request reads
+only the sessions that match (bench/test_bench_similar.py has the cost).
 Always scoped to the session's account: another account's session is never read, whatever
 its similarity. No Flask.
 """
@@ -19,72 +20,58 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from services.pilot import sessions
+from services.pilot.search_document import MAX_TEXT_CHARS, PROBLEM_KINDS
 from shared.models import ScriptTemplate, SessionFact, SuggestedFix
 from shared.models.exposed import ScriptSessionRun
 from shared.permissions import template_visibility
 from shared.principal import Principal
 
 MAX_RESULTS = 5
-# The newest resolved sessions of the account that are compared: bounds the work per request.
-SCAN_LIMIT = 5000
 MAX_QUERY_WORDS = 60
-MAX_TEXT_CHARS = 8000
-# Below this, a candidate shares no word and only chance trigrams: not similar.
-MIN_TRIGRAM = 0.08
-PREFIX_LETTERS = 5
-# The kinds that describe the problem (a resolution says how it ended, not what it was).
-PROBLEM_KINDS = ("symptom", "observation", "confirmed", "ruled_out", "environment", "root_cause")
+# A session that shares no word with this one is a candidate only when its problem
+# statement's trigram similarity reaches this (a typo, another spelling): found through the
+# trigram index (`%` is similarity at least pg_trgm.similarity_threshold, set to this for the
+# transaction). Sessions that share a word are found through the full-text index.
+TRIGRAM_ONLY = 0.3
 
 _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
 
+_THRESHOLD_SQL = text("SELECT set_config('pg_trgm.similarity_threshold', :threshold, true)")
+# Only the candidates the two GIN indexes find are ranked: full-text rank of the stored
+# document plus trigram similarity of the statement.
 _SIMILAR_SQL = text(
     """
     WITH asked AS MATERIALIZED (
         SELECT websearch_to_tsquery('english', :words) AS query
     ),
     candidates AS MATERIALIZED (
-        SELECT s.id, s.title, s.problem, s.ticket_ref, s.resolved_at
-        FROM ai_sessions s
-        WHERE s.account_id = :account_id AND s.status = 'resolved' AND s.id <> :session_id
-        ORDER BY s.resolved_at DESC NULLS LAST, s.id
-        LIMIT :scan_limit
-    ),
-    fact_text AS MATERIALIZED (
-        SELECT f.session_id, string_agg(f.text, ' ' ORDER BY f.created_at, f.id) AS facts
-        FROM session_facts f
-        JOIN candidates c ON c.id = f.session_id
-        WHERE f.account_id = :account_id AND f.kind IN :kinds
-        GROUP BY f.session_id
-    ),
-    docs AS MATERIALIZED (
-        SELECT c.id, c.title, c.ticket_ref, c.resolved_at,
-               left(lower(concat_ws(' ', c.title, c.problem, ft.facts)), :max_chars) AS body,
-               left(lower(concat_ws(' ', c.title, c.problem)), :max_chars) AS statement
-        FROM candidates c
-        LEFT JOIN fact_text ft ON ft.session_id = c.id
+        SELECT s.id
+        FROM pilot.ai_sessions s, asked
+        WHERE s.search_vector @@ asked.query
+          AND s.account_id = :account_id AND s.status = 'resolved' AND s.id <> :session_id
+        UNION
+        SELECT s.id
+        FROM pilot.ai_sessions s
+        WHERE s.search_statement % :statement
+          AND s.account_id = :account_id AND s.status = 'resolved' AND s.id <> :session_id
     ),
     scored AS MATERIALIZED (
-        SELECT d.id, d.title, d.ticket_ref, d.resolved_at,
-               -- Stemming every document is the cost: only those sharing a word's first
-               -- letters with the session are ranked (the rest can still match on trigrams).
-               CASE WHEN d.body ~ :prefixes
-                    THEN ts_rank(to_tsvector('english', d.body), asked.query) ELSE 0 END AS rank,
-               -- Trigrams of the problem statement only: the facts are many and long, and
-               -- similarity() costs more than stemming; the full text covers them.
-               similarity(d.statement, :statement) AS trigram
-        FROM docs d, asked
+        SELECT s.id, s.title, s.ticket_ref, s.resolved_at,
+               ts_rank(s.search_vector, asked.query) AS rank,
+               similarity(s.search_statement, :statement) AS trigram
+        FROM candidates c
+        JOIN pilot.ai_sessions s ON s.id = c.id, asked
     )
     SELECT id, title, ticket_ref, resolved_at, rank, trigram
     FROM scored
-    WHERE rank > 0 OR trigram >= :min_trigram
     ORDER BY rank + trigram DESC, resolved_at DESC NULLS LAST, id
     LIMIT :limit
     """
-).bindparams(bindparam("kinds", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -109,13 +96,6 @@ class SimilarSession:
             "resolution": self.resolution,
             "templates_used": self.templates_used,
         }
-
-
-def _prefixes(text_: str) -> str:
-    """A regular expression matching a word that starts like one of the text's words (their
-    first five letters: "printer" finds "printing")."""
-    starts = sorted({w[:PREFIX_LETTERS] for w in _WORD_RE.findall(text_) if len(w) >= 3})
-    return r"\m(?:" + "|".join(starts) + ")" if starts else "$^"
 
 
 def _words(text_: str) -> str | None:
@@ -154,18 +134,14 @@ def similar_sessions(
     words = _words(body)
     if words is None:
         return []
+    session.execute(_THRESHOLD_SQL, {"threshold": str(TRIGRAM_ONLY)})
     rows = session.execute(
         _SIMILAR_SQL,
         {
             "account_id": principal.account_id,
             "session_id": session_id,
-            "scan_limit": SCAN_LIMIT,
-            "kinds": list(PROBLEM_KINDS),
-            "max_chars": MAX_TEXT_CHARS,
             "words": words,
-            "prefixes": _prefixes(body),
             "statement": statement,
-            "min_trigram": MIN_TRIGRAM,
             "limit": min(max(limit, 1), MAX_RESULTS),
         },
     ).all()

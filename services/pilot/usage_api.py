@@ -8,23 +8,21 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from services.pilot import sessions
-from services.pilot.schemas import StrictSchema
-from shared.auth import auth_required, current_principal
+from shared.api_schemas import StrictSchema
+from shared.auth import current_principal
 from shared.db import db
+from shared.endpoints import ApiBlueprint, BearerView
 from shared.errors import PermissionDenied
 from shared.permissions import can_administer_account
 from shared.usage import budget_status, month_start, set_budget, usage_report
-from shared.web import BEARER_SECURITY
 
-usage_blp = Blueprint(
+usage_blp = ApiBlueprint(
     "usage", __name__, url_prefix="/api/v1/usage", description="LLM usage, cost and budget"
 )
-session_usage_blp = Blueprint(
+session_usage_blp = ApiBlueprint(
     "session_usage",
     __name__,
     url_prefix="/api/v1/ai-sessions",
@@ -96,7 +94,7 @@ class BudgetUpdateSchema(StrictSchema):
     )
 
 
-def blueprints() -> list[Blueprint]:
+def blueprints() -> list[ApiBlueprint]:
     return [usage_blp, session_usage_blp]
 
 
@@ -106,12 +104,8 @@ def _require_owner() -> None:
 
 
 @usage_blp.route("")
-class UsageView(MethodView):
-    decorators = [auth_required]
-
-    @usage_blp.arguments(UsageQueryArgsSchema, location="query")
-    @usage_blp.response(200, UsageReportSchema)
-    @usage_blp.doc(security=BEARER_SECURITY)
+class UsageView(BearerView):
+    @usage_blp.endpoint(200, UsageReportSchema, args=UsageQueryArgsSchema, location="query")
     def get(self, args: dict[str, Any]) -> Any:
         """The account's LLM usage and cost between `from` and `to` (UTC days, inclusive; the
         current month so far when both are absent), with by_day and by_purpose breakdowns and
@@ -129,12 +123,8 @@ class UsageView(MethodView):
 
 
 @usage_blp.route("/budget")
-class BudgetView(MethodView):
-    decorators = [auth_required]
-
-    @usage_blp.arguments(BudgetUpdateSchema)
-    @usage_blp.response(200, BudgetSchema)
-    @usage_blp.doc(security=BEARER_SECURITY)
+class BudgetView(BearerView):
+    @usage_blp.endpoint(200, BudgetSchema, args=BudgetUpdateSchema)
     def put(self, data: dict[str, Any]) -> Any:
         """Set (or, with null, remove) the account's monthly LLM budget. Past it, notes come
         from the offline generator (flagged `budget_exceeded`) and chat answers 402. Owners."""
@@ -146,12 +136,8 @@ class BudgetView(MethodView):
 
 
 @session_usage_blp.route("/<uuid:session_id>/usage")
-class SessionUsageView(MethodView):
-    decorators = [auth_required]
-
-    @session_usage_blp.arguments(UsageQueryArgsSchema, location="query")
-    @session_usage_blp.response(200, UsageReportSchema)
-    @session_usage_blp.doc(security=BEARER_SECURITY)
+class SessionUsageView(BearerView):
+    @session_usage_blp.endpoint(200, UsageReportSchema, args=UsageQueryArgsSchema, location="query")
     def get(self, args: dict[str, Any], session_id: uuid.UUID) -> Any:
         """The session's LLM usage and cost (all time unless `from` / `to` narrow it), for
         anyone who can read the session."""

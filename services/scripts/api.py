@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.scripts import catalogue, drafts, generations, templates
 from services.scripts.schemas import (
@@ -31,18 +30,25 @@ from services.scripts.schemas import (
 )
 from shared import login, powershell_check
 from shared.auth import (
-    auth_required,
     current_principal,
     issue_token,
     load_principal,
 )
 from shared.db import db
+from shared.endpoints import (
+    ApiBlueprint,
+    BearerView,
+    paging,
+    read_as_caller,
+    read_page,
+    with_total,
+    write_as_caller,
+)
 from shared.errors import Unauthenticated
 from shared.events import write_transaction
-from shared.web import BEARER_SECURITY
 
-auth_blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Bearer tokens")
-scripts_blp = Blueprint(
+auth_blp = ApiBlueprint("auth", __name__, url_prefix="/api/v1/auth", description="Bearer tokens")
+scripts_blp = ApiBlueprint(
     "scripts", __name__, url_prefix="/api/v1/scripts", description="Script library"
 )
 
@@ -109,8 +115,7 @@ def _login_guard() -> login.LoginGuard:
 
 @auth_blp.route("/token")
 class TokenView(MethodView):
-    @auth_blp.arguments(TokenRequestSchema)
-    @auth_blp.response(200, TokenResponseSchema)
+    @auth_blp.endpoint(200, TokenResponseSchema, args=TokenRequestSchema, public=True)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Exchange email and password for a bearer token."""
         settings = current_app.config["SETTINGS"]
@@ -133,11 +138,8 @@ class TokenView(MethodView):
 
 
 @auth_blp.route("/me")
-class MeView(MethodView):
-    decorators = [auth_required]
-
-    @auth_blp.response(200, MeResponseSchema)
-    @auth_blp.doc(security=BEARER_SECURITY)
+class MeView(BearerView):
+    @auth_blp.endpoint(200, MeResponseSchema)
     def get(self) -> dict[str, Any]:
         """The caller's identity and role."""
         p = current_principal()
@@ -155,24 +157,16 @@ class MeView(MethodView):
 
 
 @scripts_blp.route("/categories")
-class CategoriesView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.response(200, CategoryResponseSchema(many=True))
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class CategoriesView(BearerView):
+    @scripts_blp.endpoint(200, CategoryResponseSchema(many=True))
     def get(self) -> list[dict[str, Any]]:
         """Active categories by sort order, with the number of templates you can see."""
-        with db.session() as session:
-            return catalogue.list_categories(session, current_principal())
+        return read_as_caller(catalogue.list_categories)
 
 
 @scripts_blp.route("/templates")
-class TemplatesView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.arguments(TemplateQueryArgsSchema, location="query")
-    @scripts_blp.response(200, TemplateListItemSchema(many=True))
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class TemplatesView(BearerView):
+    @scripts_blp.list_endpoint(TemplateListItemSchema, args=TemplateQueryArgsSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """Templates you can see, ordered by name, or by relevance when `search` is given
         (`websearch_to_tsquery` syntax: words, "quoted phrases", -excluded; typos tolerated).
@@ -184,136 +178,90 @@ class TemplatesView(MethodView):
             managed=args.get("managed"),
             mine=args["mine"],
             shared=args["shared"],
-            limit=args["limit"],
-            offset=args["offset"],
+            **paging(args),
         )
-        with db.session() as session:
-            rows, total = catalogue.list_templates(session, current_principal(), filters)
-        return rows, {"X-Total-Count": str(total)}
+        return read_page(catalogue.list_templates, current_principal(), filters)
 
-    @scripts_blp.arguments(TemplateCreateSchema)
-    @scripts_blp.response(201, TemplateDetailSchema)
-    @scripts_blp.doc(security=BEARER_SECURITY)
+    @scripts_blp.endpoint(201, TemplateDetailSchema, args=TemplateCreateSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Create a template (engineers and owners)."""
-        with write_transaction() as session:
-            return templates.create_template(session, current_principal(), data)
+        return write_as_caller(templates.create_template, data)
 
 
 @scripts_blp.route("/tags")
-class TagsView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.response(200, TagResponseSchema(many=True))
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class TagsView(BearerView):
+    @scripts_blp.endpoint(200, TagResponseSchema(many=True))
     def get(self) -> list[dict[str, Any]]:
         """Every tag on a template you can see, with its template count, sorted by tag."""
-        with db.session() as session:
-            return catalogue.list_tags(session, current_principal())
+        return read_as_caller(catalogue.list_tags)
 
 
 @scripts_blp.route("/templates/by-slug/<string:slug>")
-class TemplateBySlugView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.response(200, TemplateDetailSchema)
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class TemplateBySlugView(BearerView):
+    @scripts_blp.endpoint(200, TemplateDetailSchema)
     def get(self, slug: str) -> Any:
         """The template of that slug: your account's own, else the built-in one."""
-        with db.session() as session:
-            return catalogue.get_template_by_slug(session, current_principal(), slug)
+        return read_as_caller(catalogue.get_template_by_slug, slug)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>")
-class TemplateView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.response(200, TemplateDetailSchema)
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class TemplateView(BearerView):
+    @scripts_blp.endpoint(200, TemplateDetailSchema)
     def get(self, template_id: uuid.UUID) -> Any:
         """One template with its body, parameters, defaults and validation rules."""
-        with db.session() as session:
-            return catalogue.get_template(session, current_principal(), template_id)
+        return read_as_caller(catalogue.get_template, template_id)
 
-    @scripts_blp.arguments(TemplateUpdateSchema)
-    @scripts_blp.response(200, TemplateDetailSchema)
-    @scripts_blp.doc(security=BEARER_SECURITY)
+    @scripts_blp.endpoint(200, TemplateDetailSchema, args=TemplateUpdateSchema)
     def put(self, data: dict[str, Any], template_id: uuid.UUID) -> Any:
         """Partial update; `version` grows when `script_body` or `parameters_schema` changes."""
-        with write_transaction() as session:
-            return templates.update_template(session, current_principal(), template_id, data)
+        return write_as_caller(templates.update_template, template_id, data)
 
-    @scripts_blp.response(204)
-    @scripts_blp.doc(security=BEARER_SECURITY)
+    @scripts_blp.endpoint(204)
     def delete(self, template_id: uuid.UUID) -> None:
         """Soft delete."""
-        with write_transaction() as session:
-            templates.delete_template(session, current_principal(), template_id)
+        write_as_caller(templates.delete_template, template_id)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>/share")
-class TemplateShareView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.arguments(ShareArgsSchema, location="query")
-    @scripts_blp.response(200, TemplateDetailSchema)
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class TemplateShareView(BearerView):
+    @scripts_blp.endpoint(200, TemplateDetailSchema, args=ShareArgsSchema, location="query")
     def patch(self, args: dict[str, Any], template_id: uuid.UUID) -> Any:
         """Share with the team (true) or make personal (false). Owners and super admins."""
-        with write_transaction() as session:
-            return templates.share_template(
-                session, current_principal(), template_id, args["shared"]
-            )
+        return write_as_caller(templates.share_template, template_id, args["shared"])
 
 
 @scripts_blp.route("/templates/drafts")
-class TemplateDraftsView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.response(200, TemplateDetailSchema(many=True))
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class TemplateDraftsView(BearerView):
+    @scripts_blp.endpoint(200, TemplateDetailSchema(many=True))
     def get(self) -> Any:
         """Your template drafts made from fixes (not in the library until published)."""
-        with db.session() as session:
-            return drafts.list_drafts(session, current_principal())
+        return read_as_caller(drafts.list_drafts)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>/publish")
-class TemplatePublishView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.response(200, TemplateDetailSchema)
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class TemplatePublishView(BearerView):
+    @scripts_blp.endpoint(200, TemplateDetailSchema)
     def post(self, template_id: uuid.UUID) -> Any:
         """Publish a draft to your team's library (its creator or an account owner), after
         the same validation and static check as any template save. 409 when already
         published."""
-        with write_transaction() as session:
-            return drafts.publish_template(session, current_principal(), template_id)
+        return write_as_caller(drafts.publish_template, template_id)
 
 
 @scripts_blp.route("/templates/<uuid:template_id>/versions")
-class TemplateVersionsView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.response(200, TemplateVersionSchema(many=True))
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class TemplateVersionsView(BearerView):
+    @scripts_blp.endpoint(200, TemplateVersionSchema(many=True))
     def get(self, template_id: uuid.UUID) -> Any:
         """Every version of the template's body and parameters, newest first."""
-        with db.session() as session:
-            return catalogue.list_versions(session, current_principal(), template_id)
+        return read_as_caller(catalogue.list_versions, template_id)
 
 
 # ── Generate and history ──────────────────────────────────────────────────
 
 
 @scripts_blp.route("/generate")
-class GenerateView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.arguments(GenerateRequestSchema)
-    @scripts_blp.response(200, GenerateResponseSchema)
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class GenerateView(BearerView):
+    @scripts_blp.endpoint(200, GenerateResponseSchema, args=GenerateRequestSchema)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Render a template. The real script is in this response only; every stored copy has
         sensitive values replaced by the redaction marker."""
@@ -399,13 +347,10 @@ def _delivery_warnings(result: generations.GenerationResult) -> list[str]:
 
 
 @scripts_blp.route("/generations/<uuid:generation_id>/download")
-class GenerationDownloadView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.response(
+class GenerationDownloadView(BearerView):
+    @scripts_blp.endpoint(
         200, content_type="application/octet-stream", description="the .ps1 file (UTF-8 with BOM)"
     )
-    @scripts_blp.doc(security=BEARER_SECURITY)
     def get(self, generation_id: uuid.UUID) -> Response:
         """Your own generation made with env or prompt delivery, as a .ps1 file with a UTF-8
         byte-order mark (Windows PowerShell 5.1 reads a file without one in the ANSI code
@@ -427,49 +372,38 @@ class GenerationDownloadView(MethodView):
 
 
 @scripts_blp.route("/settings")
-class ScriptSettingsView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.response(200, ScriptSettingsSchema)
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class ScriptSettingsView(BearerView):
+    @scripts_blp.endpoint(200, ScriptSettingsSchema)
     def get(self) -> dict[str, Any]:
         """The account's script settings."""
-        with db.session() as session:
-            return generations.get_script_settings(session, current_principal())
+        return read_as_caller(generations.get_script_settings)
 
-    @scripts_blp.arguments(ScriptSettingsSchema)
-    @scripts_blp.response(200, ScriptSettingsSchema)
-    @scripts_blp.doc(security=BEARER_SECURITY)
+    @scripts_blp.endpoint(200, ScriptSettingsSchema, args=ScriptSettingsSchema)
     def put(self, data: dict[str, Any]) -> dict[str, Any]:
         """Set the account's default secret delivery (owners)."""
-        with write_transaction() as session:
-            return generations.update_script_settings(session, current_principal(), data)
+        return write_as_caller(generations.update_script_settings, data)
 
 
 @scripts_blp.route("/generations")
-class GenerationsView(MethodView):
-    decorators = [auth_required]
-
-    @scripts_blp.arguments(GenerationQueryArgsSchema, location="query")
-    @scripts_blp.response(200, GenerationRecordSchema(many=True))
-    @scripts_blp.doc(security=BEARER_SECURITY)
+class GenerationsView(BearerView):
+    @scripts_blp.list_endpoint(GenerationRecordSchema, args=GenerationQueryArgsSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """Your own generations, newest first (parameters as stored: redacted). `X-Total-Count`
         gives the unpaged total."""
-        with db.session() as session:
-            rows, total = generations.list_generations(
-                session, current_principal(), limit=args["limit"], offset=args["offset"]
-            )
-        return [
-            {
-                "id": gen.id,
-                "template_id": gen.template_id,
-                "template_name": name,
-                "template_version": gen.template_version,
-                "parameters_used": gen.parameters_used,
-                "secret_delivery": gen.secret_delivery,
-                "ai_session_id": gen.ai_session_id,
-                "created_at": gen.created_at,
-            }
-            for gen, name in rows
-        ], {"X-Total-Count": str(total)}
+        rows, total = read_as_caller(generations.list_generations, **paging(args))
+        return with_total(
+            [
+                {
+                    "id": gen.id,
+                    "template_id": gen.template_id,
+                    "template_name": name,
+                    "template_version": gen.template_version,
+                    "parameters_used": gen.parameters_used,
+                    "secret_delivery": gen.secret_delivery,
+                    "ai_session_id": gen.ai_session_id,
+                    "created_at": gen.created_at,
+                }
+                for gen, name in rows
+            ],
+            total,
+        )

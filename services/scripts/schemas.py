@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from shared import powershell_check
-from shared.hostile_input import MAX_OFFSET
+from shared.api_schemas import IgnoringQuerySchema, StrictSchema, page_fields
 
 COMPLEXITIES = ("basic", "intermediate", "advanced")
 SECRET_DELIVERY = ("inline", "env", "prompt")
@@ -15,11 +15,6 @@ _DELIVERY_HELP = (
     "how sensitive parameters reach the script: inline (written in it), env (read from "
     "$env:RF_<KEY>) or prompt (Read-Host -AsSecureString when it runs)"
 )
-
-
-class StrictSchema(Schema):
-    class Meta:
-        ordered = True
 
 
 class TokenRequestSchema(StrictSchema):
@@ -52,10 +47,7 @@ class CategoryResponseSchema(StrictSchema):
     template_count = fields.Integer()
 
 
-class TemplateQueryArgsSchema(StrictSchema):
-    class Meta:
-        unknown = EXCLUDE
-
+class TemplateQueryArgsSchema(IgnoringQuerySchema):
     category_slug = fields.String(validate=validate.Length(max=100))
     search = fields.String(validate=validate.Length(max=200))
     tags = fields.String(
@@ -64,9 +56,7 @@ class TemplateQueryArgsSchema(StrictSchema):
     managed = fields.Boolean(metadata={"description": "Only templates you can edit"})
     mine = fields.Boolean(load_default=False)
     shared = fields.Boolean(load_default=False)
-    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
-    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+    limit, offset = page_fields(200, 1000)
 
 
 class TagResponseSchema(StrictSchema):
@@ -267,13 +257,8 @@ class ScriptSettingsSchema(StrictSchema):
     )
 
 
-class GenerationQueryArgsSchema(StrictSchema):
-    class Meta:
-        unknown = EXCLUDE
-
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value answered 500.
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+class GenerationQueryArgsSchema(IgnoringQuerySchema):
+    limit, offset = page_fields(20, 100)
 
 
 class GenerationRecordSchema(StrictSchema):

@@ -17,6 +17,7 @@ from shared.models.notes import (
     ResolutionNote,
     TicketingIntegration,
     WebhookAttempt,
+    WorkerProcess,
 )
 from shared.models.scripts import (
     TEMPLATE_SCOPES,
@@ -58,5 +59,6 @@ __all__ = [
     "TicketingIntegration",
     "User",
     "WebhookAttempt",
+    "WorkerProcess",
     "utcnow",
 ]

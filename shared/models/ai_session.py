@@ -6,14 +6,28 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    CheckConstraint,
+    Computed,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import PILOT, Base, Timestamps, UUIDPrimaryKey
 
 SESSION_STATUSES = ("active", "resolved")
 FIX_DECISIONS = ("one_off", "draft_template", "build_template", "dismissed")
+
+# The stored search document of a resolved session (services.pilot.similar writes
+# search_document and search_statement on resolve); the configuration is named, so the
+# generated column is immutable.
+SESSION_SEARCH_VECTOR = "to_tsvector('english'::regconfig, coalesce(search_document, ''))"
 
 
 class AISession(UUIDPrimaryKey, Timestamps, Base):
@@ -22,6 +36,13 @@ class AISession(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint("status IN ('active', 'resolved')", name="status_valid"),
         CheckConstraint("state_version >= 0", name="state_version_not_negative"),
         Index("ix_ai_sessions_account_created", "account_id", "created_at"),
+        Index("ix_ai_sessions_search_vector", "search_vector", postgresql_using="gin"),
+        Index(
+            "ix_ai_sessions_search_statement_trgm",
+            "search_statement",
+            postgresql_using="gin",
+            postgresql_ops={"search_statement": "gin_trgm_ops"},
+        ),
         {"schema": PILOT},
     )
 
@@ -43,6 +64,13 @@ class AISession(UUIDPrimaryKey, Timestamps, Base):
         ForeignKey("core.users.id", ondelete="SET NULL")
     )
     resolved_version: Mapped[int | None] = mapped_column(Integer)
+    # What similar-session search compares, stored on resolve (lower-cased): title, problem
+    # and the facts that describe the problem; and title and problem alone, for trigrams.
+    search_document: Mapped[str | None] = mapped_column(Text, deferred=True)
+    search_statement: Mapped[str | None] = mapped_column(Text, deferred=True)
+    search_vector: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed(SESSION_SEARCH_VECTOR, persisted=True), deferred=True
+    )
 
 
 class SessionFact(UUIDPrimaryKey, Timestamps, Base):

@@ -94,8 +94,9 @@ CROSS_SERVICE_PRIVILEGES: dict[str, frozenset[str]] = {
             "SELECT ON exposed.scripts_templates",
             "SELECT ON exposed.notes_integrations",
             # Resolve creates the note rows, with the bundle's snapshot, in its own transaction
-            # (services.notes.bundle.snapshot_resolution), so a resolved version always has
-            # its note: the one write pilot makes in notes' schema.
+            # (the notes service's shared.resolution_snapshot implementation, which runs with
+            # pilot's role), so a resolved version always has its note: the one write pilot
+            # makes in notes' schema.
             "SELECT ON exposed.pilot_sessions",
             "SELECT ON exposed.pilot_session_facts",
             "SELECT ON exposed.pilot_suggested_fixes",

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -59,8 +60,9 @@ class TicketingIntegration(UUIDPrimaryKey, Timestamps, Base):
 
 class ResolutionNote(UUIDPrimaryKey, Timestamps, Base):
     """A note is a durable job in two steps: materialise (markdown NULL until generated), then
-    deliver. Each step is claimed with a lease; the sweeper re-enqueues expired leases, so a
-    killed worker delays the work by at most the lease."""
+    deliver. Each step is claimed with a lease whose owner names the worker process
+    (services.notes.leases); a process that stops beating has its leases handed on within
+    seconds, and the sweeper re-enqueues expired leases as the backstop."""
 
     __tablename__ = "resolution_notes"
     __table_args__ = (
@@ -74,6 +76,12 @@ class ResolutionNote(UUIDPrimaryKey, Timestamps, Base):
             "ix_resolution_notes_due",
             "next_attempt_at",
             postgresql_where=text("delivery_status IN ('pending', 'delivering', 'retrying')"),
+        ),
+        # The leases held now: what the liveness reclaim looks through (a few rows).
+        Index(
+            "ix_resolution_notes_leased",
+            "lease_owner",
+            postgresql_where=text("lease_owner IS NOT NULL"),
         ),
         {"schema": NOTES},
     )
@@ -138,3 +146,20 @@ class WebhookAttempt(UUIDPrimaryKey, Timestamps, Base):
     # The target's own id of the request (x-request-id and the like), for its support desk.
     request_id: Mapped[str | None] = mapped_column(String(200))
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WorkerProcess(Base):
+    """A notes worker process that says it is alive: `beat_at` is written every WORKER_BEAT_S
+    by the process itself (services.notes.liveness). A lease owner names its process, so the
+    leases of a process silent for WORKER_DEAD_AFTER_S are handed on (`reclaimed_at` says
+    when); a row is deleted an hour after its last beat."""
+
+    __tablename__ = "worker_processes"
+    __table_args__ = {"schema": NOTES}
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    beat_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    reclaimed_at: Mapped[datetime | None] = mapped_column()

@@ -134,6 +134,27 @@ def test_console_paths_outside_api_keep_html_404(gateway: PathDispatcher) -> Non
     assert response.status_code == 404 and response.mimetype == "text/html"
 
 
+def test_console_shell_carries_the_vocabulary_from_its_one_definition(
+    gateway: PathDispatcher,
+) -> None:
+    import json
+
+    from shared.models import FIX_DECISIONS
+    from shared.vocabulary import FACT_KINDS
+
+    response = Client(gateway).get("/")
+    assert response.status_code == 200
+    found = re.search(
+        r'<script type="application/json" id="rf-vocabulary">(.*?)</script>',
+        response.get_data(as_text=True),
+    )
+    assert found is not None
+    assert json.loads(found.group(1)) == {
+        "fact_kinds": list(FACT_KINDS),
+        "fix_decisions": list(FIX_DECISIONS),
+    }
+
+
 def test_422_has_a_message_naming_the_fields(gateway: PathDispatcher) -> None:
     response = Client(gateway).post("/api/v1/auth/token", json={"email": "x@example.com"})
     body = _assert_error_shape(response, 422)

@@ -21,7 +21,7 @@ NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
 API = {"scripts": 8001, "pilot": 8002, "notes": 8003, "web": 8000}
 API_APPS = {
     "scripts": "services.scripts:create_app()",
-    "pilot": "services.pilot:create_app()",
+    "pilot": "app.pilot:create_app()",
     "notes": "services.notes:create_app()",
     "web": "app.gateway:create_app()",
 }

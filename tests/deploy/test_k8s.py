@@ -24,7 +24,7 @@ K8S_VERSION = "1.37.0"
 API = {"scripts": 8001, "pilot": 8002, "notes": 8003, "web": 8000}
 API_APPS = {
     "scripts": "services.scripts:create_app()",
-    "pilot": "services.pilot:create_app()",
+    "pilot": "app.pilot:create_app()",
     "notes": "services.notes:create_app()",
     "web": "app.gateway:create_app()",
 }

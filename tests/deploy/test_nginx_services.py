@@ -1,12 +1,12 @@
 """deploy/nginx/nginx.conf in front of the real services, each alone as deploy runs them.
 
-Four gunicorn servers (`-c deploy/gunicorn.conf.py`, one process each) serve
-`services.scripts`, `services.pilot`, `services.notes` and the gateway app ("web") on free
+Four gunicorn servers (`-c deploy/gunicorn.conf.py`, one process each) serve `services.scripts`,
+pilot (`app.pilot`, its contracts wired), `services.notes` and the gateway app ("web") on free
 loopback ports with the test settings; Debian's nginx runs the shipped config (rendered by
 test_nginx.render_config) in front of them. Every route family is driven through nginx with a
 real bearer token, and each answer is traced to the service that produced it: every request
-carries its own X-Request-ID, and the access line with that id must be in that service's
-JSON log (and in no other service's).
+carries its own X-Request-ID, and the access line with that id must be in that service's JSON
+log (and in no other service's).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tests.support.workers import child_env, wait_until
 
 APPS = {
     "scripts": "services.scripts:create_app()",
-    "pilot": "services.pilot:create_app()",
+    "pilot": "app.pilot:create_app()",
     "notes": "services.notes:create_app()",
     "web": "app.gateway:create_app()",
 }

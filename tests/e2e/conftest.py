@@ -4,7 +4,8 @@
   two Celery worker processes (threads pool), the stub Messages API in its own process. A module
   may define `gateway_overrides` (module scope) to change its settings.
 * `fault_stack` (per test): the stack the fault tests break on purpose: on a Redis of the test's
-  own, with short leases and retries, beat, and the owner's notes going to a webhook receiver.
+  own, with short leases and retries (a test may pass other settings), beat, and the owner's
+  notes going to a webhook receiver.
 """
 
 from __future__ import annotations
@@ -75,13 +76,20 @@ def fault_stack(
     from services.notes.integrations import configure_ticketing
 
     @contextmanager
-    def start(redis_url: str, *, supervise: bool, log_name: str) -> Iterator[FaultStack]:
+    def start(
+        redis_url: str, *, supervise: bool, log_name: str, workers: int = 1, **overrides: Any
+    ) -> Iterator[FaultStack]:
         owner = make_user("owner")
-        settings = replace(migrated, REDIS_URL=redis_url, **FAULT_SETTINGS)
+        settings = replace(migrated, REDIS_URL=redis_url, **{**FAULT_SETTINGS, **overrides})
         with (
             WebhookReceiver() as receiver,
             running_stack(
-                settings, beat=True, supervise=supervise, concurrency=4, log_name=log_name
+                settings,
+                beat=True,
+                supervise=supervise,
+                workers=workers,
+                concurrency=4,
+                log_name=log_name,
             ) as stack,
         ):
             with db.transaction() as session:

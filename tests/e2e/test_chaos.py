@@ -1,13 +1,16 @@
 """Chaos through the gateway with real workers: a steady load of fact writes, previews and
 resolves on many sessions while, in turn, the broker Redis is killed and restarted, every
-PostgreSQL backend of the database is terminated, and the worker is SIGKILLed (3 rounds each).
+PostgreSQL backend of the database is terminated, and a worker is SIGKILLed while it holds a
+job (3 rounds each).
 
 The Redis is this test's own `redis-server` on a free port (never the machine's); the stack is
-the fault tests' own (tests/e2e/conftest.py), its worker under `make run`'s supervisor, which
-restarts it. Afterwards: every resolved session's note is delivered once (one webhook-id, one
-note at the receiver), state_version is contiguous per session, no 5xx but a 503 inside a fault
-window, every write acknowledged with a 2xx is in the database, and the outbox is empty. Prints
-the figures."""
+the fault tests' own (tests/e2e/conftest.py), with the production lease and lock, its two worker
+processes under `make run`'s supervisor, which restarts them. The job the killed worker held (a
+delivery hanging at the receiver) must be delivered within RECOVERY_TARGET_S, through the other
+process's liveness check. Afterwards: every resolved session's note is delivered once (one
+webhook-id, one note at the receiver), state_version is contiguous per session, no 5xx but a 503
+inside a fault window, every write acknowledged with a 2xx is in the database, and the outbox is
+empty. Prints the figures."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ from sqlalchemy.engine import make_url
 
 from shared.config import Settings
 from shared.db import db
-from shared.models import AISession, OutboxEvent, SessionFact
+from shared.models import AISession, OutboxEvent, ResolutionNote, SessionFact, WorkerProcess
 from tests.support.redis_servers import RedisServer
 from tests.support.workers import wait_until
 
@@ -38,6 +42,8 @@ LOAD_THREADS = 4
 REDIS_DOWN_S = 2.0
 # After a fault ends, how long a 503 is still the honest answer (pools reconnecting).
 GRACE_S = 10.0
+# A SIGKILLed worker's job is delivered within this (the liveness bound, 7 s, plus the work).
+RECOVERY_TARGET_S = 10.0
 
 
 @dataclass
@@ -148,6 +154,71 @@ def _generates(base: str, headers: dict[str, str], sid: uuid.UUID) -> bool:
     return answer.status_code == 200
 
 
+def _victim(base: str, headers: dict[str, str], receiver: Any, n: int) -> uuid.UUID:
+    """A session resolved now whose note's delivery hangs at the receiver: the worker holds
+    that job (its lease and the HTTP call) until it is killed."""
+    created = requests.post(
+        f"{base}/api/v1/ai-sessions",
+        json={"title": f"Victim {n}", "problem": "Printer offline"},
+        headers=headers,
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    sid = uuid.UUID(created.json()["id"])
+    receiver.hang_first_delivery_of(str(sid))
+    resolved = requests.post(
+        f"{base}/api/v1/ai-sessions/{sid}/resolve", json=RESOLUTION, headers=headers, timeout=30
+    )
+    assert resolved.status_code == 202, resolved.text
+    wait_until(
+        lambda: receiver.deliveries_of(str(sid)), 120, message="the victim's delivery in flight"
+    )
+    return sid
+
+
+def _all_beating(stack: Any) -> bool:
+    """Every supervised worker process runs and has beaten in the last WORKER_BEAT_S * 2 (it
+    booted: its worker_init started the beat)."""
+    pids = {stack.worker_pid(program) for program in stack.worker_programs()}
+    if None in pids:
+        return False
+    with db.session() as session:
+        beating = set(
+            session.scalars(
+                select(WorkerProcess.pid).where(
+                    WorkerProcess.beat_at
+                    > func.now() - timedelta(seconds=2 * stack.settings.WORKER_BEAT_S)
+                )
+            ).all()
+        )
+    return pids <= beating
+
+
+def _holder_of(stack: Any, sid: uuid.UUID) -> tuple[str, int]:
+    """The supervised worker program (and its pid) whose process holds the session's note."""
+    from services.notes.liveness import owner_process
+
+    with db.session() as session:
+        owner = session.scalar(
+            select(ResolutionNote.lease_owner).where(ResolutionNote.session_id == sid)
+        )
+        pid = session.scalar(
+            select(WorkerProcess.pid).where(WorkerProcess.id == owner_process(owner))
+        )
+    for program in stack.worker_programs():
+        if pid is not None and stack.worker_pid(program) == pid:
+            return program, int(pid)
+    raise AssertionError(f"no supervised worker holds {sid}'s note (owner {owner}, pid {pid})")
+
+
+def _delivered(sid: uuid.UUID) -> bool:
+    with db.session() as session:
+        status = session.scalar(
+            select(ResolutionNote.delivery_status).where(ResolutionNote.session_id == sid)
+        )
+    return status == "delivered"
+
+
 def _terminate_backends(settings: Settings) -> int:
     url = make_url(settings.DATABASE_URL or "")
     conn = psycopg2.connect(
@@ -173,7 +244,18 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
     rec = Record()
     stop = threading.Event()
     try:
-        with fault_stack(redis_server.url, supervise=True, log_name="chaos-gateway") as running:
+        # The production lease and lock: a killed worker's job must come back through the
+        # liveness check (services.notes.liveness), not through a short lease's expiry.
+        with fault_stack(
+            redis_server.url,
+            supervise=True,
+            log_name="chaos-gateway",
+            # Two worker processes, as any deployment that must ride through a dead one: the
+            # survivor hands on the killed one's job while its restart is still booting.
+            workers=2,
+            JOB_LEASE_S=Settings.JOB_LEASE_S,
+            NOTES_LOCK_TTL_S=Settings.NOTES_LOCK_TTL_S,
+        ) as running:
             base, user, receiver = running.base_url, running.owner, running.receiver
             settings = running.stack.settings
             sids = []
@@ -197,54 +279,79 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
                 thread.start()
             wait_until(lambda: len(rec.answers) >= 20, 60, message="the load to start")
 
-            def fault(name: str, inject: Any, heal: Any, *, generated: bool = False) -> None:
+            def fault(name: str, inject: Any, heal: Any, *checks: tuple[str, Any]) -> None:
+                """Inject, heal, then time each check from the heal (one figure each)."""
                 start = time.monotonic()
                 inject()
                 heal()
                 healed = time.monotonic()
-                check = (
-                    (lambda: _generates(base, user.headers, probe))
-                    if generated
-                    else (lambda: _answers(base, user.headers, probe))
-                )
-                wait_until(
-                    check,
-                    # A deadline, not a figure: the figures are printed below.
-                    180,
-                    interval_s=0.1,
-                    message=f"recovery after {name}",
-                )
-                end = time.monotonic()
-                rec.windows.append((name, start, end))
-                rec.recovery.append((name, healed - start, end - healed))
+                for what, check in checks or (("", lambda: _answers(base, user.headers, probe)),):
+                    wait_until(
+                        check,
+                        # A deadline, not a figure: the figures are printed below.
+                        180,
+                        interval_s=0.1,
+                        message=f"recovery after {name}{what}",
+                    )
+                    end = time.monotonic()
+                    rec.recovery.append((f"{name}{what}", healed - start, end - healed))
+                rec.windows.append((name, start, time.monotonic()))
 
             worker_pid = running.stack.worker_pid
-            for _ in range(ROUNDS):
+            victims: list[uuid.UUID] = []
+            first_answers: list[bool | None] = []
+            for round_number in range(ROUNDS):
                 fault(
                     "redis killed",
                     redis_server.kill,
                     lambda: (stop.wait(REDIS_DOWN_S), redis_server.start()),
                 )
+                # The next request after the backends are gone succeeds (the pools replace the
+                # dead connections): the probe's first answer is counted.
+                first_answers.append(None)
+
+                def next_request_answers() -> bool:
+                    answered = _answers(base, user.headers, probe)
+                    if first_answers[-1] is None:
+                        first_answers[-1] = answered
+                    return answered
+
                 fault(
                     "postgres backends terminated",
                     lambda: _terminate_backends(settings),
                     lambda: None,
+                    ("", next_request_answers),
                 )
-                # The broker fault may have left the worker restarting: kill a running one.
-                killed = wait_until(worker_pid, 60, message="a running worker")
-                assert killed is not None
+                # The broker fault may have left a worker restarting (kombu's crash on the
+                # reconnect): wait until both are up and beating, then kill the one that holds
+                # a job (a delivery hanging at the receiver).
+                wait_until(
+                    lambda: _all_beating(running.stack),
+                    120,
+                    interval_s=0.2,
+                    message="every worker process up and beating",
+                )
+                victim = _victim(base, user.headers, receiver, round_number)
+                victims.append(victim)
+                program, killed = _holder_of(running.stack, victim)
                 fault(
                     "worker SIGKILLed",
                     lambda pid=killed: os.kill(pid, signal.SIGKILL),
-                    lambda pid=killed: wait_until(
-                        lambda: worker_pid() not in (None, pid), 10, message="worker back"
+                    lambda: None,
+                    (
+                        " (a new worker process)",
+                        lambda pid=killed, p=program: worker_pid(p) not in (None, pid),
                     ),
-                    generated=True,
+                    (" (the job it held delivered)", lambda sid=victim: _delivered(sid)),
+                    (
+                        " (new notes generated)",
+                        lambda: _generates(base, user.headers, probe),
+                    ),
                 )
             stop.set()
             for thread in loaders:
                 thread.join(timeout=60)
-            resolved = set(rec.resolved)
+            resolved = set(rec.resolved) | set(victims)
             # Resolve whatever the load left open, so every session ends with a note.
             for sid in list(load_sids):
                 if sid not in resolved:
@@ -322,6 +429,12 @@ def test_the_stack_rides_through_redis_postgres_and_worker_faults(
             for name, v in recovery.items()
         )
     )
+    # Every backend terminated: the very next request of the probe succeeded, each round.
+    assert first_answers == [True] * ROUNDS, first_answers
+    # A killed worker's job came back through the liveness check, within its bound.
+    handed_on = [r for name, _, r in rec.recovery if name.endswith("(the job it held delivered)")]
+    assert len(handed_on) == ROUNDS
+    assert max(handed_on) <= RECOVERY_TARGET_S, handed_on
 
 
 def _backlog() -> int:

@@ -32,9 +32,10 @@ from sqlalchemy import text
 
 from shared.config import PROJECT_ROOT, Settings
 from tests.e2e.pages.history import HistoryPage
+from tests.e2e.pages.kb import KnowledgeBasePage
 from tests.e2e.pages.library import LibraryPage
 from tests.e2e.pages.login import DEMO_PASSWORD, LoginPage
-from tests.e2e.pages.session import SessionPage
+from tests.e2e.pages.session import PREVIEW_TIMEOUT_MS, SessionPage
 from tests.e2e.pages.sessions import SessionsPage
 from tests.e2e.pages.settings import SettingsPage
 from tests.e2e.pages.template import TemplatePage
@@ -1600,3 +1601,61 @@ def _draft_id(page: Any) -> str:
     match = re.search(r"#/templates/([^/]+)/edit", page.url)
     assert match, page.url
     return match.group(1)
+
+
+def test_escalation_preview_then_keep_as_kb_article_and_find_it_in_the_knowledge_base(
+    tab: Tab, stack: RunningStack, demo: Demo
+) -> None:
+    """An active session previews its escalation handoff; once resolved it offers its KB
+    article instead, "Keep as KB article" keeps it, and the knowledge base lists, finds and
+    opens it."""
+    _require_session_services(stack, demo)
+    token = demo.tokens["engineer"]
+    title = "Scanner share unreachable from the copier"
+    session_id = _api_session(
+        stack,
+        demo,
+        title,
+        [
+            ("symptom", "The copier reports that the scan share cannot be reached"),
+            ("ruled_out", "The copier's network cable and switch port are fine"),
+        ],
+    )
+    page = tab.page
+    LoginPage(page).sign_in(ENGINEER)
+    session_page = SessionPage(page).open(session_id)
+    expect(session_page.title).to_have_text(title)
+    expect(page.get_by_role("button", name="Keep as KB article")).to_be_hidden()
+    session_page.preview_escalation()
+    expect(session_page.escalation_body).to_contain_text("Ruled out", timeout=PREVIEW_TIMEOUT_MS)
+    expect(session_page.escalation_body).to_contain_text("network cable")
+
+    resolved = stack.api(
+        "POST",
+        f"/api/v1/ai-sessions/{session_id}/resolve",
+        token,
+        json={"resolution": "Re-enabled SMB2 on the file server for the copier"},
+    )
+    assert resolved.status_code == 202, resolved.text
+    session_page.open(session_id)
+    page.reload()
+    expect(session_page.status).to_have_text("resolved")
+    expect(page.get_by_role("button", name="Preview escalation")).to_be_hidden()
+    session_page.keep_as_kb_article()
+    expect(session_page.kept_link).to_be_visible(timeout=PREVIEW_TIMEOUT_MS)
+    expect(session_page.kb_article_body).to_contain_text("Resolution")
+    kept = stack.api("GET", "/api/v1/kb-articles", token).json()
+    article = next(a for a in kept if a["session_id"] == session_id)
+
+    kb = KnowledgeBasePage(page).open_from_nav()
+    expect(kb.links.filter(has_text=article["title"])).to_have_count(1)
+    kb.search("copier scan share")
+    expect(kb.status).to_contain_text("matching")
+    expect(kb.links.first).to_have_text(article["title"])
+    kb.search("nothing-like-this-anywhere")
+    expect(kb.status).to_have_text("No article matches “nothing-like-this-anywhere”.")
+    kb.search("copier")
+    kb.open_article(article["title"])
+    expect(kb.article_title).to_have_text(article["title"])
+    expect(kb.article_body).to_contain_text("SMB2")
+    _check_requests(tab, stack)

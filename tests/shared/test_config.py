@@ -79,14 +79,34 @@ def test_fail_open_signing_key_no_app_starts_without_rf_env_or_secret_key() -> N
 
 
 def test_a_kill_during_generation_is_recovered_within_the_readmes_bound() -> None:
-    """The lock a killed generation held must expire before the lease and the sweeper hand the
-    job on, or it (not they) sets the delay: 120 s once, against the README's 55 s."""
+    """The README states the liveness bound the defaults give (a killed worker's job back
+    within WORKER_DEAD_AFTER_S + WORKER_BEAT_S, under 10 s), and the lease backstop. The lock
+    a killed generation held must expire before the backstop hands the job on, or it (not
+    they) sets the delay when no worker is left to take the lock over."""
     defaults = Settings.from_env({})
-    bound = defaults.JOB_LEASE_S + defaults.SWEEP_INTERVAL_S
-    assert defaults.NOTES_LOCK_TTL_S < bound
+    bound = defaults.WORKER_DEAD_AFTER_S + defaults.WORKER_BEAT_S
+    assert bound < 10
+    assert defaults.WORKER_DEAD_AFTER_S >= 2 * defaults.WORKER_BEAT_S
+    backstop = defaults.JOB_LEASE_S + defaults.SWEEP_INTERVAL_S
+    assert defaults.NOTES_LOCK_TTL_S < backstop
     readme = (PROJECT_ROOT / "README.md").read_text()
-    assert f"`JOB_LEASE_S + SWEEP_INTERVAL_S` = **{bound:g} s**" in readme
+    assert f"`WORKER_DEAD_AFTER_S + WORKER_BEAT_S` = **{bound:g} s**" in readme
+    assert f"`JOB_LEASE_S + SWEEP_INTERVAL_S` = {backstop:g} s" in readme
     assert f"| `NOTES_LOCK_TTL_S` | `{defaults.NOTES_LOCK_TTL_S:g}` |" in readme
+    leases = (PROJECT_ROOT / "services" / "notes" / "leases.py").read_text()
+    assert (
+        f"({defaults.WORKER_DEAD_AFTER_S:g} s + {defaults.WORKER_BEAT_S:g} s = {bound:g} s"
+        in leases
+    )
+
+
+def test_a_worker_beat_that_could_not_tell_a_slow_worker_from_a_dead_one_is_refused() -> None:
+    with pytest.raises(ConfigError, match="WORKER_DEAD_AFTER_S"):
+        Settings.from_env(
+            {"RF_ENV": "test", "WORKER_BEAT_S": "2", "WORKER_DEAD_AFTER_S": "3"}
+        ).validate()
+    with pytest.raises(ConfigError, match="DB_POOL_SIZE"):
+        Settings.from_env({"RF_ENV": "test", "DB_POOL_SIZE": "0"}).validate()
 
 
 def test_sentinel_urls_are_parsed_for_redis_py_and_kombu() -> None:

@@ -59,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {key.lower(): value for key, value in self.headers.items()}
-        status = receiver._next_status()
+        status = receiver._next_status(body)
         receiver._record(Delivery(self.path, headers, body, receiver.verify(body, headers), status))
         if status == "hang":
             receiver._hang.wait(receiver.hang_max_s)
@@ -93,6 +93,7 @@ class WebhookReceiver:
         self.retry_after = retry_after
         self.hang_max_s = hang_max_s
         self._statuses: deque[Status] = deque(statuses)
+        self._hang_sessions: set[str] = set()
         self._deliveries: list[Delivery] = []
         self._cond = threading.Condition()
         self._hang = threading.Event()
@@ -139,6 +140,15 @@ class WebhookReceiver:
     def release_hangs(self) -> None:
         self._hang.set()
 
+    def hang_first_delivery_of(self, session_id: str) -> None:
+        """The next delivery of that session's note hangs (whatever the sequence says); the
+        ones after are answered as usual."""
+        with self._cond:
+            self._hang_sessions.add(str(session_id))
+
+    def deliveries_of(self, session_id: str) -> list[Delivery]:
+        return [d for d in self.deliveries if str(d.json.get("session_id")) == str(session_id)]
+
     # -- observing -------------------------------------------------------------------------
 
     @property
@@ -166,8 +176,16 @@ class WebhookReceiver:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _next_status(self) -> Status:
+    def _next_status(self, body: bytes) -> Status:
         with self._cond:
+            if self._hang_sessions:
+                try:
+                    session_id = str(json.loads(body).get("session_id"))
+                except (ValueError, AttributeError):
+                    session_id = ""
+                if session_id in self._hang_sessions:
+                    self._hang_sessions.discard(session_id)
+                    return "hang"
             return self._statuses.popleft() if self._statuses else self.default_status
 
     def _record(self, delivery: Delivery) -> None:

@@ -5,9 +5,11 @@ a process of its own when asked, all as children of the test on free loopback po
     with running_stack(settings, stub=True, workers=2) as stack:
         stack.api("GET", "/api/v1/ai-sessions", token)
 
-`make_run=True` starts `python -m app.devstack` instead, the program `make run` runs, which
-starts the same three programs under its supervisor. `supervise=True` runs the worker under that
-supervisor too (restarted when it dies), for the fault tests.
+Every process of a stack keeps small PostgreSQL pools (TEST_STACK_POOL) unless the settings
+name their own. `make_run=True` starts `python -m app.devstack` instead, the program `make run`
+runs, which starts the same three programs under its supervisor. `supervise=True` runs the
+worker (`workers` processes) under that supervisor too (restarted when it dies), for the fault
+tests.
 
 A module-scoped fixture that yields a `RunningStack` and is named in
 tests/support/fixtures/state.py's `RUNNING_STACKS` gets the stack's own clean-up between tests,
@@ -43,6 +45,10 @@ from tests.support.workers import (
 )
 
 NOTE_SYSTEM_MARKER = "You write resolution notes"
+# Each process of a test stack keeps few PostgreSQL connections (two pools per process, and
+# several stacks of parallel test modules share one server's max_connections): enough for its
+# threads under load, never the production 10 kept + 20 more per pool.
+TEST_STACK_POOL: dict[str, Any] = {"DB_POOL_SIZE": 2, "DB_POOL_OVERFLOW": 10}
 LOGS = PROJECT_ROOT / ".test-artifacts" / "workers"
 
 
@@ -83,11 +89,15 @@ class RunningStack:
         calls = self.stub.client.calls()
         return [c for c in calls if NOTE_SYSTEM_MARKER in str(c["json"].get("system"))]
 
-    def worker_pid(self) -> int | None:
-        """The supervised worker's pid while it runs."""
+    def worker_pid(self, program: str = "worker") -> int | None:
+        """A supervised worker's pid while it runs (`worker`, then `worker-2`, ...)."""
         assert self.supervisor is not None, "this stack's worker is not supervised"
-        proc = self.supervisor.programs["worker"].proc
+        proc = self.supervisor.programs[program].proc
         return proc.pid if proc is not None and proc.poll() is None else None
+
+    def worker_programs(self) -> list[str]:
+        assert self.supervisor is not None, "this stack's worker is not supervised"
+        return [name for name in self.supervisor.programs if name.startswith("worker")]
 
     def before_test(self) -> None:
         if self.stub is not None and self.stub.client is not None:
@@ -115,6 +125,8 @@ def running_stack(
     """The product's processes for `settings` (see the module's docstring); stopped afterwards.
     With `stub`, ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL point at a stub of its own."""
     LOGS.mkdir(parents=True, exist_ok=True)
+    if settings.DB_POOL_SIZE == Settings.DB_POOL_SIZE and settings.DB_POOL_OVERFLOW is None:
+        settings = replace(settings, **TEST_STACK_POOL)
     with ExitStack() as started:
         stub_process: StubAnthropicProcess | None = None
         if stub:
@@ -134,7 +146,9 @@ def running_stack(
         supervisor: Supervisor | None = None
         running: list[CeleryWorker] = []
         if supervise:
-            supervisor = started.enter_context(_supervised_worker(env, concurrency, log_name))
+            supervisor = started.enter_context(
+                _supervised_worker(env, concurrency, log_name, workers)
+            )
             logs.append(LOGS / f"{log_name}-supervisor.log")
         else:
             for _ in range(workers):
@@ -154,12 +168,17 @@ def running_stack(
 
 @contextmanager
 def _supervised_worker(
-    env: dict[str, str], concurrency: int, log_name: str
+    env: dict[str, str], concurrency: int, log_name: str, workers: int = 1
 ) -> Iterator[Supervisor]:
-    """The worker under `make run`'s supervisor, which restarts it (quickly) when it dies."""
+    """The worker (`workers` processes: `worker`, `worker-2`, ...) under `make run`'s
+    supervisor, which restarts each (quickly) when it dies."""
     log = open(LOGS / f"{log_name}-supervisor.log", "w")
+    programs = {
+        "worker" if n == 1 else f"worker-{n}": CeleryWorker(env, concurrency=concurrency).command()
+        for n in range(1, workers + 1)
+    }
     supervisor = Supervisor(
-        {"worker": CeleryWorker(env, concurrency=concurrency).command()},
+        programs,
         cwd=PROJECT_ROOT,
         env=env,
         policy=Policy(initial_backoff_s=0.5, max_backoff_s=2.0, crash_limit=50),

@@ -11,10 +11,11 @@ unmodified against it (point ``base_url`` at :attr:`StubAnthropic.url`):
   unknown model is a 404 ``not_found_error``; sampling parameters on Sonnet 5.x, an assistant
   prefill on the 4.6 generation and later, a thinking mode or forced ``tool_choice`` the model
   does not take, ``max_tokens`` above its limit, more than four ``cache_control``
-  breakpoints, a 1-hour entry after a 5-minute one, roles that do not alternate or start with
-  an assistant turn, empty content, a system prompt other than a string or text blocks: each
-  is a 400 ``invalid_request_error`` with the real error body (:func:`validate_request`), and
-  is listed in :attr:`StubAnthropic.refusals`;
+  breakpoints, a 1-hour entry after a 5-minute one, a structured-output JSON schema with an
+  object that does not set ``additionalProperties: false``, roles that do not alternate or
+  start with an assistant turn, empty content, a system prompt other than a string or text
+  blocks: each is a 400 ``invalid_request_error`` with the real error body
+  (:func:`validate_request`), and is listed in :attr:`StubAnthropic.refusals`;
 * ``usage`` is estimated from the request size (about four characters a token), and prompt
   caching is modelled as the API does it (:meth:`StubAnthropic._usage`): a cache entry is the
   byte-exact prefix (tools, system, messages) up to a ``cache_control`` breakpoint, per
@@ -30,11 +31,12 @@ unmodified against it (point ``base_url`` at :attr:`StubAnthropic.url`):
   otherwise the real API's 401 ``authentication_error`` body comes back.
 
 Behaviour is programmable: a ``responder`` callable decides the answer text (the default one
-echoes the last user message, and writes a four-section resolution note when the system
-prompt asks for ``## Problem``), fixed answers can be queued, and a FIFO of scripted
-failures is consumed one per request (:meth:`StubAnthropic.fail_next`,
-:meth:`StubAnthropic.delay_next`, :meth:`StubAnthropic.stream_error_next`,
-:meth:`StubAnthropic.stall_next`). A global
+echoes the last user message, writes a four-section resolution note when the system
+prompt asks for ``## Problem`` or the note schema's JSON for a ``<session>`` request, and
+proposes the suggested literals of a ``<literals>`` request as template parameters), fixed
+answers can be queued, and a FIFO of scripted failures is consumed one per request
+(:meth:`StubAnthropic.fail_next`, :meth:`StubAnthropic.delay_next`,
+:meth:`StubAnthropic.stream_error_next`, :meth:`StubAnthropic.stall_next`). A global
 ``latency_s`` makes every answer slow, for concurrency benchmarks; the server is threaded.
 
 In-process::
@@ -291,12 +293,46 @@ def wants_json_schema(request: dict[str, Any]) -> bool:
     return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
 
 
+def _tagged_json(text: str, tag: str) -> Any:
+    start, end = text.find(f"<{tag}>\n"), text.rfind(f"\n</{tag}>")
+    if start < 0 or end < start:
+        return None
+    try:
+        return json.loads(text[start + len(tag) + 3 : end])
+    except ValueError:
+        return None
+
+
+def default_template_parameters(request: dict[str, Any]) -> str:
+    """A template-parameter proposal as its schema asks for: every literal the request marks
+    as suggested, lifted under the suggested key and type, with a label and help of its own."""
+    literals = _tagged_json(last_user_text(request), "literals")
+    parameters = []
+    for literal in literals if isinstance(literals, list) else []:
+        suggested = literal.get("suggested") if isinstance(literal, dict) else None
+        if not isinstance(suggested, dict):
+            continue
+        words = str(suggested.get("key", "value")).replace("_", " ")
+        parameters.append(
+            {
+                "literal": str(literal.get("value", "")),
+                "key": str(suggested.get("key", "value")),
+                "label": words[:1].upper() + words[1:],
+                "type": str(suggested.get("type", "string")),
+                "help": f"The {words} this script acts on.",
+            }
+        )
+    return json.dumps({"parameters": parameters, "keep_as_written": []})
+
+
 def default_responder(request: dict[str, Any]) -> str:
-    """The stub's default answer: a resolution note for note requests, else an echo."""
-    if wants_json_schema(request) and "<session>" in last_user_text(
-        {"messages": (request.get("messages") or [])[:1]}
-    ):
+    """The stub's default answer: a resolution note for note requests, a parameter proposal
+    for template-parameter requests, else an echo."""
+    first_user = last_user_text({"messages": (request.get("messages") or [])[:1]})
+    if wants_json_schema(request) and "<session>" in first_user:
         return default_structured_note(request)
+    if wants_json_schema(request) and "<literals>" in first_user:
+        return default_template_parameters(request)
     if NOTE_MARKER in system_text(request):
         return default_note(request)
     said = " ".join(last_user_text(request).split())
@@ -795,6 +831,10 @@ def validate_request(request: Any) -> Refusal | None:
         if not spec.forced_tool_choice:
             return Refusal(400, f"tool_choice: forced tool use is not supported on {model}")
 
+    schema_problem = _output_schema_problem(request.get("output_config"))
+    if schema_problem:
+        return Refusal(400, schema_problem)
+
     ttls: list[str] = []
     system = request.get("system")
     if system is not None and not isinstance(system, str | list):
@@ -866,6 +906,36 @@ def validate_request(request: Any) -> Refusal | None:
                 400, "cache_control: a ttl='1h' entry must not come after a ttl='5m' one"
             )
     return None
+
+
+def _output_schema_problem(config: Any) -> str | None:
+    """Structured outputs' rule for a JSON schema: every object closes its properties
+    (``additionalProperties: false``)."""
+    if config is None:
+        return None
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        return "output_config.format.schema: Field required"
+
+    def walk(node: Any, where: str) -> str | None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and node.get("additionalProperties") is not False:
+                return f"{where}: 'additionalProperties' must be explicitly set to false"
+            for key, value in node.items():
+                found = walk(value, f"{where}.{key}")
+                if found:
+                    return found
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                found = walk(value, f"{where}.{index}")
+                if found:
+                    return found
+        return None
+
+    return walk(schema, "output_config.format.schema")
 
 
 def _validate(request: Any) -> str | None:

@@ -535,3 +535,56 @@ def test_batches_create_poll_and_results_through_the_sdk(stub: StubAnthropic) ->
     assert results["good"].message.usage.output_tokens > 0  # type: ignore[union-attr]
     assert results["bad"].type == "errored"
     assert stub.batch_submissions[0]["id"] == batch.id
+
+
+def test_structured_output_schemas_must_close_every_object(stub: StubAnthropic) -> None:
+    def schema(inner: dict[str, Any]) -> dict[str, Any]:
+        return {"format": {"type": "json_schema", "schema": inner}}
+
+    closed = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"a": {"type": "array", "items": {"type": "string"}}},
+    }
+    assert raw(stub, body(output_config=schema(closed))).status_code == 200
+    open_inner = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"a": {"type": "object", "properties": {}}},
+    }
+    refused = raw(stub, body(output_config=schema(open_inner)))
+    assert refused.status_code == 400
+    assert "additionalProperties" in refused.json()["error"]["message"]
+
+
+def test_template_parameter_requests_get_the_suggested_literals(stub: StubAnthropic) -> None:
+    literals = [
+        {
+            "value": "PRN-SRV01",
+            "bound_to": "ComputerName",
+            "suggested": {"key": "computer", "type": "hostname"},
+        },
+        {"value": "Status", "bound_to": None},
+    ]
+    prompt = f"Propose.\n\n<literals>\n{json.dumps(literals)}\n</literals>\n"
+    output = {
+        "format": {
+            "type": "json_schema",
+            "schema": {"type": "object", "additionalProperties": False, "properties": {}},
+        }
+    }
+    answer = raw(stub, body(messages=[{"role": "user", "content": prompt}], output_config=output))
+    assert answer.status_code == 200
+    proposal = json.loads(answer.json()["content"][0]["text"])
+    assert proposal == {
+        "parameters": [
+            {
+                "literal": "PRN-SRV01",
+                "key": "computer",
+                "label": "Computer",
+                "type": "hostname",
+                "help": "The computer this script acts on.",
+            }
+        ],
+        "keep_as_written": [],
+    }

@@ -195,7 +195,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "WEBHOOK_ACCOUNT_BUSY_DELAY_S": str(settings.WEBHOOK_ACCOUNT_BUSY_DELAY_S),
         "ALLOW_PRIVATE_WEBHOOKS": "true" if settings.ALLOW_PRIVATE_WEBHOOKS else "false",
         "WORKER_CONCURRENCY": str(settings.WORKER_CONCURRENCY),
+        "WORKER_BEAT_S": str(settings.WORKER_BEAT_S),
+        "WORKER_DEAD_AFTER_S": str(settings.WORKER_DEAD_AFTER_S),
+        "DB_POOL_SIZE": str(settings.DB_POOL_SIZE),
     }
+    if settings.DB_POOL_OVERFLOW is not None:
+        env["DB_POOL_OVERFLOW"] = str(settings.DB_POOL_OVERFLOW)
     if settings.CACHE_REDIS_URL:
         env["CACHE_REDIS_URL"] = settings.CACHE_REDIS_URL
     if settings.ANTHROPIC_API_KEY:

@@ -44,22 +44,15 @@ export const API_BASE = "/api/v1";
 const TOKEN_KEY = "rf.console.token";
 const EXPIRES_KEY = "rf.console.expires";
 
-export const FACT_KINDS = /** @type {const} */ ([
-  "symptom",
-  "observation",
-  "confirmed",
-  "ruled_out",
-  "environment",
-  "root_cause",
-  "resolution",
-]);
+// The words the API accepts, defined once on the server (shared/vocabulary.py, the models)
+// and handed to the page by the shell as JSON (services/console: `#rf-vocabulary`).
+const VOCABULARY = JSON.parse(document.getElementById("rf-vocabulary")?.textContent || "{}");
 
-export const FIX_DECISIONS = /** @type {const} */ ([
-  "one_off",
-  "draft_template",
-  "build_template",
-  "dismissed",
-]);
+/** @type {readonly string[]} */
+export const FACT_KINDS = Object.freeze(VOCABULARY.fact_kinds || []);
+
+/** @type {readonly string[]} */
+export const FIX_DECISIONS = Object.freeze(VOCABULARY.fix_decisions || []);
 
 /** An HTTP error answer of the API, with its JSON body. */
 export class ApiError extends Error {
@@ -494,6 +487,25 @@ export async function getResolutionNote(id) {
 }
 
 export const redeliverNote = (id) => send("POST", `${S(id)}/resolution-note/redeliver`, {});
+
+// ── Knowledge base ───────────────────────────────────────────────────────
+
+/**
+ * The account's kept KB articles: newest first, or best match first with `search`.
+ * @param {{search?: string, limit?: number, offset?: number, signal?: AbortSignal}} [options]
+ * @returns {Promise<{items: Object[], total: number}>}
+ */
+export async function listKbArticles({ search, limit = 20, offset = 0, signal } = {}) {
+  const { data, response } = await request("GET", "/kb-articles", { params: { search, limit, offset }, signal });
+  return { items: data, total: Number(response.headers.get("X-Total-Count") ?? data.length) };
+}
+
+/** One kept KB article with its markdown. */
+export const getKbArticle = (id) => get(`/kb-articles/${encodeURIComponent(id)}`);
+
+/** Keep a resolved session's current KB article (keeping again replaces it). */
+export const keepKbArticle = (id, wait = 25) =>
+  request("POST", `${S(id)}/resolution-note/keep`, { params: { kind: "kb_article", wait } }).then((r) => r.data);
 
 // ── Integrations ─────────────────────────────────────────────────────────
 

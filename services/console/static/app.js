@@ -5,6 +5,7 @@ import { announce, describeError, h, mount } from "./dom.js";
 import { renderDraftEditor } from "./views/draft.js";
 import { renderGenerate } from "./views/generate.js";
 import { renderHistory } from "./views/history.js";
+import { renderKbArticle, renderKbArticles } from "./views/kb.js";
 import { renderLibrary } from "./views/library.js";
 import { renderLogin } from "./views/login.js";
 import { renderSession } from "./views/session.js";
@@ -19,6 +20,8 @@ const ROUTES = [
   [/^\/history$/, renderHistory, "history"],
   [/^\/sessions$/, renderSessions, "sessions"],
   [/^\/sessions\/([^/]+)$/, renderSession, "sessions"],
+  [/^\/kb$/, renderKbArticles, "kb"],
+  [/^\/kb\/([^/]+)$/, renderKbArticle, "kb"],
   [/^\/settings$/, renderSettings, "settings"],
 ];
 

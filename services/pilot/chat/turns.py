@@ -35,7 +35,7 @@ from shared.models import (
     SuggestedFix,
 )
 from shared.principal import Principal
-from shared.usage import record_usage
+from shared.usage import record_call, record_usage
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +141,12 @@ def _reply_text(parsed: ParsedReply) -> str:
 def _record_usage(
     session: Session, prepared: PreparedTurn, result: LLMResult, version: int | None
 ) -> None:
-    record_usage(
+    record_call(
         session,
+        result,
         account_id=prepared.account_id,
         ai_session_id=prepared.session_id,
         purpose=USAGE_PURPOSE,
-        generator=result.generator,
-        model=result.model,
-        usage=result.usage,
-        latency_ms=result.latency_ms,
         state_version=version,
     )
 

@@ -113,3 +113,27 @@ class SessionPage:
     @property
     def final_note(self) -> Locator:
         return self.page.locator(".final-note")
+
+    # ── Escalation handoff and KB article ──
+
+    @property
+    def handoff_panel(self) -> Locator:
+        return self.page.locator("#handoff-panel")
+
+    @property
+    def escalation_body(self) -> Locator:
+        return self.page.locator("#escalation-body")
+
+    def preview_escalation(self) -> None:
+        self.page.get_by_role("button", name="Preview escalation").click()
+
+    @property
+    def kb_article_body(self) -> Locator:
+        return self.page.locator("#kb_article-body")
+
+    def keep_as_kb_article(self) -> None:
+        self.page.get_by_role("button", name="Keep as KB article").click()
+
+    @property
+    def kept_link(self) -> Locator:
+        return self.page.locator("#kb-kept-link")

@@ -113,3 +113,33 @@ def test_apply_any_rewrites_nested_values_and_keeps_keys() -> None:
     }
     assert g.values == frozenset({"PRINT-SRV01"})
     assert g.placeholder_of("print-srv01") == "[computer]"
+
+
+def test_names_the_session_itself_knows_need_no_list_of_first_names() -> None:
+    g = find_identifiers(
+        [
+            "Contact: Xiomara Quispe (finance) says the calendar will not open.",
+            "Her mailbox is xiomara@fabrikam.com.",
+            "Requester - Oluwaseun Adeyemi; the tunnel for FABRIKAM\\oadeyemi drops.",
+            "Adeyemi confirmed it. Kowalczyk approved the sign-in.",
+        ],
+        parameters=[{"UserName": "bkowalczyk"}],
+    )
+    found = {i.value: i.placeholder for i in g.identifiers}
+    # None of these given names is on the rules' list.
+    assert not {"xiomara", "oluwaseun"} & rules().first_names
+    assert found["Xiomara Quispe"] == found["Xiomara"] == found["Quispe"]
+    # An account and the person it belongs to are one placeholder; three people, three.
+    assert found["oadeyemi"] == found["Oluwaseun Adeyemi"] == found["Adeyemi"]
+    assert found["Kowalczyk"] == found["bkowalczyk"]
+    assert len({found["Xiomara"], found["Adeyemi"], found["Kowalczyk"]}) == 3
+    assert g.apply("Adeyemi and Kowalczyk") == f"{found['Adeyemi']} and {found['Kowalczyk']}"
+
+
+def test_a_shared_mailbox_or_a_product_is_not_taken_for_a_person() -> None:
+    found = _found(
+        "Scans go to info@fabrikam.com; the Info Desk and Outlook are fine.",
+        "outlook@fabrikam.com forwards to the team.",
+    )
+    assert "Info" not in found and "Info Desk" not in found
+    assert "Outlook" not in found

@@ -171,3 +171,49 @@ def test_limit_and_bad_input(pilot_client: Any, make_user: Any, helpers: SimpleN
     nothing = _make(pilot_client, engineer, helpers, {"title": "zzqx", "problem": ""})
     assert _similar(pilot_client, engineer, helpers, nothing).get_json() == []
     assert pilot_client.get(f"{helpers.base}/{sid}/similar").status_code == 401
+
+
+def test_the_search_document_is_stored_on_resolve_and_rewritten_after_a_reopen(
+    pilot_client: Any, engineer: Any, helpers: SimpleNamespace
+) -> None:
+    import uuid
+
+    from sqlalchemy import select
+
+    from shared.db import db
+    from shared.models import AISession
+
+    def stored(sid: str) -> tuple[str | None, str | None]:
+        with db.session() as session:
+            row = session.execute(
+                select(AISession.search_document, AISession.search_statement).where(
+                    AISession.id == uuid.UUID(sid)
+                )
+            ).one()
+            return row.search_document, row.search_statement
+
+    past = _make(pilot_client, engineer, helpers, PAIRS[0][0])
+    document, statement = stored(past)
+    assert statement == "print jobs stuck in the queue on prn-srv01 " + (
+        "nobody on the 2nd floor can print; jobs sit in the queue"
+    )
+    assert document is not None and "a corrupt spool file" in document
+    # The resolution says how it ended, not what it was.
+    assert "cleared the spool folder" not in document
+
+    # Typos and all, the past session comes first.
+    typo = helpers.create_session(
+        pilot_client, engineer, title="Prnt jobs stuk in teh queu on PRN-SRV01", problem=""
+    )["id"]
+    found = _similar(pilot_client, engineer, helpers, typo)
+    assert found.status_code == 200
+    assert [item["session_id"] for item in found.get_json()][:1] == [past]
+
+    reopened = pilot_client.post(f"{helpers.base}/{past}/reopen", headers=engineer.headers)
+    assert reopened.status_code == 200, reopened.get_json()
+    helpers.add_fact(
+        pilot_client, engineer, past, "The spooler dependency RPCSS was fine", "ruled_out"
+    )
+    again = pilot_client.post(f"{helpers.base}/{past}/resolve", json={}, headers=engineer.headers)
+    assert again.status_code == 202, again.get_json()
+    assert "rpcss was fine" in (stored(past)[0] or "")

@@ -12,6 +12,7 @@ import {
   when,
 } from "../dom.js";
 import { renderMarkdown } from "../markdown.js";
+import { handoffPanel } from "./handoff.js";
 
 /** The preview refreshes this long after the last fact change or chat send. */
 export const PREVIEW_DEBOUNCE_MS = 500;
@@ -80,7 +81,7 @@ export function markdownToPlainText(markdown) {
 }
 
 /** "Copy markdown" and "Copy plain text" for a note, with a status line. */
-function copyButtons(prefix, markdown, fallbackEl) {
+export function copyButtons(prefix, markdown, fallbackEl) {
   const status = h("span", { class: "copy-status", role: "status", "aria-live": "polite" });
   const button = (label, id, text) =>
     h("button", {
@@ -287,6 +288,15 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     reopenButton,
   );
 
+  // Escalation handoff (active) and KB article (resolved)
+  const handoff = handoffPanel(sessionId, {
+    later,
+    isDisposed: () => disposed,
+    announce,
+    copyButtons,
+    generatorLabel,
+  });
+
   // Chat
   const chatLog = h("ol", { class: "chat-log", id: "chat-log", "aria-label": "Conversation" });
   const chatInput = h("textarea", { id: "chat-input", name: "content", rows: 3, "aria-describedby": "chat-help" });
@@ -364,6 +374,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
     }
     resolveForm.hidden = resolved;
     reopenButton.hidden = !resolved;
+    handoff.update(s);
     if (!resolveTicket.value && s.ticket_ref) resolveTicket.value = s.ticket_ref;
     renderDetails();
     renderFacts();
@@ -1205,7 +1216,7 @@ export function renderSession(main, { params: [sessionId] }, ctx) {
         h(
           "div",
           { class: "session-layout" },
-          h("div", { class: "lane" }, factsSection, fixSection, similarSection, resolveSection),
+          h("div", { class: "lane" }, factsSection, fixSection, similarSection, resolveSection, handoff.section),
           chatSection,
           previewSection,
         ),
