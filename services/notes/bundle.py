@@ -33,7 +33,7 @@ from services.notes.vocabulary import (
     REDACTED,
     REJECTED_DECISIONS,
 )
-from shared.auth import principal_from_row, principal_select
+from shared.auth import PRINCIPAL_COLUMNS, principal_from_values, principal_select
 from shared.db import db, driver_sql
 from shared.models import ResolutionNote, User
 from shared.models.exposed import (
@@ -341,21 +341,22 @@ def principal_and_session_state(
     (as every request reads it, see shared.auth) and the state of the session if it is in the
     principal's account. (None, None): no such active user; (principal, None): no such session
     for that account."""
-    row = db.read_row_sql(
+    values = db.read_values_sql(
         _principal_and_session_state_sql(), {"user_id": user_id, "session_id": session_id}
     )
-    if row is None:
+    if values is None:
         return None, None
-    principal = principal_from_row(row)
-    if row.session_id is None:
+    principal = principal_from_values(values)
+    session_row, state_version, status, ticket_ref, resolved_version = values[PRINCIPAL_COLUMNS:]
+    if session_row is None:
         return principal, None
     return principal, SessionState(
-        session_id=row.session_id,
-        account_id=row.account_id,
-        state_version=int(row.state_version),
-        status=row.status,
-        ticket_ref=row.ticket_ref,
-        resolved_version=row.resolved_version,
+        session_id=session_row,
+        account_id=principal.account_id,
+        state_version=int(state_version),
+        status=status,
+        ticket_ref=ticket_ref,
+        resolved_version=resolved_version,
     )
 
 
