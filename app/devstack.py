@@ -3,9 +3,9 @@
 Starts the embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset (kept under
 .data/), applies migrations, loads the built-in library, prints the demo users' tokens, then runs
 the gateway under gunicorn (WEB_CONCURRENCY processes, default 2), the Celery workers
-(WORKER_PROCESSES processes, default 2, each a threads pool of WORKER_CONCURRENCY slots) and beat under `shared.supervisor`: a program that exits is
-restarted with backoff, a crash loop shows in /healthz; only Ctrl-C or SIGTERM stops the stack,
-and then everything it started.
+(WORKER_PROCESSES processes, default 2, each a threads pool of WORKER_CONCURRENCY slots) and
+beat under `shared.supervisor`: a program that exits is restarted with backoff, a crash loop
+shows in /healthz; only Ctrl-C or SIGTERM stops the stack, and then everything it started.
 """
 
 from __future__ import annotations
