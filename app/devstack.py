@@ -2,10 +2,10 @@
 
 Starts the embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset (kept under
 .data/), applies migrations, loads the built-in library, prints the demo users' tokens, then runs
-the gateway under gunicorn (WEB_CONCURRENCY processes, default 2), the Celery workers (threads
-pool, WORKER_CONCURRENCY slots) and beat under `shared.supervisor`: a program that exits is
-restarted with backoff, a crash loop shows in /healthz; only Ctrl-C or SIGTERM stops the stack,
-and then everything it started.
+the gateway under gunicorn (WEB_CONCURRENCY processes, default 2), the Celery workers
+(WORKER_PROCESSES processes, default 2, each a threads pool of WORKER_CONCURRENCY slots) and
+beat under `shared.supervisor`: a program that exits is restarted with backoff, a crash loop
+shows in /healthz; only Ctrl-C or SIGTERM stops the stack, and then everything it started.
 """
 
 from __future__ import annotations
@@ -67,10 +67,10 @@ def _safe_url(url: str | None) -> str:
 def stack_commands(
     settings: Settings, *, bin_dir: str | None = None, worker_name: str = "devstack@%h"
 ) -> dict[str, list[str]]:
-    """The processes of the local stack: the gateway under gunicorn, a Celery worker for every
-    queue, and beat. The console's end-to-end tests start exactly these."""
+    """The processes of the local stack: the gateway under gunicorn, WORKER_PROCESSES Celery
+    workers for every queue, and beat. The console's end-to-end tests start exactly these."""
     bin_dir = bin_dir or os.path.dirname(sys.executable)
-    return {
+    commands: dict[str, list[str]] = {
         "gateway": [
             os.path.join(bin_dir, "gunicorn"),
             # The deploy's settings (JSON logs with redaction from the first line, no control
@@ -92,26 +92,6 @@ def stack_commands(
             "30",
             "app.gateway:create_app()",
         ],
-        "worker": [
-            os.path.join(bin_dir, "celery"),
-            "-A",
-            "services.notes.worker",
-            # No start-up banner: like the gateway's, the workers' output is JSON log lines.
-            "--quiet",
-            "worker",
-            "-Q",
-            "notes,events,webhooks",
-            "--pool",
-            "threads",
-            "--concurrency",
-            str(max(2, settings.WORKER_CONCURRENCY)),
-            "--prefetch-multiplier",
-            "1",
-            "--loglevel",
-            settings.LOG_LEVEL,
-            "-n",
-            worker_name,
-        ],
         "beat": [
             os.path.join(bin_dir, "celery"),
             "-A",
@@ -124,6 +104,35 @@ def stack_commands(
             str(settings.DATA_DIR / "celerybeat-schedule"),
         ],
     }
+    # One program per worker process (`worker`, `worker-2`, ...), each a Celery node of its own.
+    for n in range(1, max(1, settings.WORKER_PROCESSES) + 1):
+        program = "worker" if n == 1 else f"worker-{n}"
+        node = worker_name if n == 1 else worker_name.replace("@", f"-{n}@", 1)
+        commands[program] = _worker_command(settings, bin_dir, node)
+    return commands
+
+
+def _worker_command(settings: Settings, bin_dir: str, node: str) -> list[str]:
+    return [
+        os.path.join(bin_dir, "celery"),
+        "-A",
+        "services.notes.worker",
+        # No start-up banner: like the gateway's, the workers' output is JSON log lines.
+        "--quiet",
+        "worker",
+        "-Q",
+        "notes,events,webhooks",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(max(2, settings.WORKER_CONCURRENCY)),
+        "--prefetch-multiplier",
+        "1",
+        "--loglevel",
+        settings.LOG_LEVEL,
+        "-n",
+        node,
+    ]
 
 
 class PortInUse(RuntimeError):

@@ -108,6 +108,10 @@ class Settings:
     EMBEDDED_REDIS_PORT: int = 6389
     WEB_CONCURRENCY: int = 2
     WORKER_CONCURRENCY: int = 8
+    # `make run`'s Celery worker processes, each with WORKER_CONCURRENCY threads. Two, so that a
+    # killed worker's jobs are taken over by the other within WORKER_DEAD_AFTER_S + a beat,
+    # instead of waiting for the restarted process to boot.
+    WORKER_PROCESSES: int = 2
 
     ANTHROPIC_API_KEY: str | None = None
     ANTHROPIC_BASE_URL: str | None = None
@@ -193,6 +197,7 @@ class Settings:
             EMBEDDED_REDIS_PORT=_int(env, "EMBEDDED_REDIS_PORT", cls.EMBEDDED_REDIS_PORT),
             WEB_CONCURRENCY=_int(env, "WEB_CONCURRENCY", cls.WEB_CONCURRENCY),
             WORKER_CONCURRENCY=_int(env, "WORKER_CONCURRENCY", cls.WORKER_CONCURRENCY),
+            WORKER_PROCESSES=_int(env, "WORKER_PROCESSES", cls.WORKER_PROCESSES),
             ANTHROPIC_API_KEY=_str(env, "ANTHROPIC_API_KEY"),
             ANTHROPIC_BASE_URL=_str(env, "ANTHROPIC_BASE_URL"),
             ANTHROPIC_MODEL=_str(env, "ANTHROPIC_MODEL", DEFAULT_ANTHROPIC_MODEL)
@@ -326,8 +331,10 @@ class Settings:
                     parse_sentinel_url(url)
                 except RedisURLError as exc:
                     raise ConfigError(f"{name}: {exc}") from exc
-        if self.WEB_CONCURRENCY < 1 or self.WORKER_CONCURRENCY < 1:
-            raise ConfigError("WEB_CONCURRENCY and WORKER_CONCURRENCY must be at least 1")
+        if self.WEB_CONCURRENCY < 1 or self.WORKER_CONCURRENCY < 1 or self.WORKER_PROCESSES < 1:
+            raise ConfigError(
+                "WEB_CONCURRENCY, WORKER_CONCURRENCY and WORKER_PROCESSES must be at least 1"
+            )
         for name in (
             "GATEWAY_PORT",
             "SCRIPTS_PORT",

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 
+from shared.broker_transport import transport_for
 from shared.redis_client import broker_options
 from shared.tasks import TASK_HANDLE_EVENT, queue_of
 
@@ -22,6 +23,8 @@ def make_publisher(broker_url: str) -> Celery:
     url, transport_options = broker_options(broker_url)
     app = Celery("resolutionflow-publisher", broker=url, set_as_current=False)
     app.conf.update(
+        # One Redis client per channel, not one per publish (see shared.broker_transport).
+        broker_transport=transport_for(url),
         # A dead broker must fail fast at commit time: the outbox relay retries later.
         broker_connection_retry=False,
         broker_connection_retry_on_startup=False,

@@ -13,15 +13,17 @@ at 80 % owners get a warning (in the usage report, on chat answers, and once a m
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Date, cast, func, select, update
+from sqlalchemy import Date, bindparam, case, cast, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
+from shared.db import db, driver_sql
 from shared.llm import LLMResult, LLMUsage
 from shared.llm_models import CostInput, cost_usd
 from shared.models import Account, LLMUsageRecord, NoteReuse
@@ -330,6 +332,47 @@ def budget_status(
     )
     if status.warning:
         _warn_once(session, account_id, status)
+    return status
+
+
+@functools.cache
+def _budget_sql() -> str:
+    """budget_status's reads in ONE statement, compiled once (`%(account_id)s`, `%(lower)s`):
+    the account's budget and, only when it has one, the month's spend."""
+    spend = (
+        select(func.coalesce(func.sum(LLMUsageRecord.cost_usd), literal_column("0")))
+        .where(
+            LLMUsageRecord.account_id == bindparam("account_id"),
+            LLMUsageRecord.created_at >= bindparam("lower"),
+        )
+        .scalar_subquery()
+    )
+    statement = select(
+        Account.monthly_budget_usd,
+        case((Account.monthly_budget_usd.is_(None), literal_column("0")), else_=spend).label(
+            "spent"
+        ),
+    ).where(Account.id == bindparam("account_id"))
+    return driver_sql(statement)
+
+
+def read_budget_status(account_id: uuid.UUID, today: date | None = None) -> BudgetStatus:
+    """:func:`budget_status` outside any transaction: its reads are one statement on the
+    autocommit engine (one round trip), and only an account at or past its warning share
+    opens a transaction, for the once-a-month warning. What a worker asks before each
+    generation."""
+    today = today or datetime.now(UTC).date()
+    lower, _ = _bounds(month_start(today), None)
+    row = db.read_row_sql(_budget_sql(), {"account_id": account_id, "lower": lower})
+    budget = row.monthly_budget_usd if row is not None else None
+    status = BudgetStatus(
+        monthly_usd=Decimal(budget) if budget is not None else None,
+        spent_usd=Decimal(row.spent) if row is not None and budget is not None else Decimal(0),
+        month=today.strftime("%Y-%m"),
+    )
+    if status.warning:
+        with db.transaction() as session:
+            _warn_once(session, account_id, status)
     return status
 
 

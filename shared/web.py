@@ -3,12 +3,14 @@ health, observability. Each service's `create_app()` calls `create_service_app()
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from inspect import iscoroutinefunction
 from typing import Any
 
 import redis.exceptions as redis_exc
 import sqlalchemy.exc as sa_exc
 from flask import Flask, Response, jsonify, request
+from flask.sessions import SessionInterface
 from flask_smorest import Api, Blueprint
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
@@ -211,6 +213,41 @@ def health(settings: Settings, service: str) -> tuple[dict[str, Any], int]:
     return body, 200 if healthy else 503
 
 
+class NoCookieSessions(SessionInterface):
+    """The APIs authenticate every request by its bearer token and keep no cookie session.
+    Flask's default interface built its signing serializer and parsed the cookies at every
+    request to open an empty one. Reading `flask.session` still works (it is empty); writing
+    it raises."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
+
+
+class ServiceFlask(Flask):
+    """Flask, with the answer of `ensure_sync` remembered per function: Flask asks it for
+    every hook and view of every request (fourteen times for a cached preview), and each
+    answer inspected the function's code flags again. Bound methods (a MethodView's) are
+    remembered by their function; the table holds at most one entry per function."""
+
+    _SYNC_MAX = 4096
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_functions: dict[Any, bool] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        key = getattr(func, "__func__", func)
+        sync = self._sync_functions.get(key)
+        if sync is None:
+            sync = not iscoroutinefunction(func)
+            if len(self._sync_functions) < self._SYNC_MAX:
+                self._sync_functions[key] = sync
+        return func if sync else self.async_to_sync(func)
+
+
 def create_service_app(
     name: str,
     *,
@@ -224,7 +261,8 @@ def create_service_app(
     configure_hashing(
         concurrency=settings.LOGIN_HASH_CONCURRENCY, wait_s=settings.LOGIN_HASH_WAIT_S
     )
-    app = Flask(f"resolutionflow.{name}")
+    app = ServiceFlask(f"resolutionflow.{name}")
+    app.session_interface = NoCookieSessions()
     service_role = SERVICE_ROLES.get(name)
 
     # First of the hooks, so no query of the request runs with another service's privileges.

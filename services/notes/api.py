@@ -11,11 +11,14 @@ from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
 from flask.views import MethodView
+from marshmallow import EXCLUDE
+from webargs.flaskparser import FlaskParser
 
 from services.notes import deliveries, final_note, integrations, preview
 from services.notes.adapters import describe_kinds
 from services.notes.bundle import principal_and_session_state
 from services.notes.context import NotesContext, context_for
+from services.notes.preview_body import hit_body
 from services.notes.schemas import (
     FinalNoteResponseSchema,
     NoteKindArgsSchema,
@@ -29,6 +32,7 @@ from services.notes.schemas import (
     TicketingTestArgsSchema,
     TicketingTestResponseSchema,
     TicketingUpdateSchema,
+    plain_preview_args,
     preview_response_body,
 )
 from shared.auth import bearer_user_id, current_principal
@@ -44,12 +48,37 @@ from shared.errors import (
 from shared.permissions import can_administer_account
 from shared.tasks import TASK_DELIVER
 
+
+class _NotesArgumentsParser(FlaskParser):
+    """webargs' parser, with the preview's plain query (a valid `kind` and `wait`, what the
+    console sends at every poll) loaded without it: webargs built its proxy, hooks and
+    schema load for every poll. Anything else (a bad value, an unknown option, a validator)
+    is parsed as before, errors included."""
+
+    def parse(self, argmap: Any, req: Any = None, **kwargs: Any) -> Any:
+        if (
+            isinstance(argmap, PreviewQueryArgsSchema)
+            and kwargs.get("location") == "query"
+            and kwargs.get("unknown", _DEFAULT_UNKNOWN) in (_DEFAULT_UNKNOWN, EXCLUDE)
+            and not kwargs.get("validate")
+            and self.unknown in (_DEFAULT_UNKNOWN, EXCLUDE)
+        ):
+            fast = plain_preview_args((req if req is not None else request).args)
+            if fast is not None:
+                return fast
+        return super().parse(argmap, req, **kwargs)
+
+
+# webargs' marker for "the location's default" (EXCLUDE for the query).
+_DEFAULT_UNKNOWN = FlaskParser().unknown
+
 notes_blp = ApiBlueprint(
     "notes",
     __name__,
     url_prefix="/api/v1/ai-sessions",
     description="Resolution notes: preview, final note and its delivery",
 )
+notes_blp.ARGUMENTS_PARSER = _NotesArgumentsParser()
 integrations_blp = ApiBlueprint(
     "integrations",
     __name__,
@@ -136,6 +165,7 @@ class PreviewView(MethodView):
             wait_s=ctx.settings.NOTES_PREVIEW_WAIT_S if wait is None else float(wait),
             state=state,
             if_none_match=_if_none_match(),
+            rendered=True,
         )
         if not outcome.ready:
             response = jsonify(outcome.body())
@@ -151,6 +181,18 @@ class PreviewView(MethodView):
         tag = outcome.tag
         if tag is not None:
             headers["ETag"] = f'W/"{tag}"'
+        if outcome.hit is not None:
+            # The hit path: the note's fields as the cache stored them rendered, joined with
+            # the request's as bytes (services.notes.preview_body; the same JSON document as
+            # below, a test holds that).
+            body = hit_body(
+                outcome.hit.parts,
+                kind=outcome.kind,
+                session_id=str(outcome.session_id),
+                state_version=outcome.state_version,
+                ticket_ref=outcome.ticket_ref,
+            )
+            return Response(body, headers=headers, mimetype="application/json")
         # Serialised without the response schema's dump (the schema documents it): the body is
         # put in its shape directly, and marshmallow's dump was the largest CPU cost of the
         # hit path.

@@ -1,12 +1,14 @@
 """Reading what a note is made from: the session, its facts, the active fix and the script runs
 linked to it, together with the `state_version` they belong to.
 
-Everything is read in ONE repeatable-read transaction, so the bundle and the version come from
-the same snapshot: a note stored under a version key was generated from exactly that version's
-data, whatever writes commit while the bundle is being read.
+Everything is read by ONE statement (the facts, the fix and the runs as JSON beside the session
+row), so the bundle and the version come from the same snapshot: a note stored under a version
+key was generated from exactly that version's data, whatever writes commit while the bundle is
+being read. One round trip, no transaction around it and no ORM object: a worker reads it once
+per note.
 
 Length: the bundle's dataclasses, their (de)serialisation and their loader stay in this one
-module (a little over 500 lines) so the shape of a bundle and the reading that fills it change
+module (about 600 lines) so the shape of a bundle and the reading that fills it change
 together; the generator and the preview import the shape from here.
 """
 
@@ -19,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, func, literal_column, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -30,7 +33,7 @@ from services.notes.vocabulary import (
     REDACTED,
     REJECTED_DECISIONS,
 )
-from shared.auth import principal_from_row, principal_select
+from shared.auth import PRINCIPAL_COLUMNS, principal_from_values, principal_select
 from shared.db import db, driver_sql
 from shared.models import ResolutionNote, User
 from shared.models.exposed import (
@@ -41,9 +44,6 @@ from shared.models.exposed import (
 )
 from shared.principal import Principal
 from shared.vocabulary import FACT_KINDS
-
-REPEATABLE_READ = "REPEATABLE READ"
-
 
 # -- the bundle's data ----------------------------------------------------------------------
 
@@ -341,62 +341,137 @@ def principal_and_session_state(
     (as every request reads it, see shared.auth) and the state of the session if it is in the
     principal's account. (None, None): no such active user; (principal, None): no such session
     for that account."""
-    row = db.read_row_sql(
+    values = db.read_values_sql(
         _principal_and_session_state_sql(), {"user_id": user_id, "session_id": session_id}
     )
-    if row is None:
+    if values is None:
         return None, None
-    principal = principal_from_row(row)
-    if row.session_id is None:
+    principal = principal_from_values(values)
+    session_row, state_version, status, ticket_ref, resolved_version = values[PRINCIPAL_COLUMNS:]
+    if session_row is None:
         return principal, None
     return principal, SessionState(
-        session_id=row.session_id,
-        account_id=row.account_id,
-        state_version=int(row.state_version),
-        status=row.status,
-        ticket_ref=row.ticket_ref,
-        resolved_version=row.resolved_version,
+        session_id=session_row,
+        account_id=principal.account_id,
+        state_version=int(state_version),
+        status=status,
+        ticket_ref=ticket_ref,
+        resolved_version=resolved_version,
     )
 
 
-def _fix(row: PilotSuggestedFix | None) -> BundleFix | None:
-    if row is None:
-        return None
-    steps: list[Any] = row.steps if isinstance(row.steps, list) else []
-    return BundleFix(
-        title=row.title,
-        summary=row.summary,
-        steps=tuple(str(step) for step in steps),
-        script=row.script,
-        confidence=row.confidence,
-        decision=row.decision,
-        template_id=str(row.template_id) if row.template_id else None,
-        created_at=_iso(row.created_at),
-    )
+def _json_object(table: Any, *names: str) -> Any:
+    """json_build_object('name', table.name, ...) over these columns (the keys inlined: they
+    are our own column names, not parameters)."""
+    parts: list[Any] = []
+    for name in names:
+        parts += [literal_column(f"'{name}'"), table.c[name]]
+    return func.json_build_object(*parts)
 
 
-def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBundle | None:
-    """Build the bundle inside the caller's transaction (which should be repeatable read)."""
-    row = session.scalars(select(PilotSession).where(PilotSession.id == session_id)).one_or_none()
-    if row is None:
-        return None
-    facts = session.scalars(
-        select(PilotSessionFact)
-        .where(PilotSessionFact.session_id == session_id)
-        .order_by(PilotSessionFact.created_at, PilotSessionFact.id)
-    ).all()
-    # Dismissing a fix supersedes it, so "not superseded" is the active fix (at most one: a
-    # partial unique index holds that).
-    active_fix = session.scalars(
-        select(PilotSuggestedFix).where(
-            PilotSuggestedFix.session_id == session_id, PilotSuggestedFix.superseded_at.is_(None)
+@functools.cache
+def _bundle_sql() -> str:
+    """What a bundle is made from, in ONE statement compiled once (`%(session_id)s`): the
+    session row, and as JSON its facts (in order), its active fix and its script runs (in
+    order). One statement reads one snapshot, so the bundle and the version agree without
+    a repeatable-read transaction around several reads."""
+    sessions = PilotSession.__table__
+    facts = PilotSessionFact.__table__
+    fixes = PilotSuggestedFix.__table__
+    runs = ScriptSessionRun.__table__
+    empty: Any = literal_column("'[]'::json")
+    fact_list = (
+        select(
+            func.coalesce(
+                func.json_agg(
+                    aggregate_order_by(
+                        _json_object(facts, "id", "kind", "text", "created_at"),
+                        facts.c.created_at,
+                        facts.c.id,
+                    )
+                ),
+                empty,
+            )
         )
-    ).one_or_none()
-    runs = session.scalars(
-        select(ScriptSessionRun)
-        .where(ScriptSessionRun.ai_session_id == session_id)
-        .order_by(ScriptSessionRun.created_at, ScriptSessionRun.id)
-    ).all()
+        .where(facts.c.session_id == sessions.c.id)
+        .scalar_subquery()
+    )
+    # Dismissing a fix supersedes it, so "not superseded" is the active fix (at most one: a
+    # partial unique index holds that; a second would fail the statement, as one_or_none did).
+    active_fix = (
+        select(
+            _json_object(
+                fixes,
+                "title",
+                "summary",
+                "steps",
+                "script",
+                "confidence",
+                "decision",
+                "template_id",
+                "created_at",
+            )
+        )
+        .where(fixes.c.session_id == sessions.c.id, fixes.c.superseded_at.is_(None))
+        .scalar_subquery()
+    )
+    run_list = (
+        select(
+            func.coalesce(
+                func.json_agg(
+                    aggregate_order_by(
+                        _json_object(
+                            runs, "template_name", "parameters_used", "created_at", "template_id"
+                        ),
+                        runs.c.created_at,
+                        runs.c.id,
+                    )
+                ),
+                empty,
+            )
+        )
+        .where(runs.c.ai_session_id == sessions.c.id)
+        .scalar_subquery()
+    )
+    statement = select(
+        sessions.c.id,
+        sessions.c.account_id,
+        sessions.c.state_version,
+        sessions.c.status,
+        sessions.c.title,
+        sessions.c.problem,
+        sessions.c.ticket_ref,
+        sessions.c.resolved_version,
+        fact_list.label("facts"),
+        active_fix.label("active_fix"),
+        run_list.label("script_runs"),
+    ).where(sessions.c.id == bindparam("session_id"))
+    return driver_sql(statement)
+
+
+def _json_iso(value: str | None) -> str:
+    """A timestamp PostgreSQL wrote into JSON, as :func:`_iso` writes the same value read as
+    a column (PostgreSQL drops trailing zeros of the fraction; isoformat keeps six digits)."""
+    return datetime.fromisoformat(value).isoformat() if value else ""
+
+
+def _fix_of(data: Mapping[str, Any] | None) -> BundleFix | None:
+    if data is None:
+        return None
+    steps = data.get("steps")
+    return BundleFix(
+        title=data["title"],
+        summary=data.get("summary"),
+        steps=tuple(str(step) for step in steps) if isinstance(steps, list) else (),
+        script=data.get("script"),
+        confidence=data.get("confidence"),
+        decision=data.get("decision"),
+        template_id=str(data["template_id"]) if data.get("template_id") else None,
+        created_at=_json_iso(data.get("created_at")),
+    )
+
+
+def _loaded_from_row(row: Any, kind: str) -> LoadedBundle:
     bundle = NoteBundle(
         kind=kind,
         session_id=str(row.id),
@@ -406,27 +481,36 @@ def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBun
         problem=row.problem,
         facts=tuple(
             BundleFact(
-                kind=fact.kind, text=fact.text, created_at=_iso(fact.created_at), id=str(fact.id)
+                kind=fact["kind"],
+                text=fact["text"],
+                created_at=_json_iso(fact["created_at"]),
+                id=str(fact["id"]),
             )
-            for fact in facts
+            for fact in row.facts
         ),
-        active_fix=_fix(active_fix),
+        active_fix=_fix_of(row.active_fix),
         script_runs=tuple(
             BundleScriptRun(
-                template_name=generation.template_name,
+                template_name=run["template_name"],
                 # Stored already redacted by the scripts service: the real sensitive values
                 # never reach the database, so there is nothing else to forbid here.
-                parameters=dict(generation.parameters_used or {}),
-                created_at=_iso(generation.created_at),
-                template_id=str(generation.template_id) if generation.template_id else None,
+                parameters=dict(run.get("parameters_used") or {}),
+                created_at=_json_iso(run.get("created_at")),
+                template_id=str(run["template_id"]) if run.get("template_id") else None,
             )
-            for generation in runs
+            for run in row.script_runs
         ),
     )
     # A generalised kind (the KB article) is made from the generalised bundle only: whatever
     # reads it next (prompt, fingerprint, offline note, validation) never sees the originals.
     bundle = prepared_bundle(bundle, ticket_ref=row.ticket_ref)
     return LoadedBundle(bundle=bundle, session=_state(row))
+
+
+def read_bundle(session: Session, session_id: uuid.UUID, kind: str) -> LoadedBundle | None:
+    """Build the bundle inside the caller's transaction (one statement: see _bundle_sql)."""
+    row = session.connection().exec_driver_sql(_bundle_sql(), {"session_id": session_id}).first()
+    return _loaded_from_row(row, kind) if row is not None else None
 
 
 def loaded_from_snapshot(snapshot: dict[str, Any], state: SessionState) -> LoadedBundle:
@@ -447,9 +531,10 @@ def loaded_from_snapshot(snapshot: dict[str, Any], state: SessionState) -> Loade
 
 
 def load_bundle(session_id: uuid.UUID, kind: str) -> LoadedBundle | None:
-    """The bundle and its state_version from one repeatable-read snapshot (None: no session)."""
-    with db.transaction(isolation_level=REPEATABLE_READ) as session:
-        return read_bundle(session, session_id, kind)
+    """The bundle and its state_version from one snapshot (None: no session): one statement
+    (see _bundle_sql), one round trip outside any transaction (db.read_row_sql)."""
+    row = db.read_row_sql(_bundle_sql(), {"session_id": session_id})
+    return _loaded_from_row(row, kind) if row is not None else None
 
 
 def record_resolution(

@@ -22,6 +22,12 @@ key                            type     content
                                         with it: what a conditional preview compares, so that a
                                         304 never reads the note itself. Deleted with the
                                         version key; not counted in the index
+``P:notehit:K:S:V``            string   the version's ready preview body, pre-rendered when it is
+                                        stored: its tag, then the note's own fields as JSON
+                                        fragments (:mod:`services.notes.preview_body`), so that a
+                                        hit sends the stored bytes without parsing the note.
+                                        Written, deleted and (like the tag) not indexed with the
+                                        version key; a second copy of the note's text
 ``P:notelock:K:S:V``           string   single-flight lock: a random owner token (prefixed with
                                         the holding worker process's id), with PX expiry
 ``P:notequiet:S``              hash     ``version``, ``at_ms`` (Redis TIME) of the session's latest
@@ -50,14 +56,17 @@ from typing import Any
 
 import redis
 
+from services.notes.preview_body import pack_entry, rendered_parts, unpack_entry
+
 QUIET_KEY_MIN_TTL_MS = 3600 * 1000
 LOCK_CHECK_INTERVAL_S = 0.5
 
 _PUT_SCRIPT = """
--- KEYS: version key, fingerprint key, session index, session fingerprint set, tag key
--- ARGV: payload, version, channel, has fingerprint ("1"/"0"), tag
+-- KEYS: version key, fingerprint key, session index, session fingerprint set, tag key, hit key
+-- ARGV: payload, version, channel, has fingerprint ("1"/"0"), tag, rendered hit entry
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[5], ARGV[5])
+redis.call('SET', KEYS[6], ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[2], KEYS[1])
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[2], ARGV[1])
@@ -67,13 +76,18 @@ return redis.call('PUBLISH', ARGV[3], ARGV[1])
 """
 
 _GET_UNLESS_TAGGED_SCRIPT = """
--- KEYS: tag key, version key; ARGV: the client's tags. {1, tag} when the stored tag is one
--- of them (the payload is not read), else {0, payload or nil}.
+-- KEYS: tag key, version key[, hit key]; ARGV: the client's tags. {1, tag} when the stored
+-- tag is one of them (nothing else is read); else {2, the rendered hit entry} when there is a
+-- hit key and it is stored, else {0, payload or nil}.
 local tag = redis.call('GET', KEYS[1])
 if tag then
   for i = 1, #ARGV do
     if ARGV[i] == tag then return {1, tag} end
   end
+end
+if KEYS[3] then
+  local hit = redis.call('GET', KEYS[3])
+  if hit then return {2, hit} end
 end
 return {0, redis.call('GET', KEYS[2])}
 """
@@ -123,6 +137,22 @@ local left = tonumber(fields[2]) + tonumber(ARGV[2]) - now_ms
 if left < 0 then left = 0 end
 return left
 """
+
+
+@dataclass(frozen=True)
+class HitEntry:
+    """A version's ready preview, as stored for the hit path: its entity tag and the note's
+    own fields rendered (see services.notes.preview_body.hit_body)."""
+
+    tag: str
+    parts: tuple[bytes, bytes, bytes]
+
+
+def _hit_entry(raw: Any) -> HitEntry | None:
+    if raw is None:
+        return None
+    unpacked = unpack_entry(raw)
+    return None if unpacked is None else HitEntry(*unpacked)
 
 
 @dataclass(frozen=True)
@@ -200,12 +230,17 @@ class NoteCache:
     def tag_key(self, kind: str, session_id: str, state_version: int) -> str:
         return f"{self.prefix}:notetag:{kind}:{session_id}:{int(state_version)}"
 
+    def hit_key(self, kind: str, session_id: str, state_version: int) -> str:
+        return f"{self.prefix}:notehit:{kind}:{session_id}:{int(state_version)}"
+
     def _tag_keys_of(self, version_keys: list[str]) -> list[str]:
+        """The tag and hit keys that go with these version keys."""
         marker = f"{self.prefix}:note:"
         return [
-            f"{self.prefix}:notetag:{key[len(marker) :]}"
+            f"{self.prefix}:{name}:{key[len(marker) :]}"
             for key in version_keys
             if key.startswith(marker)
+            for name in ("notetag", "notehit")
         ]
 
     def lock_key(self, kind: str, session_id: str, state_version: int) -> str:
@@ -221,6 +256,36 @@ class NoteCache:
 
     def get(self, kind: str, session_id: str, state_version: int) -> dict[str, Any] | None:
         return _load(self.redis.get(self.key(kind, session_id, state_version)))
+
+    def get_hit(self, kind: str, session_id: str, state_version: int) -> HitEntry | None:
+        """The version's rendered preview (one GET of a string: the note is not parsed), or
+        None when it is not stored (then :meth:`get` may still find the payload)."""
+        return _hit_entry(self.redis.get(self.hit_key(kind, session_id, state_version)))
+
+    def get_hit_unless_tagged(
+        self, kind: str, session_id: str, state_version: int, tags: list[str]
+    ) -> tuple[str | None, HitEntry | None, dict[str, Any] | None]:
+        """One round trip for a conditional preview: (the matching tag, None, None) when the
+        version's stored tag is one of ``tags``, without reading anything else; else (None,
+        the rendered preview, None), or (None, None, the payload or None) when there is no
+        rendered one."""
+        result = self._get_unless_tagged(
+            keys=[
+                self.tag_key(kind, session_id, state_version),
+                self.key(kind, session_id, state_version),
+                self.hit_key(kind, session_id, state_version),
+            ],
+            args=list(tags),
+        )
+        status = int(result[0])
+        if status == 1:
+            return _text(result[1]), None, None
+        if status == 2:
+            entry = _hit_entry(result[1])
+            if entry is not None:
+                return None, entry, None
+            return None, None, self.get(kind, session_id, state_version)
+        return None, None, _load(result[1] if len(result) > 1 else None)
 
     def get_unless_tagged(
         self, kind: str, session_id: str, state_version: int, tags: list[str]
@@ -241,14 +306,15 @@ class NoteCache:
         return None, _load(result[1] if len(result) > 1 else None)
 
     def put(self, kind: str, session_id: str, state_version: int, payload: dict[str, Any]) -> None:
-        """Store ``payload`` for the version (no TTL), index it, store it under its
-        ``payload["fingerprint"]`` (when present) and publish it to every waiter, in one
-        Lua script."""
+        """Store ``payload`` for the version (no TTL) with its tag and its rendered preview,
+        index it, store it under its ``payload["fingerprint"]`` (when present) and publish it
+        to every waiter, in one Lua script."""
         version = int(state_version)
         data = json.dumps(payload, separators=(",", ":"), sort_keys=True)
         fingerprint = payload.get("fingerprint")
         vkey = self.key(kind, session_id, version)
         fkey = self.fingerprint_key(kind, session_id, str(fingerprint)) if fingerprint else vkey
+        tag = note_tag(kind, session_id, version, payload)
         self._put(
             keys=[
                 vkey,
@@ -256,13 +322,15 @@ class NoteCache:
                 self.index_key(session_id),
                 self.fingerprints_key(session_id),
                 self.tag_key(kind, session_id, version),
+                self.hit_key(kind, session_id, version),
             ],
             args=[
                 data,
                 version,
                 self.channel(kind, session_id, version),
                 "1" if fingerprint else "0",
-                note_tag(kind, session_id, version, payload),
+                tag,
+                pack_entry(tag, rendered_parts(payload)),
             ],
         )
 

@@ -44,7 +44,7 @@ from shared.observability import (
     NOTE_REJECTIONS,
     get_logger,
 )
-from shared.usage import budget_status, record_reuse, record_usage
+from shared.usage import read_budget_status, record_reuse, record_usage
 
 log = get_logger(__name__)
 
@@ -224,8 +224,7 @@ def _generate(
     failed_calls = 0
     over_budget = False
     if generator.llm.online:
-        with db.transaction() as session:
-            over_budget = budget_status(session, loaded.session.account_id).exceeded
+        over_budget = read_budget_status(loaded.session.account_id).exceeded
     if over_budget:
         note = _fallback(generator, loaded, generator.fingerprint(loaded.bundle))
         fallback_reason = FALLBACK_BUDGET

@@ -22,7 +22,7 @@ from services.notes.bundle import (
     load_bundle,
     session_state,
 )
-from services.notes.cache import note_tag
+from services.notes.cache import HitEntry, note_tag
 from services.notes.context import NotesContext
 from services.notes.generation import reuse_by_fingerprint
 from services.notes.kinds import kind_spec, preview_kinds
@@ -55,6 +55,8 @@ class PreviewOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
     # The caller's copy (this tag of its If-None-Match) is the current note: nothing to send.
     matched_tag: str | None = None
+    # A hit read as its rendered body (preview_note(rendered=True)): payload stays None.
+    hit: HitEntry | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -62,11 +64,13 @@ class PreviewOutcome:
 
     @property
     def ready(self) -> bool:
-        return self.payload is not None or self.not_modified
+        return self.payload is not None or self.not_modified or self.hit is not None
 
     @property
     def tag(self) -> str | None:
         """The note's entity tag (see services.notes.cache.note_tag), None while pending."""
+        if self.hit is not None:
+            return self.hit.tag
         if self.payload is None:
             return None
         return note_tag(self.kind, str(self.session_id), self.state_version, self.payload)
@@ -125,13 +129,15 @@ def preview_note(
     wait_s: float,
     state: SessionState | None = None,
     if_none_match: list[str] | None = None,
+    rendered: bool = False,
 ) -> PreviewOutcome:
     """The note for the session's current version, waiting up to `wait_s` for a generation.
 
     `from_cache` is True when this request started no generation. `state` is the session's
     state when the caller has just read it (the API reads it with the principal). When the
     current version's tag is in `if_none_match`, the outcome is `not_modified` and the note
-    itself is not read.
+    itself is not read. With `rendered`, a hit of the first look comes as the stored rendered
+    body (`outcome.hit`, see services.notes.preview_body) and its payload is not parsed.
     """
     check_kind(kind)
     deadline = time.monotonic() + max(0.0, wait_s)
@@ -143,14 +149,21 @@ def preview_note(
     check_session_status(kind, state.status)
     version, ticket_ref = state.state_version, state.ticket_ref
     sid = str(session_id)
-    # The first look is the hit path: one Redis round trip, whatever the answer.
-    if if_none_match:
+    # The first look is the hit path: one Redis round trip, whatever the answer (a rendered
+    # look whose version has no rendered body, stored before it existed, reads the payload
+    # in a second one).
+    hit: HitEntry | None = None
+    if if_none_match and rendered:
+        matched, hit, found = ctx.cache.get_hit_unless_tagged(kind, sid, version, if_none_match)
+    elif if_none_match:
         matched, found = ctx.cache.get_unless_tagged(kind, sid, version, if_none_match)
-        if matched is not None:
-            NOTES_CACHE_REQUESTS.labels(result="hit").inc()
-            return PreviewOutcome(kind, session_id, version, ticket_ref, matched_tag=matched)
     else:
-        found = ctx.cache.get(kind, sid, version)
+        matched = None
+        hit = ctx.cache.get_hit(kind, sid, version) if rendered else None
+        found = None if hit is not None else ctx.cache.get(kind, sid, version)
+    if matched is not None or hit is not None:
+        NOTES_CACHE_REQUESTS.labels(result="hit").inc()
+        return PreviewOutcome(kind, session_id, version, ticket_ref, matched_tag=matched, hit=hit)
     first_look = True
     while True:
         if not first_look:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from marshmallow import fields, validate
+from marshmallow import EXCLUDE, fields, missing, validate
 
 from services.notes.adapters import KINDS
 from services.notes.kinds import preview_kinds
+from services.notes.preview_body import citation_body
 from services.notes.vocabulary import NOTE_KINDS
 from shared.api_schemas import IgnoringQuerySchema, StrictSchema
 
@@ -36,6 +37,48 @@ class PreviewQueryArgsSchema(NoteKindArgsSchema):
             "(default NOTES_PREVIEW_WAIT_S, 30; 0 answers at once)"
         },
     )
+
+    def load(  # type: ignore[override]
+        self,
+        data: Mapping[str, Any],
+        *,
+        many: bool | None = None,
+        partial: bool | None = None,
+        unknown: Literal["exclude", "include", "raise"] | None = None,
+    ) -> Any:
+        """The console polls this query at every edit: a `kind` and a `wait` that are valid
+        as they stand load without marshmallow (to what the schema loads them); anything else
+        (a bad value, an option) takes the schema's own path and its errors."""
+        if many is None and partial is None and unknown in (None, EXCLUDE):
+            fast = plain_preview_args(data)
+            if fast is not None:
+                return fast
+        return super().load(data, many=many, partial=partial, unknown=unknown)
+
+
+def plain_preview_args(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What PreviewQueryArgsSchema loads from `data` (the query's first values), when it
+    loads without an error; None for anything else."""
+    # webargs' proxy answers marshmallow's `missing` for an absent key.
+    kind = data.get("kind")
+    if kind is None or kind is missing:
+        kind = NOTE_KINDS[0]
+    if not isinstance(kind, str) or kind not in preview_kinds():
+        return None
+    args: dict[str, Any] = {"kind": kind}
+    raw_wait = data.get("wait")
+    if raw_wait is None or raw_wait is missing:
+        return args
+    if not isinstance(raw_wait, str):
+        return None
+    try:
+        wait = float(raw_wait)
+    except ValueError:
+        return None
+    if not 0 <= wait <= MAX_PREVIEW_WAIT_S:  # NaN fails both comparisons
+        return None
+    args["wait"] = wait
+    return args
 
 
 class CitationSchema(StrictSchema):
@@ -85,22 +128,8 @@ def preview_response_body(body: dict[str, Any]) -> dict[str, Any]:
         shaped["session_id"] = str(shaped["session_id"])
     citations = shaped.get("citations")
     if citations is not None:
-        shaped["citations"] = [_citation(item) for item in citations]
+        shaped["citations"] = [citation_body(item) for item in citations]
     return shaped
-
-
-def _citation(item: dict[str, Any]) -> dict[str, Any]:
-    entry: dict[str, Any] = {}
-    for name in ("section", "text"):
-        if name in item:
-            entry[name] = None if item[name] is None else str(item[name])
-    if "cites" in item:
-        cites = item["cites"]
-        entry["cites"] = None if cites is None else [str(c) for c in cites]
-    if "fact_ids" in item:
-        ids = item["fact_ids"]
-        entry["fact_ids"] = None if ids is None else [str(uuid.UUID(str(i))) for i in ids]
-    return entry
 
 
 class PreviewPendingSchema(StrictSchema):

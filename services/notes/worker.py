@@ -7,10 +7,13 @@ starts, and each worker process configures the runtime (database, settings) in `
 
 Pool: threads, chosen by measurement (bench/test_bench_notes.py; deploy/README.md has the
 figures). Generating a note is waiting on the LLM (I/O), so notes per second grow with the
-number of threads (`--concurrency`) until the process's GIL is busy: Celery's consumer thread
-takes half of it at 64 threads. So a process runs 16 threads, and capacity comes from more
-processes (replicas): two processes of 32 beat one of 64 in the same hour. The gevent pool
-measured at half the threads pool's rate (psycopg2 blocks its hub without green support).
+number of threads (`--concurrency`) until the process's GIL is busy. Half of a process's GIL
+time is Celery's consumer thread (kombu's Redis transport: the delivery's and the ack's
+unacked-message bookkeeping, one thread per process), the rest the tasks' own CPU. So a process
+runs 16 threads and capacity comes from more processes (replicas): at 64 slots, 4 processes
+of 16 and 2 of 32 gave 0.67x and 0.64x of the ideal where one of 64 gave 0.44x, same hour. The
+gevent pool measured at half the threads pool's rate (psycopg2 blocks its hub without green
+support, which is not installed).
 
 Time limits: `task_time_limit`/`task_soft_time_limit` are honoured by the prefork and gevent
 pools; under the threads pool the LLM client's timeout and the webhook timeout bound each task,
@@ -25,6 +28,7 @@ from celery import Celery, signals
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.entity import Queue
 
+from shared.broker_transport import transport_for
 from shared.config import Settings
 from shared.redis_client import broker_options
 from shared.tasks import (
@@ -77,6 +81,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     url, sentinel_options = broker_options(broker_url(settings))
     return {
         "broker_url": url,
+        # kombu's Redis transport, keeping one client per channel (see shared.broker_transport).
+        "broker_transport": transport_for(url),
         # A broker that restarts (or fails over) must find its workers again by itself: retry
         # the connection for ever, at start-up and after a loss. Where kombu still crashes on
         # the way back, `make run`'s supervisor and the container's restart policy restart it.

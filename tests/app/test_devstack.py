@@ -74,16 +74,25 @@ def test_devstack_serves_the_gateway_and_stops_on_ctrl_c(migrated: Any, artifact
         children = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "gunicorn" in names and "worker" in names and "beat" in names
+        # Two worker processes by default, each its own Celery node: a killed one's jobs are
+        # taken over by the other instead of waiting for its restart to boot.
+        worker_nodes = sorted(
+            c.cmdline()[c.cmdline().index("-n") + 1]
+            for c in children
+            if c.ppid() == proc.pid and "celery" in " ".join(c.cmdline()) and "-n" in c.cmdline()
+        )
+        assert worker_nodes == ["devstack-2@%h", "devstack@%h"], worker_nodes
         gunicorn_workers = [
             c for c in children if "gunicorn" in " ".join(c.cmdline()) and c.ppid() != proc.pid
         ]
         assert len(gunicorn_workers) >= 2, "the gateway serves with at least two processes"
 
         # A worker SIGKILLed is restarted by the supervisor within 10 s, and the stack says so.
+        # The program `worker` is the node devstack@%h (worker-2 is devstack-2@%h).
         def celery_worker() -> psutil.Process | None:
             for child in psutil.Process(proc.pid).children():
                 try:
-                    if " worker " in " ".join(child.cmdline()):
+                    if " worker " in " ".join(child.cmdline()) and "devstack@%h" in child.cmdline():
                         return child
                 except psutil.Error:  # the killed one, until the supervisor reaps it
                     continue

@@ -185,6 +185,7 @@ def test_a_postgres_server_restart_during_load_loses_nothing(
             GATEWAY_PORT=free_port(),
             WEB_CONCURRENCY=2,
             WORKER_CONCURRENCY=4,
+            WORKER_PROCESSES=1,  # one worker log to read the retries from
             LOG_LEVEL="INFO",
             DATA_DIR=tmp_path / "data",
             JOB_LEASE_S=3,
