@@ -259,6 +259,11 @@ class _Deadline:
             raise OutboundTimeout(f"no answer within the {self.seconds:g} s deadline")
         return left
 
+    def passed(self) -> bool:
+        """The deadline is over: the watchdog fired, or the socket's own timeout (set to the
+        time remaining) went off first, before the watchdog's thread ran."""
+        return self.expired.is_set() or time.monotonic() >= self.ends
+
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
             self._sock = sock
@@ -312,7 +317,7 @@ def _connect(
             raise
         except OSError as exc:
             sock.close()
-            if deadline.expired.is_set():
+            if deadline.passed():
                 raise OutboundTimeout(
                     f"no answer within the {deadline.seconds:g} s deadline"
                 ) from exc
@@ -415,7 +420,7 @@ def send(
                 name = key.lower()
                 names[name] = f"{names[name]}, {value}" if name in names else value
         except (OSError, http.client.HTTPException) as exc:
-            if deadline.expired.is_set():
+            if deadline.passed():
                 raise OutboundTimeout(
                     f"no answer within the {deadline.seconds:g} s deadline"
                 ) from exc
