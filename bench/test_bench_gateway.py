@@ -23,13 +23,12 @@ from typing import Any
 import pytest
 import requests
 
+from bench.accounts import session_with_stored_note
 from bench.wrk import WrkResult, run_wrk
 from shared.config import PROJECT_ROOT, Settings
 from tests.support.workers import (
-    add_fact,
     child_env,
     clean_state,
-    create_session,
     running_gunicorn,
 )
 
@@ -143,27 +142,8 @@ def gateway(migrated: Settings) -> Iterator[str]:
 def test_preview_cache_hit_against_healthz(
     benchmark: Any, gateway: str, migrated: Settings, make_user: Any
 ) -> None:
-    from services.notes.context import context_for
-
     user = make_user("engineer")
-    sid = create_session(user.account_id, problem="cache-hit bench")
-    version = add_fact(sid, user.account_id, "Confirmed: bench fact")
-    # Stored as a worker stores it, so no worker or LLM has to run beside the measurement.
-    context_for(migrated).cache.put(
-        "resolution_note",
-        str(sid),
-        version,
-        {
-            "kind": "resolution_note",
-            "markdown": "## Problem\nbench\n\n" + "A realistic paragraph of the note. " * 60,
-            "generator": "offline",
-            "model": "offline",
-            "generated_at": "2026-12-01T00:00:00+00:00",
-            "state_version": version,
-            "usage": {},
-            "fingerprint": "bench",
-        },
-    )
+    sid = session_with_stored_note(migrated, user, "cache-hit bench")
     url = f"{gateway}/api/v1/ai-sessions/{sid}/resolution-note/preview?wait=0"
     first = requests.get(url, headers=user.headers, timeout=30)
     assert first.status_code == 200 and first.json()["from_cache"] is True

@@ -16,8 +16,8 @@ import os
 import time
 from typing import Any
 
+from bench.accounts import session_with_stored_note
 from shared.config import Settings
-from tests.support.workers import add_fact, create_session
 
 ROUNDS = int(os.environ.get("BENCH_CPU_ROUNDS", "5"))
 REQUESTS = int(os.environ.get("BENCH_CPU_REQUESTS", "400"))
@@ -29,26 +29,9 @@ def test_preview_cpu_per_request_in_process(
     from werkzeug.test import Client
 
     from app.gateway import create_app
-    from services.notes.context import context_for
 
     user = make_user("engineer")
-    sid = create_session(user.account_id, problem="cpu bench")
-    version = add_fact(sid, user.account_id, "Confirmed: bench fact")
-    context_for(migrated).cache.put(
-        "resolution_note",
-        str(sid),
-        version,
-        {
-            "kind": "resolution_note",
-            "markdown": "## Problem\nbench\n\n" + "A realistic paragraph of the note. " * 60,
-            "generator": "offline",
-            "model": "offline",
-            "generated_at": "2026-12-01T00:00:00+00:00",
-            "state_version": version,
-            "usage": {},
-            "fingerprint": "bench",
-        },
-    )
+    sid = session_with_stored_note(migrated, user, "cpu bench")
     client = Client(create_app(migrated))
     url = f"/api/v1/ai-sessions/{sid}/resolution-note/preview?wait=0"
     first = client.get(url, headers=user.headers)
