@@ -15,7 +15,7 @@ from flask import Flask, Response, abort, jsonify, send_from_directory
 
 from shared import runtime
 from shared.config import Settings
-from shared.web import health, install_error_handlers
+from shared.web import health, install_error_handlers, same_origin_content_security_policy
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -57,20 +57,7 @@ DOCS_SCRIPT = """SwaggerUIBundle({dom_id: "#ui", urls: [
 """
 # Only this origin: Swagger UI sets inline style attributes (hence 'unsafe-inline' for styles
 # alone) and draws its icons from data: URIs.
-DOCS_CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    )
-)
+DOCS_CONTENT_SECURITY_POLICY = same_origin_content_security_policy(inline_styles=True)
 
 
 def _docs_response(response: Response) -> Response:

@@ -33,6 +33,27 @@ BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 OUTAGE_RETRY_AFTER_S = 5
 
 
+def same_origin_content_security_policy(*, inline_styles: bool = False) -> str:
+    """The Content-Security-Policy of a page that loads nothing from other origins and is
+    never framed (the console, the API docs). `inline_styles`: the page's own library sets
+    style attributes (Swagger UI), so styles alone may be inline."""
+    style_src = "style-src 'self' 'unsafe-inline'" if inline_styles else "style-src 'self'"
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self'",
+            style_src,
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "font-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
 def outage_response(exc: Exception) -> Any:
     """503 JSON with Retry-After for a request that met a database or Redis outage (a failover,
     a restart, every backend terminated), never a 500 or a hung request. The pool reconnects

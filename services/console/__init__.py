@@ -17,25 +17,13 @@ from flask import Blueprint, Flask, Response, render_template, send_from_directo
 
 from shared.models import FIX_DECISIONS
 from shared.vocabulary import FACT_KINDS
+from shared.web import same_origin_content_security_policy
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_URL_PATH = "/static/console"
 
 # The shell loads nothing from other origins and is never framed.
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    )
-)
+CONTENT_SECURITY_POLICY = same_origin_content_security_policy()
 
 
 @lru_cache(maxsize=1)
