@@ -42,6 +42,10 @@ payload keeps its own ``state_version``/``generated_at``; the duplication is one
 (at most a few KiB) per version that was actually generated or re-stored.
 
 Multi-key scripts assume a single Redis node (no cluster hash tags).
+
+Length: one class owns every key of the layout above (a little over 500 lines with the Lua
+scripts that change several of them at once); split, a key's writers and the scripts that must
+keep it consistent with the others would live apart.
 """
 
 from __future__ import annotations
