@@ -74,12 +74,22 @@ class CompiledTemplate:
     keys: frozenset[str] = field(init=False)
     sensitive: frozenset[str] = field(init=False)
     prefixes: tuple[str, ...] = field(init=False)
+    # Per spec, the value an empty answer takes: the parameter's own default, else the
+    # template's, else None (nothing to fall back on).
+    fallbacks: tuple[Any, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "keys", frozenset(spec.key for spec in self.specs))
         set_(self, "sensitive", frozenset(spec.key for spec in self.specs if spec.sensitive))
         set_(self, "prefixes", tuple(f"${spec.variable_name} = " for spec in self.specs))
+        set_(self, "fallbacks", tuple(self._fallback(spec) for spec in self.specs))
+
+    def _fallback(self, spec: ParameterSpec) -> Any:
+        if not _is_empty(spec.default):
+            return spec.default
+        template_default = self.defaults.get(spec.key)
+        return None if _is_empty(template_default) else template_default
 
     def render(self, values: dict[str, Any], *, secret_delivery: str = "inline") -> RenderedScript:
         specs = self.specs
@@ -94,8 +104,6 @@ class CompiledTemplate:
         for unknown in sorted(str(k) for k in values if k not in self.keys):
             takes = ", ".join(spec.key for spec in specs) or "no parameters"
             errors.add(unknown, f"is not a parameter of this template (it takes: {takes})")
-        defaults = self.defaults
-
         resolved: dict[str, Any] = {}
         # Sensitive text parameters the script reads at run time: no value is needed, and one
         # given is not used (so it cannot reach the script text).
@@ -106,7 +114,7 @@ class CompiledTemplate:
                 spec.key for spec in specs if spec.sensitive and spec.type in _SINGLE_LINE_TYPES
             )
         )
-        for spec in specs:
+        for spec, fallback in zip(specs, self.fallbacks, strict=True):
             if spec.key in deferred:
                 resolved[spec.key] = None
                 continue
@@ -117,11 +125,8 @@ class CompiledTemplate:
                 errors.add(spec.key, f"is required: choose at least one of {choices}")
                 continue
             if _is_empty(raw):
-                if not _is_empty(spec.default):
-                    raw = spec.default
-                elif not _is_empty(defaults.get(spec.key)):
-                    raw = defaults[spec.key]
-            if _is_empty(raw):
+                raw = fallback
+            if raw is None:
                 if spec.required:
                     errors.add(spec.key, "is required")
                 resolved[spec.key] = [] if spec.type == "multichoice" else None

@@ -114,6 +114,9 @@ _USING_LINE_RE = re.compile(r"[ \t]*using[ \t]", re.IGNORECASE)
 _FORBIDDEN_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _NEWLINE_RE = re.compile(r"[\r\n]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# Any character one of the three above looks for: a value without one (nearly every value)
+# is checked by one search instead of three.
+_SUSPECT_TEXT_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\r\n\ud800-\udfff]")
 _SINGLE_QUOTE_RE = re.compile("([" + SINGLE_QUOTE_CHARS + "])")
 _INT_STR_RE = re.compile(r"[+-]?[0-9]{1,19}")
 _NUMBER_STR_RE = re.compile(

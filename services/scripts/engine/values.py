@@ -25,6 +25,7 @@ from services.scripts.engine.spec import (
     _RULE_KEYS,
     _SINGLE_LINE_TYPES,
     _SURROGATE_RE,
+    _SUSPECT_TEXT_RE,
     _TEXT_TYPES,
     ENV_VARIABLE_PREFIX,
     INT64_MAX,
@@ -44,14 +45,15 @@ def _is_number(value: Any) -> bool:
 
 def _check_text(value: str, ptype: str, rules: Mapping[str, Any] | None = None) -> list[str]:
     errors: list[str] = []
-    if _FORBIDDEN_CONTROL_RE.search(value):
-        errors.append(
-            "must not contain NUL or other control characters (only tab, CR and LF are allowed)"
-        )
-    if _SURROGATE_RE.search(value):
-        errors.append("must be valid Unicode text (it contains an unpaired surrogate)")
-    if ptype in _SINGLE_LINE_TYPES and _NEWLINE_RE.search(value):
-        errors.append("must be a single line")
+    if _SUSPECT_TEXT_RE.search(value):
+        if _FORBIDDEN_CONTROL_RE.search(value):
+            errors.append(
+                "must not contain NUL or other control characters (only tab, CR and LF are allowed)"
+            )
+        if _SURROGATE_RE.search(value):
+            errors.append("must be valid Unicode text (it contains an unpaired surrogate)")
+        if ptype in _SINGLE_LINE_TYPES and _NEWLINE_RE.search(value):
+            errors.append("must be a single line")
     limit = MAX_PATH_LENGTH if ptype == "path" else MAX_TEXT_LENGTH
     if len(value) > limit:
         errors.append(f"must be at most {limit} characters")
