@@ -8,7 +8,9 @@ of services.pilot.draft_params. The rest of the script is kept as written. The d
 personal template of the deciding engineer, `status: "draft"` and linked to the fix, so the
 library does not list it until it is published (the scripts service's publish route, which
 runs the engine's validation and the static check first, as it does for every template it
-saves). No Flask.
+saves). Pilot writes no scripts table itself: the draft and its version 1 are filed by the
+scripts schema's function exposed.file_template_draft, and the category is read through the
+exposed views. No Flask.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import String, Uuid, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
 from services.pilot import library_match
 from services.pilot.draft_params import ChosenParameters, Proposal, choose_parameters
 from shared import powershell_check
-from shared.models import AISession, ScriptCategory, ScriptTemplate, ScriptTemplateVersion
+from shared.models import AISession
 from shared.models.ai_session import SuggestedFix
+from shared.models.exposed import ScriptCategorySummary, ScriptTemplateSummary
 from shared.permissions import can_create_content
 from shared.principal import Principal
 
@@ -32,10 +36,38 @@ TEMPLATE_DECISIONS = frozenset({"draft_template", "build_template"})
 DRAFT_TAG = "from-fix"
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
+# Inserts the draft (personal, status draft, linked to the fix) and its version 1 with the
+# scripts role's privileges, after checking the creator is a user of the account; the id back.
+_FILE_DRAFT = text(
+    "SELECT exposed.file_template_draft(:category_id, :account_id, :created_by, :name, :slug,"
+    " :description, :use_case, :script_body, :parameters_schema, :tags, :source_fix_id)"
+).bindparams(
+    *(
+        bindparam(key, type_=Uuid())
+        for key in ("category_id", "account_id", "created_by", "source_fix_id")
+    ),
+    *(
+        bindparam(key, type_=String())
+        for key in ("name", "slug", "description", "use_case", "script_body")
+    ),
+    bindparam("parameters_schema", type_=JSONB()),
+    bindparam("tags", type_=ARRAY(String())),
+)
+
+
+@dataclass(frozen=True)
+class DraftTemplate:
+    """The filed draft, as the decision's answer names it."""
+
+    id: uuid.UUID
+    name: str
+    slug: str
+    status: str = "draft"
+
 
 @dataclass(frozen=True)
 class Draft:
-    template: ScriptTemplate
+    template: DraftTemplate
     chosen: ChosenParameters
     findings: list[powershell_check.Finding]
 
@@ -64,19 +96,23 @@ def _category(session: Session, fix: SuggestedFix, problem: str | None) -> uuid.
     matches what the fix does, else the first category."""
     if fix.template_id is not None:
         found = session.scalar(
-            select(ScriptTemplate.category_id).where(ScriptTemplate.id == fix.template_id)
+            select(ScriptTemplateSummary.category_id).where(
+                ScriptTemplateSummary.id == fix.template_id
+            )
         )
         if found is not None:
             return found
     about = library_match.session_text(problem, fix.title, [fix.summary or ""])
     for match in library_match.rank_templates(session, fix.account_id, about, limit=1):
         return session.scalar(
-            select(ScriptTemplate.category_id).where(ScriptTemplate.id == match.template_id)
+            select(ScriptTemplateSummary.category_id).where(
+                ScriptTemplateSummary.id == match.template_id
+            )
         )
     return session.scalar(
-        select(ScriptCategory.id)
-        .where(ScriptCategory.is_active.is_(True))
-        .order_by(ScriptCategory.sort_order, ScriptCategory.slug)
+        select(ScriptCategorySummary.id)
+        .where(ScriptCategorySummary.is_active.is_(True))
+        .order_by(ScriptCategorySummary.sort_order, ScriptCategorySummary.slug)
     )
 
 
@@ -102,52 +138,34 @@ def draft_from_fix(
     category_id = _category(session, fix, problem)
     if category_id is None:  # no library loaded at all: nothing to file the draft under
         return None
-    template = ScriptTemplate(
-        id=uuid.uuid4(),
-        category_id=category_id,
-        scope="personal",
-        account_id=principal.account_id,
-        team_id=None,
-        created_by=principal.id,
-        name=fix.title[:200],
-        slug=_slug(fix.title, fix.id),
-        description=fix.summary,
-        use_case=problem,
-        script_body=lifted.body,
-        parameters_schema=lifted.parameters_schema,
-        default_values={},
-        validation_rules={},
-        tags=[DRAFT_TAG],
-        requires_elevation=False,
-        requires_modules=[],
-        acknowledged_findings=[],
-        usage_count=0,
-        version=1,
-        is_active=True,
-        status="draft",
-        source_fix_id=fix.id,
+    name, slug = fix.title[:200], _slug(fix.title, fix.id)
+    template_id = session.scalar(
+        _FILE_DRAFT,
+        {
+            "category_id": category_id,
+            "account_id": principal.account_id,
+            "created_by": principal.id,
+            "name": name,
+            "slug": slug,
+            "description": fix.summary,
+            "use_case": problem,
+            "script_body": lifted.body,
+            "parameters_schema": lifted.parameters_schema,
+            "tags": [DRAFT_TAG],
+            "source_fix_id": fix.id,
+        },
     )
-    session.add(template)
-    session.flush()
-    session.add(
-        ScriptTemplateVersion(
-            template_id=template.id,
-            version=1,
-            script_body=template.script_body,
-            parameters_schema=template.parameters_schema,
-            created_by=principal.id,
-        )
-    )
-    session.flush()
+    assert template_id is not None
+    template = DraftTemplate(id=template_id, name=name, slug=slug)
     return Draft(template, chosen, powershell_check.check_script(lifted.body))
 
 
 def draft_of_fix(session: Session, account_id: uuid.UUID, fix_id: uuid.UUID) -> uuid.UUID | None:
     """The draft (or the template it became) made from the fix, if any."""
     return session.scalar(
-        select(ScriptTemplate.id).where(
-            ScriptTemplate.source_fix_id == fix_id,
-            ScriptTemplate.account_id == account_id,
-            ScriptTemplate.is_active.is_(True),
+        select(ScriptTemplateSummary.id).where(
+            ScriptTemplateSummary.source_fix_id == fix_id,
+            ScriptTemplateSummary.account_id == account_id,
+            ScriptTemplateSummary.is_active.is_(True),
         )
     )

@@ -2,9 +2,9 @@
 templates the account can see, with the library's own ranked search documents.
 
 The scripts service keeps each template's weighted search vector (name A, tags B, description
-and use case C, parameter labels D) in PostgreSQL; this reads the same column with the same
-any-of-the-words full-text query the library's search widens to, so the copilot and the
-library agree on what a template is about. No Flask.
+and use case C, parameter labels D) in PostgreSQL; this reads the same column, through the view
+exposed.scripts_templates, with the same any-of-the-words full-text query the library's search
+widens to, so the copilot and the library agree on what a template is about. No Flask.
 
 The match score is in [0, 1]: the share of the template's name words the session mentions
 (half of it), of its tags (a little), and how many of the session's words the template's
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import String, bindparam, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from shared.models import ScriptTemplate
+from shared.models.exposed import ScriptTemplateSummary as Template
 from shared.permissions import template_visibility
 from shared.principal import Principal
 
@@ -99,30 +99,28 @@ def rank_templates(
         )
         or []
     )
-    name_lexemes = func.tsvector_to_array(func.to_tsvector(config, ScriptTemplate.name))
+    name_lexemes = func.tsvector_to_array(func.to_tsvector(config, Template.name))
     tag_lexemes = func.tsvector_to_array(
-        func.to_tsvector(
-            config, func.replace(func.array_to_string(ScriptTemplate.tags, " "), "-", " ")
-        )
+        func.to_tsvector(config, func.replace(func.array_to_string(Template.tags, " "), "-", " "))
     )
     rows = session.execute(
         select(
-            ScriptTemplate.id,
-            ScriptTemplate.name,
-            ScriptTemplate.description,
-            ScriptTemplate.use_case,
-            func.ts_rank(ScriptTemplate.search_vector, query).label("rank"),
+            Template.id,
+            Template.name,
+            Template.description,
+            Template.use_case,
+            func.ts_rank(Template.search_vector, query).label("rank"),
             name_lexemes.label("name_lexemes"),
             tag_lexemes.label("tag_lexemes"),
-            func.tsvector_to_array(ScriptTemplate.search_vector).label("lexemes"),
+            func.tsvector_to_array(Template.search_vector).label("lexemes"),
         )
         .where(
-            ScriptTemplate.is_active.is_(True),
-            ScriptTemplate.status == "published",
-            template_visibility(_account_principal(account_id)),
-            ScriptTemplate.search_vector.op("@@")(query),
+            Template.is_active.is_(True),
+            Template.status == "published",
+            template_visibility(_account_principal(account_id), Template),
+            Template.search_vector.op("@@")(query),
         )
-        .order_by(text("rank DESC"), ScriptTemplate.usage_count.desc(), ScriptTemplate.id)
+        .order_by(text("rank DESC"), Template.usage_count.desc(), Template.id)
         .limit(max(limit * 4, 20))
     ).all()
     matches = []

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from services.pilot import sessions
 from services.pilot.search_document import MAX_TEXT_CHARS, PROBLEM_KINDS
-from shared.models import ScriptTemplate, SessionFact, SuggestedFix
-from shared.models.exposed import ScriptSessionRun
+from shared.models import SessionFact, SuggestedFix
+from shared.models.exposed import ScriptSessionRun, ScriptTemplateSummary
 from shared.permissions import template_visibility
 from shared.principal import Principal
 
@@ -212,13 +212,13 @@ def _templates_used(
     """Templates generated for the session, and the template its carried-out fix named (those
     the principal can see)."""
     account_id = principal.account_id
-    visible = template_visibility(principal)
+    visible = template_visibility(principal, ScriptTemplateSummary)
     found: dict[uuid.UUID, dict[uuid.UUID, dict[str, Any]]] = defaultdict(dict)
     if not ids:
         return {}
     generated = session.execute(
-        select(ScriptSessionRun.ai_session_id, ScriptTemplate.id, ScriptTemplate.name)
-        .join(ScriptTemplate, ScriptTemplate.id == ScriptSessionRun.template_id)
+        select(ScriptSessionRun.ai_session_id, ScriptTemplateSummary.id, ScriptTemplateSummary.name)
+        .join(ScriptTemplateSummary, ScriptTemplateSummary.id == ScriptSessionRun.template_id)
         .where(
             ScriptSessionRun.ai_session_id.in_(ids),
             ScriptSessionRun.account_id == account_id,
@@ -227,8 +227,8 @@ def _templates_used(
         .order_by(ScriptSessionRun.created_at, ScriptSessionRun.id)
     ).all()
     named = session.execute(
-        select(SuggestedFix.session_id, ScriptTemplate.id, ScriptTemplate.name)
-        .join(ScriptTemplate, ScriptTemplate.id == SuggestedFix.template_id)
+        select(SuggestedFix.session_id, ScriptTemplateSummary.id, ScriptTemplateSummary.name)
+        .join(ScriptTemplateSummary, ScriptTemplateSummary.id == SuggestedFix.template_id)
         .where(
             SuggestedFix.session_id.in_(ids),
             SuggestedFix.account_id == account_id,

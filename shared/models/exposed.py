@@ -7,9 +7,11 @@ with full DML there; `core` holds what shared/ writes on every service's behalf 
 teams, users, the outbox, the LLM usage ledger). Anything else a service reads of another's
 schema is one of the views below, mapped here as read-only models on their own metadata (so
 neither alembic nor the test suite's table clean-up takes them for tables). The migration
-`20261202_schemas_per_service` creates the views and the grants; a test compares the
-database's catalog with `CROSS_SERVICE_PRIVILEGES`, so a new cross-service read or write is a
-change to this file first.
+`20261202_schemas_per_service` creates the views and the grants, and
+`20261202_pilot_reads_scripts_views` the scripts views pilot reads and the one function it
+writes through (`FUNCTIONS`); a test compares the database's catalog with
+`CROSS_SERVICE_PRIVILEGES`, so a new cross-service read or write is a change to this file
+first.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, MetaData, String, Text, event
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from shared.models.base import EXPOSED, NOTES, PILOT, SCRIPTS
@@ -42,7 +44,17 @@ VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pilot_suggested_fixes": (PILOT, (PILOT, NOTES)),
     "scripts_session_runs": (SCRIPTS, (PILOT, NOTES)),
     "scripts_templates": (SCRIPTS, (PILOT,)),
+    "scripts_categories": (SCRIPTS, (PILOT,)),
     "notes_integrations": (NOTES, (PILOT,)),
+}
+
+# The functions, by name in the `exposed` schema: SECURITY DEFINER, owned by the role of the
+# service whose tables they write (so they write with that service's privileges), with a fixed
+# search_path, executable only by the services listed.
+FUNCTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # A template decision on a fix files a draft template with its version 1
+    # (services.pilot.drafts); returns the template's id.
+    "file_template_draft": (SCRIPTS, (PILOT,)),
 }
 
 _EVERY_SERVICE_READS_CORE = (
@@ -73,6 +85,9 @@ CROSS_SERVICE_PRIVILEGES: dict[str, frozenset[str]] = {
             # Owners set the account's default delivery of sensitive parameters.
             "UPDATE (default_secret_delivery, updated_at) ON core.accounts",
             "SELECT ON exposed.pilot_sessions",
+            # Owner of exposed.file_template_draft (an owner's own privilege, listed once the
+            # function's ACL is set).
+            "EXECUTE ON FUNCTION exposed.file_template_draft",
             # The one cross-service write: a generation linked to a session bumps it
             # (shared.events.bump, the same code path pilot uses), which reads these columns.
             "USAGE ON SCHEMA pilot",
@@ -103,15 +118,12 @@ CROSS_SERVICE_PRIVILEGES: dict[str, frozenset[str]] = {
             "USAGE ON SCHEMA notes",
             "INSERT ON notes.resolution_notes",
             "SELECT (id, kind, session_id, state_version) ON notes.resolution_notes",
-            # A template decision on a fix files a draft template in scripts' schema
-            # (services.pilot.drafts): the one write pilot makes there. The library match
-            # (services.pilot.library_match) ranks the templates by their search document, and
-            # the draft is filed under a category, so pilot reads those tables themselves.
-            "USAGE ON SCHEMA scripts",
-            "SELECT ON scripts.script_categories",
-            "SELECT ON scripts.script_templates",
-            "INSERT ON scripts.script_templates",
-            "INSERT ON scripts.script_template_versions",
+            # The library match (services.pilot.library_match) ranks the templates by their
+            # search document; a template decision on a fix files a draft under a category
+            # through scripts' own function (services.pilot.drafts): pilot holds no privilege
+            # on scripts' schema.
+            "SELECT ON exposed.scripts_categories",
+            "EXECUTE ON FUNCTION exposed.file_template_draft",
         )
     ),
     "rf_notes": frozenset(
@@ -203,7 +215,8 @@ class ScriptSessionRun(ExposedBase):
 
 
 class ScriptTemplateSummary(ExposedBase):
-    """What a fix may name of a template, with the columns its visibility rule reads."""
+    """What a fix may name of a template, with the columns its visibility rule reads, and what
+    the library match ranks (its search document) and a draft's category is taken from."""
 
     __tablename__ = "scripts_templates"
 
@@ -219,6 +232,23 @@ class ScriptTemplateSummary(ExposedBase):
     # draft: made from a fix and not yet published, so no fix may name it.
     status: Mapped[str] = mapped_column(String(20))
     source_fix_id: Mapped[uuid.UUID | None]
+    category_id: Mapped[uuid.UUID]
+    use_case: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    # The library's weighted search document; only the library match reads it.
+    search_vector: Mapped[Any] = mapped_column(TSVECTOR, deferred=True)
+
+
+class ScriptCategorySummary(ExposedBase):
+    """A category a draft may be filed under."""
+
+    __tablename__ = "scripts_categories"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    sort_order: Mapped[int] = mapped_column(Integer)
+    is_active: Mapped[bool]
 
 
 class NotesIntegration(ExposedBase):

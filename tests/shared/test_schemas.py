@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -21,7 +22,13 @@ from shared.config import PROJECT_ROOT, Settings
 from shared.db import db, normalise_database_url, request_role
 from shared.models import Base
 from shared.models.base import ALL_SCHEMAS, EXPOSED, SERVICE_SCHEMAS
-from shared.models.exposed import CROSS_SERVICE_PRIVILEGES, SERVICE_ROLES, VIEWS, ExposedBase
+from shared.models.exposed import (
+    CROSS_SERVICE_PRIVILEGES,
+    FUNCTIONS,
+    SERVICE_ROLES,
+    VIEWS,
+    ExposedBase,
+)
 from tests.support.servers import admin_database_url, settings_with
 
 # Every privilege granted to the role itself (not to PUBLIC) on anything outside `own` in this
@@ -175,11 +182,86 @@ def test_a_service_role_cannot_write_another_services_tables(migrated: Settings)
         _denied(conn, "DELETE FROM notes.ticketing_integrations WHERE account_id = :id", some_id)
         _denied(conn, "SELECT url, secret FROM notes.ticketing_integrations")
         _denied(conn, "UPDATE scripts.script_templates SET usage_count = 0 WHERE id = :id", some_id)
+        # What it reads of scripts, it reads through the views; the draft goes through
+        # exposed.file_template_draft.
+        _denied(conn, "SELECT id FROM scripts.script_templates")
+        _denied(conn, "SELECT id FROM scripts.script_categories")
+        _denied(conn, "INSERT INTO scripts.script_template_versions DEFAULT VALUES")
+        assert conn.execute(text("SELECT count(*) FROM exposed.scripts_templates")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM exposed.scripts_categories")).scalar() == 0
     with as_role(SERVICE_ROLES["scripts"]) as conn:
         _denied(conn, "DELETE FROM pilot.ai_sessions WHERE id = :id", some_id)
         _denied(conn, "UPDATE pilot.ai_sessions SET title = 'x' WHERE id = :id", some_id)
         _denied(conn, "SELECT problem FROM pilot.ai_sessions")
         _denied(conn, "DELETE FROM notes.resolution_notes WHERE id = :id", some_id)
+
+
+def test_every_function_is_declared_and_runs_as_its_owning_service(migrated: Settings) -> None:
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT p.proname, pg_get_userbyid(p.proowner), p.prosecdef, p.proconfig "
+                "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = :schema"
+            ),
+            {"schema": EXPOSED},
+        ).all()
+    assert {row[0] for row in rows} == set(FUNCTIONS)
+    for name, owner_role, definer, config in rows:
+        owner, callers = FUNCTIONS[name]
+        assert owner_role == SERVICE_ROLES[owner], name
+        assert definer, name
+        assert config == ["search_path=pg_catalog, pg_temp"], name
+        callers_in_db = {
+            service
+            for service, role in SERVICE_ROLES.items()
+            if role != owner_role
+            and f"EXECUTE ON FUNCTION {EXPOSED}.{name}" in CROSS_SERVICE_PRIVILEGES[role]
+        }
+        assert callers_in_db == set(callers), name
+
+
+def test_a_draft_is_filed_only_by_pilot_for_a_user_of_its_account(
+    migrated: Settings, make_user: Any, category_id: uuid.UUID
+) -> None:
+    engineer = make_user("engineer")
+    outsider = make_user("engineer")
+    call = text(
+        "SELECT exposed.file_template_draft(:category, :account, :user, 'Restart spooler',"
+        " :slug, NULL, NULL, 'Restart-Service Spooler', '{}'::jsonb, ARRAY['from-fix'], NULL)"
+    )
+    values = {
+        "category": category_id,
+        "account": engineer.account_id,
+        "user": engineer.id,
+        "slug": f"restart-spooler-{uuid.uuid4().hex[:8]}",
+    }
+    with as_role(SERVICE_ROLES["notes"]) as conn:
+        _denied(conn, call.text, values)
+    with as_role(SERVICE_ROLES["pilot"]) as conn:
+        # A user of another account cannot be named as the creator.
+        _denied(conn, call.text, {**values, "user": outsider.id})
+        template_id = conn.execute(call, values).scalar_one()
+        conn.commit()
+    with db.engine.connect() as conn:
+        filed = conn.execute(
+            text(
+                "SELECT t.scope, t.account_id, t.created_by, t.status, t.category_id, v.version,"
+                " v.script_body FROM scripts.script_templates t"
+                " JOIN scripts.script_template_versions v ON v.template_id = t.id"
+                " WHERE t.id = :id"
+            ),
+            {"id": template_id},
+        ).one()
+    assert tuple(filed) == (
+        "personal",
+        engineer.account_id,
+        engineer.id,
+        "draft",
+        category_id,
+        1,
+        "Restart-Service Spooler",
+    )
 
 
 def test_connections_return_to_the_owner_after_a_service_request(migrated: Settings) -> None:
