@@ -104,11 +104,7 @@ def _category(session: Session, fix: SuggestedFix, problem: str | None) -> uuid.
             return found
     about = library_match.session_text(problem, fix.title, [fix.summary or ""])
     for match in library_match.rank_templates(session, fix.account_id, about, limit=1):
-        return session.scalar(
-            select(ScriptTemplateSummary.category_id).where(
-                ScriptTemplateSummary.id == match.template_id
-            )
-        )
+        return match.category_id
     return session.scalar(
         select(ScriptCategorySummary.id)
         .where(ScriptCategorySummary.is_active.is_(True))
@@ -139,7 +135,7 @@ def draft_from_fix(
     if category_id is None:  # no library loaded at all: nothing to file the draft under
         return None
     name, slug = fix.title[:200], _slug(fix.title, fix.id)
-    template_id = session.scalar(
+    template_id: uuid.UUID = session.execute(
         _FILE_DRAFT,
         {
             "category_id": category_id,
@@ -154,18 +150,6 @@ def draft_from_fix(
             "tags": [DRAFT_TAG],
             "source_fix_id": fix.id,
         },
-    )
-    assert template_id is not None
+    ).scalar_one()
     template = DraftTemplate(id=template_id, name=name, slug=slug)
     return Draft(template, chosen, powershell_check.check_script(lifted.body))
-
-
-def draft_of_fix(session: Session, account_id: uuid.UUID, fix_id: uuid.UUID) -> uuid.UUID | None:
-    """The draft (or the template it became) made from the fix, if any."""
-    return session.scalar(
-        select(ScriptTemplateSummary.id).where(
-            ScriptTemplateSummary.source_fix_id == fix_id,
-            ScriptTemplateSummary.account_id == account_id,
-            ScriptTemplateSummary.is_active.is_(True),
-        )
-    )

@@ -50,6 +50,9 @@ class TemplateMatch:
     rank: float
     matched: int
     score: float
+    # The template's category: what a draft made from a fix this template matches is filed
+    # under (services.pilot.drafts).
+    category_id: uuid.UUID | None = None
 
     @property
     def confidence(self) -> int:
@@ -106,6 +109,7 @@ def rank_templates(
     rows = session.execute(
         select(
             Template.id,
+            Template.category_id,
             Template.name,
             Template.description,
             Template.use_case,
@@ -137,6 +141,7 @@ def rank_templates(
                 rank=float(row.rank),
                 matched=matched,
                 score=round(score, 4),
+                category_id=row.category_id,
             )
         )
     matches.sort(key=lambda m: (-m.score, -m.rank, m.name))
