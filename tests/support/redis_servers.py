@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import redis
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from shared.embedded import redis_server_binary
 from tests.support.workers import free_port, wait_until
@@ -139,13 +140,18 @@ class SentinelGroup:
         return self
 
     def master_port(self) -> int | None:
-        for port in self.sentinel_ports:
-            try:
-                address = self._sentinel(port).sentinel_get_master_addr_by_name(MASTER_NAME)
-                return int(address[1])
-            except (redis.RedisError, TypeError, ValueError):
-                continue
-        return None
+        """The master's port as a client finds it: from `SENTINEL MASTERS`, a master not flagged
+        down (redis-py's discovery). `get-master-addr-by-name` names the promoted replica while
+        the failover is still reconfiguring, before the sentinels switch their master; a client
+        asked then finds no master at all."""
+        sentinel = Sentinel(
+            [("127.0.0.1", port) for port in self.sentinel_ports],
+            sentinel_kwargs={"socket_connect_timeout": 0.5, "socket_timeout": 2},
+        )
+        try:
+            return int(sentinel.discover_master(MASTER_NAME)[1])
+        except (redis.RedisError, MasterNotFoundError):
+            return None
 
     def stop(self) -> None:
         for proc in self.sentinels:
