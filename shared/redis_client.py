@@ -13,13 +13,18 @@ The password, when given, is the data nodes' (`requirepass`); sentinels are reac
 
 from __future__ import annotations
 
+import os
 import threading
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import redis
-from redis.sentinel import Sentinel
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 _clients: dict[str, redis.Redis] = {}
 _lock = threading.Lock()
@@ -128,3 +133,75 @@ def reset_clients() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+
+
+class HotReads:
+    """One-command reads for the request the product serves most (the cached preview), on
+    connections of the client's own class and settings kept on a stack of their own.
+
+    Why: redis-py's command path (its pool's checkout with a pid check, a lock, connection
+    metrics and a deprecated-argument inspection, then the retry wrapper) cost as much CPU as
+    the round trip itself. Here a command takes a connection off the stack (a deque: its
+    pop and append are atomic, so no lock), sends, reads and puts it back; the stack holds at
+    most as many connections as the process ran reads at once. The connection's own health
+    check (the client's `health_check_interval`) still runs before a command.
+
+    Any connection error drops that connection and the command goes through the client, with
+    its retries and its errors (the API's 503). A Sentinel client reads through the client
+    alone: its pool is what follows a failover."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        pool = client.connection_pool
+        self.uses_own_connections = not isinstance(pool, SentinelConnectionPool)
+        self._connection_class = pool.connection_class
+        self._connection_kwargs = dict(pool.connection_kwargs)
+        self._idle: deque[Any] = deque()
+        self._pid = os.getpid()
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
+
+    def get(self, key: str) -> bytes | None:
+        result: bytes | None = self._execute(("GET", key), lambda: self.client.get(key))
+        return result
+
+    def run_script(self, script: Script, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """`script(keys, args)` as one EVALSHA; a server that does not hold the script yet
+        (restarted, flushed) gets it through the client's Script, which loads it."""
+        try:
+            return self._execute(
+                ("EVALSHA", script.sha, len(keys), *keys, *args),
+                lambda: script(keys=list(keys), args=list(args)),
+            )
+        except NoScriptError:
+            return script(keys=list(keys), args=list(args))
+
+    def _execute(self, command: tuple[Any, ...], through_client: Any) -> Any:
+        if not self.uses_own_connections:
+            return through_client()
+        if os.getpid() != self._pid:
+            # A forked child never uses its parent's sockets (redis-py's pool does the same).
+            self._idle = deque()
+            self._pid = os.getpid()
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            connection = self._connection_class(**self._connection_kwargs)
+        try:
+            connection.send_command(*command)
+            response = connection.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            connection.disconnect()
+            return through_client()
+        except redis.ResponseError:
+            # An answer (NOSCRIPT, WRONGTYPE): the connection is in step, keep it.
+            self._idle.append(connection)
+            raise
+        except BaseException:
+            # Interrupted halfway: the reply may still be unread, so the connection goes.
+            connection.disconnect()
+            raise
+        self._idle.append(connection)
+        return response

@@ -61,6 +61,7 @@ from typing import Any
 import redis
 
 from services.notes.preview_body import pack_entry, rendered_parts, unpack_entry
+from shared.redis_client import HotReads
 
 QUIET_KEY_MIN_TTL_MS = 3600 * 1000
 LOCK_CHECK_INTERVAL_S = 0.5
@@ -208,6 +209,7 @@ class NoteCache:
         if not prefix:
             raise ValueError("prefix is required")
         self.redis = redis
+        self.hot_reads = HotReads(redis)
         self.prefix = prefix
         self._put = redis.register_script(_PUT_SCRIPT)
         self._release = redis.register_script(_RELEASE_SCRIPT)
@@ -264,7 +266,7 @@ class NoteCache:
     def get_hit(self, kind: str, session_id: str, state_version: int) -> HitEntry | None:
         """The version's rendered preview (one GET of a string: the note is not parsed), or
         None when it is not stored (then :meth:`get` may still find the payload)."""
-        return _hit_entry(self.redis.get(self.hit_key(kind, session_id, state_version)))
+        return _hit_entry(self.hot_reads.get(self.hit_key(kind, session_id, state_version)))
 
     def get_hit_unless_tagged(
         self, kind: str, session_id: str, state_version: int, tags: list[str]
@@ -273,13 +275,14 @@ class NoteCache:
         version's stored tag is one of ``tags``, without reading anything else; else (None,
         the rendered preview, None), or (None, None, the payload or None) when there is no
         rendered one."""
-        result = self._get_unless_tagged(
+        result = self.hot_reads.run_script(
+            self._get_unless_tagged,
             keys=[
                 self.tag_key(kind, session_id, state_version),
                 self.key(kind, session_id, state_version),
                 self.hit_key(kind, session_id, state_version),
             ],
-            args=list(tags),
+            args=tags,
         )
         status = int(result[0])
         if status == 1:
