@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from marshmallow import EXCLUDE, fields, missing, validate
+from marshmallow import fields, validate
 
 from services.notes.adapters import KINDS
 from services.notes.kinds import preview_kinds
@@ -38,36 +38,20 @@ class PreviewQueryArgsSchema(NoteKindArgsSchema):
         },
     )
 
-    def load(  # type: ignore[override]
-        self,
-        data: Mapping[str, Any],
-        *,
-        many: bool | None = None,
-        partial: bool | None = None,
-        unknown: Literal["exclude", "include", "raise"] | None = None,
-    ) -> Any:
-        """The console polls this query at every edit: a `kind` and a `wait` that are valid
-        as they stand load without marshmallow (to what the schema loads them); anything else
-        (a bad value, an option) takes the schema's own path and its errors."""
-        if many is None and partial is None and unknown in (None, EXCLUDE):
-            fast = plain_preview_args(data)
-            if fast is not None:
-                return fast
-        return super().load(data, many=many, partial=partial, unknown=unknown)
-
 
 def plain_preview_args(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """What PreviewQueryArgsSchema loads from `data` (the query's first values), when it
-    loads without an error; None for anything else."""
-    # webargs' proxy answers marshmallow's `missing` for an absent key.
+    loads without an error; None for anything else. The console polls this query at every
+    edit, and the preview's view loads it here instead of through webargs and marshmallow
+    (a test holds the two to the same answers)."""
     kind = data.get("kind")
-    if kind is None or kind is missing:
+    if kind is None:
         kind = NOTE_KINDS[0]
     if not isinstance(kind, str) or kind not in preview_kinds():
         return None
     args: dict[str, Any] = {"kind": kind}
     raw_wait = data.get("wait")
-    if raw_wait is None or raw_wait is missing:
+    if raw_wait is None:
         return args
     if not isinstance(raw_wait, str):
         return None
