@@ -317,7 +317,9 @@ def _principal_and_session_state_sql() -> str:
     statement = (
         principal_select(bindparam("user_id"))
         .add_columns(
-            sessions.c.id.label("session_id"),
+            # Whether the session was found: its id is the one asked for, so it is not read
+            # back (each uuid column read is a uuid.UUID built at every request).
+            sessions.c.id.isnot(None).label("session_found"),
             sessions.c.state_version,
             sessions.c.status,
             sessions.c.ticket_ref,
@@ -347,11 +349,11 @@ def principal_and_session_state(
     if values is None:
         return None, None
     principal = principal_from_values(values)
-    session_row, state_version, status, ticket_ref, resolved_version = values[PRINCIPAL_COLUMNS:]
-    if session_row is None:
+    session_found, state_version, status, ticket_ref, resolved_version = values[PRINCIPAL_COLUMNS:]
+    if not session_found:
         return principal, None
     return principal, SessionState(
-        session_id=session_row,
+        session_id=session_id,
         account_id=principal.account_id,
         state_version=int(state_version),
         status=status,

@@ -41,6 +41,8 @@ log = get_logger(__name__)
 MAX_ENQUEUES_PER_PREVIEW = 3
 # The 202 answer's hint: how long a client should wait before asking again.
 PENDING_RETRY_AFTER_S = 2
+# The hit's counter child, bound once: `labels()` builds and checks its key at every call.
+_CACHE_HITS = NOTES_CACHE_REQUESTS.labels(result="hit")
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ def preview_note(
         hit = ctx.cache.get_hit(kind, sid, version) if rendered else None
         found = None if hit is not None else ctx.cache.get(kind, sid, version)
     if matched is not None or hit is not None:
-        NOTES_CACHE_REQUESTS.labels(result="hit").inc()
+        _CACHE_HITS.inc()
         return PreviewOutcome(kind, session_id, version, ticket_ref, matched_tag=matched, hit=hit)
     first_look = True
     while True:
