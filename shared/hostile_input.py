@@ -60,6 +60,13 @@ def json_problems(payload: Any) -> tuple[dict[str, list[str]], bool]:
     return problems, False
 
 
+def query_may_be_unstorable(raw_query: str) -> bool:
+    """False when the raw query string (WSGI's QUERY_STRING) cannot decode to an unstorable
+    value: ASCII with no NUL and no percent-escape decodes to the same ASCII characters. The
+    console's polls are such queries, and the hook then need not parse them."""
+    return not raw_query.isascii() or "%" in raw_query or "\x00" in raw_query
+
+
 def query_problems(args: Iterable[tuple[str, list[str]]]) -> dict[str, list[str]]:
     problems: dict[str, list[str]] = {}
     for key, values in args:

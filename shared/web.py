@@ -335,9 +335,10 @@ def create_service_app(
     def refuse_unstorable_input() -> Any:
         # NUL, lone surrogates and too-deep JSON used to reach the views and answer 500.
         errors: dict[str, Any] = {}
-        query = hostile_input.query_problems(request.args.lists())
-        if query:
-            errors["query"] = query
+        if hostile_input.query_may_be_unstorable(request.environ.get("QUERY_STRING", "")):
+            query = hostile_input.query_problems(request.args.lists())
+            if query:
+                errors["query"] = query
         if request.is_json and request.content_length != 0:
             errors.update(
                 hostile_input.body_errors(
