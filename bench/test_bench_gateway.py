@@ -9,6 +9,11 @@ measured in the same run with the same gunicorn settings:
    same gateway: the hit (200 with the note) and the console's revalidation (If-None-Match ->
    304). Target: >= 0.8 x the /healthz throughput, p99 <= 2 x.
 
+Each run of each target counts only when wrk's connections fell evenly on the gunicorn worker
+processes (no process above 60 % of their CPU; bench.wrk.run_wrk_balanced), else it is run
+again: the kernel hands each keep-alive connection to whichever worker accepts first, and an
+uneven split, not the route, had been the largest source of spread between runs.
+
 Run: `make bench`, or `.venv/bin/python -m pytest bench/test_bench_gateway.py -p no:xdist
 --benchmark-only -s`. Figures are printed and kept in each benchmark's extra_info; they are
 reported, never asserted (the machine may be busy), but every answer must be the expected one.
@@ -24,7 +29,7 @@ import pytest
 import requests
 
 from bench.accounts import session_with_stored_note
-from bench.wrk import WrkResult, run_wrk
+from bench.wrk import WrkResult, gunicorn_workers, run_wrk_balanced
 from shared.config import PROJECT_ROOT, Settings
 from tests.support.workers import (
     child_env,
@@ -63,6 +68,22 @@ def _best(results: list[WrkResult]) -> WrkResult:
     return max(results, key=lambda r: r.requests_per_s)
 
 
+def _measure(url: str, headers: dict[str, str], status: int) -> WrkResult:
+    """One wrk run of `url` on the gunicorn serving it, with its connections spread evenly
+    over the worker processes (bench.wrk.run_wrk_balanced)."""
+    run = run_wrk_balanced(
+        url,
+        gunicorn_workers(url),
+        headers=headers,
+        duration_s=DURATION_S,
+        expect_status=status,
+    )
+    if run.discarded:
+        print(f"\n{url}: {run.discarded} unevenly spread run(s) measured again")
+    _check(url, run.result)
+    return run.result
+
+
 def _measure_pair(
     first: tuple[str, dict[str, str], int], second: tuple[str, dict[str, str], int]
 ) -> tuple[WrkResult, WrkResult]:
@@ -70,9 +91,7 @@ def _measure_pair(
     b: list[WrkResult] = []
     for _ in range(ROUNDS):
         for url, headers, status, into in (*[(*first, a)], *[(*second, b)]):
-            result = run_wrk(url, headers=headers, duration_s=DURATION_S, expect_status=status)
-            _check(url, result)
-            into.append(result)
+            into.append(_measure(url, headers, status))
     return _best(a), _best(b)
 
 
@@ -164,11 +183,7 @@ def test_preview_cache_hit_against_healthz(
             for step in range(len(targets)):
                 i = (round_number + step) % len(targets)
                 target, headers, status = targets[i]
-                result = run_wrk(
-                    target, headers=headers, duration_s=DURATION_S, expect_status=status
-                )
-                _check(target, result)
-                runs[i].append(result)
+                runs[i].append(_measure(target, headers, status))
         return _best(runs[0]), _best(runs[1]), _best(runs[2])
 
     health, hit, not_modified = benchmark.pedantic(measure, rounds=1, iterations=1)
