@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -157,7 +158,7 @@ class HotReads:
         self._connection_class = pool.connection_class
         self._connection_kwargs = dict(pool.connection_kwargs)
         self._idle: deque[Any] = deque()
-        self._pid = os.getpid()
+        _every_hot_reads.add(self)
 
     @property
     def idle_connections(self) -> int:
@@ -178,13 +179,9 @@ class HotReads:
         except NoScriptError:
             return script(keys=list(keys), args=list(args))
 
-    def _execute(self, command: tuple[Any, ...], through_client: Any) -> Any:
+    def _execute(self, command: tuple[Any, ...], through_client: Callable[[], Any]) -> Any:
         if not self.uses_own_connections:
             return through_client()
-        if os.getpid() != self._pid:
-            # A forked child never uses its parent's sockets (redis-py's pool does the same).
-            self._idle = deque()
-            self._pid = os.getpid()
         try:
             connection = self._idle.pop()
         except IndexError:
@@ -205,3 +202,17 @@ class HotReads:
             raise
         self._idle.append(connection)
         return response
+
+
+# Every HotReads of the process, so that a forked child drops its parent's connections.
+_every_hot_reads: weakref.WeakSet[HotReads] = weakref.WeakSet()
+
+
+def _forget_parent_connections() -> None:
+    # A forked child never uses its parent's sockets (redis-py's pool does the same); the
+    # parent keeps them open, so they are dropped here, not closed.
+    for reads in list(_every_hot_reads):
+        reads._idle = deque()
+
+
+os.register_at_fork(after_in_child=_forget_parent_connections)

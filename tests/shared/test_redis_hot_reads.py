@@ -65,3 +65,23 @@ def test_a_sentinel_client_reads_through_its_own_pool(migrated: Settings) -> Non
     reads = HotReads(redis.Redis(connection_pool=pool))
     assert reads.uses_own_connections is False
     assert HotReads(_client(migrated)).uses_own_connections is True
+
+
+def test_a_forked_child_does_not_use_its_parents_connections(migrated: Settings) -> None:
+    """gunicorn forks its workers: a child must open connections of its own, never share a
+    socket with its parent."""
+    import os
+
+    client = _client(migrated)
+    key = f"test:hot:{uuid.uuid4().hex}"
+    client.set(key, b"v", ex=60)
+    reads = HotReads(client)
+    assert reads.get(key) == b"v"
+    assert reads.idle_connections == 1
+    pid = os.fork()
+    if pid == 0:  # the child: report by exit code only
+        os._exit(0 if reads.idle_connections == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent keeps its connection.
+    assert reads.idle_connections == 1
