@@ -113,7 +113,6 @@ def gunicorn_workers(base_url: str) -> list[psutil.Process]:
 @dataclass(frozen=True)
 class BalancedRun:
     result: WrkResult
-    busiest_share: float
     discarded: int
 
 
@@ -137,5 +136,5 @@ def run_wrk_balanced(url: str, workers: list[psutil.Process], **options: Any) ->
         total = sum(used)
         share = max(used) / total if total > 0 else 1.0
         if share <= MAX_WORKER_SHARE or discarded + 1 >= BALANCE_ATTEMPTS:
-            return BalancedRun(result, share, discarded)
+            return BalancedRun(result, discarded)
         discarded += 1
