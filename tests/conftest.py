@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.support.fixtures.apps",
     "tests.support.fixtures.factories",
     "tests.support.fixtures.notes",
+    "tests.support.fixtures.logs",
 ]
 
 # The slow tier, by folder: everything here starts servers, workers, a browser or the entry

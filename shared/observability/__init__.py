@@ -38,7 +38,13 @@ from shared.observability.celery_hooks import (
     on_task_postrun,
     on_task_prerun,
 )
-from shared.observability.flask_hooks import init_app, metrics_token
+from shared.observability.flask_hooks import (
+    REQUEST_ID_ENVIRON_KEY,
+    RequestRecorder,
+    init_app,
+    metrics_token,
+    request_recorder,
+)
 from shared.observability.logs import bind_context, configure_logging, get_logger
 from shared.observability.metrics import (
     CELERY_TASK_SECONDS,
@@ -82,8 +88,10 @@ __all__ = [
     "NOTE_REJECTIONS",
     "OUTBOX_BACKLOG",
     "REDACTED",
+    "REQUEST_ID_ENVIRON_KEY",
     "REQUEST_ID_HEADER",
     "WEBHOOK_DELIVERIES",
+    "RequestRecorder",
     "clear_sensitive_values",
     "configure_logging",
     "current_request_id",
@@ -95,6 +103,7 @@ __all__ = [
     "new_request_id",
     "redact",
     "register_sensitive_value",
+    "request_recorder",
     "sanitize_request_id",
     "set_sensitive_keys",
     "start_worker_metrics_server",

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,41 +19,10 @@ import structlog
 from flask import Flask, jsonify
 
 from shared import observability as obs
+from tests.support.fixtures.logs import json_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY = "CANARY-s3cr3t-7f1e2d"
-
-
-@pytest.fixture
-def logging_sandbox() -> Iterator[None]:
-    """Configure JSON logging for one test and put the process's logging back afterwards."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    obs.configure_logging("DEBUG")
-    structlog.contextvars.clear_contextvars()
-    obs.clear_sensitive_values()
-    try:
-        yield
-    finally:
-        structlog.contextvars.clear_contextvars()
-        obs.clear_sensitive_values()
-        structlog.reset_defaults()
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved_handlers:
-            root.addHandler(handler)
-        root.setLevel(saved_level)
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    lines = [line for line in text.splitlines() if line.strip()]
-    parsed = []
-    for line in lines:
-        try:
-            parsed.append(json.loads(line))
-        except json.JSONDecodeError:  # pragma: no cover - the assertion below reports it
-            pytest.fail(f"log line is not JSON: {line!r}")
-    return parsed
 
 
 def make_app() -> Flask:
