@@ -239,16 +239,23 @@ def principal_sql() -> str:
     return driver_sql(principal_select(bindparam("user_id")))
 
 
-def bearer_user_id() -> uuid.UUID:
-    """The user id of the request's valid bearer token (nothing is read from the database)."""
-    header = request.headers.get("Authorization", "")
+def user_id_from_authorization(secret: str, header: str) -> uuid.UUID:
+    """The user id of a valid `Authorization: Bearer <token>` header value (nothing is read
+    from the database); Unauthenticated for a missing, malformed, invalid or expired one."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing bearer token")
     try:
-        return decode_token(current_app.config["SETTINGS"].secret_key, token.strip())
+        return decode_token(secret, token.strip())
     except InvalidToken as exc:
         raise Unauthenticated("invalid or expired token") from exc
+
+
+def bearer_user_id() -> uuid.UUID:
+    """The user id of the request's valid bearer token (nothing is read from the database)."""
+    return user_id_from_authorization(
+        current_app.config["SETTINGS"].secret_key, request.headers.get("Authorization", "")
+    )
 
 
 def authenticate_request() -> Principal:
