@@ -122,6 +122,41 @@ def check_session_status(kind: str, status: str) -> None:
     )
 
 
+def first_look(
+    ctx: NotesContext,
+    *,
+    kind: str,
+    state: SessionState,
+    if_none_match: list[str] | None = None,
+    rendered: bool = False,
+) -> tuple[PreviewOutcome | None, dict[str, Any] | None]:
+    """The hit path of :func:`preview_note` for a session already read (and found in the
+    caller's account): one Redis round trip, whatever the answer. (the outcome, None) when the
+    caller's tag is current or, with `rendered`, the version's rendered body is stored; else
+    (None, the stored payload or None), for preview_note to go on from (a rendered look whose
+    version has no rendered body, stored before it existed, reads the payload in a second
+    one). Raises for a kind this session's status does not take (see check_session_status)."""
+    check_kind(kind)
+    check_session_status(kind, state.status)
+    version, sid = state.state_version, str(state.session_id)
+    hit: HitEntry | None = None
+    if if_none_match and rendered:
+        matched, hit, found = ctx.cache.get_hit_unless_tagged(kind, sid, version, if_none_match)
+    elif if_none_match:
+        matched, found = ctx.cache.get_unless_tagged(kind, sid, version, if_none_match)
+    else:
+        matched = None
+        hit = ctx.cache.get_hit(kind, sid, version) if rendered else None
+        found = None if hit is not None else ctx.cache.get(kind, sid, version)
+    if matched is None and hit is None:
+        return None, found
+    _CACHE_HITS.inc()
+    outcome = PreviewOutcome(
+        kind, state.session_id, version, state.ticket_ref, matched_tag=matched, hit=hit
+    )
+    return outcome, None
+
+
 def preview_note(
     ctx: NotesContext,
     *,
@@ -148,29 +183,18 @@ def preview_note(
         state = session_state(session_id, account_id=account_id)
     if state is None or state.account_id != account_id:
         raise NotFound(AI_SESSION_NOT_FOUND)
-    check_session_status(kind, state.status)
+    ready, found = first_look(
+        ctx, kind=kind, state=state, if_none_match=if_none_match, rendered=rendered
+    )
+    if ready is not None:
+        return ready
     version, ticket_ref = state.state_version, state.ticket_ref
     sid = str(session_id)
-    # The first look is the hit path: one Redis round trip, whatever the answer (a rendered
-    # look whose version has no rendered body, stored before it existed, reads the payload
-    # in a second one).
-    hit: HitEntry | None = None
-    if if_none_match and rendered:
-        matched, hit, found = ctx.cache.get_hit_unless_tagged(kind, sid, version, if_none_match)
-    elif if_none_match:
-        matched, found = ctx.cache.get_unless_tagged(kind, sid, version, if_none_match)
-    else:
-        matched = None
-        hit = ctx.cache.get_hit(kind, sid, version) if rendered else None
-        found = None if hit is not None else ctx.cache.get(kind, sid, version)
-    if matched is not None or hit is not None:
-        _CACHE_HITS.inc()
-        return PreviewOutcome(kind, session_id, version, ticket_ref, matched_tag=matched, hit=hit)
-    first_look = True
+    looked = True
     while True:
-        if not first_look:
+        if not looked:
             found = ctx.cache.get(kind, sid, version)
-        first_look = False
+        looked = False
         if found is not None:
             if not enqueued:
                 NOTES_CACHE_REQUESTS.labels(result="hit").inc()
