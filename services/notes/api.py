@@ -17,6 +17,7 @@ from services.notes.adapters import describe_kinds
 from services.notes.bundle import principal_and_session_state
 from services.notes.context import NotesContext, context_for
 from services.notes.preview_body import hit_body
+from services.notes.preview_lane import PREVIEW_CACHE_CONTROL, if_none_match_tags
 from services.notes.schemas import (
     FinalNoteResponseSchema,
     NoteKindArgsSchema,
@@ -107,8 +108,7 @@ def _auth_with_session_state(view: Callable[..., Any]) -> Callable[..., Any]:
 
 def _if_none_match() -> list[str]:
     """The opaque tags of If-None-Match (weak comparison: W/ is ignored)."""
-    tags = request.if_none_match
-    return sorted(tags.as_set(include_weak=True)) if tags else []
+    return if_none_match_tags(request.headers.get("If-None-Match"))
 
 
 @notes_blp.route("/<uuid:session_id>/resolution-note/preview")
@@ -160,8 +160,7 @@ class PreviewView(MethodView):
             response.status_code = 202
             response.headers["Retry-After"] = str(math.ceil(outcome.retry_after))
             return response
-        # Clients revalidate every time (the note changes with the session) and keep it private.
-        headers = {"Cache-Control": "private, no-cache"}
+        headers = {"Cache-Control": PREVIEW_CACHE_CONTROL}
         if outcome.matched_tag is not None:
             response = Response(status=304, headers=headers)
             response.set_etag(outcome.matched_tag, weak=True)
