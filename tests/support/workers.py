@@ -549,6 +549,28 @@ def chat_turn(session_id: uuid.UUID, account_id: uuid.UUID, content: str) -> int
         return bump(session, session_id=session_id, account_id=account_id, cause="chat_turn")
 
 
+def store_note(
+    cache: Any, session_id: uuid.UUID, version: int, markdown: str, **fields: Any
+) -> dict[str, Any]:
+    """A ready resolution note for `version`, stored with the cache's own `put` as a worker
+    stores it (services.notes.cache.NoteCache); `fields` add to or replace the payload's."""
+    from datetime import UTC, datetime
+
+    payload: dict[str, Any] = {
+        "kind": "resolution_note",
+        "markdown": markdown,
+        "generator": "offline",
+        "model": "offline",
+        "generated_at": datetime.now(UTC).isoformat(),
+        "state_version": version,
+        "usage": {},
+        "fingerprint": uuid.uuid4().hex,
+        **fields,
+    }
+    cache.put(payload["kind"], str(session_id), version, payload)
+    return payload
+
+
 def resolve_session(
     session_id: uuid.UUID, account_id: uuid.UUID, *, ticket_ref: str | None = None
 ) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -23,7 +22,7 @@ from services.notes.cache import NoteCache, note_tag
 from shared.config import Settings
 from shared.db import db
 from tests.support.tcp_proxy import RoundTripProxy
-from tests.support.workers import add_fact, create_session
+from tests.support.workers import add_fact, create_session, store_note
 
 if TYPE_CHECKING:
     from tests.support.servers import TestServers
@@ -68,18 +67,7 @@ def hot(migrated: Settings, test_servers: TestServers) -> Iterator[HotPath]:
 
 
 def _store_note(cache: NoteCache, sid: uuid.UUID, version: int, text_: str) -> dict[str, Any]:
-    payload = {
-        "kind": KIND,
-        "markdown": f"## Problem\n{text_}\n" + "Details of the note. " * 200,
-        "generator": "offline",
-        "model": "offline",
-        "generated_at": datetime.now(UTC).isoformat(),
-        "state_version": version,
-        "usage": {},
-        "fingerprint": uuid.uuid4().hex,
-    }
-    cache.put(KIND, str(sid), version, payload)
-    return payload
+    return store_note(cache, sid, version, f"## Problem\n{text_}\n" + "Details of the note. " * 200)
 
 
 def _url(sid: uuid.UUID) -> str:

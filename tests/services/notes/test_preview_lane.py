@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from services.notes.preview_lane import PreviewLane, if_none_match_tags
 from shared.config import Settings
 from shared.db import db
 from tests.support.fixtures.logs import json_lines
-from tests.support.workers import add_fact, create_session
+from tests.support.workers import add_fact, create_session, store_note
 
 KIND = "resolution_note"
 
@@ -58,26 +57,13 @@ def lane(migrated: Settings) -> Iterator[Lane]:
     yield Lane(Client(app), Client(flask_wsgi), installed, context_for(migrated).cache, calls)
 
 
-def _store_note(cache: NoteCache, sid: uuid.UUID, version: int) -> dict[str, Any]:
-    payload = {
-        "kind": KIND,
-        "markdown": f"## Problem\nThe spooler of {sid} stalls\n",
-        "citations": [{"section": "Problem", "text": "The spooler stalls", "cites": []}],
-        "generator": "offline",
-        "model": "offline",
-        "generated_at": datetime.now(UTC).isoformat(),
-        "state_version": version,
-        "usage": {},
-        "fingerprint": uuid.uuid4().hex,
-    }
-    cache.put(KIND, str(sid), version, payload)
-    return payload
-
-
 def _session_with_note(lane: Lane, user: Any, ticket_ref: str | None = "INC-42") -> uuid.UUID:
     sid = create_session(user.account_id, problem="lane", ticket_ref=ticket_ref)
     version = add_fact(sid, user.account_id, "Confirmed: the spooler stalls")
-    _store_note(lane.cache, sid, version)
+    citations = [{"section": "Problem", "text": "The spooler stalls", "cites": []}]
+    store_note(
+        lane.cache, sid, version, f"## Problem\nThe spooler of {sid} stalls\n", citations=citations
+    )
     return sid
 
 
