@@ -4,8 +4,9 @@ The poll (`GET .../resolution-note/preview` with a plain `kind`/`wait` query, wi
 If-None-Match) is the request the product serves most, and once the note is cached its answer
 is one PostgreSQL statement and one Redis read. Measured under wrk through the gateway, Flask's
 machinery around that answer (request and app contexts, URL matching, the hooks, werkzeug's
-request and response objects) cost more than the answer itself: the poll served at 0.8x the
-rate of `GET /healthz` through Flask, 1.2x without it (see bench/test_bench_gateway.py).
+request and response objects) cost more than the answer itself: the poll served at about
+0.8x the rate of `GET /healthz` through Flask and at about that rate or above through this
+lane (bench/test_bench_gateway.py; the figures are in deploy/README.md).
 
 :class:`PreviewLane` wraps the notes app's WSGI callable. It answers a request itself only
 when every part of it is the plain, valid poll and the note is ready: the same statement
@@ -126,8 +127,9 @@ class PreviewLane:
     def _ready_outcome(
         self, environ: dict[str, Any], kind: str, session_id: uuid.UUID
     ) -> PreviewOutcome | None:
-        """The first look's outcome when the principal is active, the session is in its
-        account and the note is ready (or the caller's copy current); None otherwise."""
+        """The first look's outcome (services.notes.preview.first_look: ready, or the caller's
+        copy current) when the principal is active and the session is in its account; None
+        otherwise."""
         user_id = user_id_from_authorization(
             self._secret_key, environ.get("HTTP_AUTHORIZATION", "")
         )
@@ -145,8 +147,6 @@ class PreviewLane:
             )
         finally:
             request_role(None)
-        if outcome is None or not (outcome.not_modified or outcome.hit is not None):
-            return None
         return outcome
 
 
