@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from services.notes.preview_lane import PreviewLane, if_none_match_tags
 from shared.config import Settings
 from shared.db import db
 from tests.support.fixtures.logs import json_lines
-from tests.support.workers import add_fact, create_session, store_note
+from tests.support.workers import add_fact, create_session, free_port, store_note
 
 KIND = "resolution_note"
 
@@ -44,6 +44,13 @@ def lane(migrated: Settings) -> Iterator[Lane]:
 
     app = create_app(migrated)
     app.config["TESTING"] = True
+    installed, flask_wsgi, calls = _count_flask_calls(app)
+    yield Lane(Client(app), Client(flask_wsgi), installed, context_for(migrated).cache, calls)
+
+
+def _count_flask_calls(app: Any) -> tuple[PreviewLane, Any, list[str]]:
+    """The app's lane, the Flask callable it wraps, and the paths of the requests the lane
+    hands on to Flask from now on."""
     installed = app.wsgi_app
     assert isinstance(installed, PreviewLane)
     flask_wsgi = installed.flask_app
@@ -54,7 +61,7 @@ def lane(migrated: Settings) -> Iterator[Lane]:
         return flask_wsgi(environ, start_response)
 
     installed.flask_app = counted
-    yield Lane(Client(app), Client(flask_wsgi), installed, context_for(migrated).cache, calls)
+    return installed, flask_wsgi, calls
 
 
 def _session_with_note(lane: Lane, user: Any, ticket_ref: str | None = "INC-42") -> uuid.UUID:
@@ -193,3 +200,25 @@ def test_if_none_match_tags_read_as_werkzeug_reads_them() -> None:
     assert if_none_match_tags("") == []
     assert if_none_match_tags("*") == []
     assert if_none_match_tags('W/"b", "a"') == ["a", "b"]
+
+
+def test_a_cache_redis_that_does_not_answer_is_flasks_503(
+    migrated: Settings, make_user: Any
+) -> None:
+    from services.notes import create_app
+    from shared import runtime
+
+    user = make_user("engineer")
+    sid = create_session(user.account_id, problem="redis away")
+    add_fact(sid, user.account_id, "Confirmed: the cache is unreachable")
+    # A port nothing listens on: every read of the note cache fails to connect.
+    unreachable = replace(migrated, CACHE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        app = create_app(unreachable)
+        _, _, calls = _count_flask_calls(app)
+        answer = Client(app).get(_url(sid), headers=user.headers)
+    finally:
+        runtime.configure(migrated)
+    assert calls == [_url(sid).partition("?")[0]]
+    assert answer.status_code == 503, answer.data
+    assert answer.json["code"] == 503 and answer.headers["Retry-After"]
