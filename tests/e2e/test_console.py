@@ -1027,8 +1027,9 @@ def test_burst_of_five_fact_edits_makes_one_preview_request(
         lambda r: patches.append(("done", time.monotonic())) if r.method == "PATCH" else None,
     )
     items = page.locator(".fact-group[data-kind='observation'] li")
-    # Driven from inside the page, 60 ms apart: Playwright's round trip per action (about
-    # 80 ms a click) would stretch five edits to around 500 ms on a busy machine.
+    # Driven from inside the page, 30 ms apart: Playwright's round trip per action (about
+    # 80 ms a click) would stretch five edits to around 500 ms on a busy machine, and at 60 ms
+    # apart a busy 2-core machine once took 557 ms for the five.
     page.evaluate(
         """async (suffix) => {
             const items = document.querySelectorAll(".fact-group[data-kind='observation'] li");
@@ -1038,7 +1039,7 @@ def test_burst_of_five_fact_edits_makes_one_preview_request(
                 input.value = `${input.value} ${suffix}`;
                 input.dispatchEvent(new Event("input", {bubbles: true}));
                 li.querySelector("form").requestSubmit();
-                await new Promise((resolve) => setTimeout(resolve, 60));
+                await new Promise((resolve) => setTimeout(resolve, 30));
             }
         }""",
         "(checked)",
