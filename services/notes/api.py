@@ -31,7 +31,6 @@ from services.notes.schemas import (
     TicketingTestArgsSchema,
     TicketingTestResponseSchema,
     TicketingUpdateSchema,
-    plain_preview_args,
     preview_response_body,
 )
 from shared.auth import bearer_user_id, current_principal
@@ -115,18 +114,6 @@ def _if_none_match() -> list[str]:
 class PreviewView(MethodView):
     decorators = [_auth_with_session_state]
 
-    def dispatch_request(self, **kwargs: Any) -> Any:
-        """The console's poll (GET with a plain, valid `kind` and `wait`) goes straight to
-        :meth:`answer`: the documented `get` below would parse the same query to the same
-        arguments and, as its answer is always a Response, hand that back untouched, but its
-        five wrappers (webargs' and flask-smorest's) were a twelfth of a cached preview's CPU.
-        Any other query takes `get`, its parsing and its 422 naming the field."""
-        if request.method == "GET":
-            args = plain_preview_args(request.args)
-            if args is not None:
-                return self.answer(args, **kwargs)
-        return super().dispatch_request(**kwargs)
-
     # A schema instance, not the class: webargs would build one per request.
     @notes_blp.endpoint(200, PreviewResponseSchema, args=PreviewQueryArgsSchema(), location="query")
     @notes_blp.alt_response(202, schema=PreviewPendingSchema, description="Not ready yet")
@@ -137,9 +124,6 @@ class PreviewView(MethodView):
 
         A ready note carries a weak ETag; send it back in If-None-Match while polling and the
         answer is 304 with no body as long as the note is current."""
-        return self.answer(args, session_id)
-
-    def answer(self, args: dict[str, Any], session_id: uuid.UUID) -> Response:
         state = g.session_state
         if state is None:
             raise NotFound(AI_SESSION_NOT_FOUND)

@@ -42,8 +42,9 @@ class PreviewQueryArgsSchema(NoteKindArgsSchema):
 def plain_preview_args(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """What PreviewQueryArgsSchema loads from `data` (the query's first values), when it
     loads without an error; None for anything else. The console polls this query at every
-    edit, and the preview's view loads it here instead of through webargs and marshmallow
-    (a test holds the two to the same answers)."""
+    edit, and the lane that answers a ready poll in front of Flask
+    (services.notes.preview_lane) loads it here instead of through webargs and marshmallow (a
+    test holds the two to the same answers)."""
     kind = data.get("kind")
     if kind is None:
         kind = NOTE_KINDS[0]
